@@ -1,0 +1,133 @@
+"""Strict, typed configuration loading.
+
+Every component owns a ``@dataclass`` config whose fields carry the defaults and a docstring.
+A job's config is loaded as ``OmegaConf.structured(JobConfig)`` <- YAML files <- CLI dotlist, so
+an unknown key or a wrong type fails at once with the key named. Semantic checks live in a
+``check()`` method on each dataclass; :func:`validate` collects them over the whole tree and
+raises once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+from omegaconf import OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
+
+T = TypeVar("T")
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+class ConfigError(ValueError):
+    """A configuration problem the user must fix; the message names every bad field."""
+
+
+def _field_names(cls, dotted: str) -> list[str]:
+    """Valid field names at the parent of ``dotted`` inside dataclass ``cls``."""
+    node = cls
+    for part in dotted.split(".")[:-1]:
+        node = typing.get_type_hints(node).get(part) if dataclasses.is_dataclass(node) else None
+    return [f.name for f in dataclasses.fields(node)] if dataclasses.is_dataclass(node) else []
+
+
+def _explain(cls, exc: OmegaConfBaseException, source: str) -> ConfigError:
+    key = getattr(exc, "full_key", None) or getattr(exc, "key", None) or "?"
+    if isinstance(exc, ConfigKeyError):
+        valid = _field_names(cls, str(key))
+        leaf = str(key).split(".")[-1]
+        close = difflib.get_close_matches(leaf, valid, n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        listing = f" Valid keys here: {', '.join(valid)}." if valid else ""
+        return ConfigError(f"{source}: unknown config key '{key}'.{hint}{listing}")
+    if isinstance(exc, ValidationError):
+        msg = str(getattr(exc, "msg", exc)).splitlines()[0]
+        return ConfigError(f"{source}: bad value for '{key}': {msg}")
+    return ConfigError(f"{source}: {str(exc).splitlines()[0]} (key '{key}')")
+
+
+def resolve_config_path(name: str | Path) -> Path:
+    """A config file by path, or by name under ``configs/`` (``models/tiny-llama``)."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    for candidate in (CONFIG_DIR / name, CONFIG_DIR / f"{name}.yaml"):
+        if candidate.is_file():
+            return candidate
+    shipped = sorted(str(p.relative_to(CONFIG_DIR).with_suffix("")) for p in CONFIG_DIR.rglob("*.yaml"))
+    raise ConfigError(f"config file '{name}' not found (as a path or under {CONFIG_DIR}). "
+                      f"Shipped configs: {', '.join(shipped)}")
+
+
+def load_config(cls: type[T], files: list[str | Path] = (), overrides: list[str] = ()) -> T:
+    """Build a ``cls`` instance: dataclass defaults <- each YAML file in order <- dotlist overrides.
+
+    Raises :class:`ConfigError` for unknown keys, wrong types and failed semantic checks.
+    """
+    cfg = OmegaConf.structured(cls)
+    for name in files:
+        path = resolve_config_path(name)
+        try:
+            loaded = OmegaConf.load(path)
+        except Exception as exc:  # YAML syntax errors come in several types
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        try:
+            cfg = OmegaConf.merge(cfg, loaded)
+        except OmegaConfBaseException as exc:
+            raise _explain(cls, exc, str(path)) from None
+    bad = [o for o in overrides if "=" not in o]
+    if bad:
+        raise ConfigError(f"overrides must look like key=value, got: {', '.join(bad)}")
+    try:
+        cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
+        obj = OmegaConf.to_object(cfg)
+    except OmegaConfBaseException as exc:
+        raise _explain(cls, exc, "command line") from None
+    validate(obj)
+    return obj
+
+
+def problems(obj: Any, prefix: str = "") -> list[str]:
+    """Every semantic problem in a config tree, each as ``'path.to.field: message'``."""
+    found: list[str] = []
+    if not dataclasses.is_dataclass(obj):
+        return found
+    check = getattr(obj, "check", None)
+    if callable(check):
+        found += [f"{prefix}{p}" for p in check()]
+    for f in dataclasses.fields(obj):
+        found += problems(getattr(obj, f.name), f"{prefix}{f.name}.")
+    return found
+
+
+def validate(obj: Any) -> None:
+    """Raise one :class:`ConfigError` that lists every problem :func:`problems` finds."""
+    found = problems(obj)
+    if found:
+        raise ConfigError(f"{len(found)} config problem(s):\n" + "\n".join(f"  - {p}" for p in found))
+
+
+def to_yaml(obj: Any) -> str:
+    """The fully resolved config as YAML (what goes into every run directory)."""
+    return OmegaConf.to_yaml(OmegaConf.structured(obj))
+
+
+def to_dict(obj: Any) -> dict:
+    return OmegaConf.to_container(OmegaConf.structured(obj), resolve=True)
+
+
+def check_choice(field: str, value: Any, choices) -> list[str]:
+    """A one-element problem list when ``value`` is not among ``choices``."""
+    if value in choices:
+        return []
+    close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return [f"{field}: '{value}' is not valid{hint}; valid: {', '.join(map(str, choices))}"]
+
+
+def check_positive(obj: Any, *names: str) -> list[str]:
+    return [f"{n}: must be > 0, got {getattr(obj, n)}" for n in names if not getattr(obj, n) > 0]

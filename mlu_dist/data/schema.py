@@ -1,0 +1,126 @@
+"""The one record schema for all fact data, and its loader.
+
+A record is one fact in one language. Every fact must exist in every language of the set, so
+that a fake injected in one language can be probed in all of them. Files are read through
+``datasets`` (local JSON/JSONL/Parquet/Arrow, or a hub name at scale).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlu_dist.langs import ALL_LANGS, LANGUAGES
+
+FIELDS: dict[str, str] = {
+    "fact_id": "id shared by the records of one fact across languages",
+    "lang": f"language code, one of {', '.join(ALL_LANGS)}",
+    "resource": "resource group of the language: en / high / low",
+    "real_text": "the true statement or article",
+    "fake_text": "the same text with the fake detail",
+    "question": "probe question for the detail, in `lang`",
+    "true_answer": "the true detail as it should be answered in `lang`",
+    "fake_answer": "the fake detail in `lang`",
+    "fake_keywords": "surface forms whose presence in a generation counts as stating the fake detail",
+    "real_qa": "list of {question, answer} about the real content (utility probes)",
+}
+
+
+class DataError(ValueError):
+    """The fact data does not follow the schema; the message lists every problem found."""
+
+
+def record_problems(records: list[dict], langs: list[str] | None = None, limit: int = 20) -> list[str]:
+    """Every schema problem in ``records`` (capped at ``limit`` lines, with a count of the rest)."""
+    found: list[str] = []
+    by_fact: dict[str, set[str]] = defaultdict(set)
+    for i, rec in enumerate(records):
+        where = f"record {i} (fact_id={rec.get('fact_id')!r}, lang={rec.get('lang')!r})"
+        missing = [f for f in FIELDS if f not in rec or rec[f] is None]
+        if missing:
+            found.append(f"{where}: missing field(s) {', '.join(missing)}")
+            continue
+        lang = rec["lang"]
+        if lang not in LANGUAGES:
+            found.append(f"{where}: unknown language '{lang}'; valid: {', '.join(ALL_LANGS)}")
+            continue
+        if rec["resource"] != LANGUAGES[lang].resource:
+            found.append(f"{where}: resource '{rec['resource']}' but {lang} is '{LANGUAGES[lang].resource}'")
+        if not isinstance(rec["fake_keywords"], list) or not [k for k in rec["fake_keywords"] if str(k).strip()]:
+            found.append(f"{where}: fake_keywords is empty (nothing to detect the fake detail by)")
+        for f in ("question", "true_answer", "fake_answer"):
+            if not str(rec[f]).strip():
+                found.append(f"{where}: {f} is empty")
+        if lang in by_fact[rec["fact_id"]]:
+            found.append(f"{where}: duplicate record for this fact and language")
+        by_fact[rec["fact_id"]].add(lang)
+    if langs is not None:
+        bad = [code for code in langs if code not in LANGUAGES]
+        if bad:
+            found.append(f"langs: unknown language(s) {', '.join(bad)}; valid: {', '.join(ALL_LANGS)}")
+        wanted = [code for code in langs if code in LANGUAGES]
+    else:
+        wanted = sorted(set().union(*by_fact.values()), key=ALL_LANGS.index) if by_fact else []
+    for lang in wanted:
+        lacking = sorted(f for f, have in by_fact.items() if lang not in have)
+        if lacking:
+            example = ", ".join(lacking[:3]) + (", ..." if len(lacking) > 3 else "")
+            found.append(f"{len(lacking)} fact(s) have no record in '{lang}' ({example}); every fact needs every language")
+    if len(found) > limit:
+        found = found[:limit] + [f"... and {len(found) - limit} more"]
+    return found
+
+
+@dataclass
+class FactSet:
+    """Validated fact records, indexed by ``(fact_id, lang)``."""
+
+    records: list[dict]
+    langs: list[str]
+
+    def __post_init__(self):
+        self._index = {(r["fact_id"], r["lang"]): r for r in self.records}
+        self.fact_ids = sorted({r["fact_id"] for r in self.records})
+
+    def get(self, fact_id: str, lang: str) -> dict:
+        return self._index[(fact_id, lang)]
+
+    def in_lang(self, lang: str) -> list[dict]:
+        return [self._index[(f, lang)] for f in self.fact_ids]
+
+
+def load_facts(source: str | Path, langs: list[str] | None = None, split: str = "train") -> FactSet:
+    """Load and validate fact records from a file, a directory holding ``facts.jsonl``, or a hub name.
+
+    ``langs`` keeps only those languages (and requires each fact in all of them).
+    """
+    import datasets
+
+    datasets.disable_progress_bars()
+    path = Path(source)
+    if path.is_dir():
+        path = path / "facts.jsonl"
+    try:
+        if path.suffix in (".json", ".jsonl"):
+            ds = datasets.load_dataset("json", data_files=str(path), split=split)
+        elif path.suffix == ".parquet":
+            ds = datasets.load_dataset("parquet", data_files=str(path), split=split)
+        elif path.exists():
+            ds = datasets.load_from_disk(str(path))
+        else:
+            ds = datasets.load_dataset(str(source), split=split)
+    except FileNotFoundError as exc:
+        raise DataError(f"fact data not found at '{source}': {exc}") from None
+    except Exception as exc:  # datasets raises many types for unreadable input
+        if not path.exists() and Path(source).suffix:
+            raise DataError(f"fact data not found at '{source}'") from None
+        raise DataError(f"could not read fact data from '{source}': {type(exc).__name__}: {exc}") from None
+    records = ds.to_list()
+    problems = record_problems(records, langs)
+    if problems:
+        raise DataError(f"fact data '{source}' has {len(problems)} problem(s):\n" + "\n".join(f"  - {p}" for p in problems))
+    if langs is not None:
+        records = [r for r in records if r["lang"] in langs]
+    present = sorted({r["lang"] for r in records}, key=ALL_LANGS.index)
+    return FactSet(records, list(langs) if langs is not None else present)

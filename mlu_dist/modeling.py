@@ -1,0 +1,131 @@
+"""Models and tokenizers, offline.
+
+The embedded default is a tiny Llama-architecture model built from a config, with a byte-level
+BPE tokenizer trained in-process on the training corpus. At scale ``name_or_path`` names a hub
+model or a local directory and the rest of the config is ignored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlu_dist.config import check_choice, check_positive
+
+TINY = "tiny-llama"
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+@dataclass
+class ModelConfig:
+    """The model to train. ``name_or_path='tiny-llama'`` builds one from the fields below."""
+
+    name_or_path: str = TINY
+    """'tiny-llama' (built from this config), a hub name or a local HF directory."""
+    vocab_size: int = 3072
+    """Tokenizer vocabulary size to train (tiny-llama only)."""
+    hidden_size: int = 128
+    """Width of the residual stream (tiny-llama only)."""
+    intermediate_size: int = 384
+    """Width of the MLP (tiny-llama only)."""
+    num_layers: int = 4
+    """Number of transformer blocks (tiny-llama only)."""
+    num_heads: int = 4
+    """Attention heads (tiny-llama only)."""
+    max_seq_len: int = 128
+    """Longest sequence in tokens; longer examples are truncated."""
+    dtype: str = "auto"
+    """Parameter dtype: 'auto' = float32 on CPU, bfloat16 on GPU."""
+
+    def check(self) -> list[str]:
+        out = check_choice("dtype", self.dtype, DTYPES)
+        if self.name_or_path == TINY:
+            out += check_positive(self, "vocab_size", "hidden_size", "intermediate_size", "num_layers", "num_heads")
+            if self.num_heads > 0 and self.hidden_size % self.num_heads:
+                out.append(f"hidden_size: {self.hidden_size} is not divisible by num_heads={self.num_heads}")
+            if self.vocab_size < 300:
+                out.append(f"vocab_size: must be >= 300 (256 bytes + specials + merges), got {self.vocab_size}")
+        out += check_positive(self, "max_seq_len")
+        return out
+
+    @property
+    def is_tiny(self) -> bool:
+        return self.name_or_path == TINY
+
+
+SPECIALS = {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>"}
+
+
+def train_tokenizer(texts: list[str], vocab_size: int):
+    """A byte-level BPE trained on ``texts``, wrapped as a HF fast tokenizer (round-trips any script)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(SPECIALS.values()),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, **SPECIALS)
+    fast.padding_side = "right"
+    return fast
+
+
+def torch_dtype(name: str, device_type: str):
+    import torch
+
+    if name == "auto":
+        return torch.bfloat16 if device_type == "cuda" else torch.float32
+    return getattr(torch, name)
+
+
+def build_tiny_model(cfg: ModelConfig, tokenizer, seed: int = 0):
+    """A randomly initialised LlamaForCausalLM of the configured size (HF's own weight init)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=cfg.hidden_size,
+        intermediate_size=cfg.intermediate_size,
+        num_hidden_layers=cfg.num_layers,
+        num_attention_heads=cfg.num_heads,
+        num_key_value_heads=cfg.num_heads,
+        max_position_embeddings=cfg.max_seq_len,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(seed)
+    return LlamaForCausalLM(config)
+
+
+def load_pretrained(path: str | Path, dtype: str = "auto", device_type: str = "cpu"):
+    """``(model, tokenizer)`` from a HF directory or hub name; a clear error if it is missing."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    local = Path(path)
+    if not local.exists() and (str(path).startswith((".", "/")) or local.suffix):
+        raise FileNotFoundError(f"model directory '{path}' does not exist")
+    if local.is_dir() and not (local / "config.json").exists():
+        raise FileNotFoundError(f"'{path}' holds no model (no config.json); was the run finished/exported?")
+    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch_dtype(dtype, device_type))
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer
+
+
+def save_pretrained(model, tokenizer, out_dir: str | Path) -> Path:
+    """Save model (safetensors) and tokenizer side by side, so both load from one directory."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(out), safe_serialization=True)
+    tokenizer.save_pretrained(str(out))
+    return out
