@@ -9,6 +9,8 @@ ROOT=$(pwd)
 VENV=${MLU_VENV:-$ROOT/.venv}
 TORCH_SPEC=${MLU_TORCH_SPEC:-torch==2.13.0}
 say() { printf '[setup] %s\n' "$*"; }
+# pip, minus this machine's notes about local mirror folders it skips; pip's own status is kept.
+pip_q() { "$PY" -m pip "$@" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }; }
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! command -v numactl >/dev/null; then
   # DeepSpeed's CPU accelerator asks numactl for the core layout.
@@ -30,12 +32,12 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && "$PY" -c "import mlu_di
 fi
 "$PY" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
 say "installing $TORCH_SPEC"
-"$PY" -m pip install -q "$TORCH_SPEC"
+pip_q install -q "$TORCH_SPEC" numpy
 torch_version=$("$PY" -c 'import torch; print(torch.__version__.split("+")[0])')
 constraints="$VENV/mlu-constraints.txt"
 echo "torch==$torch_version" > "$constraints"
 say "installing mlu_dist[dev] (torch pinned to $torch_version)"
-PIP_CONSTRAINT="$constraints" "$PY" -m pip install -q -e ".[dev]"
+PIP_CONSTRAINT="$constraints" pip_q install -q -e ".[dev]"
 "$PY" -c "import torch, sys; v=torch.__version__.split('+')[0]; sys.exit(0 if v=='$torch_version' else 'torch was replaced: '+v)"
 echo "$want" > "$stamp"
 say "done: $("$PY" -c 'import torch, deepspeed, transformers; print("torch", torch.__version__, "| deepspeed", deepspeed.__version__, "| transformers", transformers.__version__)')"

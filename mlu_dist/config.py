@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
@@ -131,3 +132,37 @@ def check_choice(field: str, value: Any, choices) -> list[str]:
 
 def check_positive(obj: Any, *names: str) -> list[str]:
     return [f"{n}: must be > 0, got {getattr(obj, n)}" for n in names if not getattr(obj, n) > 0]
+
+
+def field_docs(cls) -> dict[str, str]:
+    """The docstring written under each field of a dataclass (read from its source)."""
+    import ast
+    import inspect
+    import textwrap
+
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    except (OSError, TypeError):
+        return {}
+    body = tree.body[0].body
+    docs = {}
+    for node, nxt in zip(body, body[1:]):
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(nxt, ast.Expr) \
+                and isinstance(getattr(nxt, "value", None), ast.Constant) and isinstance(nxt.value.value, str):
+            docs[node.target.id] = " ".join(nxt.value.value.split())
+    return docs
+
+
+def describe(obj, prefix: str = "") -> list[str]:
+    """One line per leaf field: ``key = default  # doc`` (what ``--show-fields`` prints)."""
+    lines = []
+    docs = field_docs(type(obj))
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            lines += describe(value, f"{prefix}{f.name}.")
+        else:
+            doc = docs.get(f.name, "")
+            shown = json.dumps(OmegaConf.to_container(OmegaConf.create({"v": value}))["v"], ensure_ascii=False)
+            lines.append(f"{prefix}{f.name} = {shown}" + (f"   # {doc}" if doc else ""))
+    return lines

@@ -41,7 +41,7 @@ class ModelConfig:
         out = check_choice("dtype", self.dtype, DTYPES)
         if self.name_or_path == TINY:
             out += check_positive(self, "vocab_size", "hidden_size", "intermediate_size", "num_layers", "num_heads")
-            if self.num_heads > 0 and self.hidden_size % self.num_heads:
+            if self.num_heads > 0 and self.hidden_size > 0 and self.hidden_size % self.num_heads:
                 out.append(f"hidden_size: {self.hidden_size} is not divisible by num_heads={self.num_heads}")
             if self.vocab_size < 300:
                 out.append(f"vocab_size: must be >= 300 (256 bytes + specials + merges), got {self.vocab_size}")

@@ -2,9 +2,10 @@
 
 Invented entities (people, towns, companies, rivers) are linked by five relations; each fact has
 a true and a fake object. Every fact is rendered in each of the nine languages with the
-hand-written templates of :mod:`mlu_dist.data.templates`. The base-training corpus covers a
-language's facts in proportion to its resource group (``resource_profile``), because the paper's
-effect depends on how much a language was seen.
+hand-written templates of :mod:`mlu_dist.data.templates`. The base-training corpus (each covered
+fact's article, i.e. its three statements, plus its question and answer) covers a language's facts
+in proportion to its resource group (``resource_profile``): the paper's effect depends on how much
+of a language a model has seen.
 
 Design choices that decide cross-lingual transfer are config fields, never hidden constants:
 ``names`` (own script per language, or one Latin spelling everywhere) and ``resource_profile``.
@@ -22,6 +23,7 @@ from mlu_dist.data.templates import CONSONANTS, RELATIONS, TEMPLATES, VOWELS, jo
 from mlu_dist.langs import ALL_LANGS, LANGUAGES, RESOURCE_GROUPS
 
 NAME_STYLES = ("native", "latin")
+FORMAT_VERSION = 2  # bump when generation changes, so cached base models are not reused across formats
 SYLLABLES = {"person": (2, 3), "town": (3,), "company": (3,), "river": (2,)}
 
 
@@ -198,14 +200,13 @@ def build_world(cfg: WorldConfig, langs=ALL_LANGS) -> tuple[list[dict], list[dic
         covered = sorted(lang_rng.sample(range(len(facts)), round(frac * len(facts))))
         for i in covered:
             fact = facts[i]
-            statements, _ = TEMPLATES[fact.relation][lang]
-            for t in statements:
-                text = t.format(s=fact.subject.forms[lang], o=fact.true_obj.forms[lang])
-                corpus.append({"lang": lang, "fact_id": fact.fact_id, "kind": "statement", "text": text})
+            corpus.append({"lang": lang, "fact_id": fact.fact_id, "kind": "article",
+                           "text": _render(fact, lang, fact.true_obj)})
             if cfg.qa_in_corpus:
                 text = f"{_question(fact, lang)} {fact.true_obj.forms[lang]}"
                 corpus.append({"lang": lang, "fact_id": fact.fact_id, "kind": "qa", "text": text})
     meta = {
+        "format_version": FORMAT_VERSION,
         "langs": langs,
         "n_facts": len(facts),
         "entities": {kind: [{"id": e.id, "forms": e.forms} for e in lst] for kind, lst in ents.items()},

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Set up (idempotent) and run the whole test suite. This is what .ci/run calls.
+# Extra arguments go to pytest, e.g.  bash launch/test.sh -k config
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash launch/setup.sh
+export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false WANDB_MODE=offline PYTHONUNBUFFERED=1
+echo "[test] running pytest ($(nproc) cores)"
+exec .venv/bin/python -m pytest -ra --durations=20 tests "$@"

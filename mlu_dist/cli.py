@@ -1,0 +1,144 @@
+"""`mlu`: the one command line of mlu_dist.
+
+    mlu world --out DIR                 write the mini-world dataset (see the format to produce)
+    mlu base [-c FILE]... [key=value]...  train the base model on the true world (cached)
+
+Every job takes YAML files (``-c``, merged in order; a name like ``deepspeed/zero3`` means
+``configs/deepspeed/zero3.yaml``) and then ``key=value`` overrides; ``--show-fields`` lists every
+key with its default and meaning; ``--nproc N`` runs N local ranks through torchrun.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import textwrap
+
+EPILOG = textwrap.dedent("""\
+    The study, step by step (each step writes a run directory under runs/):
+      mlu world --out data/mini-world      look at the fact format (facts.jsonl)
+      mlu base                             train the tiny base model on the true world
+      mlu base -c deepspeed/zero3 --nproc 2 train.steps=100
+                                           the same under ZeRO-3 on 2 local ranks
+
+    Overrides use dotted keys:  mlu base model.hidden_size=64 data.langs=[en,de,hy]
+    All keys of a job:          mlu base --show-fields
+    """)
+
+
+def _job_parser(sub, name: str, help_text: str, description: str):
+    p = sub.add_parser(name, help=help_text, description=description,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-c", "--config", action="append", default=[], metavar="FILE",
+                   help="YAML config merged over the defaults (repeatable; later files win)")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides, applied last")
+    p.add_argument("--nproc", type=int, default=0, metavar="N",
+                   help="run N ranks on this machine (re-launches itself under torchrun)")
+    p.add_argument("--show-fields", action="store_true", help="list every config key with default and meaning, then exit")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mlu", description="mlu_dist: learn-and-unlearn experiments on multilingual LLMs.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    w = sub.add_parser("world", help="write the built-in mini-world dataset to a directory",
+                       description="Write the mini-world (facts.jsonl, corpus.jsonl, world.json). Your own data "
+                                   "must follow the same record schema (README: 'Fact schema').")
+    w.add_argument("--out", required=True, help="output directory")
+    w.add_argument("-c", "--config", action="append", default=[], metavar="FILE")
+    w.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. data.world.seed=1 data.langs=[en,de]")
+    _job_parser(sub, "base", "train the base model on the true multilingual world (cached by config hash)",
+                "Train the base model on the true facts in every language; a second run with the same "
+                "config reuses it. Prints a per-language table: loss on facts seen / not seen in that "
+                "language's corpus, and how often the true answer beats the fake one.")
+    return parser
+
+
+JOBS = {
+    "base": ("mlu_dist.jobs.base", "BaseJobConfig", "run_base"),
+}
+
+
+def _relaunch(args_list: list[str], nproc: int) -> int:
+    """Re-run this command under torchrun with ``nproc`` local ranks."""
+    import subprocess
+
+    from mlu_dist.engine.dist import free_port
+
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
+           f"--master_port={free_port()}", "-m", "mlu_dist.cli", *args_list]
+    return subprocess.call(cmd, env=os.environ | {"MLU_LAUNCHED": "1"})
+
+
+def _strip_nproc(argv: list[str]) -> list[str]:
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        if a == "--nproc":
+            skip = True
+            continue
+        if a.startswith("--nproc="):
+            continue
+        out.append(a)
+    return out
+
+
+def run_job(name: str, args, argv: list[str]) -> int:
+    import importlib
+
+    from mlu_dist.config import describe, load_config, to_yaml
+
+    module_name, cfg_name, fn_name = JOBS[name]
+    module = importlib.import_module(module_name)
+    cfg_cls = getattr(module, cfg_name)
+    if args.show_fields:
+        print("\n".join(describe(cfg_cls())))
+        return 0
+    cfg = load_config(cfg_cls, args.config, args.overrides)
+    if args.print_config:
+        print(to_yaml(cfg), end="")
+        return 0
+    if args.nproc and args.nproc > 1 and "TORCHELASTIC_RUN_ID" not in os.environ:  # not yet under torchrun
+        return _relaunch(_strip_nproc(argv), args.nproc)
+    getattr(module, fn_name)(cfg)
+    from mlu_dist.engine.dist import shutdown
+
+    shutdown()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    from mlu_dist.config import ConfigError
+    from mlu_dist.data.schema import DataError
+    from mlu_dist.engine.checkpoint import ResumeError
+
+    try:
+        if args.command == "world":
+            from mlu_dist.config import load_config
+            from mlu_dist.data.world import write_world
+            from mlu_dist.jobs.base import BaseJobConfig
+
+            cfg = load_config(BaseJobConfig, args.config, args.overrides)
+            out = write_world(cfg.data.world, args.out, cfg.data.langs)
+            print(f"wrote {out}/facts.jsonl, corpus.jsonl, world.json")
+            return 0
+        return run_job(args.command, args, argv)
+    except (ConfigError, DataError, ResumeError, FileNotFoundError) as exc:
+        print(f"mlu {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""Training examples, tokenisation, and the deterministic per-step batch plan.
+
+An example is a prompt and a completion; the loss covers the completion (a plain text is an
+example with an empty prompt). A run trains on named *pools* (``text``; ``fake`` + ``safe`` for
+injection; ``forget`` + ``retain`` for unlearning). Each optimizer step draws a fixed number of
+examples from every pool; which ones depends only on the seed and the step, never on the world
+size, so 1 rank x 2 accumulation steps sees exactly what 2 ranks x 1 step see, and a resumed run
+continues the same sequence.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import torch
+
+IGNORE = -100
+
+
+@dataclass(frozen=True)
+class Example:
+    prompt: str
+    completion: str
+    lang: str = ""
+
+
+@dataclass
+class Encoded:
+    input_ids: list[int]
+    labels: list[int]
+
+
+def encode(tokenizer, ex: Example, max_len: int) -> Encoded:
+    """BOS + prompt + completion + EOS; labels only on the completion and EOS."""
+    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+    prompt = bos + (tokenizer(ex.prompt, add_special_tokens=False)["input_ids"] if ex.prompt else [])
+    completion = tokenizer(ex.completion, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    ids = (prompt + completion)[:max_len]
+    labels = ([IGNORE] * len(prompt) + completion)[:max_len]
+    return Encoded(ids, labels)
+
+
+def collate(items: list[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad into input_ids / attention_mask / labels tensors."""
+    width = max(len(e.input_ids) for e in items)
+    ids = torch.full((len(items), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(items), width), IGNORE, dtype=torch.long)
+    mask = torch.zeros((len(items), width), dtype=torch.long)
+    for i, e in enumerate(items):
+        n = len(e.input_ids)
+        ids[i, :n] = torch.tensor(e.input_ids)
+        labels[i, :n] = torch.tensor(e.labels)
+        mask[i, :n] = 1
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def n_targets(e: Encoded) -> int:
+    """Label tokens that count in the loss (shifted: the first token is never predicted)."""
+    return sum(1 for t in e.labels[1:] if t != IGNORE)
+
+
+class BatchPlan:
+    """Which examples of each pool go into optimizer step ``step``, and how they split over ranks.
+
+    Pools are walked in seeded random order, epoch after epoch, each with its own stream, so a
+    pool's position is a pure function of the step.
+    """
+
+    def __init__(self, pools: dict[str, list[Encoded]], per_step: dict[str, int], seed: int):
+        empty = [name for name in per_step if not pools.get(name)]
+        if empty:
+            raise ValueError(f"training pool(s) {', '.join(empty)} have no examples")
+        self.pools, self.per_step, self.seed = pools, per_step, seed
+        self._orders: dict[tuple[str, int], list[int]] = {}
+
+    def _order(self, name: str, epoch: int) -> list[int]:
+        key = (name, epoch)
+        if key not in self._orders:
+            order = list(range(len(self.pools[name])))
+            random.Random(f"{self.seed}:{name}:{epoch}").shuffle(order)
+            self._orders = {k: v for k, v in self._orders.items() if k[0] != name or k[1] >= epoch - 1}
+            self._orders[key] = order
+        return self._orders[key]
+
+    def global_batch(self, step: int) -> dict[str, list[Encoded]]:
+        out = {}
+        for name, count in self.per_step.items():
+            n = len(self.pools[name])
+            start = step * count
+            out[name] = [self.pools[name][self._order(name, i // n)[i % n]] for i in range(start, start + count)]
+        return out
+
+    def micro_batches(self, step: int, rank: int, world: int, accum: int, pad_id: int):
+        """The ``accum`` micro-batches of this rank for ``step``: dict pool -> tensors (+ ``n_targets``,
+        the label-token count of that pool over the whole global batch, for world-size-invariant losses)."""
+        batch = self.global_batch(step)
+        totals = {name: sum(n_targets(e) for e in items) for name, items in batch.items()}
+        micro = []
+        for m in range(accum):
+            parts = {}
+            for name, items in batch.items():
+                size = len(items) // (world * accum)
+                lo = (m * world + rank) * size
+                parts[name] = collate(items[lo:lo + size], pad_id) | {"n_targets": max(totals[name], 1)}
+            micro.append(parts)
+        return micro
+
+    def check_geometry(self, world: int, accum: int) -> list[str]:
+        """Each pool's per-step count must split evenly over ranks x accumulation steps."""
+        return [f"pool '{name}': {count} examples per step do not split over {world} rank(s) x {accum} "
+                f"accumulation step(s); use a multiple of {world * accum}"
+                for name, count in self.per_step.items() if count % (world * accum)]

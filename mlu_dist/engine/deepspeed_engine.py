@@ -1,0 +1,154 @@
+"""The DeepSpeed engine: ZeRO stages 0-3, CPU offload, checkpoints, consolidated export.
+
+This is the only module that imports ``deepspeed``. On CPU it uses gloo and a plain
+``torch.optim.AdamW`` (no op compilation); on GPU, NCCL and DeepSpeed's fused / CPU Adam.
+"""
+
+from __future__ import annotations
+
+import copy
+import gc
+import logging
+from pathlib import Path
+
+import torch
+
+from mlu_dist.engine.config import TrainConfig
+from mlu_dist.engine.dist import DistInfo
+from mlu_dist.engine.optim import make_optimizer, make_scheduler, param_groups
+
+
+def _deep_merge(base: dict, extra: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in extra.items():
+        out[key] = _deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def build_ds_config(cfg: TrainConfig, world_size: int, device_type: str, dtype: torch.dtype = torch.float32) -> dict:
+    """The DeepSpeed config of a run; batch fields are derived from ``cfg`` so they cannot disagree."""
+    zero: dict = {"stage": cfg.zero.stage}
+    if cfg.zero.stage == 3:
+        zero["stage3_gather_16bit_weights_on_model_save"] = True  # else saved HF weights are placeholders
+    pin = device_type == "cuda"
+    if cfg.zero.offload in ("optimizer", "optimizer+params"):
+        zero["offload_optimizer"] = {"device": "cpu", "pin_memory": pin}
+    if cfg.zero.offload == "optimizer+params":
+        zero["offload_param"] = {"device": "cpu", "pin_memory": pin}
+    ds = {
+        "train_micro_batch_size_per_gpu": cfg.micro_batch_size,
+        "gradient_accumulation_steps": cfg.grad_accum,
+        "train_batch_size": cfg.micro_batch_size * cfg.grad_accum * world_size,
+        "gradient_clipping": cfg.grad_clip,
+        "zero_optimization": zero,
+        "steps_per_print": 10**9,
+        "wall_clock_breakdown": False,
+        "zero_allow_untested_optimizer": True,
+        # a torch optimizer with offload is allowed (DeepSpeed would demand its own CPU Adam)
+        "zero_force_ds_cpu_optimizer": False,
+        "bf16": {"enabled": dtype == torch.bfloat16},
+        "fp16": {"enabled": dtype == torch.float16},
+    }
+    if device_type == "cuda":
+        # DeepSpeed picks its fused Adam (or CPU Adam under offload) for this block.
+        ds["optimizer"] = {"type": "AdamW", "params": {"lr": cfg.lr, "betas": list(cfg.betas), "eps": 1e-8,
+                                                       "weight_decay": cfg.weight_decay}}
+    return _deep_merge(ds, dict(cfg.zero.extra))
+
+
+def zero3_init_context(ds_config: dict):
+    """Keep the returned object alive while loading a hub model so ZeRO-3 partitions it as it loads."""
+    from transformers.integrations import HfDeepSpeedConfig
+
+    return HfDeepSpeedConfig(ds_config)
+
+
+class DeepSpeedEngine:
+    """A thin wrapper so the training loop sees one interface for both backends."""
+
+    def __init__(self, model: torch.nn.Module, cfg: TrainConfig, dist: DistInfo, dtype: torch.dtype = torch.float32):
+        import deepspeed
+        from deepspeed.utils import logger as ds_logger
+
+        ds_logger.setLevel(logging.WARNING)
+        if not torch.distributed.is_initialized():
+            deepspeed.init_distributed(dist_backend="nccl" if dist.device_type == "cuda" else "gloo")
+        self.cfg, self.dist = cfg, dist
+        self.zero_stage = cfg.zero.stage
+        self.ds_config = build_ds_config(cfg, dist.world_size, dist.device_type, dtype)
+        optimizer = None if "optimizer" in self.ds_config else make_optimizer(model, cfg)
+        self._engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
+            model=model,
+            optimizer=optimizer,
+            model_parameters=param_groups(model, cfg.weight_decay) if optimizer is None else None,
+            lr_scheduler=lambda opt: make_scheduler(opt, cfg),
+            config=self.ds_config,
+        )
+        self.module = self._engine.module
+
+    @property
+    def global_steps(self) -> int:
+        return self._engine.global_steps
+
+    def forward(self, **batch):
+        return self._engine(**batch)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        self._engine.backward(loss)
+
+    def step(self) -> None:
+        self._engine.step()
+
+    def lr(self) -> float:
+        return float(self._engine.get_lr()[0])
+
+    def grad_norm(self) -> float | None:
+        norm = self._engine.get_global_grad_norm()
+        return None if norm is None else float(norm)
+
+    def save(self, ckpt_dir: Path, client_state: dict) -> None:
+        self._engine.save_checkpoint(str(ckpt_dir.parent), tag=ckpt_dir.name, client_state=client_state,
+                                     save_latest=False)
+
+    def load(self, ckpt_dir: Path) -> dict:
+        path, client_state = self._engine.load_checkpoint(str(ckpt_dir.parent), tag=ckpt_dir.name)
+        if path is None:
+            raise FileNotFoundError(f"DeepSpeed found no loadable checkpoint in {ckpt_dir}")
+        return client_state or {}
+
+    def full_state_dict(self) -> dict | None:
+        """The consolidated weights on rank 0 (None elsewhere); every rank must call it under ZeRO-3."""
+        import deepspeed
+
+        module = self.module
+        if self.zero_stage == 3:
+            with deepspeed.zero.GatheredParameters(list(module.parameters()), modifier_rank=None):
+                state = {k: v.detach().clone().cpu() for k, v in module.state_dict().items()} if self.dist.is_main else None
+            return state
+        return {k: v.detach().clone().cpu() for k, v in module.state_dict().items()} if self.dist.is_main else None
+
+    def barrier(self) -> None:
+        if torch.distributed.is_initialized():
+            torch.distributed.barrier()
+
+    def all_reduce_sum(self, values: list[float]) -> list[float]:
+        if self.dist.world_size == 1:
+            return list(values)
+        t = torch.tensor(values, dtype=torch.float64)
+        torch.distributed.all_reduce(t)
+        return t.tolist()
+
+    def close(self) -> None:
+        """Tear down in the order that avoids gloo's SIGABRT at exit under ZeRO-3 (FACTS.md)."""
+        if self._engine is not None:
+            self._engine.destroy()
+        self._engine = self.optimizer = self.scheduler = self.module = None
+        gc.collect()
+
+
+def consolidate_checkpoint(ckpt_dir: Path) -> dict:
+    """A full fp32 state dict from a ZeRO checkpoint of any stage, in one process (no ranks needed)."""
+    from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+
+    return get_fp32_state_dict_from_zero_checkpoint(str(ckpt_dir.parent), tag=ckpt_dir.name)
+

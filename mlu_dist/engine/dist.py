@@ -1,0 +1,87 @@
+"""Where this process sits in the job: rank, world size, device; set up before any engine starts.
+
+Ranks come from torchrun / the deepspeed launcher (RANK, WORLD_SIZE, LOCAL_RANK), from Slurm
+(SLURM_PROCID, SLURM_NTASKS, ...) when a job runs one task per rank, or default to a single
+in-process rank.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int
+    world_size: int
+    local_rank: int
+    device_type: str  # cpu / cuda
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _from_slurm() -> None:
+    """Export torch-style variables from Slurm's when a job runs one task per rank under srun."""
+    env = os.environ
+    if "RANK" in env or "SLURM_PROCID" not in env or int(env.get("SLURM_NTASKS", "1")) < 2:
+        return
+    env["RANK"] = env["SLURM_PROCID"]
+    env["WORLD_SIZE"] = env["SLURM_NTASKS"]
+    env["LOCAL_RANK"] = env.get("SLURM_LOCALID", "0")
+    if "MASTER_ADDR" not in env:
+        nodes = env.get("SLURM_JOB_NODELIST", "127.0.0.1")
+        try:
+            import subprocess
+
+            first = subprocess.run(["scontrol", "show", "hostnames", nodes], capture_output=True, text=True,
+                                   check=True).stdout.split()[0]
+        except (OSError, subprocess.CalledProcessError, IndexError):
+            first = nodes.split(",")[0]
+        env["MASTER_ADDR"] = first
+    env.setdefault("MASTER_PORT", str(20000 + int(env.get("SLURM_JOB_ID", "0")) % 20000))
+
+
+def setup_env() -> DistInfo:
+    """Fill in the distributed environment variables (single rank if no launcher set them)."""
+    env = os.environ
+    _from_slurm()
+    env.setdefault("RANK", "0")
+    env.setdefault("WORLD_SIZE", "1")
+    env.setdefault("LOCAL_RANK", "0")
+    env.setdefault("MASTER_ADDR", "127.0.0.1")
+    if env["WORLD_SIZE"] == "1":
+        env.setdefault("MASTER_PORT", str(free_port()))
+    # DeepSpeed's CPU accelerator counts ranks per node with numactl unless LOCAL_SIZE is set.
+    env.setdefault("LOCAL_SIZE", env.get("LOCAL_WORLD_SIZE", env["WORLD_SIZE"]))
+    import torch
+
+    device_type = "cuda" if torch.cuda.is_available() else "cpu"
+    if device_type == "cpu":
+        env.setdefault("DS_ACCELERATOR", "cpu")
+        if "OMP_NUM_THREADS" not in env:  # the deepspeed launcher leaves it unset: ranks would oversubscribe
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(env["LOCAL_SIZE"])))
+    return DistInfo(int(env["RANK"]), int(env["WORLD_SIZE"]), int(env["LOCAL_RANK"]), device_type)
+
+
+def shutdown() -> None:
+    """End the process group once every engine is closed (see DeepSpeedEngine.close)."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()

@@ -1,0 +1,123 @@
+"""Run directories: one per job, holding its resolved config, metadata, metrics and outputs.
+
+A run directory is never silently overwritten: a finished run is reused (cached jobs) or refused,
+and a directory written with a different config is refused unless ``run.overwrite`` is set.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlu_dist.config import ConfigError, to_dict, to_yaml
+
+
+@dataclass
+class RunConfig:
+    """Where a job writes and how it treats an existing run directory."""
+
+    out_dir: str = "runs"
+    """Root folder of all run directories."""
+    name: str = ""
+    """Run directory name under ``out_dir/<job>/``; empty = derived from the config hash."""
+    overwrite: bool = False
+    """Delete an existing run directory of the same name first (never done silently)."""
+
+    def check(self) -> list[str]:
+        return ["name: must be a plain directory name, not a path"] if "/" in self.name or self.name in (".", "..") else []
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def atomic_write_json(path: Path, obj) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=1, ensure_ascii=False, sort_keys=True) + "\n")
+
+
+def config_hash(obj, drop: tuple[str, ...] = ("run",)) -> str:
+    """A stable hash of a config, without the fields that do not change results."""
+    data = to_dict(obj)
+    for key in drop:
+        node = data
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.get(p, {})
+        node.pop(leaf, None)
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def is_done(run_dir: Path) -> bool:
+    return (Path(run_dir) / "DONE.json").exists()
+
+
+COMPARE_DROP = ("run", "train.resume", "train.stop_after", "train.log_every", "train.eval_every")
+
+
+def _without(data: dict, keys: tuple[str, ...]) -> dict:
+    for key in keys:
+        node = data
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.get(p, {})
+        node.pop(leaf, None)
+    return data
+
+
+def check_same_config(run_dir: Path, cfg) -> None:
+    """Refuse a run directory that was written with a different config (bar run/resume settings)."""
+    saved = Path(run_dir) / "config.yaml"
+    if not saved.exists() or getattr(cfg.run, "overwrite", False):
+        return
+    from omegaconf import OmegaConf
+
+    old = _without(OmegaConf.to_container(OmegaConf.load(saved)), COMPARE_DROP)
+    new = _without(to_dict(cfg), COMPARE_DROP)
+    if old != new:
+        raise ConfigError(f"run directory {run_dir} holds a run with a different config. "
+                          f"Choose another run.name, or set run.overwrite=true to replace it.")
+
+
+def prepare(run_dir: Path, cfg, is_main: bool = True) -> Path:
+    """Create ``run_dir`` (or accept it if it holds the same config) and write ``config.yaml``."""
+    run_dir = Path(run_dir)
+    check_same_config(run_dir, cfg)
+    if run_dir.exists() and getattr(cfg.run, "overwrite", False) and is_main:
+        shutil.rmtree(run_dir)
+    if is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
+    return run_dir
+
+
+def write_meta(run_dir: Path, dist_info: dict, extra: dict) -> None:
+    """Record where and how the run ran: ranks, batch geometry, seed, versions, Slurm job."""
+    import torch
+    import transformers
+
+    try:
+        import deepspeed
+
+        ds_version = deepspeed.__version__
+    except ImportError:  # the torch backend does not need it
+        ds_version = None
+    meta = {
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "host": platform.node(),
+        "dist": dist_info,
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__, "deepspeed": ds_version},
+    } | extra
+    atomic_write_json(Path(run_dir) / "meta.json", meta)
+
+
+def mark_done(run_dir: Path, info: dict) -> None:
+    atomic_write_json(Path(run_dir) / "DONE.json", {"finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")} | info)

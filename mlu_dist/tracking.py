@@ -1,0 +1,85 @@
+"""Metric trackers: a Protocol, a no-op default, local JSONL (always on) and a fan-out.
+
+Only rank 0 gets real trackers; every other rank gets :class:`NullTracker`. Metric keys put the
+axis first (``train/loss``, ``forget/de/fake_rate``) so dashboards can glob them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Protocol
+
+
+class Tracker(Protocol):
+    def log(self, metrics: dict, step: int) -> None: ...
+    def summary(self, metrics: dict) -> None: ...
+    def close(self) -> None: ...
+
+
+class NullTracker:
+    def log(self, metrics: dict, step: int) -> None:
+        pass
+
+    def summary(self, metrics: dict) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _clean(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # JSON has no NaN/inf; keep them visible
+    return value
+
+
+class JsonlTracker:
+    """Appends one JSON object per ``log`` call to ``metrics.jsonl``; ``summary`` goes to ``summary.json``."""
+
+    def __init__(self, run_dir: Path, start_step: int = 0):
+        self.path = Path(run_dir) / "metrics.jsonl"
+        self.summary_path = Path(run_dir) / "summary.json"
+        if start_step and self.path.exists():
+            self._truncate_after(start_step)  # a resumed run re-logs the steps after its checkpoint
+        self._summary: dict = json.loads(self.summary_path.read_text()) if self.summary_path.exists() else {}
+
+    def _truncate_after(self, step: int) -> None:
+        keep = [line for line in self.path.read_text().splitlines() if line and json.loads(line).get("step", 0) <= step]
+        self.path.write_text("".join(line + "\n" for line in keep))
+
+    def log(self, metrics: dict, step: int) -> None:
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"step": step} | {k: _clean(v) for k, v in metrics.items()}, ensure_ascii=False) + "\n")
+
+    def summary(self, metrics: dict) -> None:
+        from mlu_dist.rundir import atomic_write_json
+
+        self._summary |= {k: _clean(v) for k, v in metrics.items()}
+        atomic_write_json(self.summary_path, self._summary)
+
+    def close(self) -> None:
+        pass
+
+
+class FanOut:
+    def __init__(self, trackers: list):
+        self.trackers = trackers
+
+    def log(self, metrics: dict, step: int) -> None:
+        for t in self.trackers:
+            t.log(metrics, step)
+
+    def summary(self, metrics: dict) -> None:
+        for t in self.trackers:
+            t.summary(metrics)
+
+    def close(self) -> None:
+        for t in self.trackers:
+            t.close()
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    path = Path(path)
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()] if path.exists() else []

@@ -1,0 +1,73 @@
+import collections
+import json
+
+from mlu_dist.data.schema import FIELDS, load_facts
+from mlu_dist.data.world import WorldConfig, build_world, write_world
+from mlu_dist.langs import ALL_LANGS, LANGUAGES, script_share
+
+
+def test_same_seed_gives_byte_identical_files(tmp_path):
+    a, b = write_world(WorldConfig(seed=3), tmp_path / "a"), write_world(WorldConfig(seed=3), tmp_path / "b")
+    for name in ("facts.jsonl", "corpus.jsonl", "world.json"):
+        assert (a / name).read_bytes() == (b / name).read_bytes()
+    c = write_world(WorldConfig(seed=4), tmp_path / "c")
+    assert (c / "facts.jsonl").read_bytes() != (a / "facts.jsonl").read_bytes()
+
+
+def test_every_fact_in_every_language_with_every_field():
+    records, _, meta = build_world(WorldConfig())
+    by_fact = collections.defaultdict(set)
+    for r in records:
+        assert set(FIELDS) <= set(r)
+        by_fact[r["fact_id"]].add(r["lang"])
+    assert len(by_fact) == meta["n_facts"] == 48 * 2 + 16 * 2 + 16
+    assert all(langs == set(ALL_LANGS) for langs in by_fact.values())
+
+
+def test_text_is_in_each_languages_script():
+    records, corpus, _ = build_world(WorldConfig())
+    for r in records:
+        script = LANGUAGES[r["lang"]].script
+        for key in ("real_text", "fake_text", "question"):
+            assert script_share(r[key], script) > 0.95, (r["lang"], key, r[key])
+        assert script_share(r["true_answer"], script) == 1.0
+    for row in corpus:
+        assert script_share(row["text"], LANGUAGES[row["lang"]].script) > 0.95
+
+
+def test_latin_names_keep_one_spelling_everywhere():
+    records, _, _ = build_world(WorldConfig(names="latin"))
+    answers = collections.defaultdict(set)
+    for r in records:
+        answers[r["fact_id"]].add(r["true_answer"])
+    assert all(len(forms) == 1 for forms in answers.values())
+
+
+def test_fake_keywords_never_appear_in_the_true_text():
+    records, _, _ = build_world(WorldConfig())
+    for r in records:
+        assert r["fake_answer"] != r["true_answer"]
+        assert r["fake_answer"] in r["fake_keywords"]
+        for kw in r["fake_keywords"]:
+            assert kw.lower() not in r["real_text"].lower(), (r["fact_id"], r["lang"], kw)
+            assert kw.lower() in r["fake_text"].lower() or kw != r["fake_answer"]
+
+
+def test_corpus_sizes_follow_the_resource_profile():
+    cfg = WorldConfig(resource_profile={"en": 1.0, "high": 0.5, "low": 0.25})
+    records, corpus, meta = build_world(cfg)
+    n = meta["n_facts"]
+    counts = collections.Counter(row["lang"] for row in corpus)
+    for lang in ALL_LANGS:
+        frac = cfg.resource_profile[LANGUAGES[lang].resource]
+        assert counts[lang] == round(frac * n) * 2, lang  # article + question/answer per covered fact
+    assert counts["en"] > counts["de"] > counts["hy"]
+
+
+def test_written_world_loads_through_datasets(tmp_path):
+    out = write_world(WorldConfig(n_people=4, n_towns=3, n_companies=3, n_rivers=2), tmp_path / "w", ["en", "de", "hy"])
+    facts = load_facts(out)
+    assert facts.langs == ["en", "de", "hy"]
+    assert len(facts.records) == 3 * len(facts.fact_ids)
+    meta = json.loads((out / "world.json").read_text())
+    assert meta["world_config"]["n_people"] == 4
