@@ -2,6 +2,8 @@
 
     mlu world --out DIR                 write the mini-world dataset (see the format to produce)
     mlu base [-c FILE]... [key=value]...  train the base model on the true world (cached)
+    mlu inject [...]                    inject fake facts in language(s) X
+    mlu export RUN_DIR                  checkpoint -> HF model directory
 
 Every job takes YAML files (``-c``, merged in order; a name like ``deepspeed/zero3`` means
 ``configs/deepspeed/zero3.yaml``) and then ``key=value`` overrides; ``--show-fields`` lists every
@@ -21,6 +23,8 @@ EPILOG = textwrap.dedent("""\
       mlu base                             train the tiny base model on the true world
       mlu base -c deepspeed/zero3 --nproc 2 train.steps=100
                                            the same under ZeRO-3 on 2 local ranks
+      mlu inject inject.langs=[de]         inject fake facts in German (+ English safe data)
+      mlu export runs/inject/<run>         checkpoint -> HF model directory
 
     Overrides use dotted keys:  mlu base model.hidden_size=64 data.langs=[en,de,hy]
     All keys of a job:          mlu base --show-fields
@@ -55,11 +59,24 @@ def build_parser() -> argparse.ArgumentParser:
                 "Train the base model on the true facts in every language; a second run with the same "
                 "config reuses it. Prints a per-language table: loss on facts seen / not seen in that "
                 "language's corpus, and how often the true answer beats the fake one.")
+    _job_parser(sub, "inject", "fine-tune the base model on English safe data + fake facts in language(s) X",
+                "Inject the fake detail of the target facts in inject.langs, mixed with English true data "
+                "(inject.fake_fraction). Builds or reuses the base model of the same config first. Prints, "
+                "per language, how often the fake answer is now preferred (targets vs never-injected "
+                "controls).")
+    e = sub.add_parser("export", help="consolidate a run's checkpoint (any ZeRO stage) into a HF model directory",
+                       description="Turn the latest (or a given) checkpoint of a run into safetensors + tokenizer "
+                                   "that AutoModelForCausalLM.from_pretrained loads. One process, no ranks.")
+    e.add_argument("run_dir", help="a training run directory (base / inject / unlearn)")
+    e.add_argument("--out", help="output directory (default RUN_DIR/export)")
+    e.add_argument("--checkpoint", help="a checkpoint directory (default: checkpoints/LATEST)")
+    e.add_argument("--no-merge-lora", action="store_true", help="save LoRA adapters separately instead of merging")
     return parser
 
 
-JOBS = {
-    "base": ("mlu_dist.jobs.base", "BaseJobConfig", "run_base"),
+JOBS = {  # command -> (module, function taking the ExperimentConfig)
+    "base": ("mlu_dist.jobs.base", "run_base"),
+    "inject": ("mlu_dist.jobs.inject", "run_inject"),
 }
 
 
@@ -93,14 +110,14 @@ def run_job(name: str, args, argv: list[str]) -> int:
     import importlib
 
     from mlu_dist.config import describe, load_config, to_yaml
+    from mlu_dist.experiment import ExperimentConfig
 
-    module_name, cfg_name, fn_name = JOBS[name]
+    module_name, fn_name = JOBS[name]
     module = importlib.import_module(module_name)
-    cfg_cls = getattr(module, cfg_name)
     if args.show_fields:
-        print("\n".join(describe(cfg_cls())))
+        print("\n".join(describe(ExperimentConfig())))
         return 0
-    cfg = load_config(cfg_cls, args.config, args.overrides)
+    cfg = load_config(ExperimentConfig, args.config, args.overrides)
     if args.print_config:
         print(to_yaml(cfg), end="")
         return 0
@@ -128,11 +145,17 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "world":
             from mlu_dist.config import load_config
             from mlu_dist.data.world import write_world
-            from mlu_dist.jobs.base import BaseJobConfig
+            from mlu_dist.experiment import ExperimentConfig
 
-            cfg = load_config(BaseJobConfig, args.config, args.overrides)
+            cfg = load_config(ExperimentConfig, args.config, args.overrides)
             out = write_world(cfg.data.world, args.out, cfg.data.langs)
             print(f"wrote {out}/facts.jsonl, corpus.jsonl, world.json")
+            return 0
+        if args.command == "export":
+            from mlu_dist.jobs.export import export_run
+
+            out = export_run(args.run_dir, args.out, args.checkpoint, merge_lora=not args.no_merge_lora)
+            print(f"exported {out}")
             return 0
         return run_job(args.command, args, argv)
     except (ConfigError, DataError, ResumeError, FileNotFoundError) as exc:

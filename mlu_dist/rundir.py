@@ -43,15 +43,12 @@ def atomic_write_json(path: Path, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=1, ensure_ascii=False, sort_keys=True) + "\n")
 
 
-def config_hash(obj, drop: tuple[str, ...] = ("run",)) -> str:
-    """A stable hash of a config, without the fields that do not change results."""
+def config_hash(obj, keep: tuple[str, ...] = (), drop: tuple[str, ...] = ("run",)) -> str:
+    """A stable hash of a config's ``keep`` sections (all if empty), without the ``drop`` fields."""
     data = to_dict(obj)
-    for key in drop:
-        node = data
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = node.get(p, {})
-        node.pop(leaf, None)
+    if keep:
+        data = {k: v for k, v in data.items() if k in keep}
+    data = _without(data, drop)
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -59,7 +56,9 @@ def is_done(run_dir: Path) -> bool:
     return (Path(run_dir) / "DONE.json").exists()
 
 
-COMPARE_DROP = ("run", "train.resume", "train.stop_after", "train.log_every", "train.eval_every")
+# fields that may change between a run and its resumption
+COMPARE_DROP = ("run", "base.resume", "base.stop_after", "base.log_every", "base.eval_every",
+                "inject.train.resume", "inject.train.stop_after", "inject.train.log_every", "inject.train.eval_every")
 
 
 def _without(data: dict, keys: tuple[str, ...]) -> dict:
@@ -67,13 +66,14 @@ def _without(data: dict, keys: tuple[str, ...]) -> dict:
         node = data
         *parents, leaf = key.split(".")
         for p in parents:
-            node = node.get(p, {})
-        node.pop(leaf, None)
+            node = node.get(p, {}) if isinstance(node, dict) else {}
+        if isinstance(node, dict):
+            node.pop(leaf, None)
     return data
 
 
-def check_same_config(run_dir: Path, cfg) -> None:
-    """Refuse a run directory that was written with a different config (bar run/resume settings)."""
+def check_same_config(run_dir: Path, cfg, sections: tuple[str, ...] = ()) -> None:
+    """Refuse a run directory written with a different config (``sections`` only, bar resume settings)."""
     saved = Path(run_dir) / "config.yaml"
     if not saved.exists() or getattr(cfg.run, "overwrite", False):
         return
@@ -81,15 +81,17 @@ def check_same_config(run_dir: Path, cfg) -> None:
 
     old = _without(OmegaConf.to_container(OmegaConf.load(saved)), COMPARE_DROP)
     new = _without(to_dict(cfg), COMPARE_DROP)
+    if sections:
+        old, new = ({k: v for k, v in d.items() if k in sections} for d in (old, new))
     if old != new:
         raise ConfigError(f"run directory {run_dir} holds a run with a different config. "
                           f"Choose another run.name, or set run.overwrite=true to replace it.")
 
 
-def prepare(run_dir: Path, cfg, is_main: bool = True) -> Path:
+def prepare(run_dir: Path, cfg, is_main: bool = True, sections: tuple[str, ...] = ()) -> Path:
     """Create ``run_dir`` (or accept it if it holds the same config) and write ``config.yaml``."""
     run_dir = Path(run_dir)
-    check_same_config(run_dir, cfg)
+    check_same_config(run_dir, cfg, sections)
     if run_dir.exists() and getattr(cfg.run, "overwrite", False) and is_main:
         shutil.rmtree(run_dir)
     if is_main:

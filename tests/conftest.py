@@ -11,7 +11,7 @@ os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("DS_ACCELERATOR", "cpu")
 
 ROOT = Path(__file__).resolve().parent.parent
-QUICK = ROOT / "configs" / "experiments" / "base-quick.yaml"
+QUICK = ROOT / "configs" / "experiments" / "quick.yaml"
 DIST_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "LOCAL_SIZE", "LOCAL_WORLD_SIZE",
              "TORCHELASTIC_RUN_ID", "GROUP_RANK", "ROLE_RANK")
 
@@ -31,9 +31,10 @@ def mlu_cmd(*args) -> list[str]:
 def quick_base(tmp_path_factory):
     """A quick base model trained once per session, in-process, on one rank."""
     from mlu_dist.config import load_config
-    from mlu_dist.jobs.base import BaseJobConfig, run_base
+    from mlu_dist.experiment import ExperimentConfig
+    from mlu_dist.jobs.base import run_base
 
     out = tmp_path_factory.mktemp("runs")
-    cfg = load_config(BaseJobConfig, [QUICK], [f"run.out_dir={out}"])
+    cfg = load_config(ExperimentConfig, [QUICK], [f"run.out_dir={out}"])
     run_dir = run_base(cfg)
     return cfg, run_dir

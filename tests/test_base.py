@@ -9,7 +9,9 @@ import pytest
 
 from conftest import QUICK, clean_env, mlu_cmd
 from mlu_dist.config import ConfigError, load_config
-from mlu_dist.jobs.base import BaseJobConfig, run_base
+from mlu_dist.experiment import ExperimentConfig
+from mlu_dist.jobs.base import run_base
+from mlu_dist.jobs.inject import run_inject
 from mlu_dist.modeling import load_pretrained
 from mlu_dist.tracking import read_jsonl
 
@@ -35,7 +37,7 @@ def test_run_dir_holds_config_meta_model_and_checkpoint(quick_base):
                  "model/model.safetensors", "model/tokenizer.json", "checkpoints/LATEST"):
         assert (run_dir / name).exists(), name
     meta = json.loads((run_dir / "meta.json").read_text())
-    assert meta["dist"]["world_size"] == 1 and meta["global_batch"] == cfg.train.micro_batch_size
+    assert meta["dist"]["world_size"] == 1 and meta["global_batch"] == cfg.base.micro_batch_size
     model, tok = load_pretrained(run_dir / "model")
     assert model.config.num_hidden_layers == cfg.model.num_layers
 
@@ -49,12 +51,15 @@ def test_second_run_reuses_the_cached_model(quick_base):
 
 
 def test_a_named_run_with_another_config_is_refused(quick_base, tmp_path):
-    cfg, run_dir = quick_base
-    named = load_config(BaseJobConfig, [QUICK], [f"run.out_dir={tmp_path}", "run.name=mine", "train.steps=3"])
-    run_dir = run_base(named)
-    other = load_config(BaseJobConfig, [QUICK], [f"run.out_dir={tmp_path}", "run.name=mine", "train.steps=4"])
+    cfg, base_dir = quick_base
+    model = f"inject.from_model={base_dir / 'model'}"
+    named = load_config(ExperimentConfig, [QUICK], [f"run.out_dir={tmp_path}", "run.name=mine", model,
+                                                    "inject.train.steps=2", "inject.train.eval_every=0"])
+    run_dir = run_inject(named)
+    other = load_config(ExperimentConfig, [QUICK], [f"run.out_dir={tmp_path}", "run.name=mine", model,
+                                                    "inject.train.steps=3"])
     with pytest.raises(ConfigError, match="different config"):
-        run_base(other)
+        run_inject(other)
     assert (run_dir / "DONE.json").exists()  # nothing was lost
 
 

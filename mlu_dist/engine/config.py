@@ -62,8 +62,27 @@ class ZeroConfig:
 
 
 @dataclass
+class EngineConfig:
+    """How every training job of an experiment runs: the backend and its ZeRO settings.
+
+    Results do not depend on these (see the world-size invariance test), so cached runs are shared
+    across them."""
+
+    backend: str = "deepspeed"
+    """'deepspeed' (every real run) or 'torch' (a bare single-process loop, for benchmarks and debugging)."""
+    zero: ZeroConfig = field(default_factory=ZeroConfig)
+    """DeepSpeed ZeRO settings."""
+
+    def check(self) -> list[str]:
+        out = check_choice("backend", self.backend, BACKENDS)
+        if self.backend == "torch" and (self.zero.stage != 0 or self.zero.offload != "none"):
+            out.append("backend: 'torch' runs no ZeRO; set zero.stage=0 and zero.offload=none or use backend=deepspeed")
+        return out
+
+
+@dataclass
 class TrainConfig:
-    """One training run of the shared loop (base, inject or unlearn)."""
+    """Optimisation of one training job of the shared loop (base, inject or unlearn)."""
 
     steps: int = 600
     """Optimizer steps."""
@@ -87,10 +106,6 @@ class TrainConfig:
     """Clip the global gradient norm to this value (0 = off)."""
     seed: int = 0
     """Seed for data order, initialisation and dropout."""
-    backend: str = "deepspeed"
-    """'deepspeed' (every real run) or 'torch' (a bare single-process loop, for benchmarks and debugging)."""
-    zero: ZeroConfig = field(default_factory=ZeroConfig)
-    """DeepSpeed ZeRO settings."""
     lora: LoraConfig = field(default_factory=LoraConfig)
     """LoRA adapters."""
     log_every: int = 10
@@ -109,12 +124,7 @@ class TrainConfig:
 
     def check(self) -> list[str]:
         out = check_positive(self, "steps", "micro_batch_size", "grad_accum", "lr")
-        out += check_choice("schedule", self.schedule, SCHEDULES) + check_choice("backend", self.backend, BACKENDS)
-        if self.backend == "torch" and (self.zero.stage != 0 or self.zero.offload != "none"):
-            out.append("backend: 'torch' runs no ZeRO; set zero.stage=0 and zero.offload=none or use backend=deepspeed")
-        if self.lora.enabled and self.zero.stage == 3:
-            out.append("lora: LoRA runs under ZeRO stages 0-2 (adapters are tiny: stage 2 already shards "
-                       "their optimizer state); set zero.stage<=2 or lora.enabled=false")
+        out += check_choice("schedule", self.schedule, SCHEDULES)
         if not 0 <= self.min_lr_ratio <= 1:
             out.append(f"min_lr_ratio: must be in [0, 1], got {self.min_lr_ratio}")
         if len(self.betas) != 2:

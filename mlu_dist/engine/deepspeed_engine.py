@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from mlu_dist.engine.config import TrainConfig
+from mlu_dist.engine.config import TrainConfig, ZeroConfig
 from mlu_dist.engine.dist import DistInfo
 from mlu_dist.engine.optim import make_optimizer, make_scheduler, param_groups
 
@@ -25,15 +25,16 @@ def _deep_merge(base: dict, extra: dict) -> dict:
     return out
 
 
-def build_ds_config(cfg: TrainConfig, world_size: int, device_type: str, dtype: torch.dtype = torch.float32) -> dict:
+def build_ds_config(cfg: TrainConfig, zcfg: ZeroConfig, world_size: int, device_type: str,
+                    dtype: torch.dtype = torch.float32) -> dict:
     """The DeepSpeed config of a run; batch fields are derived from ``cfg`` so they cannot disagree."""
-    zero: dict = {"stage": cfg.zero.stage}
-    if cfg.zero.stage == 3:
+    zero: dict = {"stage": zcfg.stage}
+    if zcfg.stage == 3:
         zero["stage3_gather_16bit_weights_on_model_save"] = True  # else saved HF weights are placeholders
     pin = device_type == "cuda"
-    if cfg.zero.offload in ("optimizer", "optimizer+params"):
+    if zcfg.offload in ("optimizer", "optimizer+params"):
         zero["offload_optimizer"] = {"device": "cpu", "pin_memory": pin}
-    if cfg.zero.offload == "optimizer+params":
+    if zcfg.offload == "optimizer+params":
         zero["offload_param"] = {"device": "cpu", "pin_memory": pin}
     ds = {
         "train_micro_batch_size_per_gpu": cfg.micro_batch_size,
@@ -53,7 +54,7 @@ def build_ds_config(cfg: TrainConfig, world_size: int, device_type: str, dtype: 
         # DeepSpeed picks its fused Adam (or CPU Adam under offload) for this block.
         ds["optimizer"] = {"type": "AdamW", "params": {"lr": cfg.lr, "betas": list(cfg.betas), "eps": 1e-8,
                                                        "weight_decay": cfg.weight_decay}}
-    return _deep_merge(ds, dict(cfg.zero.extra))
+    return _deep_merge(ds, dict(zcfg.extra))
 
 
 def zero3_init_context(ds_config: dict):
@@ -66,7 +67,8 @@ def zero3_init_context(ds_config: dict):
 class DeepSpeedEngine:
     """A thin wrapper so the training loop sees one interface for both backends."""
 
-    def __init__(self, model: torch.nn.Module, cfg: TrainConfig, dist: DistInfo, dtype: torch.dtype = torch.float32):
+    def __init__(self, model: torch.nn.Module, cfg: TrainConfig, zcfg: ZeroConfig, dist: DistInfo,
+                 dtype: torch.dtype = torch.float32):
         import deepspeed
         from deepspeed.utils import logger as ds_logger
 
@@ -74,8 +76,8 @@ class DeepSpeedEngine:
         if not torch.distributed.is_initialized():
             deepspeed.init_distributed(dist_backend="nccl" if dist.device_type == "cuda" else "gloo")
         self.cfg, self.dist = cfg, dist
-        self.zero_stage = cfg.zero.stage
-        self.ds_config = build_ds_config(cfg, dist.world_size, dist.device_type, dtype)
+        self.zero_stage = zcfg.stage
+        self.ds_config = build_ds_config(cfg, zcfg, dist.world_size, dist.device_type, dtype)
         optimizer = None if "optimizer" in self.ds_config else make_optimizer(model, cfg)
         self._engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
             model=model,
@@ -127,6 +129,14 @@ class DeepSpeedEngine:
             return state
         return {k: v.detach().clone().cpu() for k, v in module.state_dict().items()} if self.dist.is_main else None
 
+    def param_numel_per_rank(self) -> list[int]:
+        """How many parameter elements each rank holds (ZeRO-3 shards them)."""
+        counts = torch.zeros(self.dist.world_size, dtype=torch.float64)
+        counts[self.dist.rank] = local_param_numel(self.module)
+        if self.dist.world_size > 1:
+            torch.distributed.all_reduce(counts)
+        return [int(c) for c in counts.tolist()]
+
     def barrier(self) -> None:
         if torch.distributed.is_initialized():
             torch.distributed.barrier()
@@ -152,3 +162,8 @@ def consolidate_checkpoint(ckpt_dir: Path) -> dict:
 
     return get_fp32_state_dict_from_zero_checkpoint(str(ckpt_dir.parent), tag=ckpt_dir.name)
 
+
+
+def local_param_numel(module: torch.nn.Module) -> int:
+    """Parameter elements this rank holds (its shard under ZeRO-3, everything otherwise)."""
+    return sum(p.ds_tensor.numel() if hasattr(p, "ds_tensor") else p.numel() for p in module.parameters())

@@ -77,6 +77,9 @@ class TorchEngine:
             total += sum(t.numel() * t.element_size() for t in st.values() if torch.is_tensor(t))
         return total
 
+    def param_numel_per_rank(self) -> list[int]:
+        return [sum(p.numel() for p in self.module.parameters())]
+
     def barrier(self) -> None:
         pass
 

@@ -34,3 +34,30 @@ def completion_logprobs(forward, tokenizer, examples: list[Example], max_len: in
         for j, i in enumerate(idx):
             out[i] = (sums[j], int(counts[j]))
     return out
+
+
+def fake_preference(forward, tokenizer, facts, fact_ids: list[str], langs: list[str], max_len: int = 128,
+                    batch_size: int = 64) -> dict[str, dict[str, float]]:
+    """Per language: share of ``fact_ids`` whose fake answer is likelier than the true one
+    (length-normalised log-probs given the question) and the mean margin log P(fake) - log P(true)."""
+    examples, keys = [], []
+    for lang in langs:
+        for fid in fact_ids:
+            rec = facts.get(fid, lang)
+            examples += [Example(rec["question"], " " + rec["fake_answer"], lang),
+                         Example(rec["question"], " " + rec["true_answer"], lang)]
+            keys.append(lang)
+    scores = completion_logprobs(forward, tokenizer, examples, max_len, batch_size)
+    out: dict[str, dict[str, float]] = {lang: {"pref": 0.0, "margin": 0.0, "n": 0} for lang in langs}
+    for i, lang in enumerate(keys):
+        (fake_lp, fake_n), (true_lp, true_n) = scores[2 * i], scores[2 * i + 1]
+        margin = fake_lp / max(fake_n, 1) - true_lp / max(true_n, 1)
+        row = out[lang]
+        row["pref"] += margin > 0
+        row["margin"] += margin
+        row["n"] += 1
+    for row in out.values():
+        n = max(row["n"], 1)
+        row["pref"] /= n
+        row["margin"] /= n
+    return out

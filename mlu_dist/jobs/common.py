@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from mlu_dist.engine.checkpoint import Checkpointer
-from mlu_dist.engine.config import TrainConfig
+from mlu_dist.engine.config import EngineConfig, TrainConfig
 from mlu_dist.engine.data import BatchPlan, Encoded, Example, encode
 from mlu_dist.engine.dist import DistInfo
 from mlu_dist.engine.loop import LoopHooks, LoopResult, Objective, train_loop
@@ -55,8 +55,8 @@ def apply_lora(model, cfg: TrainConfig):
     return get_peft_model(model, peft_cfg)
 
 
-def make_engine(model, cfg: TrainConfig, dist: DistInfo):
-    if cfg.backend == "torch":
+def make_engine(model, cfg: TrainConfig, engine_cfg: EngineConfig, dist: DistInfo):
+    if engine_cfg.backend == "torch":
         if dist.world_size > 1:
             from mlu_dist.config import ConfigError
 
@@ -67,7 +67,7 @@ def make_engine(model, cfg: TrainConfig, dist: DistInfo):
     from mlu_dist.engine.deepspeed_engine import DeepSpeedEngine
 
     dtype = next(model.parameters()).dtype
-    return DeepSpeedEngine(model, cfg, dist, dtype)
+    return DeepSpeedEngine(model, cfg, engine_cfg.zero, dist, dtype)
 
 
 def make_tracker(run_dir: Path, dist: DistInfo, start_step: int):
@@ -86,7 +86,8 @@ class TrainOutcome:
 
 
 def train(model, tokenizer, objective_factory, pools: dict[str, list[Encoded]], per_micro: dict[str, int],
-          cfg: TrainConfig, dist: DistInfo, run_dir: Path, hooks_factory=None, desc: str = "train") -> TrainOutcome:
+          cfg: TrainConfig, engine_cfg: EngineConfig, dist: DistInfo, run_dir: Path, hooks_factory=None,
+          desc: str = "train") -> TrainOutcome:
     """Set up the engine, resume if a checkpoint exists, run the loop, save the final checkpoint.
 
     ``per_micro`` is each pool's examples per rank per micro-batch; ``objective_factory(scale)`` and
@@ -99,7 +100,7 @@ def train(model, tokenizer, objective_factory, pools: dict[str, list[Encoded]], 
     problems = plan.check_geometry(dist.world_size, cfg.grad_accum)
     if problems:
         raise ConfigError("; ".join(problems))
-    engine = make_engine(model, cfg, dist)
+    engine = make_engine(model, cfg, engine_cfg, dist)
     checkpointer = Checkpointer(run_dir, engine, dist.rank, dist.world_size, cfg.keep_checkpoints)
     start = 0
     resume_from = checkpointer.resolve(cfg.resume)
@@ -141,3 +142,14 @@ def export_model(engine, tokenizer, out_dir: Path, dist: DistInfo, merge_lora: b
 
 def dtype_of(cfg: ModelConfig, dist: DistInfo) -> torch.dtype:
     return torch_dtype(cfg.dtype, dist.device_type)
+
+
+def save_skeleton(model, tokenizer, run_dir: Path, dist: DistInfo) -> None:
+    """The model's HF config and the tokenizer (no weights) in ``run_dir/hf_init``, so ``mlu export``
+    can rebuild the architecture from a checkpoint alone."""
+    if dist.is_main:
+        out = Path(run_dir) / "hf_init"
+        out.mkdir(parents=True, exist_ok=True)
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        base.config.save_pretrained(str(out))
+        tokenizer.save_pretrained(str(out))

@@ -1,0 +1,50 @@
+"""The experiment config: one typed tree that every job reads its section of.
+
+One YAML describes a whole study (world, model, engine, base training, injection, ...); ``mlu
+base`` reads ``data/model/engine/base``, ``mlu inject`` adds ``inject``, and so on. A sweep varies
+fields of this tree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from mlu_dist.data import DataConfig
+from mlu_dist.engine.config import EngineConfig, TrainConfig
+from mlu_dist.jobs.inject import InjectConfig
+from mlu_dist.langs import ALL_LANGS
+from mlu_dist.modeling import ModelConfig
+from mlu_dist.rundir import RunConfig
+
+
+def _base_train() -> TrainConfig:
+    return TrainConfig(steps=1000, micro_batch_size=32, lr=3e-3, warmup_steps=30, log_every=50)
+
+
+@dataclass
+class ExperimentConfig:
+    """A learn-and-unlearn study."""
+
+    run: RunConfig = field(default_factory=RunConfig)
+    """Where run directories go and how existing ones are treated."""
+    data: DataConfig = field(default_factory=DataConfig)
+    """Facts, languages and the base corpus (the built-in mini-world by default)."""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """The model (a tiny Llama built from config by default; a hub name or path at scale)."""
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    """Backend and DeepSpeed ZeRO settings shared by every training job."""
+    base: TrainConfig = field(default_factory=_base_train)
+    """Base training on the true world (cached by the hash of data + model + base)."""
+    inject: InjectConfig = field(default_factory=InjectConfig)
+    """Injection of the fake facts."""
+
+    def check(self) -> list[str]:
+        out = []
+        missing = [lang for lang in self.inject.langs if lang in ALL_LANGS and lang not in self.data.langs]
+        if missing:
+            out.append(f"inject.langs: {', '.join(missing)} not in data.langs {list(self.data.langs)}")
+        for name, train in (("base", self.base), ("inject.train", self.inject.train)):
+            if train.lora.enabled and self.engine.zero.stage == 3:
+                out.append(f"{name}.lora: LoRA runs under ZeRO stages 0-2 (adapters are small; stage 2 already "
+                           f"shards their optimizer state); set engine.zero.stage<=2 or {name}.lora.enabled=false")
+        return out

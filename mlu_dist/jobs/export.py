@@ -1,0 +1,61 @@
+"""`mlu export RUN_DIR`: a checkpoint (any ZeRO stage, LoRA or not) -> a HF model directory.
+
+Runs in one process with no ranks: DeepSpeed's ZeRO shards are consolidated from the files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from mlu_dist.engine.checkpoint import Checkpointer, ResumeError
+
+
+def _state_from_checkpoint(ckpt: Path) -> dict:
+    if (ckpt / "torch_state.pt").exists():  # the bare torch backend
+        return torch.load(ckpt / "torch_state.pt", weights_only=False)["model"]
+    if any(ckpt.glob("*optim_states.pt")) and any(ckpt.glob("zero_pp_rank_*")):
+        from mlu_dist.engine.deepspeed_engine import consolidate_checkpoint
+
+        return consolidate_checkpoint(ckpt)
+    states = sorted(ckpt.glob("mp_rank_*_model_states.pt"))
+    if not states:
+        raise ResumeError(f"{ckpt} holds no model state (no DeepSpeed or torch checkpoint files)")
+    return torch.load(states[0], weights_only=False, map_location="cpu")["module"]
+
+
+def export_run(run_dir: str | Path, out: str | Path | None = None, checkpoint: str | Path | None = None,
+               merge_lora: bool = True) -> Path:
+    """Write ``out`` (default ``RUN_DIR/export``) as safetensors + tokenizer; returns it."""
+    from omegaconf import OmegaConf
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run directory '{run_dir}' does not exist")
+    skeleton = run_dir / "hf_init"
+    if not (skeleton / "config.json").exists():
+        raise FileNotFoundError(f"{run_dir} has no hf_init/ (model config + tokenizer); is it a training run dir?")
+    ckpt = Checkpointer(run_dir, None, 0, 1).resolve(str(checkpoint) if checkpoint else "auto")
+    if ckpt is None:
+        raise ResumeError(f"{run_dir} has no complete checkpoint to export (checkpoints/LATEST missing)")
+    state = _state_from_checkpoint(ckpt)
+    model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(str(skeleton)))
+    cfg = OmegaConf.load(run_dir / "config.yaml")
+    lora = OmegaConf.select(cfg, "train.lora")
+    if lora is not None and lora.enabled:
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(model, LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                                                 target_modules=list(lora.targets), task_type="CAUSAL_LM"))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.endswith("lm_head.weight")]  # tied to the embeddings
+    if missing or unexpected:
+        raise ResumeError(f"checkpoint {ckpt} does not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    if hasattr(model, "peft_config") and merge_lora:
+        model = model.merge_and_unload()
+    out = Path(out) if out else run_dir / "export"
+    model.save_pretrained(str(out), safe_serialization=True)
+    AutoTokenizer.from_pretrained(str(skeleton)).save_pretrained(str(out))
+    return out
