@@ -133,7 +133,12 @@ def run_job(name: str, args, argv: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # key=value overrides may stand anywhere (between -c options too); argparse gets the rest
+    overrides = [a for a in argv[1:] if "=" in a and not a.startswith("-")]
+    rest = [a for i, a in enumerate(argv) if i == 0 or a not in overrides]
+    args = parser.parse_args(rest)
+    if hasattr(args, "overrides"):
+        args.overrides = overrides
     if args.command is None:
         parser.print_help()
         return 0

@@ -77,6 +77,8 @@ def check_same_config(run_dir: Path, cfg, sections: tuple[str, ...] = ()) -> Non
     saved = Path(run_dir) / "config.yaml"
     if not saved.exists() or getattr(cfg.run, "overwrite", False):
         return
+    if not any((Path(run_dir) / name).exists() for name in ("DONE.json", "checkpoints", "metrics.jsonl")):
+        return  # nothing was produced under the old config: nothing to lose
     from omegaconf import OmegaConf
 
     old = _without(OmegaConf.to_container(OmegaConf.load(saved)), COMPARE_DROP)

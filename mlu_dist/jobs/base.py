@@ -67,7 +67,7 @@ def run_base(cfg: ExperimentConfig) -> Path:
     train_cfg = cfg.base
     model, tokenizer = model_and_tokenizer(cfg.model, dist, texts, seed=train_cfg.seed)
     model = apply_lora(model, train_cfg)
-    save_skeleton(model, tokenizer, run_dir, dist)
+    save_skeleton(model, tokenizer, run_dir, dist, train_cfg)
     n_params = sum(p.numel() for p in model.parameters())
     say(dist, f"base: {len(facts.fact_ids)} facts x {len(facts.langs)} languages, {len(corpus)} corpus lines, "
               f"{n_params / 1e6:.2f}M params, {dist.world_size} rank(s), ZeRO-{cfg.engine.zero.stage} -> {run_dir}")

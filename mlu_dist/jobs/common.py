@@ -144,12 +144,17 @@ def dtype_of(cfg: ModelConfig, dist: DistInfo) -> torch.dtype:
     return torch_dtype(cfg.dtype, dist.device_type)
 
 
-def save_skeleton(model, tokenizer, run_dir: Path, dist: DistInfo) -> None:
-    """The model's HF config and the tokenizer (no weights) in ``run_dir/hf_init``, so ``mlu export``
-    can rebuild the architecture from a checkpoint alone."""
+def save_skeleton(model, tokenizer, run_dir: Path, dist: DistInfo, train_cfg: TrainConfig) -> None:
+    """The model's HF config, the tokenizer and the LoRA settings (no weights) in ``run_dir/hf_init``,
+    so ``mlu export`` can rebuild the architecture from a checkpoint alone."""
     if dist.is_main:
+        import dataclasses
+        import json
+
         out = Path(run_dir) / "hf_init"
         out.mkdir(parents=True, exist_ok=True)
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
         base.config.save_pretrained(str(out))
         tokenizer.save_pretrained(str(out))
+        lora = dataclasses.asdict(train_cfg.lora) if train_cfg.lora.enabled else None
+        (out / "mlu_lora.json").write_text(json.dumps(lora) + "\n")

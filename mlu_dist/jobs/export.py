@@ -5,6 +5,7 @@ Runs in one process with no ranks: DeepSpeed's ZeRO shards are consolidated from
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -28,7 +29,6 @@ def _state_from_checkpoint(ckpt: Path) -> dict:
 def export_run(run_dir: str | Path, out: str | Path | None = None, checkpoint: str | Path | None = None,
                merge_lora: bool = True) -> Path:
     """Write ``out`` (default ``RUN_DIR/export``) as safetensors + tokenizer; returns it."""
-    from omegaconf import OmegaConf
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     run_dir = Path(run_dir)
@@ -42,13 +42,13 @@ def export_run(run_dir: str | Path, out: str | Path | None = None, checkpoint: s
         raise ResumeError(f"{run_dir} has no complete checkpoint to export (checkpoints/LATEST missing)")
     state = _state_from_checkpoint(ckpt)
     model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(str(skeleton)))
-    cfg = OmegaConf.load(run_dir / "config.yaml")
-    lora = OmegaConf.select(cfg, "train.lora")
-    if lora is not None and lora.enabled:
+    lora_file = skeleton / "mlu_lora.json"
+    lora = json.loads(lora_file.read_text()) if lora_file.exists() else None
+    if lora:
         from peft import LoraConfig, get_peft_model
 
-        model = get_peft_model(model, LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                                                 target_modules=list(lora.targets), task_type="CAUSAL_LM"))
+        model = get_peft_model(model, LoraConfig(r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
+                                                 target_modules=list(lora["targets"]), task_type="CAUSAL_LM"))
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.endswith("lm_head.weight")]  # tied to the embeddings
     if missing or unexpected:

@@ -119,7 +119,7 @@ def run_inject(cfg: ExperimentConfig) -> Path:
     split = split_facts(facts.fact_ids, cfg.inject.n_targets, cfg.inject.n_controls, cfg.inject.split_seed)
     model, tokenizer = model_and_tokenizer(cfg.model, dist, init_from=init_from, seed=train_cfg.seed)
     model = apply_lora(model, train_cfg)
-    save_skeleton(model, tokenizer, run_dir, dist)
+    save_skeleton(model, tokenizer, run_dir, dist, train_cfg)
     examples = injection_pools(facts, split, cfg.inject)
     per_micro = {"fake": max(1, round(train_cfg.micro_batch_size * cfg.inject.fake_fraction))}
     if examples["safe"] and per_micro["fake"] < train_cfg.micro_batch_size:
