@@ -26,11 +26,22 @@ def _deep_merge(base: dict, extra: dict) -> dict:
 
 
 def build_ds_config(cfg: TrainConfig, zcfg: ZeroConfig, world_size: int, device_type: str,
-                    dtype: torch.dtype = torch.float32) -> dict:
-    """The DeepSpeed config of a run; batch fields are derived from ``cfg`` so they cannot disagree."""
+                    dtype: torch.dtype = torch.float32, hidden_size: int | None = None) -> dict:
+    """The DeepSpeed config of a run; batch fields are derived from ``cfg`` so they cannot disagree.
+
+    Communication buckets are sized from the model's hidden size (as HF's "auto" does): DeepSpeed's
+    fixed defaults (5e8 elements) allocate ~2 GB per rank whatever the model, more than a small
+    model's whole training state.
+    """
     zero: dict = {"stage": zcfg.stage}
+    if hidden_size and zcfg.stage >= 2:
+        zero["reduce_bucket_size"] = hidden_size * hidden_size
+        zero["allgather_bucket_size"] = max(hidden_size * hidden_size, 10**6)
     if zcfg.stage == 3:
         zero["stage3_gather_16bit_weights_on_model_save"] = True  # else saved HF weights are placeholders
+        if hidden_size:
+            zero["stage3_prefetch_bucket_size"] = int(0.9 * hidden_size * hidden_size)
+            zero["stage3_param_persistence_threshold"] = 10 * hidden_size
     pin = device_type == "cuda"
     if zcfg.offload in ("optimizer", "optimizer+params"):
         zero["offload_optimizer"] = {"device": "cpu", "pin_memory": pin}
@@ -77,7 +88,8 @@ class DeepSpeedEngine:
             deepspeed.init_distributed(dist_backend="nccl" if dist.device_type == "cuda" else "gloo")
         self.cfg, self.dist = cfg, dist
         self.zero_stage = zcfg.stage
-        self.ds_config = build_ds_config(cfg, zcfg, dist.world_size, dist.device_type, dtype)
+        hidden = getattr(getattr(model, "config", None), "hidden_size", None)
+        self.ds_config = build_ds_config(cfg, zcfg, dist.world_size, dist.device_type, dtype, hidden)
         optimizer = None if "optimizer" in self.ds_config else make_optimizer(model, cfg)
         self._engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
             model=model,
