@@ -105,7 +105,8 @@ class DeepSpeedEngine:
         return self._engine.global_steps
 
     def forward(self, **batch):
-        return self._engine(**batch)
+        device = self._engine.device
+        return self._engine(**{k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()})
 
     def backward(self, loss: torch.Tensor) -> None:
         self._engine.backward(loss)

@@ -48,7 +48,7 @@ class NLLObjective:
         metrics = {}
         for name, b in micro_batch.items():
             out = engine.forward(input_ids=b["input_ids"], attention_mask=b["attention_mask"])
-            part = token_nll_sum(out.logits, b["labels"]) / b["n_targets"]
+            part = token_nll_sum(out.logits, b["labels"].to(out.logits.device)) / b["n_targets"]
             metrics[f"train/loss_{name}"] = part.item()
             weighted = part * self.weights.get(name, 1.0)
             total = weighted if total is None else total + weighted

@@ -19,6 +19,7 @@ class TorchEngine:
 
     def __init__(self, model: torch.nn.Module, cfg: TrainConfig, device: str = "cpu"):
         self.module = model.to(device)
+        self.device = torch.device(device)
         self.cfg = cfg
         self.optimizer = make_optimizer(model, cfg)
         self.scheduler = make_scheduler(self.optimizer, cfg)
@@ -28,7 +29,7 @@ class TorchEngine:
         self.zero_stage = 0
 
     def forward(self, **batch):
-        return self.module(**batch)
+        return self.module(**{k: v.to(self.device) if torch.is_tensor(v) else v for k, v in batch.items()})
 
     def backward(self, loss: torch.Tensor) -> None:
         (loss / self.cfg.grad_accum).backward()

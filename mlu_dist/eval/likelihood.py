@@ -26,7 +26,7 @@ def completion_logprobs(forward, tokenizer, examples: list[Example], max_len: in
         idx = order[start:start + batch_size]
         batch = collate([encoded[i] for i in idx], tokenizer.pad_token_id)
         logits = forward(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
-        labels = batch["labels"][:, 1:]
+        labels = batch["labels"][:, 1:].to(logits.device)
         logp = torch.log_softmax(logits[:, :-1], dim=-1)
         mask = labels != -100
         picked = logp.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1) * mask

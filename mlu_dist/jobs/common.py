@@ -33,7 +33,8 @@ def model_and_tokenizer(cfg: ModelConfig, dist: DistInfo, corpus_texts: list[str
     if not corpus_texts:
         raise ValueError("a tiny model needs a corpus to train its tokenizer on")
     tokenizer = train_tokenizer(corpus_texts, cfg.vocab_size)
-    return build_tiny_model(cfg, tokenizer, seed=seed), tokenizer
+    model = build_tiny_model(cfg, tokenizer, seed=seed).to(torch_dtype(cfg.dtype, dist.device_type))
+    return model, tokenizer
 
 
 def apply_lora(model, cfg: TrainConfig):
