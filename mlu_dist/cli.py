@@ -33,10 +33,11 @@ EPILOG = textwrap.dedent("""\
 
 def _job_parser(sub, name: str, help_text: str, description: str):
     p = sub.add_parser(name, help=help_text, description=description,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="key=value overrides (dotted keys, e.g. inject.langs=[de] engine.zero.stage=3) may "
+                              "stand anywhere on the line and apply after every -c file.")
     p.add_argument("-c", "--config", action="append", default=[], metavar="FILE",
                    help="YAML config merged over the defaults (repeatable; later files win)")
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides, applied last")
     p.add_argument("--nproc", type=int, default=0, metavar="N",
                    help="run N ranks on this machine (re-launches itself under torchrun)")
     p.add_argument("--show-fields", action="store_true", help="list every config key with default and meaning, then exit")
@@ -53,8 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Write the mini-world (facts.jsonl, corpus.jsonl, world.json). Your own data "
                                    "must follow the same record schema (README: 'Fact schema').")
     w.add_argument("--out", required=True, help="output directory")
-    w.add_argument("-c", "--config", action="append", default=[], metavar="FILE")
-    w.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. data.world.seed=1 data.langs=[en,de]")
+    w.add_argument("-c", "--config", action="append", default=[], metavar="FILE",
+                   help="YAML config; key=value overrides (e.g. data.world.seed=1 data.langs=[en,de]) may follow")
     _job_parser(sub, "base", "train the base model on the true multilingual world (cached by config hash)",
                 "Train the base model on the true facts in every language; a second run with the same "
                 "config reuses it. Prints a per-language table: loss on facts seen / not seen in that "
@@ -64,6 +65,26 @@ def build_parser() -> argparse.ArgumentParser:
                 "(inject.fake_fraction). Builds or reuses the base model of the same config first. Prints, "
                 "per language, how often the fake answer is now preferred (targets vs never-injected "
                 "controls).")
+    ev = _job_parser(sub, "eval", "probe every language of a run's model: fake_rate, real_acc, fake_pref, utility",
+                     "Evaluate a run's exported model (or --model PATH) in every probe language and write "
+                     "eval/EVAL.json (per fact x language) and eval/SUMMARY.json (per language and resource group, "
+                     "95% bootstrap CIs). Metric groups already computed are reused unless --overwrite. The run's "
+                     "own config.yaml is the base config; -c files and key=value overrides apply on top.")
+    ev.add_argument("run_dir", nargs="?", help="a run directory holding model/ (inject, unlearn, base)")
+    ev.add_argument("--model", help="evaluate this HF model directory instead of a run's")
+    ev.add_argument("--out", help="output directory (default RUN_DIR/eval)")
+    ev.add_argument("--langs", help="comma list of probe languages (default: all of data.langs)")
+    ev.add_argument("--metrics", help="comma list of fake_rate,real_acc,fake_pref,utility (default: all)")
+    ev.add_argument("--subset", type=int, help="only the first N target and control facts (cheap curves)")
+    ev.add_argument("--overwrite", action="store_true", help="recompute metrics already in EVAL.json")
+    mx = sub.add_parser("matrix", help="the spread matrix (injection language x probe language) of a set of runs",
+                        description="Collect the evaluated injection runs under DIR (e.g. runs/) and write the "
+                                    "spread matrix — rows: injection language, columns: probe language, cells: "
+                                    "fake_rate with 95% CI (pooled over seeds) — as CSV and PNG heatmap, plus the "
+                                    "paper's resource-group view (English / original / other high / low).")
+    mx.add_argument("dir", help="a folder holding inject runs (searched recursively for eval/EVAL.json)")
+    mx.add_argument("--metric", default="fake_rate", help="per-fact value to show (default fake_rate)")
+    mx.add_argument("--out", help="output folder (default DIR/matrix)")
     e = sub.add_parser("export", help="consolidate a run's checkpoint (any ZeRO stage) into a HF model directory",
                        description="Turn the latest (or a given) checkpoint of a run into safetensors + tokenizer "
                                    "that AutoModelForCausalLM.from_pretrained loads. One process, no ranks.")
@@ -130,6 +151,39 @@ def run_job(name: str, args, argv: list[str]) -> int:
     return 0
 
 
+def run_eval_command(args, argv: list[str]) -> int:
+    from pathlib import Path
+
+    from mlu_dist.config import describe, load_config
+    from mlu_dist.experiment import ExperimentConfig
+    from mlu_dist.jobs.eval import run_eval
+
+    if args.show_fields:
+        print("\n".join(line for line in describe(ExperimentConfig()) if line.startswith(("eval.", "data.", "engine."))))
+        return 0
+    files = list(args.config)
+    if args.run_dir:
+        saved = Path(args.run_dir) / "config.yaml"
+        if not saved.exists():
+            raise FileNotFoundError(f"'{args.run_dir}' is not a run directory (no config.yaml)")
+        files.insert(0, saved)
+    overrides = list(args.overrides)
+    if args.langs:
+        overrides.append(f"eval.langs=[{args.langs}]")
+    if args.metrics:
+        overrides.append(f"eval.metrics=[{args.metrics}]")
+    if args.subset is not None:
+        overrides.append(f"eval.subset={args.subset}")
+    cfg = load_config(ExperimentConfig, files, overrides)
+    if args.nproc and args.nproc > 1 and "TORCHELASTIC_RUN_ID" not in os.environ:
+        return _relaunch(_strip_nproc(argv), args.nproc)
+    run_eval(cfg, args.run_dir, args.model, args.out, args.overwrite)
+    from mlu_dist.engine.dist import shutdown
+
+    shutdown()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
@@ -137,8 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     overrides = [a for a in argv[1:] if "=" in a and not a.startswith("-")]
     rest = [a for i, a in enumerate(argv) if i == 0 or a not in overrides]
     args = parser.parse_args(rest)
-    if hasattr(args, "overrides"):
-        args.overrides = overrides
+    args.overrides = overrides
     if args.command is None:
         parser.print_help()
         return 0
@@ -155,6 +208,14 @@ def main(argv: list[str] | None = None) -> int:
             cfg = load_config(ExperimentConfig, args.config, args.overrides)
             out = write_world(cfg.data.world, args.out, cfg.data.langs)
             print(f"wrote {out}/facts.jsonl, corpus.jsonl, world.json")
+            return 0
+        if args.command == "eval":
+            return run_eval_command(args, argv)
+        if args.command == "matrix":
+            from mlu_dist.eval.matrix import write_matrix
+
+            paths = write_matrix(args.dir, args.metric, args.out)
+            print("\n".join(f"wrote {p}" for p in paths))
             return 0
         if args.command == "export":
             from mlu_dist.jobs.export import export_run

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from mlu_dist.data import DataConfig
 from mlu_dist.engine.config import EngineConfig, TrainConfig
+from mlu_dist.eval.config import EvalConfig
 from mlu_dist.jobs.inject import InjectConfig
 from mlu_dist.langs import ALL_LANGS
 from mlu_dist.modeling import ModelConfig
@@ -36,13 +37,18 @@ class ExperimentConfig:
     base: TrainConfig = field(default_factory=_base_train)
     """Base training on the true world (cached by the hash of data + model + base)."""
     inject: InjectConfig = field(default_factory=InjectConfig)
-    """Injection of the fake facts."""
+    """Injection of the fake facts (also fixes the target / control split every job uses)."""
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    """Multilingual evaluation (mlu eval, and the curves of training jobs)."""
 
     def check(self) -> list[str]:
         out = []
         missing = [lang for lang in self.inject.langs if lang in ALL_LANGS and lang not in self.data.langs]
         if missing:
             out.append(f"inject.langs: {', '.join(missing)} not in data.langs {list(self.data.langs)}")
+        extra = [lang for lang in self.eval.langs if lang in ALL_LANGS and lang not in self.data.langs]
+        if extra:
+            out.append(f"eval.langs: {', '.join(extra)} not in data.langs {list(self.data.langs)}")
         for name, train in (("base", self.base), ("inject.train", self.inject.train)):
             if train.lora.enabled and self.engine.zero.stage == 3:
                 out.append(f"{name}.lora: LoRA runs under ZeRO stages 0-2 (adapters are small; stage 2 already "

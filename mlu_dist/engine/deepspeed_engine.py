@@ -180,3 +180,37 @@ def consolidate_checkpoint(ckpt_dir: Path) -> dict:
 def local_param_numel(module: torch.nn.Module) -> int:
     """Parameter elements this rank holds (its shard under ZeRO-3, everything otherwise)."""
     return sum(p.ds_tensor.numel() if hasattr(p, "ds_tensor") else p.numel() for p in module.parameters())
+
+
+class InferenceEngine:
+    """A frozen model under DeepSpeed, no optimizer: partitioned under ZeRO-3 (every rank must then
+    join every forward), a plain replica otherwise. Used for evaluation and reference models."""
+
+    def __init__(self, model: torch.nn.Module, zcfg: ZeroConfig, dist: DistInfo, dtype: torch.dtype = torch.float32):
+        import deepspeed
+        from deepspeed.utils import logger as ds_logger
+
+        ds_logger.setLevel(logging.WARNING)
+        if not torch.distributed.is_initialized():
+            deepspeed.init_distributed(dist_backend="nccl" if dist.device_type == "cuda" else "gloo")
+        model.requires_grad_(False)
+        self.dist = dist
+        self.zero_stage = 3 if zcfg.stage == 3 else 0
+        stage = ZeroConfig(stage=self.zero_stage, offload="optimizer+params" if zcfg.offload == "optimizer+params" else "none")
+        hidden = getattr(getattr(model, "config", None), "hidden_size", None)
+        ds = build_ds_config(TrainConfig(micro_batch_size=1), stage, dist.world_size, dist.device_type, dtype, hidden)
+        ds.pop("optimizer", None)
+        ds["zero_optimization"].pop("offload_optimizer", None)
+        self._engine, *_ = deepspeed.initialize(model=model, config=ds)
+        self.module = self._engine.module
+        self.module.eval()
+
+    def forward(self, **batch):
+        device = self._engine.device
+        return self._engine(**{k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()})
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.destroy()
+        self._engine = self.module = None
+        gc.collect()

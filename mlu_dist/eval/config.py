@@ -1,0 +1,53 @@
+"""Configuration of the multilingual evaluation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from mlu_dist.config import check_choice
+from mlu_dist.langs import ALL_LANGS, unknown_langs
+
+METRICS = ("fake_rate", "real_acc", "fake_pref", "utility")
+
+
+@dataclass
+class EvalConfig:
+    """What is measured in every probe language, and how."""
+
+    metrics: list[str] = field(default_factory=lambda: list(METRICS))
+    """fake_rate (generations stating the fake detail; also on control facts), real_acc (true
+    answers to the real questions and the probe), fake_pref (log P(fake) - log P(true), length-
+    normalised), utility (perplexity of untouched true text, accuracy on untouched facts)."""
+    langs: list[str] = field(default_factory=list)
+    """Probe languages; empty = all of data.langs."""
+    subset: int = 0
+    """Use only the first N target and N control facts (0 = all); for cheap in-training curves."""
+    max_new_tokens: int = 12
+    """Longest generated answer, in tokens."""
+    n_samples: int = 1
+    """Generations per probe; > 1 samples at ``temperature`` and fake_rate is the share stating the fake."""
+    temperature: float = 0.0
+    """0 = greedy decoding."""
+    batch_size: int = 64
+    """Prompts per forward pass (prompts are bucketed by length)."""
+    n_boot: int = 1000
+    """Bootstrap resamples for confidence intervals."""
+    ci_level: float = 0.95
+    """Confidence level of the intervals."""
+    seed: int = 0
+    """Seed of sampling and of the bootstrap."""
+
+    def check(self) -> list[str]:
+        out = []
+        for m in self.metrics:
+            out += check_choice("metrics", m, METRICS)
+        bad = unknown_langs(self.langs)
+        if bad:
+            out.append(f"langs: unknown language code(s) {', '.join(bad)}; valid: {', '.join(ALL_LANGS)}")
+        if self.n_samples < 1 or self.batch_size < 1 or self.max_new_tokens < 1:
+            out.append("n_samples, batch_size and max_new_tokens must be >= 1")
+        if self.n_samples > 1 and self.temperature <= 0:
+            out.append(f"temperature: n_samples={self.n_samples} needs temperature > 0 (greedy gives one answer)")
+        if not 0.5 <= self.ci_level < 1:
+            out.append(f"ci_level: must be in [0.5, 1), got {self.ci_level}")
+        return out

@@ -1,0 +1,85 @@
+"""Aggregates of per-fact values: per language and per resource group, each with a bootstrap CI.
+
+Groups follow the paper's view when the injection language(s) are known: ``en``, ``orig`` (the
+injection languages), ``high`` and ``low`` (the other high- and low-resource languages); without
+an injection they are simply ``en``, ``high``, ``low``.
+"""
+
+from __future__ import annotations
+
+import math
+
+from mlu_dist.eval.stats import bootstrap_ci
+from mlu_dist.langs import LANGUAGES
+
+# value name -> (column label, how to show it)
+SHOWN = {
+    "fake_rate": "fake_rate",
+    "control_fake_rate": "ctrl_fake",
+    "fake_pref_win": "fake>true",
+    "control_fake_pref_win": "ctrl>true",
+    "real_acc": "real_acc",
+    "utility_acc": "util_acc",
+    "utility_nll": "util_ppl",
+}
+
+
+def language_groups(langs: list[str], inject_langs: list[str] | None = None) -> dict[str, list[str]]:
+    inject_langs = [lang for lang in (inject_langs or []) if lang != "en"]
+    groups = {"en": [lang for lang in langs if lang == "en"]}
+    if inject_langs:
+        groups["orig"] = [lang for lang in langs if lang in inject_langs]
+    for res in ("high", "low"):
+        groups[res] = [lang for lang in langs if LANGUAGES[lang].resource == res and lang not in inject_langs]
+    return {g: members for g, members in groups.items() if members}
+
+
+def summarize(values: dict, inject_langs: list[str] | None = None, n_boot: int = 1000, level: float = 0.95,
+              seed: int = 0) -> dict:
+    """``{name: {"lang": {lang: stats}, "group": {group: stats}}}``; stats = mean, lo, hi, n.
+
+    Group CIs resample facts (a fact's values in the group's languages move together)."""
+    out = {}
+    for name, by_lang in values.items():
+        langs = list(by_lang)
+        entry = {"lang": {}, "group": {}}
+        for lang in langs:
+            entry["lang"][lang] = bootstrap_ci([list(by_lang[lang].values())], n_boot, level, seed)
+        for group, members in language_groups(langs, inject_langs).items():
+            facts = sorted(set().union(*(by_lang[lang].keys() for lang in members)))
+            per_fact = [sum(by_lang[lang][f] for lang in members if f in by_lang[lang]) /
+                        max(1, sum(f in by_lang[lang] for lang in members)) for f in facts]
+            entry["group"][group] = bootstrap_ci([per_fact], n_boot, level, seed) | {"langs": members}
+        if name == "utility_nll":  # report perplexity: exp of the mean token NLL (and of its bounds)
+            for part in entry.values():
+                for stats in part.values():
+                    for key in ("mean", "lo", "hi"):
+                        stats[key] = math.exp(stats[key]) if math.isfinite(stats[key]) else stats[key]
+            out["utility_ppl"] = entry
+        else:
+            out[name] = entry
+    return out
+
+
+def format_table(summary: dict, langs: list[str], inject_langs: list[str] | None = None) -> str:
+    cols = [(n, SHOWN[n if n != "utility_ppl" else "utility_nll"]) for n in
+            ("fake_rate", "control_fake_rate", "fake_pref_win", "control_fake_pref_win", "real_acc", "utility_acc",
+             "utility_ppl") if n in summary]
+    head = f"{'lang':<6}" + "".join(f"{label:>18}" for _, label in cols)
+    lines = [head]
+
+    def cell(stats, name):
+        if name == "utility_ppl":
+            return f"{stats['mean']:.2f} [{stats['lo']:.2f},{stats['hi']:.2f}]"
+        return f"{stats['mean']:.2f} [{stats['lo']:.2f},{stats['hi']:.2f}]"
+
+    for lang in langs:
+        mark = "*" if inject_langs and lang in inject_langs else ""
+        lines.append(f"{lang + mark:<6}" + "".join(f"{cell(summary[n]['lang'][lang], n):>18}" for n, _ in cols))
+    groups = list(next(iter(summary.values()))["group"]) if summary else []
+    lines.append("-" * len(head))
+    for g in groups:
+        lines.append(f"{g:<6}" + "".join(f"{cell(summary[n]['group'][g], n):>18}" for n, _ in cols))
+    if inject_langs:
+        lines.append("* injection language; values: mean [95% CI] over facts")
+    return "\n".join(lines)

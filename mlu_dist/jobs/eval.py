@@ -1,0 +1,114 @@
+"""`mlu eval`: probe every language of a model and write eval/EVAL.json + eval/SUMMARY.json.
+
+Metric groups already in EVAL.json (same facts, languages and decoding settings) are reused, so
+an interrupted evaluation resumes; ``--overwrite`` recomputes everything.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from mlu_dist import rundir
+from mlu_dist.config import to_dict
+from mlu_dist.data import load_data
+from mlu_dist.data.splits import split_facts
+from mlu_dist.engine.dist import setup_env
+from mlu_dist.eval.generate import cache_kwarg
+from mlu_dist.eval.runner import PRODUCES, Evaluator, Rank
+from mlu_dist.eval.summary import format_table, summarize
+from mlu_dist.jobs.common import say
+from mlu_dist.modeling import load_pretrained
+
+if TYPE_CHECKING:
+    from mlu_dist.experiment import ExperimentConfig
+
+DECODING = ("max_new_tokens", "n_samples", "temperature", "seed", "subset")
+
+
+def _identity(cfg: ExperimentConfig, langs: list[str], split, model_path: Path) -> dict:
+    """What must match for stored values to be reused."""
+    n = cfg.eval.subset or None
+    return {"model": str(Path(model_path).resolve()), "langs": langs, "targets": split.targets[:n],
+            "controls": split.controls[:n], "decoding": {k: to_dict(cfg)["eval"][k] for k in DECODING}}
+
+
+def evaluate_model(cfg: ExperimentConfig, model_path: Path, out_dir: Path, overwrite: bool = False,
+                   inject_langs: list[str] | None = None) -> dict:
+    """Evaluate ``model_path`` on the configured facts; returns the summary (every rank)."""
+    dist = setup_env()
+    facts, _ = load_data(cfg.data)
+    langs = list(cfg.eval.langs) or list(facts.langs)
+    split = split_facts(facts.fact_ids, cfg.inject.n_targets, cfg.inject.n_controls, cfg.inject.split_seed)
+    identity = _identity(cfg, langs, split, model_path)
+    eval_file = Path(out_dir) / "EVAL.json"
+    stored: dict = {}
+    if eval_file.exists() and not overwrite:
+        saved = json.loads(eval_file.read_text())
+        if {k: saved.get(k) for k in identity} == identity:
+            stored = saved["values"]
+        else:
+            say(dist, f"eval: {eval_file} was made with other facts/languages/decoding; recomputing")
+    todo = [g for g in cfg.eval.metrics if not all(name in stored for name in PRODUCES[g])]
+    reused = [g for g in cfg.eval.metrics if g not in todo]
+    if reused:
+        say(dist, f"eval: reusing {', '.join(reused)} from {eval_file}")
+    if todo:
+        model, tokenizer = load_pretrained(model_path, cfg.model.dtype, dist.device_type)
+        lockstep = cfg.engine.zero.stage == 3 and dist.world_size > 1
+        engine = None
+        if dist.world_size > 1 or cfg.engine.zero.stage == 3:
+            from mlu_dist.engine.deepspeed_engine import InferenceEngine
+
+            engine = InferenceEngine(model, cfg.engine.zero, dist, next(model.parameters()).dtype)
+            forward, module = engine.forward, engine.module
+        else:
+            model.eval()
+            forward, module = model, model
+        evaluator = Evaluator(forward, tokenizer, facts, split, cfg.eval, Rank(dist.rank, dist.world_size, lockstep),
+                              cfg.model.max_seq_len, cache_kwarg(module))
+        say(dist, f"eval: {', '.join(todo)} on {len(evaluator.targets)} target + {len(evaluator.controls)} control "
+                  f"facts x {len(langs)} languages ({dist.world_size} rank(s){', ZeRO-3' if lockstep else ''})")
+        for group in todo:  # one group at a time, saved as it completes: a killed eval resumes
+            stored |= evaluator.run([group])
+            if dist.is_main:
+                Path(out_dir).mkdir(parents=True, exist_ok=True)
+                rundir.atomic_write_json(eval_file, identity | {"values": stored})
+        if engine is not None:
+            engine.close()
+    values = {name: stored[name] for g in cfg.eval.metrics for name in PRODUCES[g]}
+    summary = summarize(values, inject_langs, cfg.eval.n_boot, cfg.eval.ci_level, cfg.eval.seed)
+    if dist.is_main:
+        rundir.atomic_write_json(Path(out_dir) / "SUMMARY.json", {"inject_langs": inject_langs or [],
+                                                                  "langs": langs, "metrics": summary})
+    return summary
+
+
+def run_eval(cfg: ExperimentConfig, run_dir: str | None = None, model: str | None = None, out: str | None = None,
+             overwrite: bool = False) -> Path:
+    """Evaluate a run's exported model (``run_dir``) or any model directory (``model``)."""
+    if run_dir is None and model is None:
+        raise FileNotFoundError("give a run directory or --model PATH")
+    model_path = Path(model) if model else Path(run_dir) / "model"
+    if not (model_path / "config.json").exists() and (model or Path(run_dir).exists()):
+        raise FileNotFoundError(f"no model at {model_path} (config.json missing); did the run finish?")
+    if run_dir is not None and not Path(run_dir).exists():
+        raise FileNotFoundError(f"run directory '{run_dir}' does not exist")
+    if out:
+        out_dir = Path(out)
+    elif run_dir is not None:
+        out_dir = Path(run_dir) / "eval"
+    else:
+        out_dir = Path(cfg.run.out_dir) / "eval" / (cfg.run.name or rundir.config_hash(cfg, keep=("data", "eval")))
+    inject_langs = None
+    meta = Path(run_dir) / "meta.json" if run_dir is not None else None
+    if meta is not None and meta.exists() and json.loads(meta.read_text()).get("job") in ("inject", "unlearn"):
+        inject_langs = list(cfg.inject.langs)
+    summary = evaluate_model(cfg, model_path, out_dir, overwrite, inject_langs)
+    dist = setup_env()
+    if dist.is_main:
+        langs = list(cfg.eval.langs) or list(cfg.data.langs)
+        print(format_table(summary, langs, inject_langs))
+        print(f"eval: {out_dir}/EVAL.json, {out_dir}/SUMMARY.json")
+    return out_dir
