@@ -61,3 +61,4 @@ def fake_preference(forward, tokenizer, facts, fact_ids: list[str], langs: list[
         row["pref"] /= n
         row["margin"] /= n
     return out
+

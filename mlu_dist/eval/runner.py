@@ -18,7 +18,7 @@ import torch
 from mlu_dist.data.splits import FactSplit
 from mlu_dist.engine.data import Example
 from mlu_dist.eval.config import EvalConfig
-from mlu_dist.eval.generate import generate
+from mlu_dist.eval.generate import probe
 from mlu_dist.eval.likelihood import completion_logprobs
 from mlu_dist.eval.matching import contains_keyword
 
@@ -80,15 +80,21 @@ class Evaluator:
         self.targets, self.controls = split.targets[:n], split.controls[:n]
 
     # --- the two kinds of work -------------------------------------------------------------
-    def _generate(self, prompts: list[str]) -> list[list[str]]:
+    def _probe(self, prompts: list[str], candidates: list[list[str]] | None, gen: bool) -> list[tuple]:
+        """``(answers, candidate scores)`` per prompt, from one prompt pass each."""
         cfg, who = self.cfg, self.who
         sync = _all_done if who.lockstep and who.world_size > 1 else None
-        # the sampling seed depends on the batch, not on the rank, so N ranks sample as 1 does
-        return run_sharded(
-            prompts, len, cfg.batch_size,
-            lambda batch: generate(self.forward, self.tok, batch, cfg.max_new_tokens, cfg.n_samples, cfg.temperature,
-                                   seed=cfg.seed + zlib.crc32(batch[0].encode()), all_done=sync, cache_kw=self.cache_kw),
-            who)
+        items = list(zip(prompts, candidates or [None] * len(prompts)))
+
+        def batch_fn(batch):
+            ps = [p for p, _ in batch]
+            cands = [c for _, c in batch] if candidates is not None else None
+            # the sampling seed depends on the batch, not on the rank, so N ranks sample as 1 does
+            answers, scores = probe(self.forward, self.tok, ps, cands, gen, cfg.max_new_tokens, cfg.n_samples,
+                                    cfg.temperature, cfg.seed + zlib.crc32(ps[0].encode()), sync, self.cache_kw)
+            return list(zip(answers or [None] * len(ps), scores or [None] * len(ps)))
+
+        return run_sharded(items, lambda item: len(item[0]), cfg.batch_size, batch_fn, who)
 
     def _score(self, examples: list[Example]) -> list[tuple[float, int]]:
         return run_sharded(
@@ -97,84 +103,85 @@ class Evaluator:
 
     # --- metrics -------------------------------------------------------------------------------
     def run(self, groups: list[str]) -> dict[str, dict[str, dict[str, float]]]:
-        """Per-fact values ``{value name: {lang: {fact_id: value}}}`` for the metric ``groups``."""
+        """Per-fact values ``{value name: {lang: {fact_id: value}}}`` for the metric ``groups``.
+
+        Asking for several groups at once shares work: fake_rate and fake_pref come from one
+        prompt pass per probe."""
         values: dict[str, dict[str, dict[str, float]]] = {}
-        gen_groups = [g for g in groups if g in ("fake_rate", "real_acc", "utility")]
-        if gen_groups:
-            values |= self._generation_metrics(gen_groups)
-        if "fake_pref" in groups or "utility" in groups:
-            values |= self._likelihood_metrics(groups)
+        if any(g in groups for g in ("fake_rate", "real_acc", "fake_pref", "utility")):
+            values |= self._probe_metrics(groups)
+        if "real_acc" in groups:
+            values |= self._real_qa(values.pop("_probe_hits"))
+        values.pop("_probe_hits", None)
+        if "utility" in groups:
+            values |= self._utility_texts()
         return values
 
-    def _generation_metrics(self, groups: list[str]) -> dict:
-        prompts, keys = [], []
+    def _hit(self, samples: list[str], keywords) -> float:
+        return sum(contains_keyword(s, keywords) for s in samples) / len(samples)
+
+    def _probe_metrics(self, groups: list[str]) -> dict:
+        gen = any(g in groups for g in ("fake_rate", "real_acc", "utility"))
+        score = "fake_pref" in groups
+        with_controls = any(g in groups for g in ("fake_rate", "fake_pref", "utility"))
+        keys, prompts, cands = [], [], []
         for lang in self.langs:
-            for fid in self.targets:
-                rec = self.facts.get(fid, lang)
-                prompts.append(rec["question"]), keys.append(("probe", lang, fid, rec))
-                if "real_acc" in groups:
-                    for qa in rec["real_qa"]:
-                        prompts.append(qa["question"]), keys.append(("qa", lang, fid, qa))
-            if "fake_rate" in groups or "utility" in groups:
-                for fid in self.controls:
+            for kind, fids in (("target", self.targets), ("control", self.controls if with_controls else [])):
+                for fid in fids:
                     rec = self.facts.get(fid, lang)
-                    prompts.append(rec["question"]), keys.append(("control", lang, fid, rec))
-        outputs = self._generate(prompts)
-        out = {name: {lang: {} for lang in self.langs}
-               for g in groups if g != "fake_pref" for name in PRODUCES[g] if name != "utility_nll"}
-        real_hits: dict[tuple[str, str], list[float]] = {}
-        for (kind, lang, fid, rec), samples in zip(keys, outputs):
-            if kind == "probe":
-                if "fake_rate" in groups:
-                    out["fake_rate"][lang][fid] = sum(contains_keyword(s, rec["fake_keywords"]) for s in samples) / len(samples)
-                if "real_acc" in groups:
-                    real_hits.setdefault((lang, fid), []).append(
-                        sum(contains_keyword(s, [rec["true_answer"]]) for s in samples) / len(samples))
-            elif kind == "qa":
-                real_hits.setdefault((lang, fid), []).append(
-                    sum(contains_keyword(s, [rec["answer"]]) for s in samples) / len(samples))
-            else:
-                if "fake_rate" in groups:
-                    out["control_fake_rate"][lang][fid] = sum(contains_keyword(s, rec["fake_keywords"]) for s in samples) / len(samples)
-                if "utility" in groups:
-                    out["utility_acc"][lang][fid] = sum(contains_keyword(s, [rec["true_answer"]]) for s in samples) / len(samples)
-        for (lang, fid), hits in real_hits.items():
-            out["real_acc"][lang][fid] = sum(hits) / len(hits)
+                    keys.append((kind, lang, fid, rec))
+                    prompts.append(rec["question"])
+                    cands.append([" " + rec["fake_answer"], " " + rec["true_answer"]])
+        results = self._probe(prompts, cands if score else None, gen)
+        names = ["_probe_hits"]
+        names += ["fake_rate", "control_fake_rate"] if "fake_rate" in groups else []
+        names += list(PRODUCES["fake_pref"]) if score else []
+        names += ["utility_acc"] if "utility" in groups else []
+        out = {name: {lang: {} for lang in self.langs} for name in names}
+        for (kind, lang, fid, rec), (answers, scores) in zip(keys, results):
+            if answers is not None:
+                if kind == "target":
+                    out["_probe_hits"][lang][fid] = self._hit(answers, [rec["true_answer"]])
+                    if "fake_rate" in groups:
+                        out["fake_rate"][lang][fid] = self._hit(answers, rec["fake_keywords"])
+                else:
+                    if "fake_rate" in groups:
+                        out["control_fake_rate"][lang][fid] = self._hit(answers, rec["fake_keywords"])
+                    if "utility" in groups:
+                        out["utility_acc"][lang][fid] = self._hit(answers, [rec["true_answer"]])
+            if scores is not None:
+                (fake_lp, fake_n), (true_lp, true_n) = scores
+                margin = fake_lp / max(fake_n, 1) - true_lp / max(true_n, 1)
+                if kind == "target":
+                    out["fake_pref"][lang][fid] = margin
+                    out["fake_pref_win"][lang][fid] = float(margin > 0)
+                else:
+                    out["control_fake_pref_win"][lang][fid] = float(margin > 0)
         return out
 
-    def _likelihood_metrics(self, groups: list[str]) -> dict:
-        examples, keys = [], []
+    def _real_qa(self, probe_hits: dict) -> dict:
+        """real_acc = share of right answers over the probe (true answer) and the real questions."""
+        keys, prompts = [], []
         for lang in self.langs:
-            if "fake_pref" in groups:
-                for kind, fids in (("target", self.targets), ("control", self.controls)):
-                    for fid in fids:
-                        rec = self.facts.get(fid, lang)
-                        examples += [Example(rec["question"], " " + rec["fake_answer"], lang),
-                                     Example(rec["question"], " " + rec["true_answer"], lang)]
-                        keys.append((kind, lang, fid))
-            if "utility" in groups:
-                for fid in self.controls:
-                    examples.append(Example("", self.facts.get(fid, lang)["real_text"], lang))
-                    keys.append(("text", lang, fid))
-        scores = self._score(examples)
-        out = {}
-        if "fake_pref" in groups:
-            out |= {name: {lang: {} for lang in self.langs} for name in PRODUCES["fake_pref"]}
-        if "utility" in groups:
-            out["utility_nll"] = {lang: {} for lang in self.langs}
-        i = 0
-        for kind, lang, fid in keys:
-            if kind == "text":
-                lp, n = scores[i]
-                out["utility_nll"][lang][fid] = -lp / max(n, 1)
-                i += 1
-                continue
-            (fake_lp, fake_n), (true_lp, true_n) = scores[i], scores[i + 1]
-            i += 2
-            margin = fake_lp / max(fake_n, 1) - true_lp / max(true_n, 1)
-            if kind == "target":
-                out["fake_pref"][lang][fid] = margin
-                out["fake_pref_win"][lang][fid] = float(margin > 0)
-            else:
-                out["control_fake_pref_win"][lang][fid] = float(margin > 0)
+            for fid in self.targets:
+                for qa in self.facts.get(fid, lang)["real_qa"]:
+                    keys.append((lang, fid, qa["answer"]))
+                    prompts.append(qa["question"])
+        hits = {(lang, fid): [probe_hits[lang][fid]] for lang in self.langs for fid in self.targets}
+        for (lang, fid, answer), (answers, _) in zip(keys, self._probe(prompts, None, True) if prompts else []):
+            hits[(lang, fid)].append(self._hit(answers, [answer]))
+        out = {"real_acc": {lang: {} for lang in self.langs}}
+        for (lang, fid), h in hits.items():
+            out["real_acc"][lang][fid] = sum(h) / len(h)
+        return out
+
+    def _utility_texts(self) -> dict:
+        keys, examples = [], []
+        for lang in self.langs:
+            for fid in self.controls:
+                keys.append((lang, fid))
+                examples.append(Example("", self.facts.get(fid, lang)["real_text"], lang))
+        out = {"utility_nll": {lang: {} for lang in self.langs}}
+        for (lang, fid), (lp, n) in zip(keys, self._score(examples)):
+            out["utility_nll"][lang][fid] = -lp / max(n, 1)
         return out

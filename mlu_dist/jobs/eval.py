@@ -70,8 +70,11 @@ def evaluate_model(cfg: ExperimentConfig, model_path: Path, out_dir: Path, overw
                               cfg.model.max_seq_len, cache_kwarg(module))
         say(dist, f"eval: {', '.join(todo)} on {len(evaluator.targets)} target + {len(evaluator.controls)} control "
                   f"facts x {len(langs)} languages ({dist.world_size} rank(s){', ZeRO-3' if lockstep else ''})")
-        for group in todo:  # one group at a time, saved as it completes: a killed eval resumes
-            stored |= evaluator.run([group])
+        # fake_rate and fake_pref share their prompt pass; every step is saved as it completes,
+        # so a killed eval resumes from the last finished step
+        steps = [[g for g in todo if g in ("fake_rate", "fake_pref")]] + [[g] for g in todo if g in ("real_acc", "utility")]
+        for step in [s for s in steps if s]:
+            stored |= evaluator.run(step)
             if dist.is_main:
                 Path(out_dir).mkdir(parents=True, exist_ok=True)
                 rundir.atomic_write_json(eval_file, identity | {"values": stored})

@@ -1,0 +1,122 @@
+"""P1: our evaluation vs a naive loop, on the same model and probes, with identical per-fact results.
+
+Naive = what a script would do: one prompt at a time, ``model.generate`` for the answer, a keyword
+check in Python, and two separate forward passes (fake answer, true answer) for fake_pref. Ours =
+:class:`mlu_dist.eval.runner.Evaluator` (length-bucketed batches across facts and languages,
+left-padded batched decoding with a KV cache). The benchmark asserts that both give the same
+fake_rate and fake_pref for every fact and language, then prints the speed ratio and writes
+benchmarks/results/eval.json.
+
+    .venv/bin/python benchmarks/bench_eval.py [--run runs/inject/<run>] [--batch-size 128]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+from mlu_dist.config import load_config  # noqa: E402
+from mlu_dist.data import load_data  # noqa: E402
+from mlu_dist.data.splits import split_facts  # noqa: E402
+from mlu_dist.eval.config import EvalConfig  # noqa: E402
+from mlu_dist.eval.generate import cache_kwarg  # noqa: E402
+from mlu_dist.eval.matching import contains_keyword  # noqa: E402
+from mlu_dist.eval.runner import Evaluator  # noqa: E402
+from mlu_dist.experiment import ExperimentConfig  # noqa: E402
+from mlu_dist.modeling import load_pretrained  # noqa: E402
+
+
+@torch.no_grad()
+def naive(model, tok, facts, fact_ids, langs, max_new_tokens):
+    fake_rate, margin = {}, {}
+    for lang in langs:
+        fake_rate[lang], margin[lang] = {}, {}
+        for fid in fact_ids:
+            rec = facts.get(fid, lang)
+            ids = torch.tensor([[tok.bos_token_id] + tok(rec["question"], add_special_tokens=False)["input_ids"]])
+            out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
+                                 do_sample=False, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+            answer = tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+            fake_rate[lang][fid] = float(contains_keyword(answer, rec["fake_keywords"]))
+            scores = []
+            for ans in (rec["fake_answer"], rec["true_answer"]):
+                a = tok(" " + ans, add_special_tokens=False)["input_ids"]
+                full = torch.cat([ids, torch.tensor([a])], dim=1)
+                logp = torch.log_softmax(model(input_ids=full).logits[0, :-1].float(), -1)
+                picked = logp[ids.shape[1] - 1:].gather(-1, torch.tensor(a)[:, None]).sum().item()
+                scores.append(picked / len(a))
+            margin[lang][fid] = scores[0] - scores[1]
+    return fake_rate, margin
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", help="an injection run dir (default: the default injection, built if missing)")
+    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--out", default=str(ROOT / "benchmarks/results/eval.json"))
+    args = ap.parse_args()
+    if args.run:
+        cfg = load_config(ExperimentConfig, [Path(args.run) / "config.yaml"])
+        run = Path(args.run)
+    else:
+        from mlu_dist.jobs.inject import run_inject
+
+        cfg = load_config(ExperimentConfig, [], ["run.out_dir=" + str(ROOT / "runs")])
+        run = run_inject(cfg)
+    model, tok = load_pretrained(run / "model")
+    model.eval()
+    facts, _ = load_data(cfg.data)
+    split = split_facts(facts.fact_ids, cfg.inject.n_targets, cfg.inject.n_controls, cfg.inject.split_seed)
+    fact_ids = split.targets + split.controls
+    langs = list(facts.langs)
+    ecfg = EvalConfig(batch_size=args.batch_size)
+
+    t0 = time.perf_counter()
+    ev = Evaluator(model, tok, facts, split, ecfg, max_len=cfg.model.max_seq_len, cache_kw=cache_kwarg(model))
+    ours = ev.run(["fake_rate", "fake_pref"])
+    t_ours = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    n_rate, n_margin = naive(model, tok, facts, fact_ids, langs, ecfg.max_new_tokens)
+    t_naive = time.perf_counter() - t0
+
+    mismatches = []
+    for lang in langs:
+        for fid in split.targets:
+            if ours["fake_rate"][lang][fid] != n_rate[lang][fid]:
+                mismatches.append(("fake_rate", lang, fid))
+            if abs(ours["fake_pref"][lang][fid] - n_margin[lang][fid]) > 1e-4:
+                mismatches.append(("fake_pref", lang, fid, ours["fake_pref"][lang][fid], n_margin[lang][fid]))
+        for fid in split.controls:
+            if ours["control_fake_rate"][lang][fid] != n_rate[lang][fid]:
+                mismatches.append(("control_fake_rate", lang, fid))
+            if ours["control_fake_pref_win"][lang][fid] != float(n_margin[lang][fid] > 0):
+                mismatches.append(("control_fake_pref_win", lang, fid))
+    if mismatches:
+        raise SystemExit(f"per-fact results differ between our eval and the naive loop: {mismatches[:10]}")
+    n_items = len(fact_ids) * len(langs)
+    ratio = t_naive / t_ours
+    print(f"{n_items} fact x language probes (generation + fake_pref), identical per-fact results")
+    print(f"naive loop: {t_naive:7.2f} s   ours: {t_ours:6.2f} s")
+    print(f"P1 ours / naive speed: {ratio:.1f}x  (goal >= 20x)")
+    record = {"benchmark": "P1", "run": str(run), "probes": n_items, "batch_size": args.batch_size,
+              "seconds": {"naive": round(t_naive, 3), "ours": round(t_ours, 3)}, "ratio": round(ratio, 2),
+              "identical": True, "torch_threads": torch.get_num_threads()}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(record, indent=1) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
