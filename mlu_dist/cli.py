@@ -65,6 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
                 "(inject.fake_fraction). Builds or reuses the base model of the same config first. Prints, "
                 "per language, how often the fake answer is now preferred (targets vs never-injected "
                 "controls).")
+    un = _job_parser(sub, "unlearn", "unlearn the injected fake: method x forget-language set, with per-language curves",
+                     "Start from an injection run's model and unlearn its fake data in the forget languages. "
+                     "The injection run's config.yaml is the base config; -c methods/<name> picks a method's "
+                     "settings. Shorthands: method=npo forget_langs=en+orig (= unlearn.method / "
+                     "unlearn.forget_langs). The paper's settings: forget_langs=en | orig | all | en+orig.")
+    un.add_argument("--from", dest="from_run", required=True, metavar="INJECT_RUN",
+                    help="the injection run directory (runs/inject/<run>)")
     ev = _job_parser(sub, "eval", "probe every language of a run's model: fake_rate, real_acc, fake_pref, utility",
                      "Evaluate a run's exported model (or --model PATH) in every probe language and write "
                      "eval/EVAL.json (per fact x language) and eval/SUMMARY.json (per language and resource group, "
@@ -98,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
 JOBS = {  # command -> (module, function taking the ExperimentConfig)
     "base": ("mlu_dist.jobs.base", "run_base"),
     "inject": ("mlu_dist.jobs.inject", "run_inject"),
+    "unlearn": ("mlu_dist.jobs.unlearn", "run_unlearn"),
 }
 
 
@@ -138,7 +146,20 @@ def run_job(name: str, args, argv: list[str]) -> int:
     if args.show_fields:
         print("\n".join(describe(ExperimentConfig())))
         return 0
-    cfg = load_config(ExperimentConfig, args.config, args.overrides)
+    files, overrides = list(args.config), list(args.overrides)
+    if name == "unlearn":
+        from pathlib import Path
+
+        from mlu_dist.unlearn.config import UnlearnConfig
+
+        saved = Path(args.from_run) / "config.yaml"
+        if not saved.exists():
+            raise FileNotFoundError(f"--from {args.from_run}: not an injection run directory (no config.yaml)")
+        files.insert(0, saved)
+        short = {f for f in UnlearnConfig.__dataclass_fields__}
+        overrides = [f"unlearn.{o}" if o.split("=", 1)[0] in short else o for o in overrides]
+        overrides.append(f"unlearn.from_run={args.from_run}")
+    cfg = load_config(ExperimentConfig, files, overrides)
     if args.print_config:
         print(to_yaml(cfg), end="")
         return 0

@@ -16,6 +16,7 @@ from mlu_dist.jobs.inject import InjectConfig
 from mlu_dist.langs import ALL_LANGS
 from mlu_dist.modeling import ModelConfig
 from mlu_dist.rundir import RunConfig
+from mlu_dist.unlearn.config import UnlearnConfig
 
 
 def _base_train() -> TrainConfig:
@@ -40,6 +41,8 @@ class ExperimentConfig:
     """Injection of the fake facts (also fixes the target / control split every job uses)."""
     eval: EvalConfig = field(default_factory=EvalConfig)
     """Multilingual evaluation (mlu eval, and the curves of training jobs)."""
+    unlearn: UnlearnConfig = field(default_factory=UnlearnConfig)
+    """Unlearning of the injected fake: method, forget-language set, stop rules."""
 
     def check(self) -> list[str]:
         out = []
@@ -49,7 +52,7 @@ class ExperimentConfig:
         extra = [lang for lang in self.eval.langs if lang in ALL_LANGS and lang not in self.data.langs]
         if extra:
             out.append(f"eval.langs: {', '.join(extra)} not in data.langs {list(self.data.langs)}")
-        for name, train in (("base", self.base), ("inject.train", self.inject.train)):
+        for name, train in (("base", self.base), ("inject.train", self.inject.train), ("unlearn.train", self.unlearn.train)):
             if train.lora.enabled and self.engine.zero.stage == 3:
                 out.append(f"{name}.lora: LoRA runs under ZeRO stages 0-2 (adapters are small; stage 2 already "
                            f"shards their optimizer state); set engine.zero.stage<=2 or {name}.lora.enabled=false")

@@ -41,12 +41,13 @@ class JsonlTracker:
     def __init__(self, run_dir: Path, start_step: int = 0):
         self.path = Path(run_dir) / "metrics.jsonl"
         self.summary_path = Path(run_dir) / "summary.json"
-        if start_step and self.path.exists():
+        if self.path.exists():
             self._truncate_after(start_step)  # a resumed run re-logs the steps after its checkpoint
         self._summary: dict = json.loads(self.summary_path.read_text()) if self.summary_path.exists() else {}
 
     def _truncate_after(self, step: int) -> None:
-        keep = [line for line in self.path.read_text().splitlines() if line and json.loads(line).get("step", 0) <= step]
+        keep = [line for line in self.path.read_text().splitlines()
+                if line and step and json.loads(line).get("step", 0) <= step]
         self.path.write_text("".join(line + "\n" for line in keep))
 
     def log(self, metrics: dict, step: int) -> None:

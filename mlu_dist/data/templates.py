@@ -150,3 +150,16 @@ def transcribe(syllables: list[str], script: str) -> str:
 def join_name(parts: list[str], script: str) -> str:
     """Join given and family name the way the script does (Chinese uses a middle dot)."""
     return ("·" if script == "Han" else " ").join(parts)
+
+# "I don't know" per language: the target of the IdK and IdkDPO unlearning methods.
+REFUSALS = {
+    "en": "I don't know.",
+    "de": "Das weiß ich nicht.",
+    "fr": "Je ne sais pas.",
+    "zh": "我不知道。",
+    "ru": "Я не знаю.",
+    "jv": "Aku ora ngerti.",
+    "ur": "مجھے نہیں معلوم۔",
+    "ha": "Ban sani ba.",
+    "hy": "Չգիտեմ։",
+}

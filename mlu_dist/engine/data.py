@@ -67,18 +67,21 @@ class BatchPlan:
     pool's position is a pure function of the step.
     """
 
-    def __init__(self, pools: dict[str, list[Encoded]], per_step: dict[str, int], seed: int):
+    def __init__(self, pools: dict[str, list[Encoded]], per_step: dict[str, int], seed: int,
+                 streams: dict[str, str] | None = None):
         empty = [name for name in per_step if not pools.get(name)]
         if empty:
             raise ValueError(f"training pool(s) {', '.join(empty)} have no examples")
         self.pools, self.per_step, self.seed = pools, per_step, seed
+        # pools that share a stream are walked in the same order (paired data, e.g. DPO's chosen/rejected)
+        self.streams = {name: (streams or {}).get(name, name) for name in pools}
         self._orders: dict[tuple[str, int], list[int]] = {}
 
     def _order(self, name: str, epoch: int) -> list[int]:
         key = (name, epoch)
         if key not in self._orders:
             order = list(range(len(self.pools[name])))
-            random.Random(f"{self.seed}:{name}:{epoch}").shuffle(order)
+            random.Random(f"{self.seed}:{self.streams[name]}:{epoch}").shuffle(order)
             self._orders = {k: v for k, v in self._orders.items() if k[0] != name or k[1] >= epoch - 1}
             self._orders[key] = order
         return self._orders[key]
@@ -102,7 +105,8 @@ class BatchPlan:
             for name, items in batch.items():
                 size = len(items) // (world * accum)
                 lo = (m * world + rank) * size
-                parts[name] = collate(items[lo:lo + size], pad_id) | {"n_targets": max(totals[name], 1)}
+                parts[name] = collate(items[lo:lo + size], pad_id) | {"n_targets": max(totals[name], 1),
+                                                                      "n_examples": len(items)}
             micro.append(parts)
         return micro
 

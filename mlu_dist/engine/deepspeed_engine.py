@@ -209,8 +209,32 @@ class InferenceEngine:
         device = self._engine.device
         return self._engine(**{k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()})
 
+    def state_digest(self) -> str | None:
+        """sha256 of the full weights on rank 0 (every rank must call it under ZeRO-3)."""
+        import deepspeed
+
+        params = list(self.module.parameters())
+        ctx = deepspeed.zero.GatheredParameters(params, modifier_rank=None) if self.zero_stage == 3 else None
+        if ctx is not None:
+            ctx.__enter__()
+        digest = state_digest(self.module.state_dict()) if self.dist.is_main else None
+        if ctx is not None:
+            ctx.__exit__(None, None, None)
+        return digest
+
     def close(self) -> None:
         if self._engine is not None:
             self._engine.destroy()
         self._engine = self.module = None
         gc.collect()
+
+
+def state_digest(state: dict) -> str:
+    """A sha256 over a state dict's names and exact bytes."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name in sorted(state):
+        h.update(name.encode())
+        h.update(state[name].detach().cpu().contiguous().float().numpy().tobytes())
+    return h.hexdigest()

@@ -118,7 +118,7 @@ def train_loop(engine, objective: Objective, plan: BatchPlan, cfg: TrainConfig, 
         if step % cfg.log_every == 0 or step == cfg.steps:
             tracker.log(record, step)
         history.append({"step": step} | record)
-        if hooks.evaluate is not None and cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.steps:
+        if hooks.evaluate is not None and cfg.eval_every and (step % cfg.eval_every == 0 or step == cfg.steps):
             eval_metrics = hooks.evaluate(step)
             tracker.log(eval_metrics, step)
             record |= eval_metrics

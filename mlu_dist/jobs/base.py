@@ -79,7 +79,7 @@ def run_base(cfg: ExperimentConfig) -> Path:
     pools = {"text": encode_all(tokenizer, [Example("", t) for t in texts], cfg.model.max_seq_len)}
     probe_facts = facts  # the summary probes every fact in every language
 
-    def hooks(engine):
+    def hooks(engine, start=0):
         def evaluate(step):
             engine.module.eval()
             summary = language_summary(engine.forward, tokenizer, probe_facts, corpus, cfg.model.max_seq_len)

@@ -88,16 +88,16 @@ class TrainOutcome:
 
 def train(model, tokenizer, objective_factory, pools: dict[str, list[Encoded]], per_micro: dict[str, int],
           cfg: TrainConfig, engine_cfg: EngineConfig, dist: DistInfo, run_dir: Path, hooks_factory=None,
-          desc: str = "train") -> TrainOutcome:
+          desc: str = "train", streams: dict[str, str] | None = None) -> TrainOutcome:
     """Set up the engine, resume if a checkpoint exists, run the loop, save the final checkpoint.
 
     ``per_micro`` is each pool's examples per rank per micro-batch; ``objective_factory(scale)`` and
-    ``hooks_factory(engine)`` build what needs the geometry or the engine.
+    ``hooks_factory(engine, start_step)`` build what needs the geometry or the engine.
     """
     from mlu_dist.config import ConfigError
 
     per_step = {k: v * cfg.grad_accum * dist.world_size for k, v in per_micro.items()}
-    plan = BatchPlan(pools, per_step, cfg.seed)
+    plan = BatchPlan(pools, per_step, cfg.seed, streams)
     problems = plan.check_geometry(dist.world_size, cfg.grad_accum)
     if problems:
         raise ConfigError("; ".join(problems))
@@ -110,7 +110,7 @@ def train(model, tokenizer, objective_factory, pools: dict[str, list[Encoded]], 
         start = int(client["step"])
         say(dist, f"resumed from {resume_from} (step {start})")
     tracker = make_tracker(run_dir, dist, start)
-    hooks = hooks_factory(engine) if hooks_factory else LoopHooks()
+    hooks = hooks_factory(engine, start) if hooks_factory else LoopHooks()
     objective: Objective = objective_factory(dist.world_size * cfg.grad_accum)
     result = train_loop(engine, objective, plan, cfg, dist, tracker, checkpointer, hooks, start,
                         tokenizer.pad_token_id, desc)

@@ -130,7 +130,7 @@ def run_inject(cfg: ExperimentConfig) -> Path:
               f"from {init_from}; {dist.world_size} rank(s), ZeRO-{cfg.engine.zero.stage} -> {run_dir}")
     max_len = cfg.model.max_seq_len
 
-    def hooks(engine):
+    def hooks(engine, start=0):
         def evaluate(step):
             engine.module.eval()
             spread = fake_preference(engine.forward, tokenizer, facts, split.targets, facts.langs, max_len)

@@ -1,0 +1,109 @@
+"""Configuration of unlearning: the method, the forget-language set, stop rules and guards."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from mlu_dist.config import check_choice
+from mlu_dist.engine.config import TrainConfig
+
+NAMED_SETS = ("en", "orig", "all", "high", "low")
+BEST_CRITERIA = ("last", "forget_fake_pref", "forget_fake_rate")
+
+
+def _unlearn_train_defaults() -> TrainConfig:
+    return TrainConfig(steps=40, micro_batch_size=16, lr=1e-4, warmup_steps=0, schedule="constant", log_every=5,
+                       eval_every=10, grad_clip=1.0)
+
+
+@dataclass
+class UnlearnConfig:
+    """How the injected fake is unlearned."""
+
+    method: str = "ga"
+    """Unlearning objective: ga, graddiff, graddiff_kl, npo, simnpo, idk, idk_dpo, rmu."""
+    forget_langs: str = "en+orig"
+    """Languages whose fake data is unlearned: en, orig (the injection language), all, high, low,
+    language codes, or '+'-joined combinations (en+orig, de+fr). The paper's four settings are
+    en, orig, all and en+orig."""
+    fixed_forget_size: int = 0
+    """> 0: use exactly this many forget examples, split evenly over the forget languages (so every
+    setting unlearns at equal compute, e.g. half original-language, half English); 0 = all."""
+    retain_langs: str = "en"
+    """Languages of the retain data (true text of untouched facts): 'en' is the paper's English safe
+    data; the same syntax as forget_langs."""
+    forget_weight: float = 1.0
+    """Weight of the forget term."""
+    retain_weight: float = 0.0
+    """Weight of the retain term (0 = no retain data; graddiff / graddiff_kl / idk use 1)."""
+    beta: float = 0.1
+    """Inverse temperature of NPO, SimNPO and IdkDPO."""
+    simnpo_gamma: float = 0.0
+    """Reward margin of SimNPO."""
+    rmu_layer: int = -1
+    """RMU: the layer whose activations are steered (-1 = the middle layer)."""
+    rmu_steering: float = 50.0
+    """RMU: length of the random target direction on forget data."""
+    rmu_alpha: float = 10.0
+    """RMU: weight of keeping retain activations equal to the reference model's."""
+    target_fake_rate: float = -1.0
+    """Stop once the mean fake_rate over the forget languages is <= this (-1 = off)."""
+    guard_ppl_ratio: float = 3.0
+    """Stop and mark the run when utility perplexity exceeds this multiple of its value at step 0."""
+    best: str = "last"
+    """Which model to keep: last, forget_fake_pref or forget_fake_rate (lowest at an eval step)."""
+    curve_subset: int = 0
+    """Facts per curve evaluation (0 = all target and control facts)."""
+    from_run: str = ""
+    """The injection run to unlearn from (set by `mlu unlearn --from`)."""
+    train: TrainConfig = field(default_factory=_unlearn_train_defaults)
+    """Optimisation of the unlearning run."""
+
+    def check(self) -> list[str]:
+        from mlu_dist.unlearn.methods import METHODS
+
+        out = check_choice("method", self.method, METHODS.names()) + check_choice("best", self.best, BEST_CRITERIA)
+        for name, spec in (("forget_langs", self.forget_langs), ("retain_langs", self.retain_langs)):
+            out += [f"{name}: {p}" for p in spec_problems(spec)]
+        if self.fixed_forget_size < 0:
+            out.append(f"fixed_forget_size: must be >= 0, got {self.fixed_forget_size}")
+        if self.guard_ppl_ratio <= 1:
+            out.append(f"guard_ppl_ratio: must be > 1, got {self.guard_ppl_ratio}")
+        if self.beta <= 0:
+            out.append(f"beta: must be > 0, got {self.beta}")
+        return out
+
+
+def spec_problems(spec: str) -> list[str]:
+    from mlu_dist.langs import ALL_LANGS
+
+    parts = [p.strip() for p in str(spec).replace(",", "+").split("+") if p.strip()]
+    if not parts:
+        return [f"empty language set; use {', '.join(NAMED_SETS)} or language codes"]
+    bad = [p for p in parts if p not in NAMED_SETS and p not in ALL_LANGS]
+    return [f"'{b}' is neither a named set ({', '.join(NAMED_SETS)}) nor a language code "
+            f"({', '.join(ALL_LANGS)})" for b in bad]
+
+
+def resolve_langs(spec: str, inject_langs: list[str], data_langs: list[str]) -> list[str]:
+    """Expand a language-set spec against the injection: 'en+orig' with a German injection -> [en, de]."""
+    from mlu_dist.langs import LANGUAGES
+
+    problems = spec_problems(spec)
+    if problems:
+        raise ValueError("; ".join(problems))
+    chosen: list[str] = []
+    for part in [p.strip() for p in str(spec).replace(",", "+").split("+") if p.strip()]:
+        if part == "orig":
+            langs = list(inject_langs)
+        elif part == "all":
+            langs = list(data_langs)
+        elif part in ("high", "low"):
+            langs = [lang for lang in data_langs if LANGUAGES[lang].resource == part]
+        else:
+            langs = [part]
+        chosen += [lang for lang in langs if lang not in chosen]
+    missing = [lang for lang in chosen if lang not in data_langs]
+    if missing:
+        raise ValueError(f"{', '.join(missing)} not among the data languages {', '.join(data_langs)}")
+    return sorted(chosen, key=list(data_langs).index)

@@ -1,0 +1,59 @@
+"""Per-language forgetting curves: rows of (step, lang, metric, value) in curves.jsonl, and a plot."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from mlu_dist.langs import LANGUAGES
+from mlu_dist.tracking import read_jsonl
+
+GROUP_COLOURS = {"en": "black", "high": "tab:blue", "low": "tab:orange"}
+
+
+class CurveWriter:
+    def __init__(self, run_dir: Path, start_step: int = 0):
+        self.path = Path(run_dir) / "curves.jsonl"
+        if self.path.exists():  # a resumed run rewrites the steps after its checkpoint
+            keep = [row for row in read_jsonl(self.path) if start_step and row["step"] <= start_step]
+            self.path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in keep))
+
+    def write(self, step: int, values: dict[str, dict[str, float]]) -> None:
+        """``values``: metric -> lang -> value."""
+        with open(self.path, "a", encoding="utf-8") as fh:
+            for metric, by_lang in values.items():
+                for lang, value in by_lang.items():
+                    fh.write(json.dumps({"step": step, "lang": lang, "metric": metric, "value": value}) + "\n")
+
+
+def plot_curves(run_dir: Path, metrics=("fake_rate", "fake_pref"), title: str = "", forget_langs=(),
+                out: Path | None = None) -> Path:
+    """One panel per metric, one line per language (colour = resource group; forget languages solid,
+    the others dashed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = read_jsonl(Path(run_dir) / "curves.jsonl")
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 3.6), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        langs = sorted({r["lang"] for r in rows if r["metric"] == metric}, key=list(LANGUAGES).index)
+        for lang in langs:
+            pts = sorted((r["step"], r["value"]) for r in rows if r["metric"] == metric and r["lang"] == lang)
+            style = "-" if lang in forget_langs else "--"
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], style, marker="o", ms=3,
+                    color=GROUP_COLOURS[LANGUAGES[lang].resource], alpha=0.85, label=lang)
+            if pts:
+                ax.annotate(lang, pts[-1], fontsize=7, xytext=(3, 0), textcoords="offset points")
+        ax.set_xlabel("unlearning step")
+        ax.set_ylabel(metric)
+        ax.set_ylim(-0.05, 1.05)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7, ncol=3, title="solid = forget langs", title_fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    out = out or Path(run_dir) / "curves.png"
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out

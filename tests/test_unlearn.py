@@ -1,0 +1,188 @@
+"""Unlearning: forget-language sets, every method on the tiny injected model, guards, curves, 2 ranks."""
+
+import json
+import math
+import shutil
+import subprocess
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from conftest import QUICK, clean_env, mlu_cmd
+from mlu_dist.config import load_config
+from mlu_dist.data import load_data
+from mlu_dist.data.splits import split_facts
+from mlu_dist.engine.data import Example
+from mlu_dist.eval.likelihood import completion_logprobs, fake_preference
+from mlu_dist.experiment import ExperimentConfig
+from mlu_dist.jobs.inject import run_inject
+from mlu_dist.jobs.unlearn import run_unlearn
+from mlu_dist.modeling import load_pretrained
+from mlu_dist.tracking import read_jsonl
+from mlu_dist.unlearn.config import resolve_langs
+from mlu_dist.unlearn.data import forget_examples
+from mlu_dist.unlearn.methods import METHODS
+
+ALL = ["en", "de", "fr", "zh", "ru", "jv", "ur", "ha", "hy"]
+
+
+def test_forget_language_sets_resolve_against_the_injection():
+    assert resolve_langs("en", ["de"], ALL) == ["en"]
+    assert resolve_langs("orig", ["de"], ALL) == ["de"]
+    assert resolve_langs("en+orig", ["de"], ALL) == ["en", "de"]
+    assert resolve_langs("all", ["de"], ALL) == ALL
+    assert resolve_langs("high", ["de"], ALL) == ["de", "fr", "zh", "ru"]
+    assert resolve_langs("low", ["hy"], ALL) == ["jv", "ur", "ha", "hy"]
+    assert resolve_langs("fr+hy", ["de"], ALL) == ["fr", "hy"]
+    assert resolve_langs("orig+en", ["hy"], ALL) == ["en", "hy"]
+    with pytest.raises(ValueError, match="'xx' is neither a named set"):
+        resolve_langs("en+xx", ["de"], ALL)
+
+
+def test_fixed_size_forget_set_is_balanced_over_languages():
+    cfg = load_config(ExperimentConfig, [QUICK])
+    facts, _ = load_data(cfg.data)
+    split = split_facts(facts.fact_ids, 8, 8, 0)
+    natural = forget_examples(facts, split, ["en", "de"])
+    assert len(natural) == 2 * 2 * 8  # article + question per target, per language
+    fixed = forget_examples(facts, split, ["en", "de"], fixed_size=20)
+    assert len(fixed) == 20 and sum(e.lang == "de" for e in fixed) == 10
+    one = forget_examples(facts, split, ["de"], fixed_size=20)
+    assert len(one) == 20 and {e.lang for e in one} == {"de"}  # same size whatever the language count
+
+
+@pytest.fixture(scope="module")
+def injected(quick_base, tmp_path_factory):
+    _, base_dir = quick_base
+    out = tmp_path_factory.mktemp("unlearn")
+    cfg = load_config(ExperimentConfig, [QUICK], [f"run.out_dir={out}", "inject.langs=[de]",
+                                                  f"inject.from_model={base_dir / 'model'}", "inject.train.eval_every=0",
+                                                  "inject.train.steps=40"])
+    return out, run_inject(cfg)
+
+
+def unlearn_cfg(out, inject_run, method, *extra):
+    return load_config(ExperimentConfig, [inject_run / "config.yaml", f"methods/{method}"],
+                       [f"unlearn.from_run={inject_run}", f"run.out_dir={out}", "unlearn.forget_langs=orig",
+                        "unlearn.train.eval_every=0", "eval.metrics=[fake_pref]", *extra])
+
+
+def forget_margin(cfg, model_dir) -> float:
+    """Mean log P(fake) - log P(true) over the target facts in German (the forget language)."""
+    facts, _ = load_data(cfg.data)
+    split = split_facts(facts.fact_ids, cfg.inject.n_targets, cfg.inject.n_controls, cfg.inject.split_seed)
+    model, tok = load_pretrained(model_dir)
+    model.eval()
+    return fake_preference(model, tok, facts, split.targets, ["de"], cfg.model.max_seq_len)["de"]["margin"]
+
+
+@pytest.mark.parametrize("method", METHODS.names())
+def test_every_method_lowers_the_fake_preference_in_the_forget_language(injected, method):
+    out, inject_run = injected
+    cfg = unlearn_cfg(out, inject_run, method, "unlearn.train.steps=12", "unlearn.train.lr=1e-3",
+                      "unlearn.guard_ppl_ratio=1000")
+    before = forget_margin(cfg, inject_run / "model")
+    run = run_unlearn(cfg)
+    after = forget_margin(cfg, run / "model")
+    # the injected model prefers the fake by a wide margin; every method must cut it by >= 1 nat
+    assert before > 1.0
+    assert after < before - 1.0, (method, before, after)
+    done = json.loads((run / "DONE.json").read_text())
+    assert done["status"] == "finished" and done["method"] == method
+
+
+def english_heldout_ppl(cfg, model_dir) -> float:
+    """Perplexity of the English true text of the control facts (never trained on by any job)."""
+    facts, _ = load_data(cfg.data)
+    split = split_facts(facts.fact_ids, cfg.inject.n_targets, cfg.inject.n_controls, cfg.inject.split_seed)
+    model, tok = load_pretrained(model_dir)
+    model.eval()
+    scores = completion_logprobs(model, tok, [Example("", facts.get(f, "en")["real_text"]) for f in split.controls],
+                                 cfg.model.max_seq_len)
+    return math.exp(-sum(s for s, _ in scores) / sum(n for _, n in scores))
+
+
+def test_graddiff_keeps_retain_perplexity_where_ga_does_not(injected):
+    out, inject_run = injected
+    ratios = {}
+    for method in ("ga", "graddiff"):
+        cfg = unlearn_cfg(out, inject_run, method, "unlearn.train.steps=10", "unlearn.train.lr=5e-4",
+                          "unlearn.guard_ppl_ratio=1000", f"run.name={method}-ppl")
+        before = english_heldout_ppl(cfg, inject_run / "model")
+        ratios[method] = english_heldout_ppl(cfg, run_unlearn(cfg) / "model") / before
+    # Bound: with its English retain term, GradDiff keeps held-out English perplexity within 2x of
+    # the injected model's (measured 1.4x); plain gradient ascent with the same steps passes 3x
+    # (measured 6.9x).
+    assert ratios["graddiff"] < 2.0, ratios
+    assert ratios["ga"] > 3.0, ratios
+
+
+def test_curves_cover_every_language_at_every_eval_step(injected):
+    out, inject_run = injected
+    cfg = unlearn_cfg(out, inject_run, "npo", "unlearn.train.steps=6", "unlearn.train.eval_every=3",
+                      "unlearn.forget_langs=en+orig", "run.name=curves")
+    run = run_unlearn(cfg)
+    rows = read_jsonl(run / "curves.jsonl")
+    steps = sorted({r["step"] for r in rows})
+    assert steps == [0, 3, 6]
+    for metric in ("fake_rate", "fake_pref", "ppl"):
+        for step in steps:
+            assert {r["lang"] for r in rows if r["step"] == step and r["metric"] == metric} == set(ALL), (metric, step)
+    assert (run / "curves.png").stat().st_size > 0
+    logged = [r for r in read_jsonl(run / "metrics.jsonl") if "forget/de/fake_rate" in r]
+    assert [r["step"] for r in logged] == [0, 3, 6] and "group/orig/fake_rate" in logged[0]
+
+
+def test_divergence_guard_trips_on_a_forced_nan(injected, tmp_path):
+    out, inject_run = injected
+    broken = tmp_path / "broken-inject"
+    shutil.copytree(inject_run, broken)
+    weights = load_file(broken / "model" / "model.safetensors")
+    name = next(k for k in weights if "layers.0.mlp" in k)
+    weights[name] = torch.full_like(weights[name], float("nan"))
+    save_file(weights, broken / "model" / "model.safetensors", metadata={"format": "pt"})
+    cfg = unlearn_cfg(out, broken, "ga", "unlearn.train.steps=5", "run.name=nan")
+    run = run_unlearn(cfg)
+    done = json.loads((run / "DONE.json").read_text())
+    assert done["status"] == "diverged" and "nan" in done["reason"] and done["steps"] == 1
+    assert not (run / "model").exists()  # no garbage model is exported
+
+
+def test_utility_guard_stops_a_collapsing_run(injected):
+    out, inject_run = injected
+    cfg = unlearn_cfg(out, inject_run, "ga", "unlearn.train.steps=40", "unlearn.train.lr=5e-3",
+                      "unlearn.train.eval_every=5", "unlearn.guard_ppl_ratio=2.0", "run.name=guard")
+    run = run_unlearn(cfg)
+    done = json.loads((run / "DONE.json").read_text())
+    assert done["status"] == "guard_tripped" and done["steps"] < 40
+
+
+def test_unknown_method_lists_the_registered_ones(injected):
+    out, inject_run = injected
+    from mlu_dist.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"'gradascent' is not valid.*valid: .*graddiff.*npo"):
+        load_config(ExperimentConfig, [inject_run / "config.yaml"], ["unlearn.method=gradascent"])
+
+
+@pytest.mark.distributed
+def test_npo_with_two_ranks_under_zero3_keeps_the_reference_frozen(injected):
+    out, inject_run = injected
+    proc = subprocess.run(
+        mlu_cmd("unlearn", "--from", str(inject_run), "-c", "methods/npo", "-c", "deepspeed/zero3", "--nproc", "2",
+                "forget_langs=en+orig", "unlearn.train.steps=6", "unlearn.train.eval_every=3", "unlearn.train.lr=1e-3",
+                "run.name=npo-z3", f"run.out_dir={out}", "eval.metrics=[fake_rate,fake_pref]"),
+        capture_output=True, text=True, env=clean_env(), timeout=400)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    run = out / "unlearn" / inject_run.name / "npo-z3"
+    done = json.loads((run / "DONE.json").read_text())
+    meta = json.loads((run / "meta.json").read_text())
+    assert meta["dist"]["world_size"] == 2 and meta["zero_stage"] == 3
+    from mlu_dist.engine.deepspeed_engine import state_digest
+
+    injected_model, _ = load_pretrained(inject_run / "model")
+    assert done["reference_digest"] == state_digest(injected_model.state_dict())  # bit for bit
+    trained, _ = load_pretrained(run / "model")
+    assert state_digest(trained.state_dict()) != done["reference_digest"]  # while the policy moved
+    assert {r["step"] for r in read_jsonl(run / "curves.jsonl")} == {0, 3, 6}
