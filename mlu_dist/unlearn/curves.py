@@ -50,7 +50,8 @@ def plot_curves(run_dir: Path, metrics=("fake_rate", "fake_pref"), title: str = 
         ax.set_ylabel(metric)
         ax.set_ylim(-0.05, 1.05)
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7, ncol=3, title="solid = forget langs", title_fontsize=7)
+    if axes[0][0].get_legend_handles_labels()[0]:
+        axes[0][0].legend(fontsize=7, ncol=3, title="solid = forget langs", title_fontsize=7)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     out = out or Path(run_dir) / "curves.png"
