@@ -92,6 +92,19 @@ def build_parser() -> argparse.ArgumentParser:
     mx.add_argument("dir", help="a folder holding inject runs (searched recursively for eval/EVAL.json)")
     mx.add_argument("--metric", default="fake_rate", help="per-fact value to show (default fake_rate)")
     mx.add_argument("--out", help="output folder (default DIR/matrix)")
+    sw = sub.add_parser("sweep", help="run a sweep: inject once per language x seed, unlearn many (Slurm arrays)",
+                        formatter_class=argparse.RawDescriptionHelpFormatter,
+                        description="mlu sweep SWEEP.yaml [key=value ...]   run / submit the unfinished cells\n"
+                                    "mlu sweep plan SWEEP.yaml              print cells, jobs, arrays, dependency edges\n"
+                                    "mlu sweep status SWEEP_DIR             cells x stage: state, Slurm state, progress, fake_rate\n"
+                                    "mlu sweep cancel SWEEP_DIR             scancel the sweep's jobs\n\n"
+                                    "A sweep YAML (configs/sweeps/) names experiment configs and axes (inject_langs, "
+                                    "methods, forget_langs, seeds). Re-running is idempotent: finished cells are "
+                                    "skipped, failed or missing ones run again; --force CELL reruns one.")
+    sw.add_argument("target", nargs="+", metavar="[plan|status|cancel] SWEEP", help="action and sweep file / dir")
+    sw.add_argument("--force", nargs="*", default=[], metavar="CELL", help="rerun these cells (ids from `plan`)")
+    sw.add_argument("--no-wait", action="store_true", help="with the slurm executor: submit and return")
+    sw.add_argument("-c", "--config", action="append", default=[], metavar="FILE", help=argparse.SUPPRESS)
     e = sub.add_parser("export", help="consolidate a run's checkpoint (any ZeRO stage) into a HF model directory",
                        description="Turn the latest (or a given) checkpoint of a run into safetensors + tokenizer "
                                    "that AutoModelForCausalLM.from_pretrained loads. One process, no ranks.")
@@ -172,6 +185,42 @@ def run_job(name: str, args, argv: list[str]) -> int:
     return 0
 
 
+def run_sweep_command(args) -> int:
+    from pathlib import Path
+
+    from mlu_dist.config import load_config
+
+    action, rest = (args.target[0], args.target[1:]) if args.target[0] in ("plan", "status", "cancel") \
+        else ("run", args.target)
+    if len(rest) != 1:
+        raise FileNotFoundError("usage: mlu sweep [plan|status|cancel] SWEEP.yaml|SWEEP_DIR")
+    if action in ("status", "cancel"):
+        from mlu_dist.launcher.status import cancel, status_table
+
+        root = Path(rest[0])
+        if not (root / "cells.json").exists():
+            raise FileNotFoundError(f"'{root}' is not a sweep directory (no cells.json)")
+        if action == "cancel":
+            ids = cancel(root)
+            print(f"cancelled Slurm job(s): {', '.join(ids) or 'none'}")
+        print(status_table(root)[0])
+        return 0
+    from mlu_dist.launcher.plan import expand, format_plan
+    from mlu_dist.launcher.run import submit
+    from mlu_dist.launcher.spec import SweepSpec
+
+    spec = load_config(SweepSpec, [rest[0]], args.overrides)
+    if action == "plan":
+        print(format_plan(spec, expand(spec)))
+        return 0
+    out = submit(spec, force=list(args.force), wait=not args.no_wait)
+    print(f"[sweep] {len(out['submitted'])} cell(s) run/submitted, {len(out['skipped'])} already finished -> {out['root']}")
+    failed = [c for c, s in out.get("results", {}).items() if s != "finished"]
+    if failed:
+        print(f"[sweep] not finished: {', '.join(failed)}")
+    return 1 if failed else 0
+
+
 def run_eval_command(args, argv: list[str]) -> int:
     from pathlib import Path
 
@@ -232,6 +281,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "eval":
             return run_eval_command(args, argv)
+        if args.command == "sweep":
+            return run_sweep_command(args)
         if args.command == "matrix":
             from mlu_dist.eval.matrix import write_matrix
 

@@ -70,9 +70,15 @@ def test_configs_are_shipped():
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: str(p.relative_to(CONFIG_DIR)))
-def test_every_shipped_yaml_loads_into_the_experiment_config(path: Path):
+def test_every_shipped_yaml_loads_strictly(path: Path):
     OmegaConf.load(path)  # valid YAML
-    load_config(ExperimentConfig, [path])  # strict: unknown keys, wrong types, bad values all raise
+    if path.parent.name == "sweeps":
+        from mlu_dist.launcher.spec import SweepSpec
+
+        spec = load_config(SweepSpec, [path])  # strict, and its experiment configs must load too
+        load_config(ExperimentConfig, spec.configs, spec.overrides)
+    else:
+        load_config(ExperimentConfig, [path])  # strict: unknown keys, wrong types, bad values all raise
 
 
 def test_describe_lists_every_leaf_with_its_doc():

@@ -1,0 +1,124 @@
+"""Expand a sweep spec into cells and a job graph: base once, an injection per language x seed,
+an unlearning run per injection x method x forget setting, and one report."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mlu_dist import rundir
+from mlu_dist.config import load_config, to_dict, to_yaml
+from mlu_dist.experiment import ExperimentConfig
+from mlu_dist.launcher.spec import SweepSpec
+
+
+@dataclass
+class Cell:
+    stage: str  # base / inject / unlearn / report
+    id: str  # deterministic: a hash of the cell's resolved config
+    label: str
+    config: ExperimentConfig | None
+    run_dir: Path
+    deps: list[str] = field(default_factory=list)  # ids of the cells this one waits for
+
+    def config_yaml(self) -> str:
+        return to_yaml(self.config) if self.config is not None else ""
+
+
+def sweep_dir(spec: SweepSpec) -> Path:
+    return Path(spec.out_dir) / spec.name
+
+
+def expand(spec: SweepSpec) -> list[Cell]:
+    from mlu_dist.jobs.base import base_run_dir
+    from mlu_dist.jobs.inject import inject_run_dir
+    from mlu_dist.jobs.unlearn import unlearn_run_dir
+
+    root = sweep_dir(spec)
+    common = list(spec.overrides) + [f"run.out_dir={root}"]
+    base_cfg = load_config(ExperimentConfig, spec.configs, common)
+    base = Cell("base", "base-" + rundir.config_hash(base_cfg, keep=("data", "model", "base"))[:10], "base",
+                base_cfg, base_run_dir(base_cfg))
+    cells = [base]
+    injects, unlearns = [], []
+    for seed in spec.axes.seeds:
+        for lang in spec.axes.inject_langs:
+            over = common + [f"inject.langs=[{lang}]", f"inject.split_seed={seed}", f"inject.train.seed={seed}",
+                             f"unlearn.train.seed={seed}"]
+            cfg = load_config(ExperimentConfig, spec.configs, over)
+            digest = rundir.config_hash(cfg, keep=("data", "model", "base", "inject"), drop=rundir.COMPARE_DROP)[:10]
+            cfg.run.name = f"{lang}-s{seed}-{digest}"
+            cell = Cell("inject", f"inject-{lang}-s{seed}-{digest}", f"inject {lang} seed {seed}", cfg,
+                        inject_run_dir(cfg), [base.id])
+            injects.append(cell)
+            for method in spec.axes.methods:
+                for forget in spec.axes.forget_langs:
+                    ucfg = load_config(ExperimentConfig, [*spec.configs, f"methods/{method}"],
+                                       over + [f"unlearn.forget_langs={forget}", f"unlearn.from_run={cell.run_dir}"])
+                    udigest = rundir.config_hash(ucfg, keep=("data", "model", "base", "inject", "unlearn"),
+                                                 drop=rundir.COMPARE_DROP)[:10]
+                    ucfg.run.name = f"{method}-{forget.replace('+', '_')}-{udigest}"
+                    unlearns.append(Cell("unlearn", f"unlearn-{lang}-s{seed}-{method}-{forget.replace('+', '_')}-{udigest}",
+                                         f"unlearn {method} {forget} <- {lang} s{seed}", ucfg, unlearn_run_dir(ucfg),
+                                         [cell.id]))
+    report = Cell("report", "report", "report", None, root / "report", [c.id for c in unlearns] or [c.id for c in injects])
+    return cells + injects + unlearns + [report]
+
+
+def jobs_of(cells: list[Cell]) -> list[dict]:
+    """How the cells become Slurm jobs: one base job, one injection array, one unlearning array per
+    injection (each depending on its own injection task), one report job."""
+    by_stage = {s: [c for c in cells if c.stage == s] for s in ("base", "inject", "unlearn", "report")}
+    jobs = [{"name": "base", "cells": [c.id for c in by_stage["base"]], "array": False, "after": []}]
+    jobs.append({"name": "inject", "cells": [c.id for c in by_stage["inject"]], "array": True, "after": ["base"]})
+    for i, inj in enumerate(by_stage["inject"]):
+        mine = [c.id for c in by_stage["unlearn"] if c.deps == [inj.id]]
+        if mine:
+            jobs.append({"name": f"unlearn[{inj.id}]", "cells": mine, "array": True, "after": [f"inject_{i}"]})
+    jobs.append({"name": "report", "cells": ["report"], "array": False,
+                 "after": [j["name"] for j in jobs if j["name"].startswith("unlearn")] or ["inject"]})
+    return jobs
+
+
+def format_plan(spec: SweepSpec, cells: list[Cell]) -> str:
+    lines = [f"sweep '{spec.name}' -> {sweep_dir(spec)}  (executor: {spec.executor})", "", "cells:"]
+    for c in cells:
+        lines.append(f"  {c.stage:<8} {c.id:<52} {c.run_dir}")
+    counts = {s: sum(c.stage == s for c in cells) for s in ("base", "inject", "unlearn", "report")}
+    lines += ["", "jobs (" + ", ".join(f"{n} {s}" for s, n in counts.items()) + "):"]
+    for job in jobs_of(cells):
+        kind = f"array of {len(job['cells'])}" if job["array"] else "job"
+        after = f"  after: {', '.join(job['after'])}" if job["after"] else ""
+        lines.append(f"  {job['name']:<40} {kind}{after}")
+    lines += ["", "dependency edges:"]
+    for c in cells:
+        for d in c.deps[:3]:
+            lines.append(f"  {d} -> {c.id}")
+        if len(c.deps) > 3:
+            lines.append(f"  ... and {len(c.deps) - 3} more -> {c.id}")
+    return "\n".join(lines)
+
+
+def write_cells(spec: SweepSpec, cells: list[Cell]) -> Path:
+    """Each cell's resolved config as a YAML file (what the jobs read) and the cell table."""
+    root = sweep_dir(spec)
+    (root / "cells").mkdir(parents=True, exist_ok=True)
+    for c in cells:
+        if c.config is not None:
+            path = root / "cells" / f"{c.id}.yaml"
+            text = c.config_yaml()
+            if not path.exists() or path.read_text() != text:
+                rundir.atomic_write_text(path, text)
+    table = [{"id": c.id, "stage": c.stage, "label": c.label, "run_dir": str(c.run_dir), "deps": c.deps} for c in cells]
+    rundir.atomic_write_json(root / "cells.json", table)
+    rundir.atomic_write_text(root / "sweep.yaml", to_yaml(spec))
+    return root
+
+
+def load_cells(root: Path) -> list[dict]:
+    return json.loads((Path(root) / "cells.json").read_text())
+
+
+def spec_dict(spec: SweepSpec) -> dict:
+    return to_dict(spec)

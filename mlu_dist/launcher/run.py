@@ -1,0 +1,151 @@
+"""Submitting a sweep: decide which cells still need to run, hand them to an executor, keep the manifest.
+
+Re-running a sweep is idempotent: a cell whose run directory holds DONE.json is skipped (the
+manifest records each output's hash); failed or missing cells run again; ``force`` reruns cells.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from mlu_dist import rundir
+from mlu_dist.launcher.plan import Cell, expand, sweep_dir, write_cells
+from mlu_dist.launcher.spec import SweepSpec
+
+
+def output_hash(run_dir: Path) -> str | None:
+    done = Path(run_dir) / "DONE.json"
+    if not done.exists():
+        return None
+    h = hashlib.sha256(done.read_bytes())
+    model = Path(run_dir) / "model" / "model.safetensors"
+    if model.exists():
+        h.update(str(model.stat().st_size).encode())
+    return h.hexdigest()[:16]
+
+
+class Manifest:
+    """``<sweep>/manifest.json``: per cell its stage, run dir, status, job id and output hash."""
+
+    def __init__(self, root: Path):
+        self.path = Path(root) / "manifest.json"
+        self.cells: dict = json.loads(self.path.read_text()) if self.path.exists() else {}
+
+    def update(self, cell_id: str, **fields) -> None:
+        self.cells.setdefault(cell_id, {}).update(fields)
+
+    def save(self) -> None:
+        rundir.atomic_write_json(self.path, self.cells)
+
+
+def pending(cells: list[Cell], force: list[str] = ()) -> list[Cell]:
+    """The cells that must run: not finished, or forced; the report whenever anything runs."""
+    todo = [c for c in cells if c.stage != "report" and (c.id in force or output_hash(c.run_dir) is None)]
+    report = [c for c in cells if c.stage == "report"]
+    if todo or (report and not (report[0].run_dir / "DONE.json").exists()) or "report" in force:
+        todo += report
+    return todo
+
+
+def submit(spec: SweepSpec, force: list[str] = (), wait: bool = True) -> dict:
+    """Run (or submit) the sweep's unfinished cells; returns ``{"submitted": [...], "skipped": [...], ...}``."""
+    cells = expand(spec)
+    root = write_cells(spec, cells)
+    rundir.atomic_write_json(root / "sweep_flags.json", {"evaluate": spec.evaluate})
+    unknown = [f for f in force if f not in {c.id for c in cells}]
+    if unknown:
+        from mlu_dist.config import ConfigError
+
+        raise ConfigError(f"--force: unknown cell(s) {', '.join(unknown)}; see `mlu sweep plan`")
+    for c in cells:
+        if c.id in force and c.config is not None:
+            c.config.run.overwrite = True
+            rundir.atomic_write_text(root / "cells" / f"{c.id}.yaml", c.config_yaml())
+    todo = pending(cells, force)
+    manifest = Manifest(root)
+    for c in cells:
+        h = output_hash(c.run_dir) if c.stage != "report" else None
+        manifest.update(c.id, stage=c.stage, label=c.label, run_dir=str(c.run_dir),
+                        **({"status": "finished", "output_hash": h} if h and c not in todo else {}))
+    manifest.save()
+    skipped = [c.id for c in cells if c not in todo]
+    if not todo:
+        return {"submitted": [], "skipped": skipped, "root": str(root)}
+    if spec.executor == "slurm":
+        from mlu_dist.launcher.slurm import submit_slurm
+
+        results = submit_slurm(spec, cells, todo, manifest, wait=wait)
+    else:
+        results = run_locally(spec, cells, todo, manifest, in_process=spec.executor == "debug")
+    return {"submitted": [c.id for c in todo], "skipped": skipped, "root": str(root), "results": results}
+
+
+def _cell_cmd(c: Cell, root: Path) -> list[str]:
+    cfg = [str(root / "cells" / f"{c.id}.yaml")] if c.config is not None else []
+    return [sys.executable, "-m", "mlu_dist.launcher.tasks", c.stage, *cfg, "--root", str(root)]
+
+
+def run_locally(spec: SweepSpec, cells: list[Cell], todo: list[Cell], manifest: Manifest, in_process: bool) -> dict:
+    """The local executor (subprocesses, ``local_workers`` at once) and the debug one (in-process)."""
+    root = sweep_dir(spec)
+    (root / "logs").mkdir(parents=True, exist_ok=True)
+    waiting = list(todo)
+    running: dict[str, tuple[subprocess.Popen, Cell, float]] = {}
+    state: dict[str, str] = {c.id: "finished" for c in cells if c not in todo}
+    results = {}
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
+    # parallel cells share the cores: give each its share of threads (oversubscription is far slower)
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // spec.local_workers)))
+    while waiting or running:
+        for cid, (proc, c, t0) in list(running.items()):
+            if proc.poll() is None:
+                continue
+            ok = proc.returncode == 0
+            state[cid] = "finished" if ok else f"failed (exit {proc.returncode})"
+            results[cid] = state[cid]
+            manifest.update(cid, status=state[cid], seconds=round(time.time() - t0, 1), output_hash=output_hash(c.run_dir))
+            manifest.save()
+            print(f"[sweep] {c.label}: {state[cid]} ({time.time() - t0:.0f} s)", flush=True)
+            del running[cid]
+        for c in list(waiting):
+            deps = [state.get(d) for d in c.deps]
+            if any(s is not None and s != "finished" for s in deps) and c.stage != "report":
+                state[c.id] = "skipped (a dependency failed)"
+                results[c.id] = state[c.id]
+                manifest.update(c.id, status=state[c.id])
+                waiting.remove(c)
+                continue
+            if not all(s is not None for s in deps) or len(running) >= spec.local_workers:
+                continue
+            waiting.remove(c)
+            print(f"[sweep] start {c.label}", flush=True)
+            if in_process:
+                from mlu_dist.launcher.tasks import run_cell
+
+                t0 = time.time()
+                cfg = str(root / "cells" / f"{c.id}.yaml") if c.config is not None else None
+                try:
+                    out = run_cell(c.stage, cfg, str(root))
+                    state[c.id] = "finished" if out["status"] != "interrupted" else "interrupted"
+                except Exception as exc:  # the debug executor reports and goes on like the others
+                    state[c.id] = f"failed ({type(exc).__name__}: {exc})"
+                results[c.id] = state[c.id]
+                manifest.update(c.id, status=state[c.id], seconds=round(time.time() - t0, 1),
+                                output_hash=output_hash(c.run_dir))
+                manifest.save()
+                print(f"[sweep] {c.label}: {state[c.id]}", flush=True)
+            else:
+                log = open(root / "logs" / f"{c.id}.log", "w")
+                proc = subprocess.Popen(_cell_cmd(c, root), stdout=log, stderr=subprocess.STDOUT, env=env)
+                running[c.id] = (proc, c, time.time())
+                manifest.update(c.id, status="running", pid=proc.pid)
+                manifest.save()
+        if running:
+            time.sleep(0.2)
+    return results

@@ -1,0 +1,124 @@
+"""The Slurm executor: submitit job arrays with per-task dependencies. The only submitit import.
+
+base job -> one injection array -> one unlearning array per injection, each waiting for its own
+injection task (``afterok:<array>_<i>``) -> report job (``afterany``). Jobs are checkpointable: on
+the timeout / preemption signal submitit requeues them, and the requeued job resumes from the run
+directory's latest complete checkpoint (``train.resume: auto``), same run dir, same W&B run id.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import submitit
+
+from mlu_dist.launcher.plan import Cell, sweep_dir
+from mlu_dist.launcher.spec import Resources, SweepSpec
+
+
+class CellTask(submitit.helpers.Checkpointable):
+    """One sweep cell as a Slurm task. Multi-task jobs export the torch distributed environment
+    (rank, world size, master address/port) from Slurm before DeepSpeed starts."""
+
+    def __call__(self, stage: str, config: str | None, root: str) -> dict:
+        import os
+
+        if int(os.environ.get("SLURM_NTASKS", "1")) > 1:
+            submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+        from mlu_dist.launcher.tasks import run_cell
+
+        result = run_cell(stage, config, root)
+        from mlu_dist.engine.dist import shutdown
+
+        shutdown()
+        return result
+
+    def checkpoint(self, *args, **kwargs):
+        # Training saves resumable checkpoints as it goes (train.save_every); the requeued task
+        # resumes from the latest complete one.
+        return submitit.helpers.DelayedSubmission(self, *args, **kwargs)
+
+
+def _params(res: Resources, name: str, after: str = "") -> dict:
+    extra = {"dependency": after} if after else {}
+    params = dict(name=f"mlu-{name}", nodes=res.nodes, tasks_per_node=res.tasks_per_node,
+                  cpus_per_task=res.cpus_per_task, mem_gb=res.mem_gb, timeout_min=res.time_min,
+                  slurm_array_parallelism=res.array_parallelism, slurm_additional_parameters=extra,
+                  slurm_signal_delay_s=min(90, max(10, res.time_min * 60 // 10)))
+    if res.gpus_per_node:
+        params["gpus_per_node"] = res.gpus_per_node
+    for key in ("partition", "account", "qos", "constraint"):
+        if getattr(res, key):
+            params[f"slurm_{key}"] = getattr(res, key)
+    return params
+
+
+def _executor(root: Path, res: Resources, name: str, after: str = ""):
+    ex = submitit.AutoExecutor(folder=root / "submitit" / "%j", cluster="slurm")
+    ex.update_parameters(**_params(res, name, after))
+    return ex
+
+
+def _args(c: Cell, root: Path) -> tuple:
+    return (c.stage, str(root / "cells" / f"{c.id}.yaml") if c.config is not None else None, str(root))
+
+
+def submit_slurm(spec: SweepSpec, cells: list[Cell], todo: list[Cell], manifest, wait: bool = True) -> dict:
+    root = sweep_dir(spec)
+    res = spec.resources
+    todo_ids = {c.id for c in todo}
+    job_of: dict[str, submitit.Job] = {}
+    base = [c for c in cells if c.stage == "base" and c.id in todo_ids]
+    if base:
+        job_of[base[0].id] = _executor(root, res.base, "base").submit(CellTask(), *_args(base[0], root))
+    injects = [c for c in cells if c.stage == "inject" and c.id in todo_ids]
+    if injects:
+        after = f"afterok:{job_of[base[0].id].job_id}" if base else ""
+        ex = _executor(root, res.inject, f"{spec.name}-inject", after)
+        jobs = ex.map_array(CellTask(), *zip(*[_args(c, root) for c in injects]))
+        job_of |= {c.id: j for c, j in zip(injects, jobs)}
+    for inj in [c for c in cells if c.stage == "inject"]:
+        mine = [c for c in cells if c.stage == "unlearn" and c.deps == [inj.id] and c.id in todo_ids]
+        if not mine:
+            continue
+        after = f"afterok:{job_of[inj.id].job_id}" if inj.id in job_of else ""
+        ex = _executor(root, res.unlearn, f"{spec.name}-unlearn", after)
+        jobs = ex.map_array(CellTask(), *zip(*[_args(c, root) for c in mine]))
+        job_of |= {c.id: j for c, j in zip(mine, jobs)}
+    report = [c for c in cells if c.stage == "report" and c.id in todo_ids]
+    if report:
+        before = sorted({j.job_id.split("_")[0] for cid, j in job_of.items()})
+        after = f"afterany:{':'.join(before)}" if before else ""
+        job_of["report"] = _executor(root, res.report, f"{spec.name}-report", after).submit(CellTask(), *_args(report[0], root))
+    for cid, job in job_of.items():
+        manifest.update(cid, status="submitted", job_id=job.job_id)
+    manifest.save()
+    print(f"[sweep] submitted {len(job_of)} job(s) to Slurm: " + ", ".join(j.job_id for j in job_of.values()), flush=True)
+    if not wait:
+        return {cid: "submitted" for cid in job_of}
+    return wait_for(job_of, manifest)
+
+
+def wait_for(job_of: dict, manifest, poll_s: float = 2.0) -> dict:
+    """Block until every job ended; record each final state (a cancelled job never hangs this)."""
+    results = {}
+    pending = dict(job_of)
+    while pending:
+        for cid, job in list(pending.items()):
+            if not job.done():
+                continue
+            state = job.state
+            try:
+                out = job.result()
+                status = "finished" if out.get("status") != "interrupted" else "interrupted"
+            except (submitit.core.utils.FailedJobError, submitit.core.utils.UncompletedJobError) as exc:
+                status = f"{state.lower()}: {str(exc).splitlines()[0][:200]}"
+            results[cid] = status
+            manifest.update(cid, status=status, slurm_state=state)
+            manifest.save()
+            print(f"[sweep] {cid} ({job.job_id}): {status}", flush=True)
+            del pending[cid]
+        if pending:
+            time.sleep(poll_s)
+    return results

@@ -1,0 +1,115 @@
+"""The sweep spec: a base experiment plus axes, executors and per-stage resources."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from mlu_dist.config import check_choice, check_positive
+from mlu_dist.langs import ALL_LANGS, unknown_langs
+
+EXECUTORS = ("slurm", "local", "debug")
+STAGES = ("base", "inject", "unlearn", "report")
+
+
+@dataclass
+class Resources:
+    """What one job of a stage asks the cluster for (ignored by the local and debug executors)."""
+
+    nodes: int = 1
+    """Nodes per job; a multi-node job runs one rank per task."""
+    tasks_per_node: int = 1
+    """Ranks per node (one per GPU on GPU nodes)."""
+    gpus_per_node: int = 0
+    """GPUs per node."""
+    cpus_per_task: int = 1
+    """CPU cores per rank."""
+    mem_gb: float = 4.0
+    """Memory per node, GB."""
+    time_min: int = 60
+    """Time limit per job in minutes (the job checkpoints and requeues when it runs out)."""
+    partition: str = ""
+    """Slurm partition (empty = the cluster's default)."""
+    account: str = ""
+    """Slurm account (empty = none)."""
+    qos: str = ""
+    """Slurm QOS (empty = none)."""
+    constraint: str = ""
+    """Slurm node constraint (empty = none)."""
+    array_parallelism: int = 16
+    """At most this many tasks of one array run at once."""
+
+    def check(self) -> list[str]:
+        return check_positive(self, "nodes", "tasks_per_node", "cpus_per_task", "mem_gb", "time_min", "array_parallelism")
+
+
+@dataclass
+class StageResources:
+    base: Resources = field(default_factory=Resources)
+    """The base-model job."""
+    inject: Resources = field(default_factory=Resources)
+    """Each injection task."""
+    unlearn: Resources = field(default_factory=Resources)
+    """Each unlearning task."""
+    report: Resources = field(default_factory=lambda: Resources(time_min=20))
+    """The final report job."""
+
+
+@dataclass
+class SweepAxes:
+    """What varies. Injections: inject_langs x seeds. Unlearning: each injection x methods x forget_langs."""
+
+    inject_langs: list[str] = field(default_factory=lambda: ["de"])
+    """Injection languages (one injection run each, per seed)."""
+    methods: list[str] = field(default_factory=lambda: ["ga"])
+    """Unlearning methods (names of configs/methods/*.yaml)."""
+    forget_langs: list[str] = field(default_factory=lambda: ["en", "orig", "all", "en+orig"])
+    """Forget-language settings (the paper's four by default)."""
+    seeds: list[int] = field(default_factory=lambda: [0])
+    """Seeds: each sets the target/control split and the injection and unlearning seeds."""
+
+    def check(self) -> list[str]:
+        from mlu_dist.unlearn.config import spec_problems
+        from mlu_dist.unlearn.methods import METHODS
+
+        out = []
+        bad = unknown_langs(self.inject_langs)
+        if bad:
+            out.append(f"inject_langs: unknown language code(s) {', '.join(bad)}; valid: {', '.join(ALL_LANGS)}")
+        for m in self.methods:
+            out += check_choice("methods", m, METHODS.names())
+        for spec in self.forget_langs:
+            out += [f"forget_langs: {p}" for p in spec_problems(spec)]
+        for name in ("inject_langs", "methods", "forget_langs", "seeds"):
+            if not getattr(self, name):
+                out.append(f"{name}: at least one value is needed")
+        return out
+
+
+@dataclass
+class SweepSpec:
+    """A sweep: the experiment every cell starts from, the axes, the executor and resources."""
+
+    name: str = "sweep"
+    """Sweep name: run directories go to <out_dir>/<name>/."""
+    out_dir: str = "runs"
+    """Root of the sweep's directory (must be on a filesystem every node sees)."""
+    configs: list[str] = field(default_factory=list)
+    """Experiment YAML files merged into every cell, in order (as `-c` of the jobs)."""
+    overrides: list[str] = field(default_factory=list)
+    """key=value overrides applied to every cell."""
+    axes: SweepAxes = field(default_factory=SweepAxes)
+    """What varies."""
+    evaluate: bool = True
+    """Run the full evaluation (mlu eval) after each injection, for the spread matrix."""
+    executor: str = "local"
+    """slurm (submitit job arrays with dependencies), local (subprocesses here), debug (in-process)."""
+    local_workers: int = 1
+    """Cells the local executor runs at once (respecting dependencies)."""
+    resources: StageResources = field(default_factory=StageResources)
+    """Per-stage Slurm resources."""
+
+    def check(self) -> list[str]:
+        out = check_choice("executor", self.executor, EXECUTORS) + check_positive(self, "local_workers")
+        if "/" in self.name or not self.name:
+            out.append(f"name: must be a plain, non-empty directory name, got {self.name!r}")
+        return out

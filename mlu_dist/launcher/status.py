@@ -1,0 +1,78 @@
+"""`mlu sweep status` and `mlu sweep cancel`: Slurm state from sacct, progress and latest fake_rate."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from mlu_dist.launcher.plan import load_cells
+from mlu_dist.tracking import read_jsonl
+
+
+def sacct_states(job_ids: list[str]) -> dict[str, str]:
+    if not job_ids:
+        return {}
+    try:
+        out = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "JobID,State", "-j", ",".join(job_ids)],
+                             capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    states = {}
+    for line in out.splitlines():
+        if "|" in line:
+            jid, state = line.split("|", 1)
+            states[jid.strip()] = state.split()[0] if state.strip() else ""
+    return states
+
+
+def _progress(run_dir: Path) -> str:
+    rows = read_jsonl(run_dir / "metrics.jsonl")
+    steps = [r["step"] for r in rows if "train/loss" in r]
+    cfg = run_dir / "config.yaml"
+    return f"step {steps[-1]}" if steps else ("-" if not cfg.exists() else "started")
+
+
+def _fake_rate(run_dir: Path) -> str:
+    summary = run_dir / "eval" / "SUMMARY.json"
+    if summary.exists():
+        m = json.loads(summary.read_text())["metrics"].get("fake_rate")
+        if m:
+            return " ".join(f"{g}={s['mean']:.2f}" for g, s in m["group"].items())
+    rows = [r for r in read_jsonl(run_dir / "curves.jsonl") if r["metric"] == "fake_rate"]
+    if rows:
+        last = max(r["step"] for r in rows)
+        vals = [r["value"] for r in rows if r["step"] == last]
+        return f"mean={sum(vals) / len(vals):.2f} @{last}"
+    return "-"
+
+
+def status_table(root: Path) -> tuple[str, list[dict]]:
+    cells = load_cells(root)
+    manifest = json.loads((Path(root) / "manifest.json").read_text()) if (Path(root) / "manifest.json").exists() else {}
+    jobs = [m["job_id"] for m in manifest.values() if m.get("job_id")]
+    states = sacct_states(jobs)
+    rows = []
+    for c in cells:
+        m = manifest.get(c["id"], {})
+        run_dir = Path(c["run_dir"])
+        done = (run_dir / "DONE.json").exists()
+        slurm = states.get(m.get("job_id", ""), m.get("slurm_state", ""))
+        status = "finished" if done else (m.get("status") or "not run")
+        if slurm in ("CANCELLED", "FAILED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL") and not done:
+            status = slurm.lower()
+        rows.append({"id": c["id"], "stage": c["stage"], "status": status, "slurm": slurm or "-",
+                     "job": m.get("job_id", "-"), "progress": _progress(run_dir) if c["stage"] != "report" else "-",
+                     "fake_rate": _fake_rate(run_dir) if c["stage"] != "report" else "-"})
+    widths = {k: max(len(k), *(len(str(r[k])) for r in rows)) for k in rows[0]}
+    head = "  ".join(k.ljust(widths[k]) for k in rows[0])
+    lines = [head, "-" * len(head)] + ["  ".join(str(r[k]).ljust(widths[k]) for k in r) for r in rows]
+    return "\n".join(lines), rows
+
+
+def cancel(root: Path) -> list[str]:
+    manifest = json.loads((Path(root) / "manifest.json").read_text()) if (Path(root) / "manifest.json").exists() else {}
+    ids = sorted({m["job_id"].split("_")[0] for m in manifest.values() if m.get("job_id")})
+    if ids:
+        subprocess.run(["scancel", *ids], check=False)
+    return ids

@@ -1,0 +1,72 @@
+"""What one job of a sweep runs: a cell, given its stage and its config file.
+
+Every executor ends up here (the local one through ``python -m mlu_dist.launcher.tasks``), so a
+cell runs the same way on a laptop and on a cluster node.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def run_cell(stage: str, config_path: str | None, root: str) -> dict:
+    """Run one cell; returns ``{"stage", "run_dir", "status"}``."""
+    from mlu_dist.config import load_config
+    from mlu_dist.experiment import ExperimentConfig
+
+    if stage == "report":
+        from mlu_dist.eval.matrix import write_matrix
+
+        out = Path(root) / "report"
+        try:
+            paths = write_matrix(Path(root), "fake_rate", out)
+        except FileNotFoundError as exc:  # no evaluated injection: nothing to draw yet
+            return {"stage": stage, "run_dir": str(out), "status": f"skipped: {exc}"}
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "DONE.json").write_text(json.dumps({"files": [str(p) for p in paths]}) + "\n")
+        return {"stage": stage, "run_dir": str(out), "status": "finished"}
+    cfg = load_config(ExperimentConfig, [config_path])
+    if stage == "base":
+        from mlu_dist.jobs.base import run_base
+
+        run_dir = run_base(cfg)
+    elif stage == "inject":
+        from mlu_dist.jobs.inject import run_inject
+
+        run_dir = run_inject(cfg)
+        evaluate = json.loads((Path(root) / "sweep_flags.json").read_text()).get("evaluate", True) \
+            if (Path(root) / "sweep_flags.json").exists() else True
+        if evaluate and (run_dir / "DONE.json").exists():
+            from mlu_dist.jobs.eval import evaluate_model
+
+            evaluate_model(cfg, run_dir / "model", run_dir / "eval", inject_langs=list(cfg.inject.langs))
+    elif stage == "unlearn":
+        from mlu_dist.jobs.unlearn import run_unlearn
+
+        run_dir = run_unlearn(cfg)
+    else:
+        raise ValueError(f"unknown stage {stage!r}")
+    done = Path(run_dir) / "DONE.json"
+    status = json.loads(done.read_text()).get("status", "finished") if done.exists() else "interrupted"
+    return {"stage": stage, "run_dir": str(run_dir), "status": status}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description="Run one cell of a sweep (used by the local executor and sbatch).")
+    ap.add_argument("stage")
+    ap.add_argument("config", nargs="?")
+    ap.add_argument("--root", required=True)
+    args = ap.parse_args(argv)
+    result = run_cell(args.stage, args.config, args.root)
+    from mlu_dist.engine.dist import shutdown
+
+    shutdown()
+    print(json.dumps(result))
+    return 0 if result["status"] != "interrupted" else 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())
