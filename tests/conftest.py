@@ -38,3 +38,34 @@ def quick_base(tmp_path_factory):
     cfg = load_config(ExperimentConfig, [QUICK], [f"run.out_dir={out}"])
     run_dir = run_base(cfg)
     return cfg, run_dir
+
+
+def _sinfo_ok() -> bool:
+    import shutil
+    import subprocess
+
+    if not shutil.which("sinfo"):
+        return False
+    try:
+        out = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return out.returncode == 0 and any(s in out.stdout for s in ("idle", "mixed", "allocated"))
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    """A real Slurm cluster: the one `sinfo` answers for, else the local test cluster started here
+    (as root). Skipped with the reason otherwise — except under CI, where that is a failure."""
+    import subprocess
+
+    if not _sinfo_ok() and os.geteuid() == 0:
+        proc = subprocess.run(["bash", str(ROOT / "slurm" / "cluster-up.sh")], capture_output=True, text=True, timeout=600)
+        if proc.returncode != 0:
+            pytest.fail(f"slurm/cluster-up.sh failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+    if not _sinfo_ok():
+        reason = "no Slurm cluster answers `sinfo` and we are not root to start slurm/cluster-up.sh"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI requires the Slurm tests to run: {reason}")
+        pytest.skip(reason)
+    return True

@@ -41,7 +41,8 @@ class CellTask(submitit.helpers.Checkpointable):
 
 
 def _params(res: Resources, name: str, after: str = "") -> dict:
-    extra = {"dependency": after} if after else {}
+    # a job whose dependency failed or was cancelled is removed instead of pending forever
+    extra = {"dependency": after, "kill-on-invalid-dep": "yes"} if after else {}
     params = dict(name=f"mlu-{name}", nodes=res.nodes, tasks_per_node=res.tasks_per_node,
                   cpus_per_task=res.cpus_per_task, mem_gb=res.mem_gb, timeout_min=res.time_min,
                   slurm_array_parallelism=res.array_parallelism, slurm_additional_parameters=extra,
@@ -100,15 +101,38 @@ def submit_slurm(spec: SweepSpec, cells: list[Cell], todo: list[Cell], manifest,
     return wait_for(job_of, manifest)
 
 
+def _live_ids() -> set[str] | None:
+    """Job and array-task ids Slurm still holds (pending or running), one per task; None if unknown."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["squeue", "-h", "-r", "-o", "%i"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return set(out.stdout.split()) if out.returncode == 0 else None
+
+
 def wait_for(job_of: dict, manifest, poll_s: float = 2.0) -> dict:
-    """Block until every job ended; record each final state (a cancelled job never hangs this)."""
+    """Block until every job ended; record each final state. A job that left the queue without a
+    final state in sacct (an array task cancelled while pending) counts as ended, so a cancelled
+    sweep never hangs the launcher."""
     results = {}
     pending = dict(job_of)
     while pending:
+        live = _live_ids()
         for cid, job in list(pending.items()):
-            if not job.done():
+            gone = live is not None and job.job_id not in live
+            if not (job.done() or gone):
                 continue
             state = job.state
+            if not job.done():  # no record to read a result from
+                status = f"{state.lower() if state not in ('UNKNOWN', 'PENDING') else 'cancelled'}: left the queue"
+                results[cid] = status
+                manifest.update(cid, status=status, slurm_state=state)
+                manifest.save()
+                print(f"[sweep] {cid} ({job.job_id}): {status}", flush=True)
+                del pending[cid]
+                continue
             try:
                 out = job.result()
                 status = "finished" if out.get("status") != "interrupted" else "interrupted"

@@ -1,0 +1,129 @@
+"""Sweeps: expansion and plans (fast), and a real sweep on a real Slurm cluster (marked slurm)."""
+
+import json
+import subprocess
+import time
+from datetime import datetime
+
+import pytest
+
+from conftest import ROOT, clean_env, mlu_cmd
+from mlu_dist.config import ConfigError, load_config
+from mlu_dist.launcher.plan import expand, format_plan, jobs_of
+from mlu_dist.launcher.spec import SweepSpec
+
+SWEEPS = ROOT / "configs" / "sweeps"
+
+
+def test_the_papers_grid_is_nine_injections_not_thirty_six(tmp_path):
+    spec = load_config(SweepSpec, [SWEEPS / "paper.yaml"], [f"out_dir={tmp_path}"])
+    cells = expand(spec)
+    stages = [c.stage for c in cells]
+    assert stages.count("base") == 1 and stages.count("inject") == 9 and stages.count("unlearn") == 36
+    injects = {c.id: c for c in cells if c.stage == "inject"}
+    for c in cells:
+        if c.stage == "unlearn":  # each unlearning run waits for exactly its own injection
+            assert len(c.deps) == 1 and c.deps[0] in injects
+            assert str(injects[c.deps[0]].run_dir) == c.config.unlearn.from_run
+    jobs = jobs_of(cells)
+    assert [j["name"] for j in jobs].count("inject") == 1 and len(jobs) == 1 + 1 + 9 + 1
+    assert all(j["after"] == [f"inject_{i}"] for i, j in enumerate(jobs[2:-1]))
+    plan = format_plan(spec, cells)
+    assert "inject                                   array of 9  after: base" in plan
+    assert expand(spec)[5].id == cells[5].id  # ids are deterministic
+
+
+def test_seeds_multiply_injections_and_change_the_split(tmp_path):
+    spec = load_config(SweepSpec, [SWEEPS / "test.yaml"], [f"out_dir={tmp_path}", "axes.seeds=[0,1,2]"])
+    cells = expand(spec)
+    injects = [c for c in cells if c.stage == "inject"]
+    assert len(injects) == 2 * 3 and len({c.id for c in injects}) == 6
+    assert {c.config.inject.split_seed for c in injects} == {0, 1, 2}
+
+
+def test_bad_sweep_specs_are_one_clear_error(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        load_config(SweepSpec, [SWEEPS / "test.yaml"], ["axes.methods=[gaa]", "axes.inject_langs=[de,xx]",
+                                                          "executor=k8s"])
+    msg = str(err.value)
+    assert "'gaa' is not valid (did you mean 'ga'?)" in msg and "unknown language code(s) xx" in msg
+    assert "executor: 'k8s' is not valid" in msg
+    with pytest.raises(ConfigError, match=r"unknown config key 'resources.inject.gpu'.*gpus_per_node"):
+        load_config(SweepSpec, [SWEEPS / "test.yaml"], ["resources.inject.gpu=1"])
+
+
+def _sacct(ids):
+    out = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "JobID,State,Start,End", "-j", ",".join(ids)],
+                         capture_output=True, text=True, check=True).stdout
+    rows = {}
+    for line in out.splitlines():
+        jid, state, start, end = line.split("|")
+        rows[jid] = (state, datetime.fromisoformat(start), datetime.fromisoformat(end) if end != "Unknown" else None)
+    return rows
+
+
+def sweep(*args, timeout=600):
+    proc = subprocess.run(mlu_cmd("sweep", *args), capture_output=True, text=True, env=clean_env(), timeout=timeout)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+@pytest.mark.slurm
+def test_a_real_sweep_runs_in_dependency_order_and_resubmits_only_what_is_missing(slurm_cluster, tmp_path):
+    out = tmp_path / "runs"
+    sweep(str(SWEEPS / "test.yaml"), f"out_dir={out}")
+    root = out / "test"
+    manifest = json.loads((root / "manifest.json").read_text())
+    assert all(m["status"] == "finished" for m in manifest.values()), manifest
+    ids = {cid: m["job_id"] for cid, m in manifest.items()}
+    acct = _sacct(sorted({j.split("_")[0] for j in ids.values()}))
+    assert all(state == "COMPLETED" for state, _, _ in acct.values()), acct
+    inject_jobs = {j for cid, j in ids.items() if cid.startswith("inject")}
+    assert len(inject_jobs) == 2 and len({j.split("_")[0] for j in inject_jobs}) == 1  # one array, 2 tasks
+    cells = {c["id"]: c for c in json.loads((root / "cells.json").read_text())}
+    for cid, cell in cells.items():
+        if cell["stage"] == "unlearn":  # sacct: each unlearning task started after its own injection ended
+            (dep,) = cell["deps"]
+            assert acct[ids[cid]][1] >= acct[ids[dep]][2], (cid, acct[ids[cid]], acct[ids[dep]])
+    status = subprocess.run(mlu_cmd("sweep", "status", str(root)), capture_output=True, text=True, env=clean_env())
+    assert status.stdout.count("finished") == len(cells) and "COMPLETED" in status.stdout
+    # re-submitting the finished sweep submits nothing
+    again = sweep(str(SWEEPS / "test.yaml"), f"out_dir={out}")
+    assert "0 cell(s) run/submitted" in again.stdout
+    # deleting one cell's outputs resubmits exactly that cell (and the report that summarises it)
+    victim = next(cid for cid, c in cells.items() if c["stage"] == "unlearn")
+    import shutil
+
+    shutil.rmtree(cells[victim]["run_dir"])
+    third = sweep(str(SWEEPS / "test.yaml"), f"out_dir={out}")
+    assert "2 cell(s) run/submitted" in third.stdout, third.stdout
+    manifest = json.loads((root / "manifest.json").read_text())
+    assert manifest[victim]["job_id"] != ids[victim] and manifest[victim]["status"] == "finished"
+    assert all(manifest[c]["job_id"] == ids[c] for c in cells if c not in (victim, "report"))
+
+
+@pytest.mark.slurm
+def test_a_cancelled_sweep_is_reported_and_never_hangs_the_launcher(slurm_cluster, tmp_path):
+    out = tmp_path / "runs"
+    proc = subprocess.Popen(mlu_cmd("sweep", str(SWEEPS / "test.yaml"), f"out_dir={out}", "name=cancel",
+                                    "overrides=[inject.train.steps=100000,inject.train.eval_every=0]"),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=clean_env())
+    root = out / "cancel"
+    deadline = time.time() + 120
+    while time.time() < deadline:  # wait until the injections run
+        if (root / "manifest.json").exists():
+            m = json.loads((root / "manifest.json").read_text())
+            jobs = [v["job_id"] for k, v in m.items() if k.startswith("inject") and v.get("job_id")]
+            queue = subprocess.run(["squeue", "-h", "-r", "-o", "%i %T"], capture_output=True, text=True).stdout
+            running = {line.split()[0] for line in queue.splitlines() if line.endswith("RUNNING")}
+            if jobs and set(jobs) <= running:
+                break
+        time.sleep(1)
+    else:
+        pytest.fail("the injection tasks never ran")
+    cancelled = subprocess.run(mlu_cmd("sweep", "cancel", str(root)), capture_output=True, text=True, env=clean_env())
+    assert "cancelled Slurm job(s)" in cancelled.stdout
+    output, _ = proc.communicate(timeout=120)  # the waiting launcher returns instead of hanging
+    assert proc.returncode == 1 and "not finished" in output
+    status = subprocess.run(mlu_cmd("sweep", "status", str(root)), capture_output=True, text=True, env=clean_env())
+    assert "cancelled" in status.stdout and "CANCELLED" in status.stdout
