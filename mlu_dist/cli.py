@@ -215,7 +215,7 @@ def run_sweep_command(args) -> int:
         return 0
     out = submit(spec, force=list(args.force), wait=not args.no_wait)
     print(f"[sweep] {len(out['submitted'])} cell(s) run/submitted, {len(out['skipped'])} already finished -> {out['root']}")
-    failed = [c for c, s in out.get("results", {}).items() if s != "finished"]
+    failed = [c for c, s in out.get("results", {}).items() if s not in ("finished", "submitted")]
     if failed:
         print(f"[sweep] not finished: {', '.join(failed)}")
     return 1 if failed else 0

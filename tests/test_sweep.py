@@ -4,6 +4,7 @@ import json
 import subprocess
 import time
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 
@@ -127,3 +128,50 @@ def test_a_cancelled_sweep_is_reported_and_never_hangs_the_launcher(slurm_cluste
     assert proc.returncode == 1 and "not finished" in output
     status = subprocess.run(mlu_cmd("sweep", "status", str(root)), capture_output=True, text=True, env=clean_env())
     assert "cancelled" in status.stdout and "CANCELLED" in status.stdout
+
+
+@pytest.mark.slurm
+def test_a_requeued_training_job_resumes_from_its_checkpoint(slurm_cluster, quick_base, tmp_path):
+    """scontrol requeue (SIGTERM, as a Slurm 22.05 preemption sends) in the middle of an injection:
+    the job restarts, resumes from its latest checkpoint and ends with the uninterrupted losses."""
+    from mlu_dist.experiment import ExperimentConfig
+    from mlu_dist.jobs.inject import run_inject
+    from mlu_dist.tracking import read_jsonl
+
+    _, base_dir = quick_base
+    steps = 800
+    over = (f"overrides=[inject.from_model={base_dir / 'model'},inject.train.eval_every=0,inject.train.steps={steps},"
+            f"inject.train.save_every=50,inject.train.log_every=1,unlearn.train.steps=2]")
+    out = tmp_path / "runs"
+    sweep(str(SWEEPS / "test.yaml"), f"out_dir={out}", "name=requeue", "axes.inject_langs=[de]",
+          "axes.forget_langs=[en]", "evaluate=false", over, "--no-wait")
+    root = out / "requeue"
+    cell = next(c for c in json.loads((root / "cells.json").read_text()) if c["stage"] == "inject")
+    run_dir = Path(cell["run_dir"])
+    deadline = time.time() + 240
+    while time.time() < deadline and not (run_dir / "checkpoints" / "LATEST").exists():
+        time.sleep(0.5)
+    job = json.loads((root / "manifest.json").read_text())[cell["id"]]["job_id"]
+    before = int((run_dir / "checkpoints" / "LATEST").read_text().strip().split("_")[1])
+    assert before < steps
+    subprocess.run(["scontrol", "requeue", job], check=True)
+    while time.time() < deadline + 240 and not (run_dir / "DONE.json").exists():
+        time.sleep(1)
+    assert (run_dir / "DONE.json").exists(), "the requeued job did not finish"
+    logs = "".join(p.read_text(errors="replace") for p in (root / "submitit").rglob(f"{job}*_log.out"))
+    assert "resumed from" in logs
+    for _ in range(60):  # DONE.json is written just before the job ends
+        history = subprocess.run(["sacct", "-D", "-n", "-X", "-P", "-o", "State", "-j", job], capture_output=True,
+                                 text=True).stdout.split()
+        if history and history[-1] != "RUNNING":
+            break
+        time.sleep(1)
+    assert history[:1] == ["REQUEUED"] and history[-1] == "COMPLETED", history  # one job id, two runs
+    subprocess.run(mlu_cmd("sweep", "cancel", str(root)), capture_output=True, env=clean_env())
+    # the same cell, uninterrupted, in this process
+    cfg = load_config(ExperimentConfig, [root / "cells" / f"{cell['id']}.yaml"], [f"run.out_dir={tmp_path / 'straight'}"])
+    straight = run_inject(cfg)
+    loss = lambda d: {r["step"]: r["train/loss"] for r in read_jsonl(d / "metrics.jsonl") if "train/loss" in r}  # noqa: E731
+    a, b = loss(run_dir), loss(straight)
+    assert sorted(a) == sorted(b) == list(range(1, steps + 1))
+    assert max(abs(a[s] - b[s]) for s in a) < 1e-5
