@@ -175,3 +175,36 @@ def test_a_requeued_training_job_resumes_from_its_checkpoint(slurm_cluster, quic
     a, b = loss(run_dir), loss(straight)
     assert sorted(a) == sorted(b) == list(range(1, steps + 1))
     assert max(abs(a[s] - b[s]) for s in a) < 1e-5
+
+
+@pytest.mark.slurm
+def test_a_two_node_zero3_job_matches_the_one_node_two_rank_run(slurm_cluster, quick_base, tmp_path):
+    """One injection spanning 2 virtual nodes (1 rank each, gloo, ZeRO-3, ranks from Slurm through
+    submitit) against the same injection as 2 local ranks under torchrun."""
+    from mlu_dist.tracking import read_jsonl
+
+    _, base_dir = quick_base
+    common = [f"inject.from_model={base_dir / 'model'}", "inject.train.eval_every=0", "inject.train.steps=12",
+              "inject.train.log_every=1", "inject.train.micro_batch_size=8", "engine.zero.stage=3"]
+    out = tmp_path / "runs"
+    sweep(str(SWEEPS / "test.yaml"), f"out_dir={out}", "name=twonode", "axes.inject_langs=[de]",
+          "axes.forget_langs=[en]", "evaluate=false", f"overrides=[{','.join(common + ['unlearn.train.steps=2'])}]",
+          "resources.inject.nodes=2", "resources.inject.tasks_per_node=1", "resources.inject.mem_gb=2")
+    root = out / "twonode"
+    cell = next(c for c in json.loads((root / "cells.json").read_text()) if c["stage"] == "inject")
+    two_node = Path(cell["run_dir"])
+    meta = json.loads((two_node / "meta.json").read_text())
+    assert meta["dist"]["world_size"] == 2 and meta["slurm_job_id"]
+    job = json.loads((root / "manifest.json").read_text())[cell["id"]]["job_id"]
+    nodes = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "NodeList", "-j", job], capture_output=True,
+                           text=True).stdout.split()
+    assert nodes and nodes[0] in ("n[1-2]", "n1,n2"), nodes
+    proc = subprocess.run(mlu_cmd("inject", "-c", str(root / "cells" / f"{cell['id']}.yaml"), "--nproc", "2",
+                                  f"run.out_dir={tmp_path / 'local'}"), capture_output=True, text=True,
+                          env=clean_env(), timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    local = next((tmp_path / "local" / "inject").iterdir())
+    loss = lambda d: {r["step"]: r["train/loss"] for r in read_jsonl(d / "metrics.jsonl") if "train/loss" in r}  # noqa: E731
+    a, b = loss(two_node), loss(local)
+    assert sorted(a) == sorted(b) == list(range(1, 13))
+    assert max(abs(a[s] - b[s]) for s in a) < 1e-5

@@ -134,7 +134,7 @@ def wait_for(job_of: dict, manifest, poll_s: float = 2.0) -> dict:
                 del pending[cid]
                 continue
             try:
-                out = job.result()
+                out = job.results()[0]  # rank 0's result (a multi-node job has one per task)
                 status = "finished" if out.get("status") != "interrupted" else "interrupted"
             except (submitit.core.utils.FailedJobError, submitit.core.utils.UncompletedJobError) as exc:
                 status = f"{state.lower()}: {str(exc).splitlines()[0][:200]}"
