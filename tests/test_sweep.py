@@ -29,8 +29,12 @@ def test_the_papers_grid_is_nine_injections_not_thirty_six(tmp_path):
     jobs = jobs_of(cells)
     assert [j["name"] for j in jobs].count("inject") == 1 and len(jobs) == 1 + 1 + 9 + 1
     assert all(j["after"] == [f"inject_{i}"] for i, j in enumerate(jobs[2:-1]))
+    # injections from a given pretrained model need no base job
+    scale = expand(load_config(SweepSpec, [SWEEPS / "slurm-8b.yaml"], [f"out_dir={tmp_path}"]))
+    assert [c.stage for c in scale].count("base") == 0 and all(c.deps == [] for c in scale if c.stage == "inject")
     plan = format_plan(spec, cells)
     assert "inject                                   array of 9  after: base" in plan
+    assert "--array=0-8%16 --nodes=1" in plan and "--dependency=afterok:$JOB_inject_3" in plan
     assert expand(spec)[5].id == cells[5].id  # ids are deterministic
 
 

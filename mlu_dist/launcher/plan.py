@@ -40,7 +40,8 @@ def expand(spec: SweepSpec) -> list[Cell]:
     base_cfg = load_config(ExperimentConfig, spec.configs, common)
     base = Cell("base", "base-" + rundir.config_hash(base_cfg, keep=("data", "model", "base"))[:10], "base",
                 base_cfg, base_run_dir(base_cfg))
-    cells = [base]
+    # injections that start from a given model (a pretrained 8B, say) need no base training
+    cells = [] if base_cfg.inject.from_model else [base]
     injects, unlearns = [], []
     for seed in spec.axes.seeds:
         for lang in spec.axes.inject_langs:
@@ -50,7 +51,7 @@ def expand(spec: SweepSpec) -> list[Cell]:
             digest = rundir.config_hash(cfg, keep=("data", "model", "base", "inject"), drop=rundir.COMPARE_DROP)[:10]
             cfg.run.name = f"{lang}-s{seed}-{digest}"
             cell = Cell("inject", f"inject-{lang}-s{seed}-{digest}", f"inject {lang} seed {seed}", cfg,
-                        inject_run_dir(cfg), [base.id])
+                        inject_run_dir(cfg), [c.id for c in cells if c.stage == "base"])
             injects.append(cell)
             for method in spec.axes.methods:
                 for forget in spec.axes.forget_langs:
@@ -70,8 +71,10 @@ def jobs_of(cells: list[Cell]) -> list[dict]:
     """How the cells become Slurm jobs: one base job, one injection array, one unlearning array per
     injection (each depending on its own injection task), one report job."""
     by_stage = {s: [c for c in cells if c.stage == s] for s in ("base", "inject", "unlearn", "report")}
-    jobs = [{"name": "base", "cells": [c.id for c in by_stage["base"]], "array": False, "after": []}]
-    jobs.append({"name": "inject", "cells": [c.id for c in by_stage["inject"]], "array": True, "after": ["base"]})
+    jobs = [{"name": "base", "cells": [c.id for c in by_stage["base"]], "array": False, "after": []}] \
+        if by_stage["base"] else []
+    jobs.append({"name": "inject", "cells": [c.id for c in by_stage["inject"]], "array": True,
+                 "after": ["base"] if by_stage["base"] else []})
     for i, inj in enumerate(by_stage["inject"]):
         mine = [c.id for c in by_stage["unlearn"] if c.deps == [inj.id]]
         if mine:
@@ -91,6 +94,24 @@ def format_plan(spec: SweepSpec, cells: list[Cell]) -> str:
         kind = f"array of {len(job['cells'])}" if job["array"] else "job"
         after = f"  after: {', '.join(job['after'])}" if job["after"] else ""
         lines.append(f"  {job['name']:<40} {kind}{after}")
+    lines += ["", "the same with plain sbatch (slurm/sbatch/mlu-cell.sbatch; $JOB_base / $JOB_inject = the job ids "
+                  "sbatch printed, $JOB_inject_i = <inject array id>_i):"]
+    res = spec.resources
+    root = sweep_dir(spec)
+    for job in jobs_of(cells):
+        stage = job["name"].split("[")[0]
+        r = getattr(res, stage)
+        opts = [f"--nodes={r.nodes}", f"--ntasks-per-node={r.tasks_per_node}", f"--cpus-per-task={r.cpus_per_task}",
+                f"--mem={int(r.mem_gb * 1024)}M", f"--time={r.time_min}"]
+        opts += [f"--gpus-per-node={r.gpus_per_node}"] if r.gpus_per_node else []
+        opts += [f"--{k}={getattr(r, k)}" for k in ("partition", "account", "qos", "constraint") if getattr(r, k)]
+        if job["array"]:
+            opts.insert(0, f"--array=0-{len(job['cells']) - 1}%{r.array_parallelism}")
+        if job["after"]:
+            kind = "afterany" if stage == "report" else "afterok"
+            opts.append(f"--dependency={kind}:" + ":".join(f"$JOB_{a}" for a in job["after"]))
+        after_cell = job["name"][len("unlearn["):-1] if stage == "unlearn" else ""
+        lines.append(f"  sbatch {' '.join(opts)} slurm/sbatch/mlu-cell.sbatch {root} {stage} {after_cell}".rstrip())
     lines += ["", "dependency edges:"]
     for c in cells:
         for d in c.deps[:3]:
