@@ -84,7 +84,11 @@ def load_config(cls: type[T], files: list[str | Path] = (), overrides: list[str]
     if bad:
         raise ConfigError(f"overrides must look like key=value, got: {', '.join(bad)}")
     try:
-        cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
+        dotlist = OmegaConf.from_dotlist(list(overrides))
+    except Exception as exc:  # YAML errors in a value come in several types
+        raise ConfigError(f"command line: cannot parse overrides {list(overrides)}: {str(exc).splitlines()[0]}") from None
+    try:
+        cfg = OmegaConf.merge(cfg, dotlist)
         obj = OmegaConf.to_object(cfg)
     except OmegaConfBaseException as exc:
         raise _explain(cls, exc, "command line") from None

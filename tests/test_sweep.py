@@ -30,7 +30,8 @@ def test_the_papers_grid_is_nine_injections_not_thirty_six(tmp_path):
     assert [j["name"] for j in jobs].count("inject") == 1 and len(jobs) == 1 + 1 + 9 + 1
     assert all(j["after"] == [f"inject_{i}"] for i, j in enumerate(jobs[2:-1]))
     # injections from a given pretrained model need no base job
-    scale = expand(load_config(SweepSpec, [SWEEPS / "slurm-8b.yaml"], [f"out_dir={tmp_path}"]))
+    scale = expand(load_config(SweepSpec, [SWEEPS / "slurm-8b.yaml"], [f"out_dir={tmp_path}", "axes.seeds=[0]",
+                                                                        "axes.methods=[ga]"]))
     assert [c.stage for c in scale].count("base") == 0 and all(c.deps == [] for c in scale if c.stage == "inject")
     plan = format_plan(spec, cells)
     assert "inject                                   array of 9  after: base" in plan
@@ -212,3 +213,21 @@ def test_a_two_node_zero3_job_matches_the_one_node_two_rank_run(slurm_cluster, q
     a, b = loss(two_node), loss(local)
     assert sorted(a) == sorted(b) == list(range(1, 13))
     assert max(abs(a[s] - b[s]) for s in a) < 1e-5
+
+
+def test_the_local_executor_runs_a_sweep_and_force_reruns_one_cell(quick_base, tmp_path):
+    _, base_dir = quick_base
+    args = (str(SWEEPS / "test.yaml"), f"out_dir={tmp_path}", "executor=local", "axes.inject_langs=[de]",
+            "axes.forget_langs=[en]", "evaluate=false",
+            f"overrides=[inject.from_model={base_dir / 'model'},inject.train.eval_every=0,unlearn.train.steps=2,"
+            f"unlearn.train.eval_every=0]")
+    first = sweep(*args)
+    assert "3 cell(s) run/submitted" in first.stdout  # inject, unlearn, report (no base: from_model is given)
+    root = tmp_path / "test"
+    manifest = json.loads((root / "manifest.json").read_text())
+    assert {m["status"] for m in manifest.values()} == {"finished"}
+    unlearn = next(cid for cid in manifest if cid.startswith("unlearn"))
+    stamp = (Path(manifest[unlearn]["run_dir"]) / "DONE.json").stat().st_mtime
+    again = sweep(*args, "--force", unlearn)
+    assert "2 cell(s) run/submitted" in again.stdout  # the forced cell and the report
+    assert (Path(manifest[unlearn]["run_dir"]) / "DONE.json").stat().st_mtime > stamp
