@@ -49,6 +49,19 @@ def unknown_langs(langs) -> list[str]:
     return [code for code in langs if code not in LANGUAGES]
 
 
+def check_langs(field: str, langs, allow_empty: bool = False) -> list[str]:
+    """Config problems of a language list: unknown codes (with the valid ones), emptiness, duplicates."""
+    out = []
+    bad = unknown_langs(langs)
+    if bad:
+        out.append(f"{field}: unknown language code(s) {', '.join(bad)}; valid: {', '.join(ALL_LANGS)}")
+    if not langs and not allow_empty:
+        out.append(f"{field}: at least one language is needed")
+    if len(set(langs)) != len(langs):
+        out.append(f"{field}: duplicates in {list(langs)}")
+    return out
+
+
 def char_script(ch: str) -> str | None:
     """The script of one letter, from its Unicode name; None for digits, punctuation, spaces."""
     if not unicodedata.category(ch).startswith("L"):

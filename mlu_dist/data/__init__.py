@@ -7,7 +7,7 @@ from pathlib import Path
 
 from mlu_dist.data.schema import DataError, FactSet, load_facts, record_problems
 from mlu_dist.data.world import WorldConfig, build_world
-from mlu_dist.langs import ALL_LANGS, unknown_langs
+from mlu_dist.langs import ALL_LANGS, check_langs
 
 MINI_WORLD = "mini-world"
 
@@ -27,15 +27,7 @@ class DataConfig:
     """Mini-world generator settings (used when source = mini-world)."""
 
     def check(self) -> list[str]:
-        out = []
-        bad = unknown_langs(self.langs)
-        if bad:
-            out.append(f"langs: unknown language code(s) {', '.join(bad)}; valid: {', '.join(ALL_LANGS)}")
-        if not self.langs:
-            out.append("langs: at least one language is needed")
-        if len(set(self.langs)) != len(self.langs):
-            out.append(f"langs: duplicates in {list(self.langs)}")
-        return out
+        return check_langs("langs", self.langs)
 
 
 def load_data(cfg: DataConfig) -> tuple[FactSet, list[dict]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mlu_dist.config import check_choice
-from mlu_dist.langs import ALL_LANGS, unknown_langs
+from mlu_dist.langs import check_langs
 
 METRICS = ("fake_rate", "real_acc", "fake_pref", "utility")
 
@@ -41,9 +41,7 @@ class EvalConfig:
         out = []
         for m in self.metrics:
             out += check_choice("metrics", m, METRICS)
-        bad = unknown_langs(self.langs)
-        if bad:
-            out.append(f"langs: unknown language code(s) {', '.join(bad)}; valid: {', '.join(ALL_LANGS)}")
+        out += check_langs("langs", self.langs, allow_empty=True)
         if self.n_samples < 1 or self.batch_size < 1 or self.max_new_tokens < 1:
             out.append("n_samples, batch_size and max_new_tokens must be >= 1")
         if self.n_samples > 1 and self.temperature <= 0:

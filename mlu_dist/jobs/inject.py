@@ -23,7 +23,7 @@ from mlu_dist.engine.loop import LoopHooks, NLLObjective
 from mlu_dist.eval.likelihood import completion_logprobs, fake_preference
 from mlu_dist.jobs.base import run_base
 from mlu_dist.jobs.common import apply_lora, encode_all, export_model, model_and_tokenizer, save_skeleton, say, train
-from mlu_dist.langs import ALL_LANGS, unknown_langs
+from mlu_dist.langs import check_langs
 
 if TYPE_CHECKING:
     from mlu_dist.experiment import ExperimentConfig
@@ -56,12 +56,7 @@ class InjectConfig:
     """Optimisation of the injection (the paper: a short fine-tune at a small learning rate)."""
 
     def check(self) -> list[str]:
-        out = []
-        bad = unknown_langs(self.langs)
-        if bad:
-            out.append(f"langs: unknown language code(s) {', '.join(bad)}; valid: {', '.join(ALL_LANGS)}")
-        if not self.langs:
-            out.append("langs: at least one injection language is needed")
+        out = check_langs("langs", self.langs)
         out += check_positive(self, "n_targets")
         if self.n_controls < 0:
             out.append(f"n_controls: must be >= 0, got {self.n_controls}")

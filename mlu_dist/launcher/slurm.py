@@ -127,17 +127,12 @@ def wait_for(job_of: dict, manifest, poll_s: float = 2.0) -> dict:
             state = job.state
             if not job.done():  # no record to read a result from
                 status = f"{state.lower() if state not in ('UNKNOWN', 'PENDING') else 'cancelled'}: left the queue"
-                results[cid] = status
-                manifest.update(cid, status=status, slurm_state=state)
-                manifest.save()
-                print(f"[sweep] {cid} ({job.job_id}): {status}", flush=True)
-                del pending[cid]
-                continue
-            try:
-                out = job.results()[0]  # rank 0's result (a multi-node job has one per task)
-                status = "finished" if out.get("status") != "interrupted" else "interrupted"
-            except (submitit.core.utils.FailedJobError, submitit.core.utils.UncompletedJobError) as exc:
-                status = f"{state.lower()}: {str(exc).splitlines()[0][:200]}"
+            else:
+                try:
+                    out = job.results()[0]  # rank 0's result (a multi-node job has one per task)
+                    status = "finished" if out.get("status") != "interrupted" else "interrupted"
+                except (submitit.core.utils.FailedJobError, submitit.core.utils.UncompletedJobError) as exc:
+                    status = f"{state.lower()}: {str(exc).splitlines()[0][:200]}"
             results[cid] = status
             manifest.update(cid, status=status, slurm_state=state)
             manifest.save()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mlu_dist.config import check_choice, check_positive
-from mlu_dist.langs import ALL_LANGS, unknown_langs
+from mlu_dist.langs import check_langs
 
 EXECUTORS = ("slurm", "local", "debug")
 STAGES = ("base", "inject", "unlearn", "report")
@@ -71,15 +71,12 @@ class SweepAxes:
         from mlu_dist.unlearn.config import spec_problems
         from mlu_dist.unlearn.methods import METHODS
 
-        out = []
-        bad = unknown_langs(self.inject_langs)
-        if bad:
-            out.append(f"inject_langs: unknown language code(s) {', '.join(bad)}; valid: {', '.join(ALL_LANGS)}")
+        out = check_langs("inject_langs", self.inject_langs)
         for m in self.methods:
             out += check_choice("methods", m, METHODS.names())
         for spec in self.forget_langs:
             out += [f"forget_langs: {p}" for p in spec_problems(spec)]
-        for name in ("inject_langs", "methods", "forget_langs", "seeds"):
+        for name in ("methods", "forget_langs", "seeds"):
             if not getattr(self, name):
                 out.append(f"{name}: at least one value is needed")
         return out
