@@ -4,6 +4,7 @@
     mlu base [-c FILE]... [key=value]...  train the base model on the true world (cached)
     mlu inject [...]                    inject fake facts in language(s) X
     mlu export RUN_DIR                  checkpoint -> HF model directory
+    mlu sync DIR...                     upload offline W&B runs
 
 Every job takes YAML files (``-c``, merged in order; a name like ``deepspeed/zero3`` means
 ``configs/deepspeed/zero3.yaml``) and then ``key=value`` overrides; ``--show-fields`` lists every
@@ -105,6 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--force", nargs="*", default=[], metavar="CELL", help="rerun these cells (ids from `plan`)")
     sw.add_argument("--no-wait", action="store_true", help="with the slurm executor: submit and return")
     sw.add_argument("-c", "--config", action="append", default=[], metavar="FILE", help=argparse.SUPPRESS)
+    sy = sub.add_parser("sync", help="upload the offline W&B runs under a directory (wraps `wandb sync`)",
+                        description="Nodes without internet log W&B offline into each run directory; run this "
+                                    "on a machine with network (e.g. the login node) to upload them.")
+    sy.add_argument("paths", nargs="+", help="run or sweep directories")
     e = sub.add_parser("export", help="consolidate a run's checkpoint (any ZeRO stage) into a HF model directory",
                        description="Turn the latest (or a given) checkpoint of a run into safetensors + tokenizer "
                                    "that AutoModelForCausalLM.from_pretrained loads. One process, no ranks.")
@@ -265,6 +270,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    from pathlib import Path
+
     from mlu_dist.config import ConfigError
     from mlu_dist.data.schema import DataError
     from mlu_dist.engine.checkpoint import ResumeError
@@ -288,6 +295,12 @@ def main(argv: list[str] | None = None) -> int:
 
             paths = write_matrix(args.dir, args.metric, args.out)
             print("\n".join(f"wrote {p}" for p in paths))
+            return 0
+        if args.command == "sync":
+            from mlu_dist.wandb_tracker import sync
+
+            runs = sync([Path(p) for p in args.paths])
+            print(f"synced {len(runs)} offline W&B run(s)")
             return 0
         if args.command == "export":
             from mlu_dist.jobs.export import export_run

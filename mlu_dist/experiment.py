@@ -16,6 +16,7 @@ from mlu_dist.jobs.inject import InjectConfig
 from mlu_dist.langs import ALL_LANGS
 from mlu_dist.modeling import ModelConfig
 from mlu_dist.rundir import RunConfig
+from mlu_dist.tracking import TrackingConfig
 from mlu_dist.unlearn.config import UnlearnConfig
 
 
@@ -43,6 +44,8 @@ class ExperimentConfig:
     """Multilingual evaluation (mlu eval, and the curves of training jobs)."""
     unlearn: UnlearnConfig = field(default_factory=UnlearnConfig)
     """Unlearning of the injected fake: method, forget-language set, stop rules."""
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    """W&B (offline-first) beside the always-written metrics.jsonl."""
 
     def check(self) -> list[str]:
         out = []

@@ -9,7 +9,33 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Protocol
+
+from mlu_dist.config import check_choice
+
+WANDB_MODES = ("auto", "online", "offline", "disabled")
+
+
+@dataclass
+class TrackingConfig:
+    """Where metrics go besides the run directory's metrics.jsonl (always written)."""
+
+    wandb: bool = True
+    """Log to Weights & Biases too (offline unless a key and network are there; see mode)."""
+    mode: str = "auto"
+    """auto (WANDB_MODE if set, else online with an API key, offline without), online, offline, disabled."""
+    project: str = "mlu_dist"
+    """W&B project."""
+    entity: str = ""
+    """W&B entity (team or user; empty = your default)."""
+    group: str = ""
+    """W&B group (sweeps set it to the sweep name)."""
+    tags: list[str] = field(default_factory=list)
+    """W&B tags."""
+
+    def check(self) -> list[str]:
+        return check_choice("mode", self.mode, WANDB_MODES)
 
 
 class Tracker(Protocol):
@@ -40,6 +66,7 @@ class JsonlTracker:
 
     def __init__(self, run_dir: Path, start_step: int = 0):
         self.path = Path(run_dir) / "metrics.jsonl"
+        self.last_logged = max((r.get("step", 0) for r in read_jsonl(self.path)), default=-1)
         self.summary_path = Path(run_dir) / "summary.json"
         if self.path.exists():
             self._truncate_after(start_step)  # a resumed run re-logs the steps after its checkpoint

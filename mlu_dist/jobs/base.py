@@ -87,14 +87,17 @@ def run_base(cfg: ExperimentConfig) -> Path:
         return LoopHooks(evaluate=evaluate)
 
     outcome = train(model, tokenizer, lambda scale: NLLObjective(scale), pools,
-                    {"text": train_cfg.micro_batch_size}, train_cfg, cfg.engine, dist, run_dir, hooks, desc="base")
-    engine = outcome.engine
+                    {"text": train_cfg.micro_batch_size}, train_cfg, cfg.engine, dist, run_dir, hooks, desc="base",
+                    job="base", experiment=cfg)
+    engine, tracker = outcome.engine, outcome.tracker
     if outcome.result.interrupted:
         say(dist, f"base: stopped at step {outcome.result.end_step} ({outcome.result.stop_reason}); "
                   f"run again to resume from {run_dir}/checkpoints")
+        tracker.close()
         engine.close()
         return run_dir
     if outcome.result.stop_reason:
+        tracker.close()
         engine.close()
         raise RuntimeError(f"base training stopped: {outcome.result.stop_reason}")
     engine.module.eval()
@@ -103,9 +106,11 @@ def run_base(cfg: ExperimentConfig) -> Path:
     if dist.is_main:
         final_loss = next((h["train/loss"] for h in reversed(outcome.result.history) if "train/loss" in h), None)
         rundir.atomic_write_json(run_dir / "languages.json", summary)
+        tracker.summary({f"final/{lang}/{k}": v for lang, row in summary.items() for k, v in row.items()})
         rundir.mark_done(run_dir, {"steps": outcome.result.end_step, "final_loss": final_loss,
                                    "seconds": round(outcome.result.seconds, 1)})
         print(format_summary(summary))
         print(f"base model: {run_dir}/model")
+    tracker.close()
     engine.close()
     return run_dir

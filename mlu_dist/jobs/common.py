@@ -71,8 +71,20 @@ def make_engine(model, cfg: TrainConfig, engine_cfg: EngineConfig, dist: DistInf
     return DeepSpeedEngine(model, cfg, engine_cfg.zero, dist, dtype)
 
 
-def make_tracker(run_dir: Path, dist: DistInfo, start_step: int):
-    return FanOut([JsonlTracker(run_dir, start_step)]) if dist.is_main else NullTracker()
+def make_tracker(run_dir: Path, dist: DistInfo, start_step: int, job: str = "train", experiment=None):
+    """Rank 0: metrics.jsonl always, W&B when configured; other ranks log nothing."""
+    if not dist.is_main:
+        return NullTracker()
+    jsonl = JsonlTracker(run_dir, start_step)
+    trackers = [jsonl]
+    tracking = getattr(experiment, "tracking", None)
+    if tracking is not None and tracking.wandb and tracking.mode != "disabled":
+        from mlu_dist.config import to_dict
+        from mlu_dist.wandb_tracker import WandbTracker
+
+        trackers.append(WandbTracker(run_dir, job, to_dict(experiment), tracking.project, tracking.entity,
+                                     tracking.group, tracking.tags, tracking.mode, skip_until=jsonl.last_logged))
+    return FanOut(trackers)
 
 
 def encode_all(tokenizer, examples: list[Example], max_len: int) -> list[Encoded]:
@@ -84,11 +96,13 @@ class TrainOutcome:
     result: LoopResult
     engine: object
     checkpointer: Checkpointer
+    tracker: object  # still open: the job logs its final summary, then closes it
 
 
 def train(model, tokenizer, objective_factory, pools: dict[str, list[Encoded]], per_micro: dict[str, int],
           cfg: TrainConfig, engine_cfg: EngineConfig, dist: DistInfo, run_dir: Path, hooks_factory=None,
-          desc: str = "train", streams: dict[str, str] | None = None) -> TrainOutcome:
+          desc: str = "train", streams: dict[str, str] | None = None, job: str = "train",
+          experiment=None) -> TrainOutcome:
     """Set up the engine, resume if a checkpoint exists, run the loop, save the final checkpoint.
 
     ``per_micro`` is each pool's examples per rank per micro-batch; ``objective_factory(scale)`` and
@@ -109,15 +123,14 @@ def train(model, tokenizer, objective_factory, pools: dict[str, list[Encoded]], 
         client = checkpointer.load(resume_from)
         start = int(client["step"])
         say(dist, f"resumed from {resume_from} (step {start})")
-    tracker = make_tracker(run_dir, dist, start)
+    tracker = make_tracker(run_dir, dist, start, job, experiment)
     hooks = hooks_factory(engine, start) if hooks_factory else LoopHooks()
     objective: Objective = objective_factory(dist.world_size * cfg.grad_accum)
     result = train_loop(engine, objective, plan, cfg, dist, tracker, checkpointer, hooks, start,
                         tokenizer.pad_token_id, desc)
     if not result.interrupted and not result.stop_reason and result.end_step > result.start_step:
         checkpointer.save(result.end_step, hooks.checkpoint_state())
-    tracker.close()
-    return TrainOutcome(result, engine, checkpointer)
+    return TrainOutcome(result, engine, checkpointer, tracker)
 
 
 def export_model(engine, tokenizer, out_dir: Path, dist: DistInfo, merge_lora: bool = True) -> Path | None:

@@ -134,8 +134,8 @@ def run_inject(cfg: ExperimentConfig) -> Path:
         return LoopHooks(evaluate=evaluate, checkpoint_state=lambda: {"job": "inject"})
 
     outcome = train(model, tokenizer, lambda scale: NLLObjective(scale), pools, per_micro, train_cfg, cfg.engine,
-                    dist, run_dir, hooks, desc=f"inject[{'+'.join(cfg.inject.langs)}]")
-    engine = outcome.engine
+                    dist, run_dir, hooks, desc=f"inject[{'+'.join(cfg.inject.langs)}]", job="inject", experiment=cfg)
+    engine, tracker = outcome.engine, outcome.tracker
     if dist.is_main:
         rundir.write_meta(run_dir, dist.as_dict(), {
             "job": "inject", "seed": train_cfg.seed, "init_from": str(init_from),
@@ -147,6 +147,7 @@ def run_inject(cfg: ExperimentConfig) -> Path:
     result = outcome.result
     if result.interrupted or result.stop_reason:
         say(dist, f"inject: stopped at step {result.end_step} ({result.stop_reason}); run the same command to resume")
+        tracker.close()
         engine.close()
         if result.stop_reason and not result.interrupted:
             raise RuntimeError(f"injection stopped: {result.stop_reason}")
@@ -162,10 +163,12 @@ def run_inject(cfg: ExperimentConfig) -> Path:
     export_model(engine, tokenizer, run_dir / "model", dist, merge_lora=True)
     if dist.is_main:
         rundir.atomic_write_json(run_dir / "spread.json", {"targets": spread, "controls": controls})
+        tracker.summary({f"final/{lang}/fake_pref": row["pref"] for lang, row in spread.items()})
         rundir.mark_done(run_dir, {"steps": result.end_step, "seconds": round(result.seconds, 1),
                                    "param_numel_per_rank": numel, "eval_loss": eval_loss,
                                    "final_loss": result.history[-1].get("train/loss") if result.history else None})
         print(format_spread(spread, controls, cfg.inject.langs))
         print(f"injected model: {run_dir}/model")
+    tracker.close()
     engine.close()
     return run_dir

@@ -160,10 +160,11 @@ def run_unlearn(cfg: ExperimentConfig) -> Path:
 
     outcome = train(model, tokenizer, objective_factory, pools, per_micro, train_cfg, cfg.engine, dist, run_dir,
                     hooks, desc=f"unlearn[{u.method}:{'+'.join(forget_langs)}]",
-                    streams={"chosen": "pairs", "rejected": "pairs"})
-    engine, result = outcome.engine, outcome.result
+                    streams={"chosen": "pairs", "rejected": "pairs"}, job="unlearn", experiment=cfg)
+    engine, result, tracker = outcome.engine, outcome.result, outcome.tracker
     if result.interrupted:
         say(dist, f"unlearn: stopped at step {result.end_step} ({result.stop_reason}); run the same command to resume")
+        tracker.close()
         engine.close()
         if ref is not None:
             ref.close()
@@ -200,6 +201,9 @@ def run_unlearn(cfg: ExperimentConfig) -> Path:
             info["final_group_fake_rate"] = {g: s["mean"] for g, s in summary["fake_rate"]["group"].items()}
         if dist.is_main:
             print(format_table(summary, list(facts.langs), list(cfg.inject.langs)))
+    tracker.summary({"final/status": status, **{f"final/group/{g}/fake_rate": v
+                                                 for g, v in info.get("final_group_fake_rate", {}).items()}})
+    tracker.close()
     if dist.is_main:
         plot_curves(run_dir, title=f"{u.method} on {'+'.join(forget_langs)} (injected: {'+'.join(cfg.inject.langs)})",
                     forget_langs=forget_langs)

@@ -36,7 +36,7 @@ def expand(spec: SweepSpec) -> list[Cell]:
     from mlu_dist.jobs.unlearn import unlearn_run_dir
 
     root = sweep_dir(spec)
-    common = list(spec.overrides) + [f"run.out_dir={root}"]
+    common = [f"tracking.group={spec.name}"] + list(spec.overrides) + [f"run.out_dir={root}"]
     base_cfg = load_config(ExperimentConfig, spec.configs, common)
     base = Cell("base", "base-" + rundir.config_hash(base_cfg, keep=("data", "model", "base"))[:10], "base",
                 base_cfg, base_run_dir(base_cfg))

@@ -1,0 +1,132 @@
+"""Weights & Biases: the only module that imports ``wandb``.
+
+Offline first: without an API key (or with ``WANDB_MODE=offline``) runs are written under the run
+directory and uploaded later with ``mlu sync`` from a machine with network (cluster nodes often
+have none). A run's id is derived from its run directory, and runs resume with
+``resume="allow"``, so a requeued job continues its own W&B run. The API key is never written
+anywhere by us: the config we log is the experiment config, which holds no secrets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+from pathlib import Path
+
+STEP_AXES = {"forget/*": "unlearn/step", "retain/*": "unlearn/step", "group/*": "unlearn/step",
+             "spread/*": "inject/step", "base/*": "base/step"}
+
+
+def run_id(run_dir: Path, job: str) -> str:
+    """Stable across requeues and resumptions of the same run directory."""
+    digest = hashlib.sha1(str(Path(run_dir).resolve()).encode()).hexdigest()[:12]
+    return f"{job}-{digest}"
+
+
+def resolve_mode(requested: str) -> str:
+    if requested != "auto":
+        return requested
+    if os.environ.get("WANDB_MODE"):
+        return os.environ["WANDB_MODE"]
+    has_key = bool(os.environ.get("WANDB_API_KEY")) or "api.wandb.ai" in _netrc()
+    return "online" if has_key else "offline"
+
+
+def _netrc() -> str:
+    path = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
+class WandbTracker:
+    """The Tracker protocol on top of a W&B run (rank 0 only)."""
+
+    def __init__(self, run_dir: Path, job: str, config: dict, project: str, entity: str = "", group: str = "",
+                 tags=(), mode: str = "auto", skip_until: int = -1):
+        import wandb
+
+        self.wandb = wandb
+        self.skip_until = skip_until  # steps a previous process of this run already logged
+        mode = resolve_mode(mode)
+        kwargs = dict(project=project, entity=entity or None, group=group or None, job_type=job, tags=list(tags),
+                      name=Path(run_dir).name, id=run_id(run_dir, job), resume="allow", dir=str(run_dir),
+                      config=config, reinit="finish_previous")
+        try:
+            self.run = wandb.init(mode=mode, settings=wandb.Settings(init_timeout=60, silent=True), **kwargs)
+        except Exception as exc:  # no network, bad key, server down: never lose the training run
+            print(f"[wandb] {mode} init failed ({type(exc).__name__}: {exc}); logging offline instead")
+            self.run = wandb.init(mode="offline", settings=wandb.Settings(silent=True), **kwargs)
+        step_key = f"{job}/step"
+        self.run.define_metric(step_key)
+        for pattern, axis in STEP_AXES.items():
+            if axis == step_key:
+                self.run.define_metric(pattern, step_metric=axis)
+        self.step_key = step_key
+
+    def log(self, metrics: dict, step: int) -> None:
+        if step <= self.skip_until:
+            return  # a resumed run replays steps its first process already logged
+        self.run.log({self.step_key: step, **metrics})
+
+    def summary(self, metrics: dict) -> None:
+        for key, value in metrics.items():
+            self.run.summary[key] = value
+
+    def table(self, key: str, columns: list[str], rows: list[list]) -> None:
+        self.run.log({key: self.wandb.Table(columns=columns, data=rows)})
+
+    def close(self) -> None:
+        self.run.finish()
+
+
+def sync(paths: list[Path]) -> list[Path]:
+    """Upload offline runs (``wandb sync``) found under ``paths``; returns the run folders."""
+    import subprocess
+    import sys
+
+    runs = sorted({p for root in paths for p in Path(root).rglob("offline-run-*") if p.is_dir()})
+    for run in runs:
+        subprocess.run([sys.executable, "-m", "wandb", "sync", str(run)], check=False)
+    return runs
+
+
+def read_offline_run(run_folder: Path) -> dict:
+    """History rows, summary and config of an offline run, read from its ``.wandb`` file (a 7-byte
+    header, then LevelDB-log framing of ``Record`` protobufs). For tests and reports."""
+    import json
+
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    data = next(Path(run_folder).glob("*.wandb")).read_bytes()
+    pos, block, payload = 7, 32768, b""
+    history, summary, config = [], {}, {}
+    while pos + 7 <= len(data):
+        left = block - pos % block
+        if left < 7:  # a block tail too short for a header is padding
+            pos += left
+            continue
+        length, kind = struct.unpack("<HB", data[pos + 4:pos + 7])
+        chunk = data[pos + 7:pos + 7 + length]
+        pos += 7 + length
+        if kind in (1, 2):
+            payload = chunk
+        else:
+            payload += chunk
+        if kind not in (1, 4):
+            continue
+        rec = pb.Record()
+        rec.ParseFromString(payload)
+        kind_name = rec.WhichOneof("record_type")
+        key = lambda item: item.key or "/".join(item.nested_key)  # noqa: E731
+        if kind_name == "history":
+            history.append({key(i): json.loads(i.value_json) for i in rec.history.item})
+        elif kind_name == "summary":
+            summary.update({key(i): json.loads(i.value_json) for i in rec.summary.update})
+        elif kind_name == "config":
+            config.update({key(i): json.loads(i.value_json) for i in rec.config.update})
+        elif kind_name == "run":  # the initial config travels with the run record
+            config.update({key(i): json.loads(i.value_json) for i in rec.run.config.update})
+    return {"history": history, "summary": summary, "config": config}

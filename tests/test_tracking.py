@@ -1,0 +1,88 @@
+"""W&B, for real, in offline mode: what the runs log is read back from the .wandb files."""
+
+import os
+
+import pytest
+
+from conftest import QUICK
+from mlu_dist.config import load_config
+from mlu_dist.experiment import ExperimentConfig
+from mlu_dist.jobs.inject import run_inject
+from mlu_dist.jobs.unlearn import run_unlearn
+from mlu_dist.tracking import read_jsonl
+from mlu_dist.wandb_tracker import read_offline_run, run_id
+
+LANGS = ["en", "de", "fr", "zh", "ru", "jv", "ur", "ha", "hy"]
+SECRET = "mlu-test-key-0123456789abcdef0123456789abcdef"
+
+
+@pytest.fixture(scope="module")
+def injected(quick_base, tmp_path_factory):
+    _, base_dir = quick_base
+    out = tmp_path_factory.mktemp("tracking")
+    cfg = load_config(ExperimentConfig, [QUICK], [f"run.out_dir={out}", f"inject.from_model={base_dir / 'model'}",
+                                                  "inject.train.eval_every=0", "tracking.wandb=false"])
+    return out, run_inject(cfg)
+
+
+def unlearn(out, inject_run, name, *extra):
+    cfg = load_config(ExperimentConfig, [inject_run / "config.yaml", "methods/npo"],
+                      [f"unlearn.from_run={inject_run}", f"run.out_dir={out}", f"run.name={name}",
+                       "unlearn.train.steps=4", "unlearn.train.eval_every=2", "unlearn.train.save_every=2",
+                       "eval.metrics=[fake_rate]", "tracking.wandb=true", "tracking.mode=offline",
+                       "tracking.group=test-sweep", *extra])
+    return run_unlearn(cfg)
+
+
+def offline_runs(run_dir):
+    return sorted((run_dir / "wandb").glob("offline-run-*"))
+
+
+def test_per_language_curves_reach_wandb_with_their_step_axis(injected, monkeypatch):
+    out, inject_run = injected
+    monkeypatch.setenv("WANDB_API_KEY", SECRET)  # a key is set, yet nothing may leak into the run dir
+    run = unlearn(out, inject_run, "curves")
+    (folder,) = offline_runs(run)
+    assert run_id(run, "unlearn") in folder.name
+    logged = read_offline_run(folder)
+    rows = [r for r in logged["history"] if "forget/de/fake_rate" in r]
+    assert [r["unlearn/step"] for r in rows] == [0, 2, 4]
+    for lang in LANGS:
+        assert all(f"forget/{lang}/fake_rate" in r and f"retain/{lang}/ppl" in r for r in rows), lang
+    assert logged["config"]["unlearn"]["method"] == "npo"
+    assert logged["summary"]["final/status"] == "finished"
+    # the local JSONL holds exactly what W&B got
+    local = {r["step"]: r for r in read_jsonl(run / "metrics.jsonl") if "forget/de/fake_rate" in r}
+    for r in rows:
+        for lang in LANGS:
+            assert local[r["unlearn/step"]][f"forget/{lang}/fake_rate"] == pytest.approx(r[f"forget/{lang}/fake_rate"])
+    # no secret in any file of the run directory
+    for path in run.rglob("*"):
+        if path.is_file():
+            assert SECRET.encode() not in path.read_bytes(), path
+
+
+def test_no_key_no_network_still_completes_offline(injected, monkeypatch):
+    out, inject_run = injected
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("NETRC", os.devnull)
+    cfg = load_config(ExperimentConfig, [inject_run / "config.yaml", "methods/ga"],
+                      [f"unlearn.from_run={inject_run}", f"run.out_dir={out}", "run.name=auto-mode",
+                       "unlearn.train.steps=2", "unlearn.train.eval_every=2", "eval.metrics=[fake_rate]",
+                       "tracking.wandb=true", "tracking.mode=auto"])
+    monkeypatch.delenv("WANDB_MODE", raising=False)  # auto: no key -> offline, never a network call
+    run = run_unlearn(cfg)
+    assert (run / "DONE.json").exists() and len(offline_runs(run)) == 1
+
+
+def test_a_requeued_run_continues_its_wandb_run_without_duplicate_steps(injected):
+    out, inject_run = injected
+    first = unlearn(out, inject_run, "requeued", "unlearn.train.stop_after=3")  # dies after step 3
+    assert not (first / "DONE.json").exists()
+    unlearn(out, inject_run, "requeued")  # the requeued job: resumes from the step-2 checkpoint
+    folders = offline_runs(first)
+    assert len(folders) == 2 and all(run_id(first, "unlearn") in f.name for f in folders)  # one W&B run id
+    steps = [r["unlearn/step"] for f in folders for r in read_offline_run(f)["history"] if "forget/de/fake_rate" in r]
+    assert sorted(steps) == [0, 2, 4]  # step 2 was logged once, not replayed
+    train_steps = [r["unlearn/step"] for f in folders for r in read_offline_run(f)["history"] if "train/loss" in r]
+    assert len(train_steps) == len(set(train_steps))
