@@ -106,6 +106,15 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--force", nargs="*", default=[], metavar="CELL", help="rerun these cells (ids from `plan`)")
     sw.add_argument("--no-wait", action="store_true", help="with the slurm executor: submit and return")
     sw.add_argument("-c", "--config", action="append", default=[], metavar="FILE", help=argparse.SUPPRESS)
+    rp = sub.add_parser("report", help="the study in one page: spread heatmap, forgetting curves, the paper's grid, utility",
+                        description="Collect the evaluated injection and finished unlearning runs under DIR (a sweep "
+                                    "directory or runs/) and write DIR/report/: report.md, report.html (self-"
+                                    "contained), grid.json, the spread heatmaps and one forgetting-curves figure per "
+                                    "injection language. The grid: rows = forget setting, columns = probe group "
+                                    "(English / original / high / low), cell = ✓ when fake_rate is below --threshold.")
+    rp.add_argument("dir", help="a sweep directory (or any folder holding runs)")
+    rp.add_argument("--threshold", type=float, default=0.2, help="fake_rate below which a cell counts as removed (0.2)")
+    rp.add_argument("--out", help="output folder (default DIR/report)")
     sy = sub.add_parser("sync", help="upload the offline W&B runs under a directory (wraps `wandb sync`)",
                         description="Nodes without internet log W&B offline into each run directory; run this "
                                     "on a machine with network (e.g. the login node) to upload them.")
@@ -295,6 +304,13 @@ def main(argv: list[str] | None = None) -> int:
 
             paths = write_matrix(args.dir, args.metric, args.out)
             print("\n".join(f"wrote {p}" for p in paths))
+            return 0
+        if args.command == "report":
+            from mlu_dist.report import write_report
+
+            out = write_report(args.dir, args.threshold, args.out)
+            print((out / "report.md").read_text().split("## Utility")[0])
+            print(f"report: {out}/report.html")
             return 0
         if args.command == "sync":
             from mlu_dist.wandb_tracker import sync

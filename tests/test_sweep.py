@@ -231,3 +231,25 @@ def test_the_local_executor_runs_a_sweep_and_force_reruns_one_cell(quick_base, t
     again = sweep(*args, "--force", unlearn)
     assert "2 cell(s) run/submitted" in again.stdout  # the forced cell and the report
     assert (Path(manifest[unlearn]["run_dir"]) / "DONE.json").stat().st_mtime > stamp
+
+
+def test_report_of_a_finished_sweep_agrees_with_its_summaries(quick_base, tmp_path):
+    """The local executor runs a small sweep; its report's grid cells come from SUMMARY.json."""
+    _, base_dir = quick_base
+    sweep(str(SWEEPS / "test.yaml"), f"out_dir={tmp_path}", "executor=local", "axes.inject_langs=[de]",
+          "axes.forget_langs=[en,en+orig]", f"overrides=[inject.from_model={base_dir / 'model'},"
+          "inject.train.eval_every=0,unlearn.train.steps=2,unlearn.train.eval_every=1]")
+    report = tmp_path / "test" / "report"
+    for name in ("report.md", "report.html", "grid.json", "spread_fake_rate.png", "groups_fake_rate.png", "curves_de.png"):
+        assert (report / name).stat().st_size > 0, name
+    grid = json.loads((report / "grid.json").read_text())
+    assert {r["setting"] for r in grid["rows"]} == {"en", "en+orig"}
+    for row in grid["rows"]:
+        run = next(p.parent.parent for p in (tmp_path / "test" / "unlearn").rglob("SUMMARY.json")
+                   if json.loads((p.parent.parent / "DONE.json").read_text())["forget_langs"]
+                   == (["en"] if row["setting"] == "en" else ["en", "de"]))
+        summary = json.loads((run / "eval" / "SUMMARY.json").read_text())["metrics"]["fake_rate"]["group"]
+        for group, cell in row["cells"].items():
+            assert cell["mean"] == pytest.approx(summary[group]["mean"])
+            assert cell["removed"] == (summary[group]["mean"] < grid["threshold"])
+    assert "✓" in (report / "report.md").read_text() or "✗" in (report / "report.md").read_text()

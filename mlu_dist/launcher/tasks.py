@@ -18,15 +18,13 @@ def run_cell(stage: str, config_path: str | None, root: str) -> dict:
     from mlu_dist.experiment import ExperimentConfig
 
     if stage == "report":
-        from mlu_dist.eval.matrix import write_matrix
+        from mlu_dist.report import write_report
 
-        out = Path(root) / "report"
         try:
-            paths = write_matrix(Path(root), "fake_rate", out)
-        except FileNotFoundError as exc:  # no evaluated injection: nothing to draw yet
-            return {"stage": stage, "run_dir": str(out), "status": f"skipped: {exc}"}
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "DONE.json").write_text(json.dumps({"files": [str(p) for p in paths]}) + "\n")
+            out = write_report(Path(root))
+        except FileNotFoundError as exc:  # nothing evaluated yet: nothing to draw
+            return {"stage": stage, "run_dir": str(Path(root) / "report"), "status": f"skipped: {exc}"}
+        (out / "DONE.json").write_text(json.dumps({"files": sorted(p.name for p in out.iterdir())}) + "\n")
         return {"stage": stage, "run_dir": str(out), "status": "finished"}
     cfg = load_config(ExperimentConfig, [config_path])
     if stage == "base":

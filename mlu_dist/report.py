@@ -1,0 +1,188 @@
+"""`mlu report SWEEP_DIR`: the study in one place — spread heatmap, forgetting curves, the paper's
+grid and utility — as Markdown + PNG files and one self-contained HTML page."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections import defaultdict
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from mlu_dist.langs import LANGUAGES
+from mlu_dist.tracking import read_jsonl
+
+SETTINGS = ("en", "orig", "all", "en+orig")
+SETTING_NAMES = {"en": "English", "orig": "original", "all": "multilingual", "en+orig": "English+original"}
+GROUPS = ("en", "orig", "high", "low")
+GROUP_NAMES = {"en": "English", "orig": "original", "high": "high-resource", "low": "low-resource"}
+GROUP_COLOURS = {"en": "black", "high": "tab:blue", "low": "tab:orange"}
+
+
+def _runs(root: Path, job: str) -> list[Path]:
+    out = []
+    for meta in sorted(Path(root).rglob("meta.json")):
+        try:
+            if json.loads(meta.read_text()).get("job") == job:
+                out.append(meta.parent)
+        except (OSError, json.JSONDecodeError):
+            continue
+    return out
+
+
+def collect(root: Path) -> dict:
+    """``{(inject_lang, method, setting): [per-run dict]}`` for every finished unlearning run."""
+    found = defaultdict(list)
+    for run in _runs(root, "unlearn"):
+        summary, done = run / "eval" / "SUMMARY.json", run / "DONE.json"
+        if not (summary.exists() and done.exists()):
+            continue
+        cfg = OmegaConf.load(run / "config.yaml")
+        key = ("+".join(cfg.inject.langs), cfg.unlearn.method, cfg.unlearn.forget_langs)
+        found[key].append({"run": run, "summary": json.loads(summary.read_text())["metrics"],
+                           "done": json.loads(done.read_text())})
+    return dict(found)
+
+
+def paper_grid(found: dict, threshold: float) -> list[dict]:
+    """Rows of the paper's grid: per injection language, method and forget setting, each probe
+    group's fake_rate (mean, CI) after unlearning and whether it is below ``threshold``."""
+    rows = []
+    for (inj, method, setting), runs in sorted(found.items()):
+        summary = runs[0]["summary"]  # one run per cell; seeds would be pooled by the matrix view
+        if "fake_rate" not in summary:
+            continue
+        cells = {}
+        for group in GROUPS:
+            stats = summary["fake_rate"]["group"].get(group)
+            if stats:
+                cells[group] = {"mean": stats["mean"], "lo": stats["lo"], "hi": stats["hi"],
+                                "removed": stats["mean"] < threshold}
+        rows.append({"inject": inj, "method": method, "setting": setting, "cells": cells,
+                     "status": runs[0]["done"].get("status", "finished")})
+    return rows
+
+
+def grid_markdown(rows: list[dict], threshold: float) -> str:
+    lines = [f"✓ = fake_rate after unlearning below {threshold:.2f} (mean [95% CI] over facts); "
+             "runs whose utility guard tripped are marked (!)", ""]
+    for inj in sorted({r["inject"] for r in rows}):
+        for method in sorted({r["method"] for r in rows if r["inject"] == inj}):
+            lines += [f"**injected in {inj}, unlearned with {method}**", "",
+                      "| forget setting | " + " | ".join(GROUP_NAMES[g] for g in GROUPS) + " |",
+                      "|---|" + "---|" * len(GROUPS)]
+            mine = {r["setting"]: r for r in rows if r["inject"] == inj and r["method"] == method}
+            for setting in sorted(mine, key=lambda s: SETTINGS.index(s) if s in SETTINGS else 99):
+                r = mine[setting]
+                flag = " (!)" if r["status"] == "guard_tripped" else ""
+                cells = []
+                for g in GROUPS:
+                    c = r["cells"].get(g)
+                    cells.append("–" if c is None else
+                                 f"{'✓' if c['removed'] else '✗'} {c['mean']:.2f} [{c['lo']:.2f},{c['hi']:.2f}]")
+                lines.append(f"| {SETTING_NAMES.get(setting, setting)}{flag} | " + " | ".join(cells) + " |")
+            lines.append("")
+    return "\n".join(lines)
+
+
+def curves_figure(found: dict, inject: str, out: Path) -> Path | None:
+    """One panel per method x forget setting, one line per language, colour by resource group."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = sorted(k for k in found if k[0] == inject)
+    if not keys:
+        return None
+    methods = sorted({k[1] for k in keys})
+    settings = sorted({k[2] for k in keys}, key=lambda s: SETTINGS.index(s) if s in SETTINGS else 99)
+    fig, axes = plt.subplots(len(methods), len(settings), figsize=(3.6 * len(settings), 2.9 * len(methods)),
+                             squeeze=False, sharey=True)
+    for i, method in enumerate(methods):
+        for j, setting in enumerate(settings):
+            ax = axes[i][j]
+            runs = found.get((inject, method, setting))
+            if runs:
+                rows = [r for r in read_jsonl(runs[0]["run"] / "curves.jsonl") if r["metric"] == "fake_rate"]
+                for lang in sorted({r["lang"] for r in rows}, key=list(LANGUAGES).index):
+                    pts = sorted((r["step"], r["value"]) for r in rows if r["lang"] == lang)
+                    ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=2.5, lw=1.3,
+                            color=GROUP_COLOURS[LANGUAGES[lang].resource], alpha=0.85,
+                            ls="-" if lang == inject else "--")
+                    if pts:
+                        ax.annotate(lang, pts[-1], fontsize=6, xytext=(2, 0), textcoords="offset points")
+            ax.set_title(f"{method}: forget {SETTING_NAMES.get(setting, setting)}", fontsize=8)
+            ax.set_ylim(-0.05, 1.05)
+            ax.grid(alpha=0.3)
+            if j == 0:
+                ax.set_ylabel("fake_rate")
+            if i == len(methods) - 1:
+                ax.set_xlabel("unlearning step")
+    fig.suptitle(f"Forgetting curves, fake injected in {inject} (black = en, blue = high, orange = low; "
+                 f"solid = injection language)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def utility_markdown(found: dict, root: Path) -> str:
+    lines = ["| injection | method | setting | real_acc before → after | utility ppl before → after | status |",
+             "|---|---|---|---|---|---|"]
+    for (inj, method, setting), runs in sorted(found.items()):
+        after = runs[0]["summary"]
+        inject_run = Path(OmegaConf.load(runs[0]["run"] / "config.yaml").unlearn.from_run)
+        before_file = inject_run / "eval" / "SUMMARY.json"
+        before = json.loads(before_file.read_text())["metrics"] if before_file.exists() else {}
+
+        def mean(summary, name):
+            stats = summary.get(name, {}).get("lang", {})
+            return sum(s["mean"] for s in stats.values()) / len(stats) if stats else float("nan")
+
+        lines.append(f"| {inj} | {method} | {setting} | {mean(before, 'real_acc'):.2f} → {mean(after, 'real_acc'):.2f} "
+                     f"| {mean(before, 'utility_ppl'):.2f} → {mean(after, 'utility_ppl'):.2f} "
+                     f"| {runs[0]['done'].get('status', '')} |")
+    return "\n".join(lines)
+
+
+def write_report(root: str | Path, threshold: float = 0.2, out: str | Path | None = None) -> Path:
+    root = Path(root)
+    out = Path(out) if out else root / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    images = []
+    try:
+        from mlu_dist.eval.matrix import write_matrix
+
+        images += [p for p in write_matrix(root, "fake_rate", out) if p.suffix == ".png"]
+    except FileNotFoundError:
+        pass  # no evaluated injections
+    found = collect(root)
+    if not found and not images:
+        raise FileNotFoundError(f"nothing to report under {root}: no evaluated injection or finished unlearning run")
+    rows = paper_grid(found, threshold)
+    for inj in sorted({k[0] for k in found}):
+        fig = curves_figure(found, inj, out / f"curves_{inj}.png")
+        if fig:
+            images.append(fig)
+    grid_md = grid_markdown(rows, threshold)
+    md = ["# mlu_dist report", "", f"Source: `{root}`", "", "## The paper's grid", "", grid_md,
+          "## Utility", "", utility_markdown(found, root) if found else "(no unlearning runs)", "",
+          "## Figures", ""] + [f"![{p.stem}]({p.name})" for p in images]
+    (out / "report.md").write_text("\n".join(md) + "\n", encoding="utf-8")
+    (out / "grid.json").write_text(json.dumps({"threshold": threshold, "rows": rows}, indent=1) + "\n")
+    html = _html("\n".join(md), images)
+    (out / "report.html").write_text(html, encoding="utf-8")
+    return out
+
+
+def _html(markdown: str, images: list[Path]) -> str:
+    """A self-contained page: the Markdown as preformatted text, the figures inlined."""
+    import html as h
+
+    body = [f"<pre style='font-size:13px'>{h.escape(markdown)}</pre>"]
+    for p in images:
+        data = base64.b64encode(p.read_bytes()).decode()
+        body.append(f"<h3>{h.escape(p.stem)}</h3><img style='max-width:100%' src='data:image/png;base64,{data}'>")
+    return "<!doctype html><meta charset='utf-8'><title>mlu_dist report</title>" + "".join(body)
