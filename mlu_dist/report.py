@@ -147,7 +147,23 @@ def utility_markdown(found: dict, root: Path) -> str:
     return "\n".join(lines)
 
 
-def write_report(root: str | Path, threshold: float = 0.2, out: str | Path | None = None) -> Path:
+def log_to_wandb(out: Path, rows: list[dict], images: list[Path], group: str, project: str = "mlu_dist",
+                 mode: str = "auto") -> None:
+    """The report's figures and grid as a W&B run of job_type 'report' in the sweep's group."""
+    from mlu_dist.wandb_tracker import WandbTracker
+
+    tracker = WandbTracker(out, "report", {"threshold": json.loads((out / "grid.json").read_text())["threshold"]},
+                           project, group=group, mode=mode)
+    tracker.table("report/grid", ["inject", "method", "setting", *GROUPS],
+                  [[r["inject"], r["method"], r["setting"],
+                    *[(f"{'✓' if r['cells'][g]['removed'] else '✗'} {r['cells'][g]['mean']:.2f}" if g in r["cells"] else "")
+                      for g in GROUPS]] for r in rows])
+    tracker.images({p.stem: p for p in images})
+    tracker.close()
+
+
+def write_report(root: str | Path, threshold: float = 0.2, out: str | Path | None = None,
+                 wandb_group: str | None = None) -> Path:
     root = Path(root)
     out = Path(out) if out else root / "report"
     out.mkdir(parents=True, exist_ok=True)
@@ -174,6 +190,8 @@ def write_report(root: str | Path, threshold: float = 0.2, out: str | Path | Non
     (out / "grid.json").write_text(json.dumps({"threshold": threshold, "rows": rows}, indent=1) + "\n")
     html = _html("\n".join(md), images)
     (out / "report.html").write_text(html, encoding="utf-8")
+    if wandb_group:
+        log_to_wandb(out, rows, images, wandb_group)
     return out
 
 

@@ -41,6 +41,7 @@ class TrackingConfig:
 class Tracker(Protocol):
     def log(self, metrics: dict, step: int) -> None: ...
     def summary(self, metrics: dict) -> None: ...
+    def table(self, key: str, columns: list[str], rows: list[list]) -> None: ...
     def close(self) -> None: ...
 
 
@@ -49,6 +50,9 @@ class NullTracker:
         pass
 
     def summary(self, metrics: dict) -> None:
+        pass
+
+    def table(self, key: str, columns: list[str], rows: list[list]) -> None:
         pass
 
     def close(self) -> None:
@@ -87,6 +91,11 @@ class JsonlTracker:
         self._summary |= {k: _clean(v) for k, v in metrics.items()}
         atomic_write_json(self.summary_path, self._summary)
 
+    def table(self, key: str, columns: list[str], rows: list[list]) -> None:
+        from mlu_dist.rundir import atomic_write_json
+
+        atomic_write_json(self.path.with_name(key.replace("/", "_") + ".table.json"), {"columns": columns, "rows": rows})
+
     def close(self) -> None:
         pass
 
@@ -102,6 +111,10 @@ class FanOut:
     def summary(self, metrics: dict) -> None:
         for t in self.trackers:
             t.summary(metrics)
+
+    def table(self, key: str, columns: list[str], rows: list[list]) -> None:
+        for t in self.trackers:
+            t.table(key, columns, rows)
 
     def close(self) -> None:
         for t in self.trackers:

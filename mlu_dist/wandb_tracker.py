@@ -78,6 +78,9 @@ class WandbTracker:
     def table(self, key: str, columns: list[str], rows: list[list]) -> None:
         self.run.log({key: self.wandb.Table(columns=columns, data=rows)})
 
+    def images(self, named: dict) -> None:
+        self.run.log({f"report/{name}": self.wandb.Image(str(path)) for name, path in named.items()})
+
     def close(self) -> None:
         self.run.finish()
 

@@ -164,6 +164,8 @@ def run_inject(cfg: ExperimentConfig) -> Path:
     if dist.is_main:
         rundir.atomic_write_json(run_dir / "spread.json", {"targets": spread, "controls": controls})
         tracker.summary({f"final/{lang}/fake_pref": row["pref"] for lang, row in spread.items()})
+        tracker.table("final/languages", ["lang", "fake_pref_targets", "fake_pref_controls", "margin"],
+                      [[lang, row["pref"], controls.get(lang, {}).get("pref"), row["margin"]] for lang, row in spread.items()])
         rundir.mark_done(run_dir, {"steps": result.end_step, "seconds": round(result.seconds, 1),
                                    "param_numel_per_rank": numel, "eval_loss": eval_loss,
                                    "final_loss": result.history[-1].get("train/loss") if result.history else None})

@@ -191,6 +191,7 @@ def run_unlearn(cfg: ExperimentConfig) -> Path:
         ref.close()
     info = {"status": status, "reference_digest": ref_digest, "reason": result.stop_reason, "steps": result.end_step, "method": u.method,
             "forget_langs": forget_langs, "best_step": state["best_step"], "seconds": round(result.seconds, 1)}
+    summary = {}
     if exported:
         from mlu_dist.eval.summary import format_table
         from mlu_dist.jobs.eval import evaluate_model
@@ -203,6 +204,9 @@ def run_unlearn(cfg: ExperimentConfig) -> Path:
             print(format_table(summary, list(facts.langs), list(cfg.inject.langs)))
     tracker.summary({"final/status": status, **{f"final/group/{g}/fake_rate": v
                                                  for g, v in info.get("final_group_fake_rate", {}).items()}})
+    if exported and "fake_rate" in summary:
+        tracker.table("final/languages", ["lang", "fake_rate", "lo", "hi"],
+                      [[lang, s["mean"], s["lo"], s["hi"]] for lang, s in summary["fake_rate"]["lang"].items()])
     tracker.close()
     if dist.is_main:
         plot_curves(run_dir, title=f"{u.method} on {'+'.join(forget_langs)} (injected: {'+'.join(cfg.inject.langs)})",

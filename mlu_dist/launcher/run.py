@@ -57,7 +57,10 @@ def submit(spec: SweepSpec, force: list[str] = (), wait: bool = True) -> dict:
     """Run (or submit) the sweep's unfinished cells; returns ``{"submitted": [...], "skipped": [...], ...}``."""
     cells = expand(spec)
     root = write_cells(spec, cells)
-    rundir.atomic_write_json(root / "sweep_flags.json", {"evaluate": spec.evaluate})
+    first = cells[0].config or next(c.config for c in cells if c.config is not None)
+    rundir.atomic_write_json(root / "sweep_flags.json", {
+        "evaluate": spec.evaluate,
+        "wandb_group": spec.name if first.tracking.wandb and first.tracking.mode != "disabled" else None})
     unknown = [f for f in force if f not in {c.id for c in cells}]
     if unknown:
         from mlu_dist.config import ConfigError
