@@ -10,5 +10,7 @@ if [ "${CI:-}" = "true" ] || [ "${MLU_SLURM:-}" = "1" ]; then
   echo "[test] starting the local Slurm test cluster"
   bash slurm/cluster-up.sh
 fi
+# DeepSpeed's CPU all-reduce buffers (66 MB each in /dev/shm) survive killed runs; drop stale ones
+find /dev/shm -maxdepth 1 -name 'deepspeed_allreduce_buffer_*' -mmin +10 -delete 2>/dev/null || true
 echo "[test] running pytest ($(nproc) cores)"
 exec .venv/bin/python -m pytest -ra --durations=20 tests "$@"

@@ -27,6 +27,23 @@ def mlu_cmd(*args) -> list[str]:
     return [sys.executable, "-m", "mlu_dist.cli", *args]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _release_deepspeed_shm():
+    """DeepSpeed's CPU all-reduce buffers in /dev/shm outlive killed test processes: drop the ones
+    this session made (66 MB each; they add up to the machine's memory)."""
+    import glob
+    import time
+
+    start = time.time()
+    yield
+    for path in glob.glob("/dev/shm/deepspeed_allreduce_buffer_*"):
+        try:
+            if os.path.getmtime(path) >= start - 1:
+                os.unlink(path)
+        except OSError:
+            pass
+
+
 @pytest.fixture(scope="session")
 def quick_base(tmp_path_factory):
     """A quick base model trained once per session, in-process, on one rank."""
