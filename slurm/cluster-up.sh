@@ -10,7 +10,14 @@ DIR=${MLU_SLURM_DIR:-/tmp/mlu-slurm}
 CPUS=$(nproc)
 MEM=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 / 2 / NODES ))  # half the RAM, split over nodes
 say() { printf '[slurm-up] %s\n' "$*"; }
-alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# A pid file is live only if its process still runs the program that wrote it: state copied from
+# another machine (or left by a reboot) can name a pid that now belongs to something else.
+alive() {
+  local pid; [ -f "$1" ] && pid=$(cat "$1" 2>/dev/null) && [ -n "$pid" ] || return 1
+  kill -0 "$pid" 2>/dev/null || return 1
+  [ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != Z ] || return 1  # a zombie is not alive
+  [ -z "${2:-}" ] || grep -q "$2" "/proc/$pid/comm" 2>/dev/null
+}
 
 bash "$here/install.sh"
 mkdir -p "$DIR"/{log,spool,state,db,run}
@@ -20,7 +27,7 @@ getent hosts "$host" >/dev/null || echo "127.0.0.1 $host" >> /etc/hosts
 for n in $(seq 1 "$NODES"); do grep -qE "^127\.0\.0\.1.*\bn$n\b" /etc/hosts || echo "127.0.0.1 n$n" >> /etc/hosts; done
 
 # --- munge ---------------------------------------------------------------------------------------
-if ! pgrep -x munged >/dev/null; then
+if ! alive /run/munge/munged.pid munged; then
   [ -f /etc/munge/munge.key ] || { dd if=/dev/urandom bs=1 count=1024 of=/etc/munge/munge.key 2>/dev/null; }
   chown munge:munge /etc/munge/munge.key; chmod 400 /etc/munge/munge.key
   mkdir -p /run/munge; chown munge:munge /run/munge
@@ -31,13 +38,18 @@ fi
 # --- MariaDB + slurmdbd (accounting: submitit reads job states with sacct) ----------------------
 SOCK=/run/mysqld/mysqld.sock  # the default place, where slurmdbd's MySQL client looks
 mkdir -p /run/mysqld
-if ! alive "$DIR/run/mysqld.pid"; then
+if ! alive "$DIR/run/mysqld.pid" mariadbd; then
+  # A socket left by a server that is gone would make the wait below succeed at once.
+  rm -f "$SOCK" "$DIR/run/mysqld.pid"
   if [ ! -d "$DIR/db/mysql" ]; then
     mariadb-install-db --user=root --datadir="$DIR/db" --auth-root-authentication-method=normal >/dev/null 2>&1
   fi
   (mariadbd --user=root --datadir="$DIR/db" --socket="$SOCK" --pid-file="$DIR/run/mysqld.pid" \
      --skip-networking --log-error="$DIR/log/mysqld.log" >/dev/null 2>&1 &)
-  for _ in $(seq 1 100); do [ -S "$SOCK" ] && break; sleep 0.1; done
+  # Wait until the server answers, not just until its socket exists.
+  for _ in $(seq 1 300); do mariadb-admin --socket="$SOCK" -uroot ping >/dev/null 2>&1 && break; sleep 0.1; done
+  mariadb-admin --socket="$SOCK" -uroot ping >/dev/null 2>&1 \
+    || { echo "mariadb did not start; see $DIR/log/mysqld.log" >&2; tail -5 "$DIR/log/mysqld.log" >&2; exit 1; }
   mariadb --socket="$SOCK" -uroot -e "CREATE DATABASE IF NOT EXISTS slurm_acct_db; \
     CREATE USER IF NOT EXISTS 'slurm'@'localhost' IDENTIFIED BY 'slurm'; \
     GRANT ALL ON slurm_acct_db.* TO 'slurm'@'localhost'; FLUSH PRIVILEGES;"
@@ -58,7 +70,7 @@ StoragePass=slurm
 CONF
 chmod 600 /etc/slurm/slurmdbd.conf
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-if ! alive "$DIR/run/slurmdbd.pid"; then
+if ! alive "$DIR/run/slurmdbd.pid" slurmdbd; then
   /usr/sbin/slurmdbd
   say "slurmdbd started"
 fi
@@ -105,13 +117,13 @@ done
 echo "PartitionName=debug Nodes=$(seq -s, -f 'n%g' 1 "$NODES") Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO"
 } > /etc/slurm/slurm.conf
 
-if ! alive "$DIR/run/slurmctld.pid"; then
-  /usr/sbin/slurmctld
+if ! alive "$DIR/run/slurmctld.pid" slurmctld; then
+  /usr/sbin/slurmctld -c  # -c: start clean, never rerun jobs saved by an earlier cluster
   say "slurmctld started"
 fi
 for n in $(seq 1 "$NODES"); do
   mkdir -p "$DIR/spool/n$n"
-  if ! alive "$DIR/run/slurmd-n$n.pid"; then
+  if ! alive "$DIR/run/slurmd-n$n.pid" slurmd; then
     /usr/sbin/slurmd -N "n$n"
     say "slurmd n$n started"
   fi
@@ -120,7 +132,7 @@ idle=0
 for _ in $(seq 1 100); do
   idle=$(timeout 3 sinfo -h -N -o '%T' 2>/dev/null | grep -c idle || true)
   [ "$idle" -ge "$NODES" ] && break
-  alive "$DIR/run/slurmctld.pid" || { echo "slurmctld died; see $DIR/log/slurmctld.log" >&2; exit 1; }
+  alive "$DIR/run/slurmctld.pid" slurmctld || { echo "slurmctld died; see $DIR/log/slurmctld.log" >&2; exit 1; }
   sleep 0.2
 done
 timeout 3 sinfo -N -o '%N %T %c %m' | sed 's/^/[slurm-up] /'
