@@ -58,14 +58,21 @@ def test_bad_sweep_specs_are_one_clear_error(tmp_path):
         load_config(SweepSpec, [SWEEPS / "test.yaml"], ["resources.inject.gpu=1"])
 
 
-def _sacct(ids):
-    out = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "JobID,State,Start,End", "-j", ",".join(ids)],
-                         capture_output=True, text=True, check=True).stdout
-    rows = {}
-    for line in out.splitlines():
-        jid, state, start, end = line.split("|")
-        rows[jid] = (state, datetime.fromisoformat(start), datetime.fromisoformat(end) if end != "Unknown" else None)
-    return rows
+def _sacct(ids, settle=60.0):
+    """Job rows from accounting. slurmdbd records a job's end a moment after the job has left the
+    queue (which is when the launcher returns), so wait until every row has its end time."""
+    deadline = time.time() + settle
+    while True:
+        out = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "JobID,State,Start,End", "-j", ",".join(ids)],
+                             capture_output=True, text=True, check=True).stdout
+        rows = {}
+        for line in out.splitlines():
+            jid, state, start, end = line.split("|")
+            rows[jid] = (state.split()[0], datetime.fromisoformat(start) if start != "Unknown" else None,
+                         datetime.fromisoformat(end) if end != "Unknown" else None)
+        if (rows and all(end is not None for _, _, end in rows.values())) or time.time() > deadline:
+            return rows
+        time.sleep(1)
 
 
 def sweep(*args, timeout=600):
