@@ -45,28 +45,50 @@ def collect(root: Path) -> dict:
     return dict(found)
 
 
+def _pooled_groups(runs: list[dict], inject: list[str], metric: str = "fake_rate") -> dict:
+    """Group stats pooled over several runs (seeds): the bootstrap resamples runs, then facts."""
+    from mlu_dist.eval.stats import bootstrap_ci
+    from mlu_dist.eval.summary import language_groups
+
+    units = defaultdict(list)
+    for r in runs:
+        by_lang = json.loads((r["run"] / "eval" / "EVAL.json").read_text())["values"][metric]
+        for group, members in language_groups(list(by_lang), inject).items():
+            facts = sorted(set().union(*(by_lang[lang].keys() for lang in members)))
+            units[group].append([sum(by_lang[lang][f] for lang in members if f in by_lang[lang]) /
+                                 max(1, sum(f in by_lang[lang] for lang in members)) for f in facts])
+    return {g: bootstrap_ci(u) for g, u in units.items()}
+
+
 def paper_grid(found: dict, threshold: float) -> list[dict]:
     """Rows of the paper's grid: per injection language, method and forget setting, each probe
-    group's fake_rate (mean, CI) after unlearning and whether it is below ``threshold``."""
+    group's fake_rate (mean, 95% CI) after unlearning and whether it is below ``threshold``.
+    One run: its SUMMARY.json (CI over facts). Several seeds: pooled, CI over seeds and facts."""
     rows = []
     for (inj, method, setting), runs in sorted(found.items()):
-        summary = runs[0]["summary"]  # one run per cell; seeds would be pooled by the matrix view
-        if "fake_rate" not in summary:
+        if any("fake_rate" not in r["summary"] for r in runs):
             continue
+        groups = runs[0]["summary"]["fake_rate"]["group"] if len(runs) == 1 else \
+            _pooled_groups(runs, inj.split("+"))
         cells = {}
         for group in GROUPS:
-            stats = summary["fake_rate"]["group"].get(group)
+            stats = groups.get(group)
             if stats:
                 cells[group] = {"mean": stats["mean"], "lo": stats["lo"], "hi": stats["hi"],
                                 "removed": stats["mean"] < threshold}
-        rows.append({"inject": inj, "method": method, "setting": setting, "cells": cells,
-                     "status": runs[0]["done"].get("status", "finished")})
+        statuses = [r["done"].get("status", "finished") for r in runs]
+        tripped = sum(s == "guard_tripped" for s in statuses)
+        rows.append({"inject": inj, "method": method, "setting": setting, "cells": cells, "runs": len(runs),
+                     "guard_tripped": tripped,
+                     "status": "guard_tripped" if tripped else statuses[0]})
     return rows
 
 
 def grid_markdown(rows: list[dict], threshold: float) -> str:
-    lines = [f"✓ = fake_rate after unlearning below {threshold:.2f} (mean [95% CI] over facts); "
-             "runs whose utility guard tripped are marked (!)", ""]
+    seeds = sorted({r.get("runs", 1) for r in rows})
+    over = "facts" if seeds == [1] else f"{'/'.join(map(str, seeds))} seeds and their facts"
+    lines = [f"✓ = fake_rate after unlearning below {threshold:.2f} (mean [95% CI] over {over}); "
+             "settings where a run's utility guard tripped are marked (!)", ""]
     for inj in sorted({r["inject"] for r in rows}):
         for method in sorted({r["method"] for r in rows if r["inject"] == inj}):
             lines += [f"**injected in {inj}, unlearned with {method}**", "",
@@ -75,7 +97,8 @@ def grid_markdown(rows: list[dict], threshold: float) -> str:
             mine = {r["setting"]: r for r in rows if r["inject"] == inj and r["method"] == method}
             for setting in sorted(mine, key=lambda s: SETTINGS.index(s) if s in SETTINGS else 99):
                 r = mine[setting]
-                flag = " (!)" if r["status"] == "guard_tripped" else ""
+                tripped = r.get("guard_tripped", int(r["status"] == "guard_tripped"))
+                flag = "" if not tripped else (" (!)" if r.get("runs", 1) == 1 else f" (!{tripped}/{r['runs']})")
                 cells = []
                 for g in GROUPS:
                     c = r["cells"].get(g)
@@ -104,10 +127,14 @@ def curves_figure(found: dict, inject: str, out: Path) -> Path | None:
         for j, setting in enumerate(settings):
             ax = axes[i][j]
             runs = found.get((inject, method, setting))
-            if runs:
-                rows = [r for r in read_jsonl(runs[0]["run"] / "curves.jsonl") if r["metric"] == "fake_rate"]
+            if runs:  # several seeds: the mean curve
+                rows = [r for run in runs for r in read_jsonl(run["run"] / "curves.jsonl") if r["metric"] == "fake_rate"]
                 for lang in sorted({r["lang"] for r in rows}, key=list(LANGUAGES).index):
-                    pts = sorted((r["step"], r["value"]) for r in rows if r["lang"] == lang)
+                    by_step = defaultdict(list)
+                    for r in rows:
+                        if r["lang"] == lang:
+                            by_step[r["step"]].append(r["value"])
+                    pts = sorted((step, sum(v) / len(v)) for step, v in by_step.items())
                     ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=2.5, lw=1.3,
                             color=GROUP_COLOURS[LANGUAGES[lang].resource], alpha=0.85,
                             ls="-" if lang == inject else "--")
@@ -129,21 +156,28 @@ def curves_figure(found: dict, inject: str, out: Path) -> Path | None:
 
 
 def utility_markdown(found: dict, root: Path) -> str:
+    """Real-information accuracy and utility perplexity before (the injection) and after
+    unlearning, averaged over languages (and over seeds when there are several)."""
     lines = ["| injection | method | setting | real_acc before → after | utility ppl before → after | status |",
              "|---|---|---|---|---|---|"]
+
+    def mean(summary, name):
+        stats = summary.get(name, {}).get("lang", {})
+        return sum(s["mean"] for s in stats.values()) / len(stats) if stats else float("nan")
+
+    def avg(xs):
+        return sum(xs) / len(xs) if xs else float("nan")
+
     for (inj, method, setting), runs in sorted(found.items()):
-        after = runs[0]["summary"]
-        inject_run = Path(OmegaConf.load(runs[0]["run"] / "config.yaml").unlearn.from_run)
-        before_file = inject_run / "eval" / "SUMMARY.json"
-        before = json.loads(before_file.read_text())["metrics"] if before_file.exists() else {}
-
-        def mean(summary, name):
-            stats = summary.get(name, {}).get("lang", {})
-            return sum(s["mean"] for s in stats.values()) / len(stats) if stats else float("nan")
-
-        lines.append(f"| {inj} | {method} | {setting} | {mean(before, 'real_acc'):.2f} → {mean(after, 'real_acc'):.2f} "
-                     f"| {mean(before, 'utility_ppl'):.2f} → {mean(after, 'utility_ppl'):.2f} "
-                     f"| {runs[0]['done'].get('status', '')} |")
+        befores = []
+        for r in runs:
+            before_file = Path(OmegaConf.load(r["run"] / "config.yaml").unlearn.from_run) / "eval" / "SUMMARY.json"
+            befores.append(json.loads(before_file.read_text())["metrics"] if before_file.exists() else {})
+        statuses = sorted({r["done"].get("status", "") for r in runs})
+        lines.append(f"| {inj} | {method} | {setting} "
+                     f"| {avg([mean(b, 'real_acc') for b in befores]):.2f} → {avg([mean(r['summary'], 'real_acc') for r in runs]):.2f} "
+                     f"| {avg([mean(b, 'utility_ppl') for b in befores]):.2f} → {avg([mean(r['summary'], 'utility_ppl') for r in runs]):.2f} "
+                     f"| {', '.join(statuses)} |")
     return "\n".join(lines)
 
 

@@ -20,7 +20,10 @@ def test_the_papers_grid_is_nine_injections_not_thirty_six(tmp_path):
     spec = load_config(SweepSpec, [SWEEPS / "paper.yaml"], [f"out_dir={tmp_path}"])
     cells = expand(spec)
     stages = [c.stage for c in cells]
-    assert stages.count("base") == 1 and stages.count("inject") == 9 and stages.count("unlearn") == 36
+    # 9 x 4 settings, less the English injection's orig and en+orig (the same languages as 'en')
+    assert stages.count("base") == 1 and stages.count("inject") == 9 and stages.count("unlearn") == 34
+    en_settings = [c.config.unlearn.forget_langs for c in cells if c.stage == "unlearn" and c.config.inject.langs == ["en"]]
+    assert en_settings == ["en", "all"]
     injects = {c.id: c for c in cells if c.stage == "inject"}
     for c in cells:
         if c.stage == "unlearn":  # each unlearning run waits for exactly its own injection
@@ -37,6 +40,17 @@ def test_the_papers_grid_is_nine_injections_not_thirty_six(tmp_path):
     assert "inject                                   array of 9  after: base" in plan
     assert "--array=0-8%16 --nodes=1" in plan and "--dependency=afterok:$JOB_inject_3" in plan
     assert expand(spec)[5].id == cells[5].id  # ids are deterministic
+
+
+def test_unlearn_langs_limits_which_injections_are_unlearned(tmp_path):
+    spec = load_config(SweepSpec, [SWEEPS / "paper.yaml"], [f"out_dir={tmp_path}", "axes.inject_langs=[en,de,ha]",
+                                                              "axes.unlearn_langs=[de,ha]", "axes.methods=[ga,npo]"])
+    cells = expand(spec)
+    unlearned = {tuple(c.config.inject.langs) for c in cells if c.stage == "unlearn"}
+    assert unlearned == {("de",), ("ha",)} and sum(c.stage == "unlearn" for c in cells) == 2 * 2 * 4
+    assert sum(c.stage == "inject" for c in cells) == 3  # en is still injected and evaluated
+    with pytest.raises(ConfigError, match="unlearn_langs: 'fr' is not one of inject_langs"):
+        load_config(SweepSpec, [SWEEPS / "paper.yaml"], ["axes.inject_langs=[de]", "axes.unlearn_langs=[fr]"])
 
 
 def test_seeds_multiply_injections_and_change_the_split(tmp_path):

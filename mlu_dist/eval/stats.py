@@ -17,6 +17,11 @@ def bootstrap_ci(units: list[list[float]], n_boot: int = 1000, level: float = 0.
         return {"mean": float("nan"), "lo": float("nan"), "hi": float("nan"), "n": 0}
     mean = float(np.mean(np.concatenate(units)))
     rng = np.random.default_rng(seed)
+    if len(units) == 1:  # facts only: one vectorised draw
+        u = units[0]
+        stats = u[rng.integers(0, len(u), (n_boot, len(u)))].mean(axis=1)
+        lo, hi = np.quantile(stats, [(1 - level) / 2, 1 - (1 - level) / 2])
+        return {"mean": mean, "lo": float(lo), "hi": float(hi), "n": int(len(u))}
     stats = np.empty(n_boot)
     for b in range(n_boot):
         picked = rng.integers(0, len(units), len(units)) if len(units) > 1 else [0]

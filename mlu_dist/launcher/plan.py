@@ -34,6 +34,7 @@ def expand(spec: SweepSpec) -> list[Cell]:
     from mlu_dist.jobs.base import base_run_dir
     from mlu_dist.jobs.inject import inject_run_dir
     from mlu_dist.jobs.unlearn import unlearn_run_dir
+    from mlu_dist.unlearn.config import resolve_langs
 
     root = sweep_dir(spec)
     common = [f"tracking.group={spec.name}"] + list(spec.overrides) + [f"run.out_dir={root}"]
@@ -53,8 +54,17 @@ def expand(spec: SweepSpec) -> list[Cell]:
             cell = Cell("inject", f"inject-{lang}-s{seed}-{digest}", f"inject {lang} seed {seed}", cfg,
                         inject_run_dir(cfg), [c.id for c in cells if c.stage == "base"])
             injects.append(cell)
+            if spec.axes.unlearn_langs and lang not in spec.axes.unlearn_langs:
+                continue
             for method in spec.axes.methods:
+                planned: set[tuple[str, ...]] = set()
                 for forget in spec.axes.forget_langs:
+                    # settings that name the same languages for this injection (en / orig / en+orig
+                    # for an English injection) would be the same run: plan it once
+                    langs = tuple(resolve_langs(forget, [lang], list(cfg.data.langs)))
+                    if langs in planned:
+                        continue
+                    planned.add(langs)
                     ucfg = load_config(ExperimentConfig, [*spec.configs, f"methods/{method}"],
                                        over + [f"unlearn.forget_langs={forget}", f"unlearn.from_run={cell.run_dir}"])
                     udigest = rundir.config_hash(ucfg, keep=("data", "model", "base", "inject", "unlearn"),

@@ -105,6 +105,12 @@ def run_locally(spec: SweepSpec, cells: list[Cell], todo: list[Cell], manifest: 
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
     # parallel cells share the cores: give each its share of threads (oversubscription is far slower)
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // spec.local_workers)))
+    total, t_start = len(todo), time.time()
+
+    def progress() -> str:
+        done = sum(1 for c in todo if c.id in results)
+        return f"[sweep {done}/{total} done, {time.time() - t_start:.0f} s]"
+
     while waiting or running:
         for cid, (proc, c, t0) in list(running.items()):
             if proc.poll() is None:
@@ -114,7 +120,7 @@ def run_locally(spec: SweepSpec, cells: list[Cell], todo: list[Cell], manifest: 
             results[cid] = state[cid]
             manifest.update(cid, status=state[cid], seconds=round(time.time() - t0, 1), output_hash=output_hash(c.run_dir))
             manifest.save()
-            print(f"[sweep] {c.label}: {state[cid]} ({time.time() - t0:.0f} s)", flush=True)
+            print(f"{progress()} {c.label}: {state[cid]} ({time.time() - t0:.0f} s)", flush=True)
             del running[cid]
         for c in list(waiting):
             deps = [state.get(d) for d in c.deps]
@@ -127,7 +133,7 @@ def run_locally(spec: SweepSpec, cells: list[Cell], todo: list[Cell], manifest: 
             if not all(s is not None for s in deps) or len(running) >= spec.local_workers:
                 continue
             waiting.remove(c)
-            print(f"[sweep] start {c.label}", flush=True)
+            print(f"{progress()} start {c.label}", flush=True)
             if in_process:
                 from mlu_dist.launcher.tasks import run_cell
 
@@ -142,7 +148,7 @@ def run_locally(spec: SweepSpec, cells: list[Cell], todo: list[Cell], manifest: 
                 manifest.update(c.id, status=state[c.id], seconds=round(time.time() - t0, 1),
                                 output_hash=output_hash(c.run_dir))
                 manifest.save()
-                print(f"[sweep] {c.label}: {state[c.id]}", flush=True)
+                print(f"{progress()} {c.label}: {state[c.id]}", flush=True)
             else:
                 log = open(root / "logs" / f"{c.id}.log", "w")
                 proc = subprocess.Popen(_cell_cmd(c, root), stdout=log, stderr=subprocess.STDOUT, env=env)

@@ -66,12 +66,17 @@ class SweepAxes:
     """Forget-language settings (the paper's four by default)."""
     seeds: list[int] = field(default_factory=lambda: [0])
     """Seeds: each sets the target/control split and the injection and unlearning seeds."""
+    unlearn_langs: list[str] = field(default_factory=list)
+    """Injection languages whose runs are unlearned (empty = all of inject_langs); the others are
+    only evaluated, for the spread matrix."""
 
     def check(self) -> list[str]:
         from mlu_dist.unlearn.config import spec_problems
         from mlu_dist.unlearn.methods import METHODS
 
         out = check_langs("inject_langs", self.inject_langs)
+        out += [f"unlearn_langs: '{lang}' is not one of inject_langs ({', '.join(self.inject_langs)})"
+                for lang in self.unlearn_langs if lang not in self.inject_langs]
         for m in self.methods:
             out += check_choice("methods", m, METHODS.names())
         for spec in self.forget_langs:
