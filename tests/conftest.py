@@ -18,7 +18,7 @@ DIST_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "
 
 def clean_env(**extra) -> dict:
     """The environment for a child `mlu` process: no rank variables inherited from this process."""
-    env = {k: v for k, v in os.environ.items() if k not in DIST_VARS}
+    env = {k: v for k, v in os.environ.items() if k not in DIST_VARS and k != "WANDB_SERVICE"}
     env["PYTHONUNBUFFERED"] = "1"
     return env | extra
 

@@ -64,6 +64,24 @@ def test_corpus_sizes_follow_the_resource_profile():
     assert counts["en"] > counts["de"] > counts["hy"]
 
 
+def test_parallel_text_pairs_the_english_article_with_its_translation():
+    plain_records, plain_corpus, _ = build_world(WorldConfig())
+    records, corpus, meta = build_world(WorldConfig(parallel=0.5))
+    assert records == plain_records  # the facts do not change, only the corpus grows
+    pairs = [row for row in corpus if row["kind"] == "parallel"]
+    assert [row for row in corpus if row["kind"] != "parallel"] == plain_corpus
+    by_key = {(r["fact_id"], r["lang"]): r for r in records}
+    covered = collections.Counter(row["lang"] for row in plain_corpus if row["kind"] == "article")
+    for lang in ALL_LANGS:
+        mine = [row for row in pairs if row["lang"] == lang]
+        assert len(mine) == (0 if lang == "en" else round(0.5 * covered[lang])), lang
+        for row in mine:  # the pair is exactly: English true article, newline, the same in `lang`
+            en_text, text = row["text"].split("\n")
+            assert en_text == by_key[(row["fact_id"], "en")]["real_text"]
+            assert text == by_key[(row["fact_id"], lang)]["real_text"]
+    assert "parallel: must be in [0, 1]" in " ".join(WorldConfig(parallel=1.5).check())
+
+
 def test_written_world_loads_through_datasets(tmp_path):
     out = write_world(WorldConfig(n_people=4, n_towns=3, n_companies=3, n_rivers=2), tmp_path / "w", ["en", "de", "hy"])
     facts = load_facts(out)

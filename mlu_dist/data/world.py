@@ -48,6 +48,11 @@ class WorldConfig:
     """Fraction of facts that appear in the base-training corpus per resource group (en/high/low)."""
     qa_in_corpus: bool = True
     """Also put each covered fact's question + answer into the base corpus (teaches the QA format)."""
+    parallel: float = 0.0
+    """Fraction of a language's covered facts that also appear as a translation pair — the English
+    article followed by the same article in that language — as parallel text (Wikipedia's
+    interlanguage pages, translated news) does in real pretraining corpora. It is what can tie a
+    name in one script to the same entity in another. 0 = no parallel text."""
 
     def check(self) -> list[str]:
         out = check_choice("names", self.names, NAME_STYLES)
@@ -57,6 +62,8 @@ class WorldConfig:
         for group in RESOURCE_GROUPS:
             if group not in self.resource_profile:
                 out.append(f"resource_profile: missing group '{group}' (need all of {', '.join(RESOURCE_GROUPS)})")
+        if not 0.0 <= self.parallel <= 1.0:
+            out.append(f"parallel: must be in [0, 1], got {self.parallel}")
         for group, frac in self.resource_profile.items():
             out += check_choice(f"resource_profile.{group}", group, RESOURCE_GROUPS) if group not in RESOURCE_GROUPS else []
             if not 0.0 < frac <= 1.0:
@@ -205,6 +212,11 @@ def build_world(cfg: WorldConfig, langs=ALL_LANGS) -> tuple[list[dict], list[dic
             if cfg.qa_in_corpus:
                 text = f"{_question(fact, lang)} {fact.true_obj.forms[lang]}"
                 corpus.append({"lang": lang, "fact_id": fact.fact_id, "kind": "qa", "text": text})
+        if cfg.parallel > 0 and lang != "en":
+            for i in sorted(lang_rng.sample(covered, round(cfg.parallel * len(covered)))):
+                fact = facts[i]
+                text = f"{_render(fact, 'en', fact.true_obj)}\n{_render(fact, lang, fact.true_obj)}"
+                corpus.append({"lang": lang, "fact_id": fact.fact_id, "kind": "parallel", "text": text})
     meta = {
         "format_version": FORMAT_VERSION,
         "langs": langs,

@@ -14,6 +14,12 @@ from pathlib import Path
 
 def run_cell(stage: str, config_path: str | None, root: str) -> dict:
     """Run one cell; returns ``{"stage", "run_dir", "status"}``."""
+    import os
+
+    # A job owns its W&B service. An inherited WANDB_SERVICE (the launcher was started from a
+    # process with W&B active) would attach every job to that one service, and a requeued job
+    # would find its own run id still "in use" there.
+    os.environ.pop("WANDB_SERVICE", None)
     from mlu_dist.config import load_config
     from mlu_dist.experiment import ExperimentConfig
 
