@@ -50,6 +50,13 @@ def _job_parser(sub, name: str, help_text: str, description: str):
     return p
 
 
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 0,1,2, got {text!r}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mlu", description="mlu_dist: learn-and-unlearn experiments on multilingual LLMs.",
@@ -67,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
                                "  mlu demo 'overrides=[tracking.mode=offline,data.world.names=latin]'\n"
                                "See `mlu sweep --help` for the spec's keys.")
     dm.add_argument("--quick", action="store_true", help="test sizes (configs/sweeps/demo-quick.yaml), ~2 minutes")
-    dm.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], metavar="0,1,2",
+    dm.add_argument("--seeds", type=_int_list, metavar="0,1,2",
                     help="seeds (each: its own target/control split, injection and unlearning); CIs pool them")
     dm.add_argument("--out", help="where the demo's sweep directory goes (default runs/)")
     dm.add_argument("--workers", type=int, help="runs at once (default 2)")
