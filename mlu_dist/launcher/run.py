@@ -103,8 +103,18 @@ def run_locally(spec: SweepSpec, cells: list[Cell], todo: list[Cell], manifest: 
     state: dict[str, str] = {c.id: "finished" for c in cells if c not in todo}
     results = {}
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
-    # parallel cells share the cores: give each its share of threads (oversubscription is far slower)
-    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // spec.local_workers)))
+    # Parallel cells share the cores: each gets its share of threads (oversubscription is far
+    # slower). The base model and the report never run beside another cell (everything waits for
+    # the one, the other waits for everything), so they get them all. Fixed per stage, not by
+    # timing, so that a rerun computes with the same thread counts. OMP_NUM_THREADS set by the
+    # user wins.
+    cpus = os.cpu_count() or 1
+
+    def threads_for(c: Cell) -> str:
+        if os.environ.get("OMP_NUM_THREADS"):
+            return os.environ["OMP_NUM_THREADS"]
+        return str(cpus if c.stage in ("base", "report") else max(1, cpus // spec.local_workers))
+
     total, t_start = len(todo), time.time()
 
     def progress() -> str:
@@ -151,7 +161,8 @@ def run_locally(spec: SweepSpec, cells: list[Cell], todo: list[Cell], manifest: 
                 print(f"{progress()} {c.label}: {state[c.id]}", flush=True)
             else:
                 log = open(root / "logs" / f"{c.id}.log", "w")
-                proc = subprocess.Popen(_cell_cmd(c, root), stdout=log, stderr=subprocess.STDOUT, env=env)
+                proc = subprocess.Popen(_cell_cmd(c, root), stdout=log, stderr=subprocess.STDOUT,
+                                        env=env | {"OMP_NUM_THREADS": threads_for(c)})
                 running[c.id] = (proc, c, time.time())
                 manifest.update(c.id, status="running", pid=proc.pid)
                 manifest.save()
