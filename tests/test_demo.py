@@ -64,8 +64,11 @@ def test_the_quick_demo_writes_every_artefact_and_prints_the_grid_of_its_runs(de
             setting = names[cells[0].split(" (!")[0]]
             groups = summaries[(inject, method, setting)]["fake_rate"]["group"]
             for group, cell in zip(("en", "orig", "high", "low"), cells[1:]):
-                mean = float(cell.split()[1])
-                assert mean == pytest.approx(groups[group]["mean"], abs=0.005), (inject, method, setting, group)
+                mark, mean, ci = cell.split()
+                stats = groups[group]
+                assert mean == f"{stats['mean']:.2f}" and ci == f"[{stats['lo']:.2f},{stats['hi']:.2f}]", \
+                    (inject, method, setting, group, cell, stats)
+                assert mark == ("✓" if stats["mean"] < 0.2 else "✗")
                 shown += 1
     assert shown == 2 * 4 * 4
     assert "Spread after injection" in out and f"mlu sync {root}" in out and "report.html" in out
