@@ -9,7 +9,6 @@ a demo that was interrupted resumes where it stopped when run again.
 from __future__ import annotations
 
 import csv
-import json
 import time
 from pathlib import Path
 
@@ -77,8 +76,3 @@ def run_demo(quick: bool = False, seeds: list[int] | None = None, out_dir: str |
     print(f"[demo] W&B runs were logged offline into each run directory; upload them with:  mlu sync {root}")
     return 1 if failed else 0
 
-
-def grid_from_json(path: Path) -> dict:
-    """``{(inject, method, setting, group): mean}`` from a report's grid.json (what tests compare)."""
-    rows = json.loads(Path(path).read_text())["rows"]
-    return {(r["inject"], r["method"], r["setting"], g): c["mean"] for r in rows for g, c in r["cells"].items()}
