@@ -213,6 +213,9 @@ def run_job(name: str, args, argv: list[str]) -> int:
         short = {f for f in UnlearnConfig.__dataclass_fields__}
         overrides = [f"unlearn.{o}" if o.split("=", 1)[0] in short else o for o in overrides]
         overrides.append(f"unlearn.from_run={args.from_run}")
+        # the injection's own run.name names the injection, not this run (a user's run.name= wins)
+        if not any(o.startswith("run.name=") for o in overrides):
+            overrides.insert(0, "run.name=''")
     cfg = load_config(ExperimentConfig, files, overrides)
     if args.print_config:
         print(to_yaml(cfg), end="")

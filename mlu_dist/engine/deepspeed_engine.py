@@ -68,6 +68,49 @@ def build_ds_config(cfg: TrainConfig, zcfg: ZeroConfig, world_size: int, device_
     return _deep_merge(ds, dict(zcfg.extra))
 
 
+def preload_comm_op() -> None:
+    """Build or load DeepSpeed's CPU shared-memory comm op under a lock the kernel releases.
+
+    DeepSpeed JIT-loads this op through torch's FileBaton: a ``lock`` file in the op's build
+    directory that every process creates and deletes around the load. A process killed inside
+    that window (a cancelled or requeued job, a Ctrl-C) leaves the file behind, and every later
+    start then waits for it forever. Here every mlu_dist process loads the op while holding an
+    flock on ``<torch_extensions>/mlu_dist.lock``, so a baton file found while holding it was left
+    by a dead process and is removed. The loaded module is cached by DeepSpeed, so its own load
+    later does not touch the baton. (A non-mlu_dist process building the same op at the same
+    moment would not be seen; that is the one case this does not cover.)
+    """
+    import fcntl
+
+    import deepspeed.ops
+    from deepspeed.accelerator import get_accelerator
+    from torch.utils import cpp_extension
+
+    builder = get_accelerator().create_op_builder("ShareMemCommBuilder")
+    if builder is None or not deepspeed.ops.__compatible_ops__.get(builder.NAME, False):
+        return
+    root = Path(cpp_extension.get_default_build_root())
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / "mlu_dist.lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            for stale in root.glob(f"*/{builder.name}/lock"):
+                stale.unlink(missing_ok=True)
+                print(f"[mlu] removed a stale torch-extension lock left by a killed process: {stale}", flush=True)
+            builder.load(verbose=False)
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _init_comm(dist: DistInfo) -> None:
+    import deepspeed
+
+    if dist.device_type == "cpu":
+        preload_comm_op()
+    if not torch.distributed.is_initialized():
+        deepspeed.init_distributed(dist_backend="nccl" if dist.device_type == "cuda" else "gloo")
+
+
 def zero3_init_context(ds_config: dict):
     """Keep the returned object alive while loading a hub model so ZeRO-3 partitions it as it loads."""
     from transformers.integrations import HfDeepSpeedConfig
@@ -84,8 +127,7 @@ class DeepSpeedEngine:
         from deepspeed.utils import logger as ds_logger
 
         ds_logger.setLevel(logging.WARNING)
-        if not torch.distributed.is_initialized():
-            deepspeed.init_distributed(dist_backend="nccl" if dist.device_type == "cuda" else "gloo")
+        _init_comm(dist)
         self.cfg, self.dist = cfg, dist
         self.zero_stage = zcfg.stage
         hidden = getattr(getattr(model, "config", None), "hidden_size", None)
@@ -191,8 +233,7 @@ class InferenceEngine:
         from deepspeed.utils import logger as ds_logger
 
         ds_logger.setLevel(logging.WARNING)
-        if not torch.distributed.is_initialized():
-            deepspeed.init_distributed(dist_backend="nccl" if dist.device_type == "cuda" else "gloo")
+        _init_comm(dist)
         model.requires_grad_(False)
         self.dist = dist
         self.zero_stage = 3 if zcfg.stage == 3 else 0
