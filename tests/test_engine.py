@@ -5,6 +5,7 @@ Every test here runs the real thing (torchrun + DeepSpeed ZeRO); nothing is mock
 
 import json
 import subprocess
+from pathlib import Path
 
 import pytest
 import torch
@@ -168,3 +169,22 @@ def test_bad_engine_input_is_one_clear_error(quick_base, tmp_path):
     assert "no Linear module named qkv_proj" in proc.stderr and "valid: " in proc.stderr and "q_proj" in proc.stderr
     proc = run_mlu("export", str(tmp_path / "missing-run"), expect=2)
     assert "does not exist" in proc.stderr
+
+
+def test_a_stale_extension_lock_left_by_a_killed_job_does_not_hang_the_next_start():
+    """torch's FileBaton leaves `lock` behind when a process dies while loading DeepSpeed's comm op
+    (a cancelled or requeued job); without care every later DeepSpeed start waits for it forever."""
+    import sys
+
+    from torch.utils import cpp_extension
+
+    from mlu_dist.engine.deepspeed_engine import preload_comm_op
+
+    preload_comm_op()  # built once, so that the child below only loads
+    (build_dir,) = Path(cpp_extension.get_default_build_root()).glob("*/deepspeed_shm_comm")
+    lock = build_dir / "lock"
+    lock.touch()
+    code = "from mlu_dist.engine.deepspeed_engine import preload_comm_op; preload_comm_op()"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=clean_env(), timeout=180)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "removed a stale torch-extension lock" in proc.stdout and not lock.exists()
