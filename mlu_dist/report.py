@@ -48,15 +48,13 @@ def collect(root: Path) -> dict:
 def _pooled_groups(runs: list[dict], inject: list[str], metric: str = "fake_rate") -> dict:
     """Group stats pooled over several runs (seeds): the bootstrap resamples runs, then facts."""
     from mlu_dist.eval.stats import bootstrap_ci
-    from mlu_dist.eval.summary import language_groups
+    from mlu_dist.eval.summary import group_fact_means, language_groups
 
     units = defaultdict(list)
     for r in runs:
         by_lang = json.loads((r["run"] / "eval" / "EVAL.json").read_text())["values"][metric]
         for group, members in language_groups(list(by_lang), inject).items():
-            facts = sorted(set().union(*(by_lang[lang].keys() for lang in members)))
-            units[group].append([sum(by_lang[lang][f] for lang in members if f in by_lang[lang]) /
-                                 max(1, sum(f in by_lang[lang] for lang in members)) for f in facts])
+            units[group].append(group_fact_means(by_lang, members))
     return {g: bootstrap_ci(u) for g, u in units.items()}
 
 

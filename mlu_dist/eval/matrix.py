@@ -12,7 +12,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from mlu_dist.eval.stats import bootstrap_ci
-from mlu_dist.eval.summary import language_groups
+from mlu_dist.eval.summary import group_fact_means, language_groups
 from mlu_dist.langs import ALL_LANGS
 
 GROUP_ORDER = ("en", "orig", "high", "low")
@@ -61,8 +61,7 @@ def group_matrix(runs: dict, n_boot: int = 1000) -> tuple[list[str], list[str], 
         per_group = defaultdict(list)
         for r in runs[row]:
             for group, members in language_groups(list(r), row.split("+")).items():
-                facts = sorted(set().union(*(r[lang].keys() for lang in members)))
-                per_group[group].append([sum(r[lang][f] for lang in members) / len(members) for f in facts])
+                per_group[group].append(group_fact_means(r, members))
         for group, units in per_group.items():
             cells[(row, group)] = bootstrap_ci(units, n_boot) | {"runs": len(units)}
     cols = [g for g in GROUP_ORDER if any((row, g) in cells for row in rows)]

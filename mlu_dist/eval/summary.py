@@ -34,6 +34,14 @@ def language_groups(langs: list[str], inject_langs: list[str] | None = None) -> 
     return {g: members for g, members in groups.items() if members}
 
 
+def group_fact_means(by_lang: dict[str, dict[str, float]], members: list[str]) -> list[float]:
+    """Per fact, the mean of its values over the group's languages (facts in sorted order); a fact
+    missing in a language counts over the languages that have it."""
+    facts = sorted(set().union(*(by_lang[lang].keys() for lang in members)))
+    return [sum(by_lang[lang][f] for lang in members if f in by_lang[lang]) /
+            max(1, sum(f in by_lang[lang] for lang in members)) for f in facts]
+
+
 def summarize(values: dict, inject_langs: list[str] | None = None, n_boot: int = 1000, level: float = 0.95,
               seed: int = 0) -> dict:
     """``{name: {"lang": {lang: stats}, "group": {group: stats}}}``; stats = mean, lo, hi, n.
@@ -46,10 +54,8 @@ def summarize(values: dict, inject_langs: list[str] | None = None, n_boot: int =
         for lang in langs:
             entry["lang"][lang] = bootstrap_ci([list(by_lang[lang].values())], n_boot, level, seed)
         for group, members in language_groups(langs, inject_langs).items():
-            facts = sorted(set().union(*(by_lang[lang].keys() for lang in members)))
-            per_fact = [sum(by_lang[lang][f] for lang in members if f in by_lang[lang]) /
-                        max(1, sum(f in by_lang[lang] for lang in members)) for f in facts]
-            entry["group"][group] = bootstrap_ci([per_fact], n_boot, level, seed) | {"langs": members}
+            entry["group"][group] = bootstrap_ci([group_fact_means(by_lang, members)], n_boot, level, seed) \
+                | {"langs": members}
         if name == "utility_nll":  # report perplexity: exp of the mean token NLL (and of its bounds)
             for part in entry.values():
                 for stats in part.values():
