@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 from mlu_dist.launcher.plan import load_cells
+from mlu_dist.launcher.run import Manifest
 from mlu_dist.tracking import read_jsonl
 
 
@@ -49,7 +50,7 @@ def _fake_rate(run_dir: Path) -> str:
 
 def status_table(root: Path) -> tuple[str, list[dict]]:
     cells = load_cells(root)
-    manifest = json.loads((Path(root) / "manifest.json").read_text()) if (Path(root) / "manifest.json").exists() else {}
+    manifest = Manifest(root).cells
     jobs = [m["job_id"] for m in manifest.values() if m.get("job_id")]
     states = sacct_states(jobs)
     rows = []
@@ -71,7 +72,7 @@ def status_table(root: Path) -> tuple[str, list[dict]]:
 
 
 def cancel(root: Path) -> list[str]:
-    manifest = json.loads((Path(root) / "manifest.json").read_text()) if (Path(root) / "manifest.json").exists() else {}
+    manifest = Manifest(root).cells
     ids = sorted({m["job_id"].split("_")[0] for m in manifest.values() if m.get("job_id")})
     if ids:
         subprocess.run(["scancel", *ids], check=False)
