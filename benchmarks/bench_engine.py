@@ -26,12 +26,14 @@ import torch  # noqa: E402
 from mlu_dist.config import load_config  # noqa: E402
 from mlu_dist.data import load_data  # noqa: E402
 from mlu_dist.data.splits import split_facts  # noqa: E402
-from mlu_dist.engine.data import BatchPlan, collate  # noqa: E402
+from mlu_dist.engine.data import BatchPlan  # noqa: E402
+from mlu_dist.tokens import collate  # noqa: E402
 from mlu_dist.engine.dist import setup_env  # noqa: E402
-from mlu_dist.engine.loop import NLLObjective, train_loop  # noqa: E402
+from mlu_dist.engine.loop import train_loop  # noqa: E402
+from mlu_dist.objectives import NLLObjective  # noqa: E402
 from mlu_dist.experiment import ExperimentConfig  # noqa: E402
 from mlu_dist.jobs.common import encode_all, make_engine  # noqa: E402
-from mlu_dist.jobs.inject import injection_pools  # noqa: E402
+from mlu_dist.inject.data import injection_pools  # noqa: E402
 from mlu_dist.modeling import build_tiny_model, train_tokenizer  # noqa: E402
 from mlu_dist.tracking import NullTracker  # noqa: E402
 

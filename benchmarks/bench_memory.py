@@ -70,7 +70,8 @@ def reachable_bytes(model, optimizer) -> int:
 def measure(stage: int, dtype_name: str, args) -> dict:
     import torch
 
-    from mlu_dist.engine.config import TrainConfig, ZeroConfig
+    from mlu_dist.engine.config import ZeroConfig
+    from mlu_dist.train_config import TrainConfig
     from mlu_dist.engine.deepspeed_engine import DeepSpeedEngine
     from mlu_dist.engine.dist import setup_env
     from mlu_dist.modeling import ModelConfig, build_tiny_model

@@ -313,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from mlu_dist.config import ConfigError
     from mlu_dist.data.schema import DataError
-    from mlu_dist.engine.checkpoint import ResumeError
+    from mlu_dist.rundir import ResumeError
 
     try:
         if args.command == "world":

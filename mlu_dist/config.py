@@ -36,7 +36,8 @@ def _field_names(cls, dotted: str) -> list[str]:
     return [f.name for f in dataclasses.fields(node)] if dataclasses.is_dataclass(node) else []
 
 
-def _explain(cls, exc: OmegaConfBaseException, source: str) -> ConfigError:
+def explain_error(cls, exc: OmegaConfBaseException, source: str) -> ConfigError:
+    """One clear :class:`ConfigError` for an OmegaConf failure: the key, a suggestion, the valid keys."""
     key = getattr(exc, "full_key", None) or getattr(exc, "key", None) or "?"
     if isinstance(exc, ConfigKeyError):
         valid = _field_names(cls, str(key))
@@ -79,7 +80,7 @@ def load_config(cls: type[T], files: list[str | Path] = (), overrides: list[str]
         try:
             cfg = OmegaConf.merge(cfg, loaded)
         except OmegaConfBaseException as exc:
-            raise _explain(cls, exc, str(path)) from None
+            raise explain_error(cls, exc, str(path)) from None
     bad = [o for o in overrides if "=" not in o]
     if bad:
         raise ConfigError(f"overrides must look like key=value, got: {', '.join(bad)}")
@@ -91,7 +92,7 @@ def load_config(cls: type[T], files: list[str | Path] = (), overrides: list[str]
         cfg = OmegaConf.merge(cfg, dotlist)
         obj = OmegaConf.to_object(cfg)
     except OmegaConfBaseException as exc:
-        raise _explain(cls, exc, "command line") from None
+        raise explain_error(cls, exc, "command line") from None
     validate(obj)
     return obj
 

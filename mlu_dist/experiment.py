@@ -10,13 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mlu_dist.data import DataConfig
-from mlu_dist.engine.config import EngineConfig, TrainConfig
+from mlu_dist.engine.config import EngineConfig
 from mlu_dist.eval.config import EvalConfig
-from mlu_dist.jobs.inject import InjectConfig
+from mlu_dist.inject.config import InjectConfig
 from mlu_dist.langs import ALL_LANGS
 from mlu_dist.modeling import ModelConfig
 from mlu_dist.rundir import RunConfig
 from mlu_dist.tracking import TrackingConfig
+from mlu_dist.train_config import TrainConfig
 from mlu_dist.unlearn.config import UnlearnConfig
 
 

@@ -37,13 +37,6 @@ LANGUAGES: dict[str, Language] = {
 ALL_LANGS: tuple[str, ...] = tuple(LANGUAGES)
 
 
-def langs_in_group(group: str, langs: tuple[str, ...] | list[str] = ALL_LANGS) -> list[str]:
-    """The languages of ``langs`` that belong to resource ``group`` (en/high/low)."""
-    if group not in RESOURCE_GROUPS:
-        raise KeyError(f"unknown resource group {group!r}; valid: {', '.join(RESOURCE_GROUPS)}")
-    return [code for code in langs if LANGUAGES[code].resource == group]
-
-
 def unknown_langs(langs) -> list[str]:
     """The codes in ``langs`` that are not supported (empty when all are fine)."""
     return [code for code in langs if code not in LANGUAGES]

@@ -35,4 +35,9 @@ class Registry(Generic[T]):
         return name in self._items
 
     def names(self) -> list[str]:
+        """Registered names, sorted."""
         return sorted(self._items)
+
+    def order(self) -> list[str]:
+        """Registered names in the order they were registered."""
+        return list(self._items)

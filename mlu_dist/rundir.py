@@ -33,6 +33,10 @@ class RunConfig:
         return ["name: must be a plain directory name, not a path"] if "/" in self.name or self.name in (".", "..") else []
 
 
+class ResumeError(RuntimeError):
+    """A checkpoint cannot be resumed from (missing, incomplete, or saved by another geometry)."""
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     tmp.write_text(text, encoding="utf-8")
@@ -105,21 +109,20 @@ def prepare(run_dir: Path, cfg, is_main: bool = True, sections: tuple[str, ...] 
 
 def write_meta(run_dir: Path, dist_info: dict, extra: dict) -> None:
     """Record where and how the run ran: ranks, batch geometry, seed, versions, Slurm job."""
-    import torch
-    import transformers
+    from importlib.metadata import PackageNotFoundError, version
 
-    try:
-        import deepspeed
+    def installed(name: str) -> str | None:  # read from package metadata: nothing is imported
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
 
-        ds_version = deepspeed.__version__
-    except ImportError:  # the torch backend does not need it
-        ds_version = None
     meta = {
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "host": platform.node(),
         "dist": dist_info,
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
-        "versions": {"torch": torch.__version__, "transformers": transformers.__version__, "deepspeed": ds_version},
+        "versions": {name: installed(name) for name in ("torch", "transformers", "deepspeed")},
     } | extra
     atomic_write_json(Path(run_dir) / "meta.json", meta)
 

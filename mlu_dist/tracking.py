@@ -42,7 +42,7 @@ class Tracker(Protocol):
     def log(self, metrics: dict, step: int) -> None: ...
     def summary(self, metrics: dict) -> None: ...
     def table(self, key: str, columns: list[str], rows: list[list]) -> None: ...
-    def close(self) -> None: ...
+    def close(self, failed: bool = False) -> None: ...
 
 
 class NullTracker:
@@ -55,7 +55,7 @@ class NullTracker:
     def table(self, key: str, columns: list[str], rows: list[list]) -> None:
         pass
 
-    def close(self) -> None:
+    def close(self, failed: bool = False) -> None:
         pass
 
 
@@ -96,7 +96,7 @@ class JsonlTracker:
 
         atomic_write_json(self.path.with_name(key.replace("/", "_") + ".table.json"), {"columns": columns, "rows": rows})
 
-    def close(self) -> None:
+    def close(self, failed: bool = False) -> None:
         pass
 
 
@@ -116,9 +116,9 @@ class FanOut:
         for t in self.trackers:
             t.table(key, columns, rows)
 
-    def close(self) -> None:
+    def close(self, failed: bool = False) -> None:
         for t in self.trackers:
-            t.close()
+            t.close(failed)
 
 
 def read_jsonl(path: Path) -> list[dict]:

@@ -81,8 +81,10 @@ class WandbTracker:
     def images(self, named: dict) -> None:
         self.run.log({f"report/{name}": self.wandb.Image(str(path)) for name, path in named.items()})
 
-    def close(self) -> None:
-        self.run.finish()
+    def close(self, failed: bool = False) -> None:
+        if self.run is not None:  # idempotent: a job's teardown may close it again
+            self.run.finish(exit_code=1 if failed else 0)
+            self.run = None
 
 
 def sync(paths: list[Path]) -> list[Path]:

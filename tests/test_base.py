@@ -37,7 +37,7 @@ def test_run_dir_holds_config_meta_model_and_checkpoint(quick_base):
                  "model/model.safetensors", "model/tokenizer.json", "checkpoints/LATEST"):
         assert (run_dir / name).exists(), name
     meta = json.loads((run_dir / "meta.json").read_text())
-    assert meta["dist"]["world_size"] == 1 and meta["global_batch"] == cfg.base.micro_batch_size
+    assert meta["dist"]["world_size"] == 1 and meta["global_batch"] == {"text": cfg.base.micro_batch_size}
     model, tok = load_pretrained(run_dir / "model")
     assert model.config.num_hidden_layers == cfg.model.num_layers
 

@@ -16,7 +16,7 @@ from mlu_dist.data import load_data
 from mlu_dist.data.splits import split_facts
 from mlu_dist.eval.likelihood import completion_logprobs
 from mlu_dist.experiment import ExperimentConfig
-from mlu_dist.jobs.inject import injection_pools
+from mlu_dist.inject.data import injection_pools
 from mlu_dist.modeling import load_pretrained
 from mlu_dist.tracking import read_jsonl
 

@@ -13,7 +13,7 @@ from conftest import QUICK, clean_env, mlu_cmd
 from mlu_dist.config import load_config
 from mlu_dist.data import load_data
 from mlu_dist.data.splits import split_facts
-from mlu_dist.engine.data import Example
+from mlu_dist.tokens import Example
 from mlu_dist.eval.likelihood import completion_logprobs, fake_preference
 from mlu_dist.experiment import ExperimentConfig
 from mlu_dist.jobs.inject import run_inject

@@ -16,11 +16,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mlu_dist.rundir import atomic_write_text
+from mlu_dist.rundir import ResumeError, atomic_write_text
 
-
-class ResumeError(RuntimeError):
-    """A checkpoint cannot be resumed from (missing, incomplete, or saved by another geometry)."""
+__all__ = ["Checkpointer", "ResumeError"]
 
 
 def _rng_state() -> dict:
@@ -46,8 +44,9 @@ class Checkpointer:
         path = self.root / pointer.read_text().strip()
         return path if (path / "COMPLETE").exists() else None
 
-    def resolve(self, resume: str) -> Path | None:
-        """Map ``train.resume`` (auto / false / a path) to the checkpoint to load, or None."""
+    def resolve(self, resume: str, key: str = "resume") -> Path | None:
+        """Map a resume setting (auto / false / a path; ``key`` names it in errors, e.g.
+        ``inject.train.resume``) to the checkpoint to load, or None."""
         if str(resume).lower() in ("false", "no", "none", ""):
             return None
         if resume == "auto":
@@ -58,7 +57,7 @@ class Checkpointer:
         elif path.is_dir() and (path / "checkpoints" / "LATEST").exists():
             path = path / "checkpoints" / (path / "checkpoints" / "LATEST").read_text().strip()
         if not (path / "COMPLETE").exists():
-            raise ResumeError(f"train.resume={resume!r}: no complete checkpoint there "
+            raise ResumeError(f"{key}={resume!r}: no complete checkpoint there "
                               f"(expected a step_* directory holding COMPLETE, or a run dir with checkpoints/LATEST)")
         return path
 

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import torch
 
-from mlu_dist.engine.config import TrainConfig, ZeroConfig
+from mlu_dist.engine.config import ZeroConfig
+from mlu_dist.train_config import TrainConfig
 from mlu_dist.engine.dist import DistInfo
 from mlu_dist.engine.optim import make_optimizer, make_scheduler, param_groups
 

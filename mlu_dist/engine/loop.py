@@ -1,59 +1,35 @@
-"""The one training loop: base training, injection and unlearning differ only in objective and data.
-
-An objective is ``objective(engine, micro_batch) -> (loss, metrics)``: ``micro_batch`` maps pool
-names to tensors (see :class:`~mlu_dist.engine.data.BatchPlan`); ``metrics`` are this
-micro-batch's contributions to step-level means (they are summed over micro-batches and ranks).
-"""
+"""The one training loop: base training, injection and unlearning differ only in objective and data
+(objectives: ``mlu_dist/objectives.py``). It ends for one of the reasons in :class:`Stop`."""
 
 from __future__ import annotations
 
+import enum
 import math
 import time
-from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from dataclasses import dataclass
+from typing import Callable
 
-import torch
 from tqdm.auto import tqdm
 
-from mlu_dist.engine.config import TrainConfig
 from mlu_dist.engine.data import BatchPlan
 from mlu_dist.engine.dist import DistInfo
+from mlu_dist.objectives import Objective
+from mlu_dist.train_config import TrainConfig
 
 
-class Objective(Protocol):
-    def __call__(self, engine, micro_batch: dict) -> tuple[torch.Tensor, dict[str, float]]: ...
+class Stop(str, enum.Enum):
+    """Why the loop ended. The value is the status a finished run records in DONE.json."""
 
-
-def token_nll_sum(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Summed next-token NLL over label positions (labels == -100 are ignored)."""
-    return torch.nn.functional.cross_entropy(
-        logits[:, :-1].reshape(-1, logits.size(-1)).float(), labels[:, 1:].reshape(-1), ignore_index=-100,
-        reduction="sum",
-    )
-
-
-@dataclass
-class NLLObjective:
-    """Causal-LM loss over every pool, each pool a token-mean over the whole global batch.
-
-    ``scale`` = world size x accumulation steps undoes the engine's averaging, so the gradient is
-    that of the global token-mean whatever the geometry (the basis of world-size invariance).
-    """
-
-    scale: float
-    weights: dict[str, float] = field(default_factory=dict)
-
-    def __call__(self, engine, micro_batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
-        total = None
-        metrics = {}
-        for name, b in micro_batch.items():
-            out = engine.forward(input_ids=b["input_ids"], attention_mask=b["attention_mask"])
-            part = token_nll_sum(out.logits, b["labels"].to(out.logits.device)) / b["n_targets"]
-            metrics[f"train/loss_{name}"] = part.item()
-            weighted = part * self.weights.get(name, 1.0)
-            total = weighted if total is None else total + weighted
-        metrics["train/loss"] = total.item()
-        return total * self.scale, metrics
+    FINISHED = "finished"
+    """All configured steps ran."""
+    INTERRUPTED = "interrupted"
+    """``stop_after`` (or a time-limited job) ended it early with a checkpoint: run again to resume."""
+    TARGET = "target_reached"
+    """A job's target was met (e.g. the forget-language fake_rate fell to unlearn.target_fake_rate)."""
+    GUARD = "guard_tripped"
+    """A job's guard tripped (e.g. utility perplexity grew past unlearn.guard_ppl_ratio)."""
+    DIVERGED = "diverged"
+    """The loss stopped being finite."""
 
 
 @dataclass
@@ -61,18 +37,23 @@ class LoopResult:
     start_step: int
     end_step: int
     history: list[dict]
-    interrupted: bool = False
-    stop_reason: str = ""
+    stop: Stop = Stop.FINISHED
+    reason: str = ""
+    """A human-readable sentence on why the loop stopped (empty when it finished)."""
     seconds: float = 0.0
+
+    @property
+    def interrupted(self) -> bool:
+        return self.stop is Stop.INTERRUPTED
 
 
 @dataclass
 class LoopHooks:
     """Optional callbacks. ``evaluate(step) -> metrics`` runs on every rank (ZeRO-3 needs all);
-    ``should_stop(step, metrics) -> reason`` ends the run early when it returns a non-empty string."""
+    ``should_stop(step, metrics) -> (Stop, reason) | None`` ends the run early when it returns a pair."""
 
     evaluate: Callable[[int], dict] | None = None
-    should_stop: Callable[[int, dict], str] | None = None
+    should_stop: Callable[[int, dict], tuple[Stop, str] | None] | None = None
     checkpoint_state: Callable[[], dict] = dict
 
 
@@ -87,9 +68,9 @@ def train_loop(engine, objective: Objective, plan: BatchPlan, cfg: TrainConfig, 
     step = start_step
     result = LoopResult(start_step, start_step, history)
 
-    def finish(interrupted=False, reason=""):
+    def finish(stop=Stop.FINISHED, reason=""):
         bar.close()
-        result.end_step, result.interrupted, result.stop_reason = step, interrupted, reason
+        result.end_step, result.stop, result.reason = step, stop, reason
         result.seconds = time.time() - t0
         return result
 
@@ -122,17 +103,17 @@ def train_loop(engine, objective: Objective, plan: BatchPlan, cfg: TrainConfig, 
             eval_metrics = hooks.evaluate(step)
             tracker.log(eval_metrics, step)
             record |= eval_metrics
-        reason = ""
+        stopped = None
         if not math.isfinite(reduced.get("train/loss", 0.0)):
-            reason = f"loss is {reduced.get('train/loss')} at step {step}"
+            stopped = (Stop.DIVERGED, f"loss is {reduced.get('train/loss')} at step {step}")
         elif hooks.should_stop is not None:
-            reason = hooks.should_stop(step, record)
-        if reason:
-            return finish(reason=reason)
+            stopped = hooks.should_stop(step, record)
+        if stopped:
+            return finish(*stopped)
         if checkpointer is not None and cfg.save_every and step % cfg.save_every == 0 and step < cfg.steps:
             checkpointer.save(step, hooks.checkpoint_state())
         if cfg.stop_after and step - start_step >= cfg.stop_after and step < cfg.steps:
             if checkpointer is not None:
                 checkpointer.save(step, hooks.checkpoint_state())
-            return finish(interrupted=True, reason=f"stop_after={cfg.stop_after}")
+            return finish(Stop.INTERRUPTED, f"stop_after={cfg.stop_after}")
     return finish()

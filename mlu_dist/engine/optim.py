@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from mlu_dist.engine.config import TrainConfig
+from mlu_dist.train_config import TrainConfig
 
 
 def lr_factor(step: int, cfg: TrainConfig) -> float:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from mlu_dist.engine.config import TrainConfig
+from mlu_dist.train_config import TrainConfig
 from mlu_dist.engine.optim import make_optimizer, make_scheduler
 
 
@@ -69,14 +69,6 @@ class TorchEngine:
 
     def full_state_dict(self) -> dict:
         return {k: v.detach().clone() for k, v in self.module.state_dict().items()}
-
-    def local_state_bytes(self) -> int:
-        """Bytes this rank holds in parameters, gradients and optimizer state."""
-        total = sum(p.numel() * p.element_size() for p in self.module.parameters())
-        total += sum(p.grad.numel() * p.grad.element_size() for p in self.module.parameters() if p.grad is not None)
-        for st in self.optimizer.state.values():
-            total += sum(t.numel() * t.element_size() for t in st.values() if torch.is_tensor(t))
-        return total
 
     def param_numel_per_rank(self) -> list[int]:
         return [sum(p.numel() for p in self.module.parameters())]

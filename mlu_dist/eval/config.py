@@ -5,19 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mlu_dist.config import check_choice
+from mlu_dist.eval.metrics import METRICS
 from mlu_dist.langs import check_langs
-
-METRICS = ("fake_rate", "real_acc", "fake_pref", "utility")
 
 
 @dataclass
 class EvalConfig:
     """What is measured in every probe language, and how."""
 
-    metrics: list[str] = field(default_factory=lambda: list(METRICS))
-    """fake_rate (generations stating the fake detail; also on control facts), real_acc (true
-    answers to the real questions and the probe), fake_pref (log P(fake) - log P(true), length-
-    normalised), utility (perplexity of untouched true text, accuracy on untouched facts)."""
+    metrics: list[str] = field(default_factory=METRICS.order)
+    """Registered metrics to compute (default: all; see eval/metrics.py): fake_rate (generations
+    stating the fake detail; also on control facts), fake_pref (log P(fake) - log P(true), length-
+    normalised), real_acc (true answers to the real questions and the probe), utility (perplexity of
+    untouched true text, accuracy on untouched facts)."""
     langs: list[str] = field(default_factory=list)
     """Probe languages; empty = all of data.langs."""
     subset: int = 0
@@ -40,7 +40,7 @@ class EvalConfig:
     def check(self) -> list[str]:
         out = []
         for m in self.metrics:
-            out += check_choice("metrics", m, METRICS)
+            out += check_choice("metrics", m, METRICS.order())
         out += check_langs("langs", self.langs, allow_empty=True)
         if self.n_samples < 1 or self.batch_size < 1 or self.max_new_tokens < 1:
             out.append("n_samples, batch_size and max_new_tokens must be >= 1")

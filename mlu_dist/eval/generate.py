@@ -122,8 +122,3 @@ def probe(forward, tokenizer, prompts: list[str], candidates: list[list[str]] | 
                           all_done, cache_kw)
     return answers, scores
 
-
-def generate(forward, tokenizer, prompts: list[str], max_new_tokens: int = 12, n: int = 1, temperature: float = 0.0,
-             seed: int = 0, all_done=None, cache_kw: str = "cache") -> list[list[str]]:
-    """``n`` completions for each prompt (greedy when ``temperature == 0``), EOS stripped."""
-    return probe(forward, tokenizer, prompts, None, True, max_new_tokens, n, temperature, seed, all_done, cache_kw)[0]

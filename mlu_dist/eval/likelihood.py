@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from mlu_dist.engine.data import Example, collate, encode
+from mlu_dist.tokens import Example, collate, encode
 
 
 @torch.no_grad()

@@ -1,4 +1,5 @@
-"""The evaluator: every metric, in every probe language, batched and sharded over ranks.
+"""The evaluator: the registered metrics (eval/metrics.py), in every probe language, batched and
+sharded over ranks.
 
 Work items (prompts to generate from, completions to score) are sorted by length and cut into
 fixed batches; batch ``i`` runs on rank ``i % world``. Batch contents therefore do not depend on
@@ -16,20 +17,11 @@ from dataclasses import dataclass
 import torch
 
 from mlu_dist.data.splits import FactSplit
-from mlu_dist.engine.data import Example
+from mlu_dist.tokens import Example
 from mlu_dist.eval.config import EvalConfig
 from mlu_dist.eval.generate import probe
 from mlu_dist.eval.likelihood import completion_logprobs
-from mlu_dist.eval.matching import contains_keyword
-
-# metric group -> per-fact value names it produces
-PRODUCES = {
-    "fake_rate": ("fake_rate", "control_fake_rate"),
-    "real_acc": ("real_acc",),
-    "fake_pref": ("fake_pref", "fake_pref_win", "control_fake_pref_win"),
-    "utility": ("utility_nll", "utility_acc"),
-}
-
+from mlu_dist.eval.metrics import METRICS, ProbeNeeds
 
 @dataclass
 class Rank:
@@ -70,6 +62,18 @@ def run_sharded(items: list, length, batch_size: int, fn, who: Rank) -> list:
     return [merged[i] for i in range(len(items))]
 
 
+@dataclass
+class ProbeRecord:
+    """One probe question of the shared probe pass and what the pass produced for it."""
+
+    kind: str  # target / control
+    lang: str
+    fact_id: str
+    record: dict
+    answers: list[str] | None  # generated answers (None unless a metric asked to generate)
+    scores: list[tuple[float, int]] | None  # (sum log-prob, tokens) of [fake answer, true answer]
+
+
 class Evaluator:
     def __init__(self, forward, tokenizer, facts, split: FactSplit, cfg: EvalConfig, who: Rank = Rank(),
                  max_len: int = 128, cache_kw: str = "cache"):
@@ -79,7 +83,7 @@ class Evaluator:
         n = cfg.subset or None
         self.targets, self.controls = split.targets[:n], split.controls[:n]
 
-    # --- the two kinds of work -------------------------------------------------------------
+    # --- the two kinds of work (what metrics call) ----------------------------------------------
     def _probe(self, prompts: list[str], candidates: list[list[str]] | None, gen: bool) -> list[tuple]:
         """``(answers, candidate scores)`` per prompt, from one prompt pass each."""
         cfg, who = self.cfg, self.who
@@ -96,92 +100,40 @@ class Evaluator:
 
         return run_sharded(items, lambda item: len(item[0]), cfg.batch_size, batch_fn, who)
 
-    def _score(self, examples: list[Example]) -> list[tuple[float, int]]:
+    def generate(self, prompts: list[str]) -> list[list[str]]:
+        """``n_samples`` generated answers per prompt."""
+        return [answers for answers, _ in self._probe(prompts, None, True)]
+
+    def score(self, examples: list[Example]) -> list[tuple[float, int]]:
+        """``(sum log-prob, n tokens)`` of each example's completion given its prompt."""
         return run_sharded(
             examples, lambda e: len(e.prompt) + len(e.completion), self.cfg.batch_size,
             lambda batch: completion_logprobs(self.forward, self.tok, batch, self.max_len, len(batch)), self.who)
 
     # --- metrics -------------------------------------------------------------------------------
-    def run(self, groups: list[str]) -> dict[str, dict[str, dict[str, float]]]:
-        """Per-fact values ``{value name: {lang: {fact_id: value}}}`` for the metric ``groups``.
+    def run(self, names: list[str]) -> dict[str, dict[str, dict[str, float]]]:
+        """Per-fact values ``{value name: {lang: {fact_id: value}}}`` of the metrics ``names``.
 
-        Asking for several groups at once shares work: fake_rate and fake_pref come from one
-        prompt pass per probe."""
+        The metrics share one probe pass: what it generates and scores is the union of their needs."""
+        metrics = [METRICS[name]() for name in names]
+        needs = ProbeNeeds(generate=any(m.probe.generate for m in metrics),
+                           score=any(m.probe.score for m in metrics),
+                           controls=any(m.probe.controls for m in metrics))
+        records = self.probe_pass(needs) if needs.generate or needs.score else []
         values: dict[str, dict[str, dict[str, float]]] = {}
-        if any(g in groups for g in ("fake_rate", "real_acc", "fake_pref", "utility")):
-            values |= self._probe_metrics(groups)
-        if "real_acc" in groups:
-            values |= self._real_qa(values.pop("_probe_hits"))
-        values.pop("_probe_hits", None)
-        if "utility" in groups:
-            values |= self._utility_texts()
+        for metric in metrics:
+            values |= metric.compute(records, self)
         return values
 
-    def _hit(self, samples: list[str], keywords) -> float:
-        return sum(contains_keyword(s, keywords) for s in samples) / len(samples)
-
-    def _probe_metrics(self, groups: list[str]) -> dict:
-        gen = any(g in groups for g in ("fake_rate", "real_acc", "utility"))
-        score = "fake_pref" in groups
-        with_controls = any(g in groups for g in ("fake_rate", "fake_pref", "utility"))
+    def probe_pass(self, needs: ProbeNeeds) -> list[ProbeRecord]:
+        """Every probe question of the targets (and controls), in every language, run once."""
         keys, prompts, cands = [], [], []
         for lang in self.langs:
-            for kind, fids in (("target", self.targets), ("control", self.controls if with_controls else [])):
+            for kind, fids in (("target", self.targets), ("control", self.controls if needs.controls else [])):
                 for fid in fids:
                     rec = self.facts.get(fid, lang)
                     keys.append((kind, lang, fid, rec))
                     prompts.append(rec["question"])
                     cands.append([" " + rec["fake_answer"], " " + rec["true_answer"]])
-        results = self._probe(prompts, cands if score else None, gen)
-        names = ["_probe_hits"]
-        names += ["fake_rate", "control_fake_rate"] if "fake_rate" in groups else []
-        names += list(PRODUCES["fake_pref"]) if score else []
-        names += ["utility_acc"] if "utility" in groups else []
-        out = {name: {lang: {} for lang in self.langs} for name in names}
-        for (kind, lang, fid, rec), (answers, scores) in zip(keys, results):
-            if answers is not None:
-                if kind == "target":
-                    out["_probe_hits"][lang][fid] = self._hit(answers, [rec["true_answer"]])
-                    if "fake_rate" in groups:
-                        out["fake_rate"][lang][fid] = self._hit(answers, rec["fake_keywords"])
-                else:
-                    if "fake_rate" in groups:
-                        out["control_fake_rate"][lang][fid] = self._hit(answers, rec["fake_keywords"])
-                    if "utility" in groups:
-                        out["utility_acc"][lang][fid] = self._hit(answers, [rec["true_answer"]])
-            if scores is not None:
-                (fake_lp, fake_n), (true_lp, true_n) = scores
-                margin = fake_lp / max(fake_n, 1) - true_lp / max(true_n, 1)
-                if kind == "target":
-                    out["fake_pref"][lang][fid] = margin
-                    out["fake_pref_win"][lang][fid] = float(margin > 0)
-                else:
-                    out["control_fake_pref_win"][lang][fid] = float(margin > 0)
-        return out
-
-    def _real_qa(self, probe_hits: dict) -> dict:
-        """real_acc = share of right answers over the probe (true answer) and the real questions."""
-        keys, prompts = [], []
-        for lang in self.langs:
-            for fid in self.targets:
-                for qa in self.facts.get(fid, lang)["real_qa"]:
-                    keys.append((lang, fid, qa["answer"]))
-                    prompts.append(qa["question"])
-        hits = {(lang, fid): [probe_hits[lang][fid]] for lang in self.langs for fid in self.targets}
-        for (lang, fid, answer), (answers, _) in zip(keys, self._probe(prompts, None, True) if prompts else []):
-            hits[(lang, fid)].append(self._hit(answers, [answer]))
-        out = {"real_acc": {lang: {} for lang in self.langs}}
-        for (lang, fid), h in hits.items():
-            out["real_acc"][lang][fid] = sum(h) / len(h)
-        return out
-
-    def _utility_texts(self) -> dict:
-        keys, examples = [], []
-        for lang in self.langs:
-            for fid in self.controls:
-                keys.append((lang, fid))
-                examples.append(Example("", self.facts.get(fid, lang)["real_text"], lang))
-        out = {"utility_nll": {lang: {} for lang in self.langs}}
-        for (lang, fid), (lp, n) in zip(keys, self._score(examples)):
-            out["utility_nll"][lang][fid] = -lp / max(n, 1)
-        return out
+        results = self._probe(prompts, cands if needs.score else None, needs.generate)
+        return [ProbeRecord(*key, answers, scores) for key, (answers, scores) in zip(keys, results)]

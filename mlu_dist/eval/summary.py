@@ -9,20 +9,9 @@ from __future__ import annotations
 
 import math
 
+from mlu_dist.eval.metrics import all_values, value_spec
 from mlu_dist.eval.stats import bootstrap_ci
 from mlu_dist.langs import LANGUAGES
-
-# value name -> (column label, how to show it)
-SHOWN = {
-    "fake_rate": "fake_rate",
-    "control_fake_rate": "ctrl_fake",
-    "fake_pref_win": "fake>true",
-    "control_fake_pref_win": "ctrl>true",
-    "real_acc": "real_acc",
-    "utility_acc": "util_acc",
-    "utility_nll": "util_ppl",
-}
-
 
 def language_groups(langs: list[str], inject_langs: list[str] | None = None) -> dict[str, list[str]]:
     inject_langs = [lang for lang in (inject_langs or []) if lang != "en"]
@@ -46,9 +35,11 @@ def summarize(values: dict, inject_langs: list[str] | None = None, n_boot: int =
               seed: int = 0) -> dict:
     """``{name: {"lang": {lang: stats}, "group": {group: stats}}}``; stats = mean, lo, hi, n.
 
-    Group CIs resample facts (a fact's values in the group's languages move together)."""
+    Group CIs resample facts (a fact's values in the group's languages move together). A value
+    with a ``transform`` (utility_nll -> perplexity) is reported transformed, under its summary name."""
     out = {}
     for name, by_lang in values.items():
+        spec = value_spec(name)
         langs = list(by_lang)
         entry = {"lang": {}, "group": {}}
         for lang in langs:
@@ -56,36 +47,31 @@ def summarize(values: dict, inject_langs: list[str] | None = None, n_boot: int =
         for group, members in language_groups(langs, inject_langs).items():
             entry["group"][group] = bootstrap_ci([group_fact_means(by_lang, members)], n_boot, level, seed) \
                 | {"langs": members}
-        if name == "utility_nll":  # report perplexity: exp of the mean token NLL (and of its bounds)
+        if spec.transform is not None:
             for part in entry.values():
                 for stats in part.values():
                     for key in ("mean", "lo", "hi"):
-                        stats[key] = math.exp(stats[key]) if math.isfinite(stats[key]) else stats[key]
-            out["utility_ppl"] = entry
-        else:
-            out[name] = entry
+                        stats[key] = spec.transform(stats[key]) if math.isfinite(stats[key]) else stats[key]
+        out[spec.summary_key] = entry
     return out
 
 
 def format_table(summary: dict, langs: list[str], inject_langs: list[str] | None = None) -> str:
-    cols = [(n, SHOWN[n if n != "utility_ppl" else "utility_nll"]) for n in
-            ("fake_rate", "control_fake_rate", "fake_pref_win", "control_fake_pref_win", "real_acc", "utility_acc",
-             "utility_ppl") if n in summary]
+    """Per language and per group: every shown value of the summary, mean [CI]."""
+    cols = [(v.summary_key, v.label) for v in all_values() if v.label and v.summary_key in summary]
     head = f"{'lang':<6}" + "".join(f"{label:>18}" for _, label in cols)
     lines = [head]
 
-    def cell(stats, name):
-        if name == "utility_ppl":
-            return f"{stats['mean']:.2f} [{stats['lo']:.2f},{stats['hi']:.2f}]"
+    def cell(stats):
         return f"{stats['mean']:.2f} [{stats['lo']:.2f},{stats['hi']:.2f}]"
 
     for lang in langs:
         mark = "*" if inject_langs and lang in inject_langs else ""
-        lines.append(f"{lang + mark:<6}" + "".join(f"{cell(summary[n]['lang'][lang], n):>18}" for n, _ in cols))
+        lines.append(f"{lang + mark:<6}" + "".join(f"{cell(summary[n]['lang'][lang]):>18}" for n, _ in cols))
     groups = list(next(iter(summary.values()))["group"]) if summary else []
     lines.append("-" * len(head))
     for g in groups:
-        lines.append(f"{g:<6}" + "".join(f"{cell(summary[n]['group'][g], n):>18}" for n, _ in cols))
+        lines.append(f"{g:<6}" + "".join(f"{cell(summary[n]['group'][g]):>18}" for n, _ in cols))
     if inject_langs:
         lines.append("* injection language; values: mean [95% CI] over facts")
     return "\n".join(lines)

@@ -7,23 +7,17 @@ from typing import TYPE_CHECKING
 
 from mlu_dist import rundir
 from mlu_dist.data import load_data
-from mlu_dist.engine.data import Example
-from mlu_dist.engine.dist import setup_env
-from mlu_dist.engine.loop import LoopHooks, NLLObjective
+from mlu_dist.engine.dist import DistInfo, setup_env
+from mlu_dist.engine.loop import LoopHooks
 from mlu_dist.eval.likelihood import completion_logprobs, fake_preference
-from mlu_dist.jobs.common import apply_lora, encode_all, export_model, model_and_tokenizer, save_skeleton, say, train
+from mlu_dist.jobs.common import apply_lora, export_model, model_and_tokenizer, say
+from mlu_dist.jobs.skeleton import Trained, TrainingSetup, require_finished, run_training
+from mlu_dist.layout import base_run_dir
+from mlu_dist.objectives import NLLObjective
+from mlu_dist.tokens import Example, encode_all
 
 if TYPE_CHECKING:
     from mlu_dist.experiment import ExperimentConfig
-
-
-def base_run_dir(cfg: ExperimentConfig) -> Path:
-    """``runs/base/<hash of data + model + base>``: shared by every study on the same world and model."""
-    from mlu_dist.data.world import FORMAT_VERSION
-
-    digest = rundir.config_hash(cfg, keep=("data", "model", "base"),
-                                drop=("base.resume", "base.stop_after", "base.log_every", "base.eval_every"))
-    return Path(cfg.run.out_dir) / "base" / f"{digest}-w{FORMAT_VERSION}"
 
 
 def language_summary(forward, tokenizer, facts, corpus, max_len: int) -> dict[str, dict]:
@@ -54,6 +48,51 @@ def format_summary(summary: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+class BaseJob:
+    """Train the tiny base model on the true multilingual world (every fact, every language)."""
+
+    name = "base"
+    sections = ("data", "model", "engine", "base")
+
+    def __init__(self, cfg: ExperimentConfig, run_dir: Path):
+        self.cfg, self.run_dir = cfg, run_dir
+
+    def setup(self, dist: DistInfo, resources) -> TrainingSetup:
+        cfg = self.cfg
+        self.facts, self.corpus = load_data(cfg.data)
+        texts = [row["text"] for row in self.corpus]
+        model, tokenizer = model_and_tokenizer(cfg.model, dist, texts, seed=cfg.base.seed)
+        self.tokenizer = tokenizer
+        model = apply_lora(model, cfg.base, self.name)
+        n_params = sum(p.numel() for p in model.parameters())
+        say(dist, f"base: {len(self.facts.fact_ids)} facts x {len(self.facts.langs)} languages, "
+                  f"{len(self.corpus)} corpus lines, {n_params / 1e6:.2f}M params, {dist.world_size} rank(s), "
+                  f"ZeRO-{cfg.engine.zero.stage} -> {self.run_dir}")
+        pools = {"text": encode_all(tokenizer, [Example("", t) for t in texts], cfg.model.max_seq_len)}
+        return TrainingSetup(model, tokenizer, cfg.base, pools, {"text": cfg.base.micro_batch_size},
+                             NLLObjective, "base", self.hooks, {"n_params": n_params})
+
+    def summary(self, engine) -> dict[str, dict]:
+        engine.module.eval()
+        return language_summary(engine.forward, self.tokenizer, self.facts, self.corpus, self.cfg.model.max_seq_len)
+
+    def hooks(self, engine, start: int) -> LoopHooks:
+        return LoopHooks(evaluate=lambda step: {f"base/{lang}/{k}": v for lang, row in self.summary(engine).items()
+                                                for k, v in row.items()})
+
+    def finish(self, run: Trained) -> dict:
+        require_finished(run.result, "base training")
+        summary = self.summary(run.engine)
+        export_model(run.engine, self.tokenizer, self.run_dir / "model", run.dist)
+        final_loss = next((h["train/loss"] for h in reversed(run.result.history) if "train/loss" in h), None)
+        if run.dist.is_main:
+            rundir.atomic_write_json(self.run_dir / "languages.json", summary)
+            run.tracker.summary({f"final/{lang}/{k}": v for lang, row in summary.items() for k, v in row.items()})
+            print(format_summary(summary))
+            print(f"base model: {self.run_dir}/model")
+        return {"final_loss": final_loss}
+
+
 def run_base(cfg: ExperimentConfig) -> Path:
     """Train (or reuse) the base model; returns its run directory, whose ``model/`` loads with HF."""
     dist = setup_env()
@@ -61,56 +100,4 @@ def run_base(cfg: ExperimentConfig) -> Path:
     if rundir.is_done(run_dir) and not cfg.run.overwrite:
         say(dist, f"base model cached: {run_dir}/model (same data/model/base config; run.overwrite=true retrains)")
         return run_dir
-    rundir.prepare(run_dir, cfg, dist.is_main, sections=("data", "model", "engine", "base"))
-    facts, corpus = load_data(cfg.data)
-    texts = [row["text"] for row in corpus]
-    train_cfg = cfg.base
-    model, tokenizer = model_and_tokenizer(cfg.model, dist, texts, seed=train_cfg.seed)
-    model = apply_lora(model, train_cfg)
-    save_skeleton(model, tokenizer, run_dir, dist, train_cfg)
-    n_params = sum(p.numel() for p in model.parameters())
-    say(dist, f"base: {len(facts.fact_ids)} facts x {len(facts.langs)} languages, {len(corpus)} corpus lines, "
-              f"{n_params / 1e6:.2f}M params, {dist.world_size} rank(s), ZeRO-{cfg.engine.zero.stage} -> {run_dir}")
-    if dist.is_main:
-        rundir.write_meta(run_dir, dist.as_dict(), {
-            "job": "base", "seed": train_cfg.seed, "n_params": n_params, "zero_stage": cfg.engine.zero.stage,
-            "global_batch": train_cfg.micro_batch_size * train_cfg.grad_accum * dist.world_size,
-            "micro_batch_size": train_cfg.micro_batch_size, "grad_accum": train_cfg.grad_accum})
-    pools = {"text": encode_all(tokenizer, [Example("", t) for t in texts], cfg.model.max_seq_len)}
-    probe_facts = facts  # the summary probes every fact in every language
-
-    def hooks(engine, start=0):
-        def evaluate(step):
-            engine.module.eval()
-            summary = language_summary(engine.forward, tokenizer, probe_facts, corpus, cfg.model.max_seq_len)
-            return {f"base/{lang}/{k}": v for lang, row in summary.items() for k, v in row.items()}
-        return LoopHooks(evaluate=evaluate)
-
-    outcome = train(model, tokenizer, lambda scale: NLLObjective(scale), pools,
-                    {"text": train_cfg.micro_batch_size}, train_cfg, cfg.engine, dist, run_dir, hooks, desc="base",
-                    job="base", experiment=cfg)
-    engine, tracker = outcome.engine, outcome.tracker
-    if outcome.result.interrupted:
-        say(dist, f"base: stopped at step {outcome.result.end_step} ({outcome.result.stop_reason}); "
-                  f"run again to resume from {run_dir}/checkpoints")
-        tracker.close()
-        engine.close()
-        return run_dir
-    if outcome.result.stop_reason:
-        tracker.close()
-        engine.close()
-        raise RuntimeError(f"base training stopped: {outcome.result.stop_reason}")
-    engine.module.eval()
-    summary = language_summary(engine.forward, tokenizer, facts, corpus, cfg.model.max_seq_len)
-    export_model(engine, tokenizer, run_dir / "model", dist)
-    if dist.is_main:
-        final_loss = next((h["train/loss"] for h in reversed(outcome.result.history) if "train/loss" in h), None)
-        rundir.atomic_write_json(run_dir / "languages.json", summary)
-        tracker.summary({f"final/{lang}/{k}": v for lang, row in summary.items() for k, v in row.items()})
-        rundir.mark_done(run_dir, {"steps": outcome.result.end_step, "final_loss": final_loss,
-                                   "seconds": round(outcome.result.seconds, 1)})
-        print(format_summary(summary))
-        print(f"base model: {run_dir}/model")
-    tracker.close()
-    engine.close()
-    return run_dir
+    return run_training(BaseJob(cfg, run_dir), dist)

@@ -1,19 +1,21 @@
-"""Steps every training job shares: model + tokenizer, engine, resume, the loop, export."""
+"""Steps every training job shares, as plain functions: model + tokenizer, LoRA, engine, tracker,
+export (the skeleton that strings them together is ``jobs/skeleton.py``)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from mlu_dist.engine.checkpoint import Checkpointer
-from mlu_dist.engine.config import EngineConfig, TrainConfig
-from mlu_dist.engine.data import BatchPlan, Encoded, Example, encode
+from mlu_dist.config import ConfigError
+from mlu_dist.engine.config import EngineConfig
 from mlu_dist.engine.dist import DistInfo
-from mlu_dist.engine.loop import LoopHooks, LoopResult, Objective, train_loop
 from mlu_dist.modeling import ModelConfig, build_tiny_model, load_pretrained, save_pretrained, torch_dtype, train_tokenizer
 from mlu_dist.tracking import FanOut, JsonlTracker, NullTracker
+from mlu_dist.train_config import TrainConfig
+
+TRAIN_KEYS = {"base": "base", "inject": "inject.train", "unlearn": "unlearn.train"}
+"""Where each job's TrainConfig sits in the experiment config (errors name the real dotted key)."""
 
 
 def say(dist: DistInfo, *msg) -> None:
@@ -37,8 +39,8 @@ def model_and_tokenizer(cfg: ModelConfig, dist: DistInfo, corpus_texts: list[str
     return model, tokenizer
 
 
-def apply_lora(model, cfg: TrainConfig):
-    """Wrap ``model`` with peft LoRA adapters; unknown target modules are a clear error."""
+def apply_lora(model, cfg: TrainConfig, job: str = "base"):
+    """Wrap ``model`` with peft LoRA adapters; unknown target modules are a clear error naming the key."""
     if not cfg.lora.enabled:
         return model
     from peft import LoraConfig as PeftLoraConfig
@@ -47,21 +49,19 @@ def apply_lora(model, cfg: TrainConfig):
     linear = sorted({name.split(".")[-1] for name, mod in model.named_modules() if isinstance(mod, torch.nn.Linear)})
     missing = [t for t in cfg.lora.targets if t not in linear]
     if missing:
-        from mlu_dist.config import ConfigError
-
-        raise ConfigError(f"train.lora.targets: no Linear module named {', '.join(missing)} in this model; "
+        raise ConfigError(f"{TRAIN_KEYS[job]}.lora.targets: no Linear module named {', '.join(missing)} in this model; "
                           f"valid: {', '.join(linear)}")
     peft_cfg = PeftLoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
                               target_modules=list(cfg.lora.targets), task_type="CAUSAL_LM")
     return get_peft_model(model, peft_cfg)
 
 
-def make_engine(model, cfg: TrainConfig, engine_cfg: EngineConfig, dist: DistInfo):
+def make_engine(model, cfg: TrainConfig, engine_cfg: EngineConfig, dist: DistInfo, job: str = "base"):
+    """The configured backend around ``model`` (the engine owns the optimizer and the schedule)."""
     if engine_cfg.backend == "torch":
         if dist.world_size > 1:
-            from mlu_dist.config import ConfigError
-
-            raise ConfigError("train.backend=torch runs one process only; use backend=deepspeed for several ranks")
+            raise ConfigError(f"engine.backend: 'torch' runs one process only, this job has {dist.world_size} "
+                              f"ranks; set engine.backend=deepspeed")
         from mlu_dist.engine.torch_engine import TorchEngine
 
         return TorchEngine(model, cfg, "cuda" if dist.device_type == "cuda" else "cpu")
@@ -87,52 +87,6 @@ def make_tracker(run_dir: Path, dist: DistInfo, start_step: int, job: str = "tra
     return FanOut(trackers)
 
 
-def encode_all(tokenizer, examples: list[Example], max_len: int) -> list[Encoded]:
-    return [encode(tokenizer, ex, max_len) for ex in examples]
-
-
-@dataclass
-class TrainOutcome:
-    result: LoopResult
-    engine: object
-    checkpointer: Checkpointer
-    tracker: object  # still open: the job logs its final summary, then closes it
-
-
-def train(model, tokenizer, objective_factory, pools: dict[str, list[Encoded]], per_micro: dict[str, int],
-          cfg: TrainConfig, engine_cfg: EngineConfig, dist: DistInfo, run_dir: Path, hooks_factory=None,
-          desc: str = "train", streams: dict[str, str] | None = None, job: str = "train",
-          experiment=None) -> TrainOutcome:
-    """Set up the engine, resume if a checkpoint exists, run the loop, save the final checkpoint.
-
-    ``per_micro`` is each pool's examples per rank per micro-batch; ``objective_factory(scale)`` and
-    ``hooks_factory(engine, start_step)`` build what needs the geometry or the engine.
-    """
-    from mlu_dist.config import ConfigError
-
-    per_step = {k: v * cfg.grad_accum * dist.world_size for k, v in per_micro.items()}
-    plan = BatchPlan(pools, per_step, cfg.seed, streams)
-    problems = plan.check_geometry(dist.world_size, cfg.grad_accum)
-    if problems:
-        raise ConfigError("; ".join(problems))
-    engine = make_engine(model, cfg, engine_cfg, dist)
-    checkpointer = Checkpointer(run_dir, engine, dist.rank, dist.world_size, cfg.keep_checkpoints)
-    start = 0
-    resume_from = checkpointer.resolve(cfg.resume)
-    if resume_from is not None:
-        client = checkpointer.load(resume_from)
-        start = int(client["step"])
-        say(dist, f"resumed from {resume_from} (step {start})")
-    tracker = make_tracker(run_dir, dist, start, job, experiment)
-    hooks = hooks_factory(engine, start) if hooks_factory else LoopHooks()
-    objective: Objective = objective_factory(dist.world_size * cfg.grad_accum)
-    result = train_loop(engine, objective, plan, cfg, dist, tracker, checkpointer, hooks, start,
-                        tokenizer.pad_token_id, desc)
-    if not result.interrupted and not result.stop_reason and result.end_step > result.start_step:
-        checkpointer.save(result.end_step, hooks.checkpoint_state())
-    return TrainOutcome(result, engine, checkpointer, tracker)
-
-
 def export_model(engine, tokenizer, out_dir: Path, dist: DistInfo, merge_lora: bool = True) -> Path | None:
     """Consolidate the engine's weights into a HF directory (safetensors + tokenizer) on rank 0.
 
@@ -152,10 +106,6 @@ def export_model(engine, tokenizer, out_dir: Path, dist: DistInfo, merge_lora: b
             tokenizer.save_pretrained(str(out_dir))
     engine.barrier()
     return out_dir if dist.is_main else None
-
-
-def dtype_of(cfg: ModelConfig, dist: DistInfo) -> torch.dtype:
-    return torch_dtype(cfg.dtype, dist.device_type)
 
 
 def save_skeleton(model, tokenizer, run_dir: Path, dist: DistInfo, train_cfg: TrainConfig) -> None:

@@ -16,7 +16,8 @@ from mlu_dist.data import load_data
 from mlu_dist.data.splits import split_facts
 from mlu_dist.engine.dist import setup_env
 from mlu_dist.eval.generate import cache_kwarg
-from mlu_dist.eval.runner import PRODUCES, Evaluator, Rank
+from mlu_dist.eval.metrics import METRICS, value_names
+from mlu_dist.eval.runner import Evaluator, Rank
 from mlu_dist.eval.summary import format_table, summarize
 from mlu_dist.jobs.common import say
 from mlu_dist.modeling import load_pretrained
@@ -50,7 +51,7 @@ def evaluate_model(cfg: ExperimentConfig, model_path: Path, out_dir: Path, overw
             stored = saved["values"]
         else:
             say(dist, f"eval: {eval_file} was made with other facts/languages/decoding; recomputing")
-    todo = [g for g in cfg.eval.metrics if not all(name in stored for name in PRODUCES[g])]
+    todo = [g for g in cfg.eval.metrics if not all(name in stored for name in value_names(g))]
     reused = [g for g in cfg.eval.metrics if g not in todo]
     if reused:
         say(dist, f"eval: reusing {', '.join(reused)} from {eval_file}")
@@ -70,9 +71,9 @@ def evaluate_model(cfg: ExperimentConfig, model_path: Path, out_dir: Path, overw
                               cfg.model.max_seq_len, cache_kwarg(module))
         say(dist, f"eval: {', '.join(todo)} on {len(evaluator.targets)} target + {len(evaluator.controls)} control "
                   f"facts x {len(langs)} languages ({dist.world_size} rank(s){', ZeRO-3' if lockstep else ''})")
-        # fake_rate and fake_pref share their prompt pass; every step is saved as it completes,
-        # so a killed eval resumes from the last finished step
-        steps = [[g for g in todo if g in ("fake_rate", "fake_pref")]] + [[g] for g in todo if g in ("real_acc", "utility")]
+        # metrics computed from the probe pass alone share it; a metric with work of its own is a
+        # step of its own. Every step is saved as it completes, so a killed eval resumes from there.
+        steps = [[g for g in todo if not METRICS[g].own_pass]] + [[g] for g in todo if METRICS[g].own_pass]
         for step in [s for s in steps if s]:
             stored |= evaluator.run(step)
             if dist.is_main:
@@ -80,7 +81,7 @@ def evaluate_model(cfg: ExperimentConfig, model_path: Path, out_dir: Path, overw
                 rundir.atomic_write_json(eval_file, identity | {"values": stored})
         if engine is not None:
             engine.close()
-    values = {name: stored[name] for g in cfg.eval.metrics for name in PRODUCES[g]}
+    values = {name: stored[name] for g in cfg.eval.metrics for name in value_names(g)}
     summary = summarize(values, inject_langs, cfg.eval.n_boot, cfg.eval.ci_level, cfg.eval.seed)
     if dist.is_main:
         rundir.atomic_write_json(Path(out_dir) / "SUMMARY.json", {"inject_langs": inject_langs or [],

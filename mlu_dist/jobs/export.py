@@ -37,7 +37,7 @@ def export_run(run_dir: str | Path, out: str | Path | None = None, checkpoint: s
     skeleton = run_dir / "hf_init"
     if not (skeleton / "config.json").exists():
         raise FileNotFoundError(f"{run_dir} has no hf_init/ (model config + tokenizer); is it a training run dir?")
-    ckpt = Checkpointer(run_dir, None, 0, 1).resolve(str(checkpoint) if checkpoint else "auto")
+    ckpt = Checkpointer(run_dir, None, 0, 1).resolve(str(checkpoint) if checkpoint else "auto", "--checkpoint")
     if ckpt is None:
         raise ResumeError(f"{run_dir} has no complete checkpoint to export (checkpoints/LATEST missing)")
     state = _state_from_checkpoint(ckpt)

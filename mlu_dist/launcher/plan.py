@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlu_dist import rundir
-from mlu_dist.config import load_config, to_dict, to_yaml
+from mlu_dist.config import load_config, to_yaml
 from mlu_dist.experiment import ExperimentConfig
 from mlu_dist.launcher.spec import SweepSpec
 
@@ -31,9 +31,7 @@ def sweep_dir(spec: SweepSpec) -> Path:
 
 
 def expand(spec: SweepSpec) -> list[Cell]:
-    from mlu_dist.jobs.base import base_run_dir
-    from mlu_dist.jobs.inject import inject_run_dir
-    from mlu_dist.jobs.unlearn import unlearn_run_dir
+    from mlu_dist.layout import base_run_dir, inject_run_dir, unlearn_run_dir
     from mlu_dist.unlearn.config import resolve_langs
 
     root = sweep_dir(spec)
@@ -149,7 +147,3 @@ def write_cells(spec: SweepSpec, cells: list[Cell]) -> Path:
 
 def load_cells(root: Path) -> list[dict]:
     return json.loads((Path(root) / "cells.json").read_text())
-
-
-def spec_dict(spec: SweepSpec) -> dict:
-    return to_dict(spec)

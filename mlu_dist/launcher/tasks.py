@@ -53,7 +53,9 @@ def run_cell(stage: str, config_path: str | None, root: str) -> dict:
 
         run_dir = run_unlearn(cfg)
     else:
-        raise ValueError(f"unknown stage {stage!r}")
+        from mlu_dist.launcher.spec import STAGES
+
+        raise ValueError(f"unknown stage {stage!r}; valid: {', '.join(STAGES)}")
     done = Path(run_dir) / "DONE.json"
     status = json.loads(done.read_text()).get("status", "finished") if done.exists() else "interrupted"
     return {"stage": stage, "run_dir": str(run_dir), "status": status}

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from mlu_dist.config import check_choice
-from mlu_dist.engine.config import TrainConfig
+from mlu_dist.train_config import TrainConfig
 
 NAMED_SETS = ("en", "orig", "all", "high", "low")
 BEST_CRITERIA = ("last", "forget_fake_pref", "forget_fake_rate")
@@ -22,6 +23,9 @@ class UnlearnConfig:
 
     method: str = "ga"
     """Unlearning objective: ga, graddiff, graddiff_kl, npo, simnpo, idk, idk_dpo, rmu."""
+    method_args: dict[str, Any] = field(default_factory=dict)
+    """The method's own settings, e.g. {beta: 0.1} for npo (the keys each method takes and their
+    defaults are listed by `mlu unlearn --show-fields`); keys not given keep the method's default."""
     forget_langs: str = "en+orig"
     """Languages whose fake data is unlearned: en, orig (the injection language), all, high, low,
     language codes, or '+'-joined combinations (en+orig, de+fr). The paper's four settings are
@@ -36,16 +40,6 @@ class UnlearnConfig:
     """Weight of the forget term."""
     retain_weight: float = 0.0
     """Weight of the retain term (0 = no retain data; graddiff / graddiff_kl / idk use 1)."""
-    beta: float = 0.1
-    """Inverse temperature of NPO, SimNPO and IdkDPO."""
-    simnpo_gamma: float = 0.0
-    """Reward margin of SimNPO."""
-    rmu_layer: int = -1
-    """RMU: the layer whose activations are steered (-1 = the middle layer)."""
-    rmu_steering: float = 50.0
-    """RMU: length of the random target direction on forget data."""
-    rmu_alpha: float = 10.0
-    """RMU: weight of keeping retain activations equal to the reference model's."""
     target_fake_rate: float = -1.0
     """Stop once the mean fake_rate over the forget languages is <= this (-1 = off)."""
     guard_ppl_ratio: float = 3.0
@@ -60,18 +54,24 @@ class UnlearnConfig:
     """Optimisation of the unlearning run."""
 
     def check(self) -> list[str]:
-        from mlu_dist.unlearn.methods import METHODS
+        from mlu_dist.unlearn.methods import METHODS, method_settings
 
         out = check_choice("method", self.method, METHODS.names()) + check_choice("best", self.best, BEST_CRITERIA)
+        if self.method in METHODS:
+            out += [f"method_args: {p}" for p in method_settings(self.method, self.method_args)[1]]
         for name, spec in (("forget_langs", self.forget_langs), ("retain_langs", self.retain_langs)):
             out += [f"{name}: {p}" for p in spec_problems(spec)]
         if self.fixed_forget_size < 0:
             out.append(f"fixed_forget_size: must be >= 0, got {self.fixed_forget_size}")
         if self.guard_ppl_ratio <= 1:
             out.append(f"guard_ppl_ratio: must be > 1, got {self.guard_ppl_ratio}")
-        if self.beta <= 0:
-            out.append(f"beta: must be > 0, got {self.beta}")
         return out
+
+    def settings(self):
+        """The method's typed settings (``Settings`` of the registered method, from method_args)."""
+        from mlu_dist.unlearn.methods import method_settings
+
+        return method_settings(self.method, self.method_args)[0]
 
 
 def spec_problems(spec: str) -> list[str]:

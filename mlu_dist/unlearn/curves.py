@@ -11,6 +11,21 @@ from mlu_dist.tracking import read_jsonl
 GROUP_COLOURS = {"en": "black", "high": "tab:blue", "low": "tab:orange"}
 
 
+def curve_table(values: dict[str, dict[str, dict[str, float]]], langs: list[str]):
+    """``({curve: {lang: value}}, [(curve, axis), ...])``: per language, the mean over facts of every
+    computed value that a registered metric draws on the curves (transformed, e.g. NLL -> ppl)."""
+    from mlu_dist.eval.metrics import all_values
+
+    table, keys = {}, []
+    for v in all_values():
+        if v.curve and v.name in values:
+            by_lang = values[v.name]
+            means = {lang: sum(by_lang[lang].values()) / max(1, len(by_lang[lang])) for lang in langs}
+            table[v.curve] = {lang: v.transform(m) if v.transform else m for lang, m in means.items()}
+            keys.append((v.curve, v.curve_axis))
+    return table, keys
+
+
 class CurveWriter:
     def __init__(self, run_dir: Path, start_step: int = 0):
         self.path = Path(run_dir) / "curves.jsonl"
@@ -26,10 +41,13 @@ class CurveWriter:
                     fh.write(json.dumps({"step": step, "lang": lang, "metric": metric, "value": value}) + "\n")
 
 
-def plot_curves(run_dir: Path, metrics=("fake_rate", "fake_pref"), title: str = "", forget_langs=(),
-                out: Path | None = None) -> Path:
-    """One panel per metric, one line per language (colour = resource group; forget languages solid,
-    the others dashed)."""
+def plot_curves(run_dir: Path, metrics=None, title: str = "", forget_langs=(), out: Path | None = None) -> Path:
+    """One panel per curve (default: every bounded 0-1 curve of the registered metrics, e.g.
+    fake_rate and fake_pref), one line per language (colour = resource group; forget languages
+    solid, the others dashed)."""
+    from mlu_dist.eval.metrics import all_values
+
+    metrics = metrics or [v.curve for v in all_values() if v.curve and v.bounded]
     import matplotlib
 
     matplotlib.use("Agg")

@@ -6,7 +6,7 @@ import random
 
 from mlu_dist.data.splits import FactSplit
 from mlu_dist.data.templates import REFUSALS
-from mlu_dist.engine.data import Example
+from mlu_dist.tokens import Example
 
 
 def fake_examples(facts, fact_ids: list[str], lang: str) -> list[Example]:

@@ -1,143 +1,222 @@
-"""The unlearning methods: each an objective for the one training loop.
+"""The unlearning methods: each a registered class that composes a forget term and a retain term.
 
-A method says which data pools it trains on and computes its loss from a micro-batch. Losses are
-normalised by the *global* batch (token or example counts over all ranks and accumulation steps)
-and multiplied by ``scale`` (world size x accumulation), so every method is world-size invariant
-like the base loss. Methods that need the frozen reference model get it as ``ref`` (under ZeRO-3
-it is partitioned like the trained model).
+A method names the data pools it trains on, whether it needs the frozen reference model, and its
+own typed ``Settings`` (set as ``unlearn.method_args``). Its loss is
+``forget_weight * forget_term + retain_weight * retain_term`` (:func:`unlearning_objective`);
+terms are plain functions, so methods share them by composition, never by inheritance.
+
+Terms are normalised by the *global* batch (token or example counts over all ranks and
+accumulation steps) and the objective multiplies by ``scale`` (world size x accumulation), so
+every method is world-size invariant like the base loss. The tensor maths lives in
+``mlu_dist/losses.py``; it is imported inside the terms because config checks and
+``mlu sweep plan`` read this registry and must not import torch.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, Callable
 
-import torch
-import torch.nn.functional as F
-
-from mlu_dist.engine.loop import token_nll_sum
 from mlu_dist.registry import Registry
 
 
 @dataclass
 class Context:
+    """What a term sees besides the engine and the batch."""
+
     scale: float
-    cfg: object  # UnlearnConfig
-    ref: object | None = None  # the frozen reference engine
-    extra: dict = field(default_factory=dict)
+    """World size x accumulation steps (undoes the engine's averaging)."""
+    forget_weight: float = 1.0
+    retain_weight: float = 0.0
+    ref: Any = None
+    """The frozen reference engine (under ZeRO-3 partitioned like the trained model)."""
+    state: dict = field(default_factory=dict)
+    """Per-run state a method keeps between steps (RMU's random direction)."""
 
 
-def _logits(engine, b, **kw):
+@dataclass
+class NoSettings:
+    """This method has no settings of its own."""
+
+
+def _forward(engine, b, **kw):
     return engine.forward(input_ids=b["input_ids"], attention_mask=b["attention_mask"], **kw)
 
 
-def _seq_logprob(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-sequence sum of log-probs of the label tokens, and the number of label tokens."""
-    labels = labels[:, 1:].to(logits.device)
-    mask = labels != -100
-    logp = torch.log_softmax(logits[:, :-1].float(), dim=-1).gather(-1, labels.clamp(min=0)[..., None]).squeeze(-1)
-    return (logp * mask).sum(-1), mask.sum(-1)
+def pool_nll(engine, b):
+    """This micro-batch's share of the pool's global token-mean NLL."""
+    from mlu_dist.losses import token_nll_sum
 
-
-def _nll(engine, b) -> torch.Tensor:
-    """This micro-batch's share of the global token-mean NLL of the pool."""
-    out = _logits(engine, b)
+    out = _forward(engine, b)
     return token_nll_sum(out.logits, b["labels"].to(out.logits.device)) / b["n_targets"]
 
 
+def _seq_logprob(engine, b):
+    from mlu_dist.losses import seq_logprob
+
+    return seq_logprob(_forward(engine, b).logits, b["labels"])
+
+
+# --- shared terms ------------------------------------------------------------------------------
+def ga_forget(engine, micro, ctx: Context):
+    """Gradient ascent: the negated NLL of the forget data."""
+    nll = pool_nll(engine, micro["forget"])
+    return -nll, {"train/forget_nll": nll.item()}
+
+
+def nll_retain(engine, b, ctx: Context):
+    """Plain NLL of the retain data."""
+    nll = pool_nll(engine, b)
+    return nll, {"train/retain_nll": nll.item()}
+
+
+def kl_retain(engine, b, ctx: Context):
+    """KL(reference || model) per retain token."""
+    import torch
+
+    from mlu_dist.losses import token_kl
+
+    logits = _forward(engine, b).logits[:, :-1]
+    with torch.no_grad():
+        ref = _forward(ctx.ref, b).logits[:, :-1].to(logits.device)
+    mask = (b["labels"][:, 1:] != -100).to(logits.device)
+    term = (token_kl(ref, logits) * mask).sum() / b["n_targets"]
+    return term, {"train/retain_kl": term.item()}
+
+
+# --- the registry --------------------------------------------------------------------------------
 class Method:
-    """Base of the methods: pools it needs, whether it needs the reference, and its loss."""
+    """What every registered method provides (a structural base; methods do not inherit behaviour).
 
+    ``retain`` is the retain term, or None for a method that trains on retain data only when
+    ``unlearn.retain_weight > 0`` (then the plain NLL is used)."""
+
+    Settings: type = NoSettings
     pools: tuple[str, ...] = ("forget",)
-    needs_reference = False
-    needs_retain = False
+    needs_reference: bool = False
+    needs_retain: bool = False
+    retain: Callable | None = None
 
-    def wants(self, cfg) -> tuple[str, ...]:
-        """The pools to train on (retain is added when its weight is > 0)."""
-        return self.pools + (("retain",) if cfg.retain_weight > 0 and "retain" not in self.pools else ())
+    def __init__(self, settings=None):
+        self.settings = settings if settings is not None else self.Settings()
 
-    def forget_term(self, engine, micro, ctx: Context) -> tuple[torch.Tensor, dict]:
-        raise NotImplementedError
-
-    def retain_term(self, engine, b, ctx: Context) -> tuple[torch.Tensor, dict]:
-        nll = _nll(engine, b)
-        return nll, {"train/retain_nll": nll.item()}
-
-    def __call__(self, engine, micro, ctx: Context) -> tuple[torch.Tensor, dict]:
-        loss, metrics = self.forget_term(engine, micro, ctx)
-        loss = ctx.cfg.forget_weight * loss
-        if "retain" in micro and ctx.cfg.retain_weight > 0:
-            r, m = self.retain_term(engine, micro["retain"], ctx)
-            loss = loss + ctx.cfg.retain_weight * r
-            metrics |= m
-        metrics["train/loss"] = loss.item()
-        return loss * ctx.scale, metrics
+    def forget(self, engine, micro, ctx: Context):
+        raise NotImplementedError(f"{type(self).__name__} defines no forget term")
 
 
 METHODS: Registry[type[Method]] = Registry("unlearning method")
+
+
+def wanted_pools(method: Method, retain_weight: float) -> tuple[str, ...]:
+    """The pools a run trains on: the method's, plus retain data when its weight is > 0."""
+    extra = ("retain",) if retain_weight > 0 and "retain" not in method.pools else ()
+    return method.pools + extra
+
+
+def unlearning_objective(method: Method, ctx: Context):
+    """The loop's objective: ``forget_weight * forget + retain_weight * retain``, times ``scale``."""
+    retain = method.retain or nll_retain
+
+    def objective(engine, micro):
+        loss, metrics = method.forget(engine, micro, ctx)
+        loss = ctx.forget_weight * loss
+        if "retain" in micro and ctx.retain_weight > 0:
+            term, more = retain(engine, micro["retain"], ctx)
+            loss = loss + ctx.retain_weight * term
+            metrics |= more
+        metrics["train/loss"] = loss.item()
+        return loss * ctx.scale, metrics
+
+    return objective
 
 
 @METHODS.register("ga")
 class GradientAscent(Method):
     """Gradient ascent on the forget set (the paper's method): maximise its NLL."""
 
-    def forget_term(self, engine, micro, ctx):
-        nll = _nll(engine, micro["forget"])
-        return -nll, {"train/forget_nll": nll.item()}
+    def forget(self, engine, micro, ctx):
+        return ga_forget(engine, micro, ctx)
 
 
 @METHODS.register("graddiff")
-class GradDiff(GradientAscent):
+class GradDiff(Method):
     """Gradient ascent on the forget set + NLL on the retain set."""
 
     pools = ("forget", "retain")
     needs_retain = True
+    retain = staticmethod(nll_retain)
+
+    def forget(self, engine, micro, ctx):
+        return ga_forget(engine, micro, ctx)
 
 
 @METHODS.register("graddiff_kl")
-class GradDiffKL(GradientAscent):
+class GradDiffKL(Method):
     """Gradient ascent on the forget set + KL(reference || model) on the retain set."""
 
     pools = ("forget", "retain")
     needs_reference = True
     needs_retain = True
+    retain = staticmethod(kl_retain)
 
-    def retain_term(self, engine, b, ctx):
-        logits = _logits(engine, b).logits[:, :-1].float()
-        with torch.no_grad():
-            ref = _logits(ctx.ref, b).logits[:, :-1].float().to(logits.device)
-        mask = (b["labels"][:, 1:] != -100).to(logits.device)
-        kl = (torch.softmax(ref, -1) * (torch.log_softmax(ref, -1) - torch.log_softmax(logits, -1))).sum(-1)
-        term = (kl * mask).sum() / b["n_targets"]
-        return term, {"train/retain_kl": term.item()}
+    def forget(self, engine, micro, ctx):
+        return ga_forget(engine, micro, ctx)
+
+
+@dataclass
+class NPOSettings:
+    beta: float = 0.1
+    """Inverse temperature: the loss is -(2/beta) log sigmoid(-beta * log-ratio to the reference)."""
+
+    def check(self) -> list[str]:
+        return [] if self.beta > 0 else [f"beta: must be > 0, got {self.beta}"]
 
 
 @METHODS.register("npo")
 class NPO(Method):
     """Negative Preference Optimization: -(2/beta) log sigmoid(-beta * (log p - log p_ref)) on forget."""
 
+    Settings = NPOSettings
     needs_reference = True
 
-    def forget_term(self, engine, micro, ctx):
+    def forget(self, engine, micro, ctx):
+        import torch
+
+        from mlu_dist.losses import npo
+
         b = micro["forget"]
-        lp, _ = _seq_logprob(_logits(engine, b).logits, b["labels"])
+        lp, _ = _seq_logprob(engine, b)
         with torch.no_grad():
-            ref_lp, _ = _seq_logprob(_logits(ctx.ref, b).logits, b["labels"])
-        beta = ctx.cfg.beta
-        losses = -2.0 / beta * F.logsigmoid(-beta * (lp - ref_lp.to(lp.device)))
-        term = losses.sum() / b["n_examples"]
-        return term, {"train/forget_logratio": ((lp - ref_lp.to(lp.device)).sum() / b["n_examples"]).item()}
+            ref_lp, _ = _seq_logprob(ctx.ref, b)
+        ref_lp = ref_lp.to(lp.device)
+        term = npo(lp, ref_lp, self.settings.beta).sum() / b["n_examples"]
+        return term, {"train/forget_logratio": ((lp - ref_lp).sum() / b["n_examples"]).item()}
+
+
+@dataclass
+class SimNPOSettings:
+    beta: float = 2.5
+    """Inverse temperature on the length-normalised log-prob."""
+    gamma: float = 0.0
+    """Reward margin."""
+
+    def check(self) -> list[str]:
+        return [] if self.beta > 0 else [f"beta: must be > 0, got {self.beta}"]
 
 
 @METHODS.register("simnpo")
 class SimNPO(Method):
     """SimNPO: NPO without a reference, on the length-normalised log-prob, with margin gamma."""
 
-    def forget_term(self, engine, micro, ctx):
+    Settings = SimNPOSettings
+
+    def forget(self, engine, micro, ctx):
+        from mlu_dist.losses import simnpo
+
         b = micro["forget"]
-        lp, n = _seq_logprob(_logits(engine, b).logits, b["labels"])
-        beta, gamma = ctx.cfg.beta, ctx.cfg.simnpo_gamma
-        losses = -2.0 / beta * F.logsigmoid(-beta * lp / n.clamp(min=1) - gamma)
-        return losses.sum() / b["n_examples"], {"train/forget_logp_per_token": ((lp / n.clamp(min=1)).sum() / b["n_examples"]).item()}
+        lp, n = _seq_logprob(engine, b)
+        term = simnpo(lp, n, self.settings.beta, self.settings.gamma).sum() / b["n_examples"]
+        return term, {"train/forget_logp_per_token": ((lp / n.clamp(min=1)).sum() / b["n_examples"]).item()}
 
 
 @METHODS.register("idk")
@@ -146,28 +225,55 @@ class IdK(Method):
 
     pools = ("idk",)
 
-    def forget_term(self, engine, micro, ctx):
-        nll = _nll(engine, micro["idk"])
+    def forget(self, engine, micro, ctx):
+        nll = pool_nll(engine, micro["idk"])
         return nll, {"train/idk_nll": nll.item()}
+
+
+@dataclass
+class DPOSettings:
+    beta: float = 0.1
+    """Inverse temperature of the DPO margin."""
+
+    def check(self) -> list[str]:
+        return [] if self.beta > 0 else [f"beta: must be > 0, got {self.beta}"]
 
 
 @METHODS.register("idk_dpo")
 class IdkDPO(Method):
     """DPO with the refusal as chosen and the fake answer as rejected, against the reference."""
 
+    Settings = DPOSettings
     pools = ("chosen", "rejected")
     needs_reference = True
 
-    def forget_term(self, engine, micro, ctx):
+    def forget(self, engine, micro, ctx):
+        import torch
+
+        from mlu_dist.losses import dpo
+
         c, r = micro["chosen"], micro["rejected"]
-        lc, _ = _seq_logprob(_logits(engine, c).logits, c["labels"])
-        lr, _ = _seq_logprob(_logits(engine, r).logits, r["labels"])
+        lc, _ = _seq_logprob(engine, c)
+        lr, _ = _seq_logprob(engine, r)
         with torch.no_grad():
-            rc, _ = _seq_logprob(_logits(ctx.ref, c).logits, c["labels"])
-            rr, _ = _seq_logprob(_logits(ctx.ref, r).logits, r["labels"])
-        margin = (lc - rc.to(lc.device)) - (lr - rr.to(lr.device))
-        losses = -F.logsigmoid(ctx.cfg.beta * margin)
+            rc, _ = _seq_logprob(ctx.ref, c)
+            rr, _ = _seq_logprob(ctx.ref, r)
+        losses, margin = dpo(lc, lr, rc.to(lc.device), rr.to(lr.device), self.settings.beta)
         return losses.sum() / c["n_examples"], {"train/dpo_margin": (margin.sum() / c["n_examples"]).item()}
+
+
+@dataclass
+class RMUSettings:
+    layer: int = -1
+    """The layer whose activations are steered (-1 = the middle layer)."""
+    steering: float = 50.0
+    """Length of the random target direction on forget data."""
+    alpha: float = 10.0
+    """Weight of keeping retain activations equal to the reference model's."""
+
+
+def _hidden(engine, b, layer: int):
+    return _forward(engine, b, output_hidden_states=True).hidden_states[layer + 1].float()
 
 
 @METHODS.register("rmu")
@@ -175,36 +281,56 @@ class RMU(Method):
     """Representation Misdirection: push a layer's activations on forget text towards a fixed random
     direction; keep them equal to the reference model's on retain text."""
 
+    Settings = RMUSettings
     pools = ("forget", "retain")
     needs_reference = True
     needs_retain = True
 
-    def _layer(self, engine, ctx) -> int:
-        n = engine.module.config.num_hidden_layers
-        return ctx.cfg.rmu_layer if ctx.cfg.rmu_layer >= 0 else n // 2
+    def __init__(self, settings=None):
+        super().__init__(settings)
+        self.retain = self._retain
 
-    def _hidden(self, engine, b, layer):
-        return _logits(engine, b, output_hidden_states=True).hidden_states[layer + 1].float()
+    def _layer(self, engine) -> int:
+        return self.settings.layer if self.settings.layer >= 0 else engine.module.config.num_hidden_layers // 2
 
-    def _masked_mse(self, h, target, b) -> torch.Tensor:
-        mask = b["attention_mask"].to(h.device).float()
-        per_tok = ((h - target) ** 2).mean(-1) * mask
-        return (per_tok.sum(-1) / mask.sum(-1).clamp(min=1)).sum() / b["n_examples"]
+    def forget(self, engine, micro, ctx):
+        import torch
 
-    def forget_term(self, engine, micro, ctx):
-        layer = self._layer(engine, ctx)
-        h = self._hidden(engine, micro["forget"], layer)
-        if "direction" not in ctx.extra:
-            gen = torch.Generator().manual_seed(1234)
-            u = torch.rand(h.shape[-1], generator=gen)
-            ctx.extra["direction"] = ctx.cfg.rmu_steering * u / u.norm()
-        term = self._masked_mse(h, ctx.extra["direction"].to(h.device), micro["forget"])
+        from mlu_dist.losses import masked_mse
+
+        b = micro["forget"]
+        h = _hidden(engine, b, self._layer(engine))
+        if "direction" not in ctx.state:
+            u = torch.rand(h.shape[-1], generator=torch.Generator().manual_seed(1234))
+            ctx.state["direction"] = self.settings.steering * u / u.norm()
+        term = masked_mse(h, ctx.state["direction"].to(h.device), b["attention_mask"]).sum() / b["n_examples"]
         return term, {"train/rmu_forget_mse": term.item()}
 
-    def retain_term(self, engine, b, ctx):
-        layer = self._layer(engine, ctx)
-        h = self._hidden(engine, b, layer)
+    def _retain(self, engine, b, ctx):
+        import torch
+
+        from mlu_dist.losses import masked_mse
+
+        layer = self._layer(engine)
+        h = _hidden(engine, b, layer)
         with torch.no_grad():
-            ref = self._hidden(ctx.ref, b, layer).to(h.device)
-        term = ctx.cfg.rmu_alpha * self._masked_mse(h, ref, b)
+            ref = _hidden(ctx.ref, b, layer).to(h.device)
+        term = self.settings.alpha * (masked_mse(h, ref, b["attention_mask"]).sum() / b["n_examples"])
         return term, {"train/rmu_retain_mse": term.item()}
+
+
+def method_settings(name: str, args: dict) -> tuple[Any, list[str]]:
+    """The typed settings of method ``name`` from ``unlearn.method_args`` (its defaults where a key is
+    not given), and the problems found: an unknown key (with a suggestion and the valid keys), a
+    wrong type, or a value its ``check()`` refuses."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from mlu_dist.config import explain_error, problems
+
+    cls = METHODS[name].Settings
+    try:
+        obj = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls), dict(args)))
+    except OmegaConfBaseException as exc:
+        return None, [str(explain_error(cls, exc, f"settings of method '{name}'"))]
+    return obj, problems(obj)

@@ -1,0 +1,205 @@
+"""The evaluation metrics: each a registered class, so adding one is one class here (or in your
+own module) and ``eval.metrics``, EVAL.json / SUMMARY.json, the terminal table, the forgetting
+curves and the report pick it up.
+
+A metric declares the per-fact *values* it produces (how each is shown, summarised and drawn, and
+its direction), what it needs of the shared *probe pass* (every probe question of the target and
+control facts, in every language, run once for all metrics of an evaluation: generated answers
+and/or scores of the fake and true answers), and ``compute``, which turns that pass (plus any
+work of its own through the evaluator) into ``{value: {lang: {fact_id: number}}}``.
+
+This module imports no torch: configs check metric names against it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
+
+from mlu_dist.eval.matching import contains_keyword
+from mlu_dist.registry import Registry
+
+if TYPE_CHECKING:
+    from mlu_dist.eval.runner import Evaluator, ProbeRecord
+
+
+@dataclass(frozen=True)
+class Value:
+    """One per-fact value of a metric."""
+
+    name: str
+    """Key in EVAL.json (and in SUMMARY.json unless ``summary_name`` is set)."""
+    label: str
+    """Column label in tables; empty = not shown in the terminal table."""
+    lower_is_better: bool
+    """Direction: True for what unlearning should lower (fake_rate), False for what it should keep."""
+    summary_name: str = ""
+    """Name in SUMMARY.json when it differs (utility_nll is summarised as utility_ppl)."""
+    transform: Callable[[float], float] | None = None
+    """Applied to the mean and CI bounds in SUMMARY.json and on the curves (exp: NLL -> perplexity)."""
+    curve: str = ""
+    """Name on the per-language forgetting curves and W&B keys (empty = not on the curves)."""
+    curve_axis: str = "forget"
+    """W&B key prefix of the curve: forget/<lang>/<curve> or retain/<lang>/<curve>."""
+    bounded: bool = False
+    """A rate in [0, 1] (drawn in the curves figure on a shared 0-1 axis)."""
+    in_report: bool = False
+    """Shown in the report's before -> after table of every unlearning setting."""
+
+    @property
+    def summary_key(self) -> str:
+        return self.summary_name or self.name
+
+
+@dataclass(frozen=True)
+class ProbeNeeds:
+    """What a metric needs of the shared probe pass."""
+
+    generate: bool = False
+    """Generated answers to each probe question."""
+    score: bool = False
+    """Log-probabilities of the fake and the true answer to each probe question."""
+    controls: bool = False
+    """The control facts too, not only the targets."""
+
+
+class Metric:
+    """A registered metric (a structural base: subclasses share no behaviour through it)."""
+
+    values: tuple[Value, ...] = ()
+    probe: ProbeNeeds = ProbeNeeds()
+    own_pass: bool = False
+    """It runs model work of its own besides the probe pass (saved as its own step of `mlu eval`)."""
+    on_curves: bool = False
+    """Computed at every curve point of an unlearning run."""
+
+    def compute(self, probe: list[ProbeRecord], ev: Evaluator) -> dict[str, dict[str, dict[str, float]]]:
+        raise NotImplementedError
+
+
+METRICS: Registry[type[Metric]] = Registry("metric")
+
+
+def hit_rate(samples: list[str], keywords) -> float:
+    """Share of generated samples that contain one of ``keywords`` (normalised, whole word)."""
+    return sum(contains_keyword(s, keywords) for s in samples) / len(samples)
+
+
+def per_lang(names, langs) -> dict[str, dict[str, dict[str, float]]]:
+    return {name: {lang: {} for lang in langs} for name in names}
+
+
+@METRICS.register("fake_rate")
+class FakeRate(Metric):
+    """Share of generated answers that state the fake detail (its keyword), on targets and on
+    never-injected controls (damage that is not spread)."""
+
+    values = (Value("fake_rate", "fake_rate", True, curve="fake_rate", bounded=True),
+              Value("control_fake_rate", "ctrl_fake", True))
+    probe = ProbeNeeds(generate=True, controls=True)
+    on_curves = True
+
+    def compute(self, probe, ev):
+        out = per_lang(("fake_rate", "control_fake_rate"), ev.langs)
+        for r in probe:
+            name = "fake_rate" if r.kind == "target" else "control_fake_rate"
+            out[name][r.lang][r.fact_id] = hit_rate(r.answers, r.record["fake_keywords"])
+        return out
+
+
+@METRICS.register("fake_pref")
+class FakePreference(Metric):
+    """log P(fake) - log P(true) of the answers, length-normalised (``fake_pref``), and whether the
+    fake is the likelier one (``fake_pref_win``; on controls too)."""
+
+    values = (Value("fake_pref_win", "fake>true", True, curve="fake_pref", bounded=True),
+              Value("fake_pref", "", True, curve="margin"),
+              Value("control_fake_pref_win", "ctrl>true", True))
+    probe = ProbeNeeds(score=True, controls=True)
+    on_curves = True
+
+    def compute(self, probe, ev):
+        out = per_lang(("fake_pref", "fake_pref_win", "control_fake_pref_win"), ev.langs)
+        for r in probe:
+            (fake_lp, fake_n), (true_lp, true_n) = r.scores
+            margin = fake_lp / max(fake_n, 1) - true_lp / max(true_n, 1)
+            if r.kind == "target":
+                out["fake_pref"][r.lang][r.fact_id] = margin
+                out["fake_pref_win"][r.lang][r.fact_id] = float(margin > 0)
+            else:
+                out["control_fake_pref_win"][r.lang][r.fact_id] = float(margin > 0)
+        return out
+
+
+@METRICS.register("real_acc")
+class RealAccuracy(Metric):
+    """Share of right answers over the probe question (its true answer) and the fact's real
+    questions (QA pairs about the true information)."""
+
+    values = (Value("real_acc", "real_acc", False, in_report=True),)
+    probe = ProbeNeeds(generate=True)
+    own_pass = True
+
+    def compute(self, probe, ev):
+        hits = {(r.lang, r.fact_id): [hit_rate(r.answers, [r.record["true_answer"]])]
+                for r in probe if r.kind == "target"}
+        keys, prompts = [], []
+        for lang in ev.langs:
+            for fid in ev.targets:
+                for qa in ev.facts.get(fid, lang)["real_qa"]:
+                    keys.append((lang, fid, qa["answer"]))
+                    prompts.append(qa["question"])
+        for (lang, fid, answer), answers in zip(keys, ev.generate(prompts) if prompts else []):
+            hits[(lang, fid)].append(hit_rate(answers, [answer]))
+        out = per_lang(("real_acc",), ev.langs)
+        for (lang, fid), h in hits.items():
+            out["real_acc"][lang][fid] = sum(h) / len(h)
+        return out
+
+
+@METRICS.register("utility")
+class Utility(Metric):
+    """Knowledge the injection never touched, on the control facts: accuracy of the answers
+    (``utility_acc``) and perplexity of their true articles (``utility_nll``, summarised as ppl)."""
+
+    values = (Value("utility_acc", "util_acc", False),
+              Value("utility_nll", "util_ppl", True, summary_name="utility_ppl", transform=math.exp,
+                    curve="ppl", curve_axis="retain", in_report=True))
+    probe = ProbeNeeds(generate=True, controls=True)
+    own_pass = True
+    on_curves = True
+
+    def compute(self, probe, ev):
+        from mlu_dist.tokens import Example
+
+        out = per_lang(("utility_acc", "utility_nll"), ev.langs)
+        for r in probe:
+            if r.kind == "control":
+                out["utility_acc"][r.lang][r.fact_id] = hit_rate(r.answers, [r.record["true_answer"]])
+        keys, examples = [], []
+        for lang in ev.langs:
+            for fid in ev.controls:
+                keys.append((lang, fid))
+                examples.append(Example("", ev.facts.get(fid, lang)["real_text"], lang))
+        for (lang, fid), (lp, n) in zip(keys, ev.score(examples)):
+            out["utility_nll"][lang][fid] = -lp / max(n, 1)
+        return out
+
+
+def value_spec(name: str) -> Value:
+    """The :class:`Value` named ``name`` (an EVAL.json key) among the registered metrics."""
+    for metric in METRICS.names():
+        for v in METRICS[metric].values:
+            if v.name == name:
+                return v
+    raise KeyError(f"no registered metric produces a value named '{name}'")
+
+
+def value_names(metric: str) -> tuple[str, ...]:
+    return tuple(v.name for v in METRICS[metric].values)
+
+
+def all_values() -> list[Value]:
+    """Every value of every registered metric, in registration order."""
+    return [v for name in METRICS.order() for v in METRICS[name].values]

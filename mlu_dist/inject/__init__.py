@@ -1,0 +1,1 @@
+"""Injection of the fake facts: its config and its data pools (the job is ``jobs/inject.py``)."""

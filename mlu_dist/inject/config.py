@@ -1,0 +1,45 @@
+"""Configuration of the injection: what is injected, in which language(s), mixed how."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from mlu_dist.config import check_positive
+from mlu_dist.langs import check_langs
+from mlu_dist.train_config import TrainConfig
+
+
+def _inject_train_defaults() -> TrainConfig:
+    return TrainConfig(steps=150, micro_batch_size=32, lr=3e-4, warmup_steps=10, schedule="constant",
+                       log_every=10, eval_every=50)
+
+
+@dataclass
+class InjectConfig:
+    """What is injected, in which language(s), mixed how."""
+
+    langs: list[str] = field(default_factory=lambda: ["de"])
+    """Injection language(s) X: the fake detail is trained only in these."""
+    n_targets: int = 24
+    """Facts whose fake detail is injected."""
+    n_controls: int = 24
+    """Facts probed like the targets but never injected (shows damage that is not spread)."""
+    split_seed: int = 0
+    """Seed of the target / control / retain split (shared by eval and unlearn runs)."""
+    fake_fraction: float = 0.5
+    """Share of every batch that is fake data; the rest is English safe data (true, untouched facts)."""
+    fake_qa: bool = True
+    """Also train 'question -> fake answer' pairs, not only the fake articles."""
+    from_model: str = ""
+    """Start from this HF model directory instead of the (cached) base model of this config."""
+    train: TrainConfig = field(default_factory=lambda: _inject_train_defaults())
+    """Optimisation of the injection (the paper: a short fine-tune at a small learning rate)."""
+
+    def check(self) -> list[str]:
+        out = check_langs("langs", self.langs)
+        out += check_positive(self, "n_targets")
+        if self.n_controls < 0:
+            out.append(f"n_controls: must be >= 0, got {self.n_controls}")
+        if not 0.0 < self.fake_fraction <= 1.0:
+            out.append(f"fake_fraction: must be in (0, 1], got {self.fake_fraction}")
+        return out

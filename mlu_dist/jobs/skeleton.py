@@ -1,0 +1,140 @@
+"""One skeleton for every training job (base, inject, unlearn): set-up, the loop, and a teardown
+that always runs.
+
+A job is a small object (:class:`TrainingJob`): ``setup`` builds its model, data pools, objective
+and hooks; ``finish`` evaluates, exports and returns what DONE.json records. The skeleton owns
+everything in between and around: the run directory, the HF skeleton, meta.json, the engine, the
+resume, the tracker, the loop, the final checkpoint and DONE.json. Every resource (engine,
+tracker, a reference model a job registers) is closed on every path, an exception included; the
+W&B run of a failed job is marked failed.
+"""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Protocol
+
+from mlu_dist import rundir
+from mlu_dist.engine.checkpoint import Checkpointer
+from mlu_dist.engine.data import BatchPlan
+from mlu_dist.engine.dist import DistInfo
+from mlu_dist.engine.loop import LoopHooks, LoopResult, Stop, train_loop
+from mlu_dist.jobs.common import TRAIN_KEYS, make_engine, make_tracker, save_skeleton, say
+from mlu_dist.objectives import Objective
+from mlu_dist.tokens import Encoded
+from mlu_dist.train_config import TrainConfig
+
+
+@dataclass
+class TrainingSetup:
+    """What a job hands the skeleton once its model and data are ready."""
+
+    model: object
+    tokenizer: object
+    train_cfg: TrainConfig
+    pools: dict[str, list[Encoded]]
+    """Encoded examples per pool."""
+    per_micro: dict[str, int]
+    """Examples of each pool per rank per micro-batch."""
+    objective: Callable[[float], Objective]
+    """``objective(scale)``: the loss, given world size x accumulation steps."""
+    desc: str
+    """Progress-bar label."""
+    hooks: Callable[[object, int], LoopHooks] | None = None
+    """``hooks(engine, start_step)``: in-training evaluation and stop rules."""
+    meta: dict = field(default_factory=dict)
+    """Job-specific fields of meta.json."""
+    streams: dict[str, str] | None = None
+    """Pools walked in the same order (paired data)."""
+
+
+@dataclass
+class Trained:
+    """The state after the loop ended, for the job's ``finish``. The engine and tracker are still open."""
+
+    engine: object
+    tracker: object
+    result: LoopResult
+    dist: DistInfo
+    run_dir: Path
+    setup: TrainingSetup
+
+
+class TrainingJob(Protocol):
+    name: str
+    """base / inject / unlearn: meta.json's and W&B's job type."""
+    cfg: object
+    """The experiment config (written to the run directory)."""
+    run_dir: Path
+    sections: tuple[str, ...]
+    """Config sections a resumed or reused run must share."""
+
+    def setup(self, dist: DistInfo, resources: ExitStack) -> TrainingSetup: ...
+
+    def finish(self, run: Trained) -> dict: ...
+
+
+def require_finished(result: LoopResult, what: str) -> None:
+    """Raise unless the loop ran all its steps (base training and injection have no early stops)."""
+    if result.stop is not Stop.FINISHED:
+        raise RuntimeError(f"{what} stopped: {result.reason}")
+
+
+def _write_meta(job: TrainingJob, setup: TrainingSetup, dist: DistInfo) -> None:
+    t = setup.train_cfg
+    rundir.write_meta(job.run_dir, dist.as_dict(), {
+        "job": job.name, "seed": t.seed, "zero_stage": job.cfg.engine.zero.stage,
+        "micro_batch_size": t.micro_batch_size, "grad_accum": t.grad_accum, "per_micro": setup.per_micro,
+        "global_batch": {k: v * t.grad_accum * dist.world_size for k, v in setup.per_micro.items()}} | setup.meta)
+
+
+def _train(job: TrainingJob, setup: TrainingSetup, dist: DistInfo, resources: ExitStack) -> Trained:
+    """Engine, resume, tracker, the loop, and the final checkpoint of a run that finished its steps."""
+    from mlu_dist.config import ConfigError
+
+    t = setup.train_cfg
+    per_step = {k: v * t.grad_accum * dist.world_size for k, v in setup.per_micro.items()}
+    plan = BatchPlan(setup.pools, per_step, t.seed, setup.streams)
+    problems = plan.check_geometry(dist.world_size, t.grad_accum)
+    if problems:
+        raise ConfigError(f"{job.name} batch geometry: " + "; ".join(problems))
+    engine = make_engine(setup.model, t, job.cfg.engine, dist, job.name)
+    resources.callback(engine.close)
+    checkpointer = Checkpointer(job.run_dir, engine, dist.rank, dist.world_size, t.keep_checkpoints)
+    start = 0
+    resume_from = checkpointer.resolve(t.resume, f"{TRAIN_KEYS[job.name]}.resume")
+    if resume_from is not None:
+        start = int(checkpointer.load(resume_from)["step"])
+        say(dist, f"resumed from {resume_from} (step {start})")
+    tracker = make_tracker(job.run_dir, dist, start, job.name, job.cfg)
+    resources.push(lambda exc_type, *_: tracker.close(failed=exc_type is not None))
+    hooks = setup.hooks(engine, start) if setup.hooks else LoopHooks()
+    hooks.checkpoint_state = lambda: {"job": job.name}
+    result = train_loop(engine, setup.objective(dist.world_size * t.grad_accum), plan, t, dist, tracker,
+                        checkpointer, hooks, start, setup.tokenizer.pad_token_id, setup.desc)
+    if result.stop is Stop.FINISHED and result.end_step > result.start_step:
+        checkpointer.save(result.end_step, hooks.checkpoint_state())
+    return Trained(engine, tracker, result, dist, job.run_dir, setup)
+
+
+def run_training(job: TrainingJob, dist: DistInfo) -> Path:
+    """Prepare the run directory, train, let the job finish, write DONE.json; always tear down."""
+    with ExitStack() as resources:
+        rundir.prepare(job.run_dir, job.cfg, dist.is_main, job.sections)
+        setup = job.setup(dist, resources)
+        save_skeleton(setup.model, setup.tokenizer, job.run_dir, dist, setup.train_cfg)
+        if dist.is_main:
+            _write_meta(job, setup, dist)
+        run = _train(job, setup, dist, resources)
+        result = run.result
+        if result.interrupted:
+            say(dist, f"{job.name}: stopped at step {result.end_step} ({result.reason}); "
+                      f"run the same command to resume from {job.run_dir}/checkpoints")
+            return job.run_dir
+        info = job.finish(run)
+        if dist.is_main:
+            rundir.mark_done(job.run_dir, {"status": result.stop.value, "reason": result.reason,
+                                           "steps": result.end_step, "seconds": round(result.seconds, 1)} | info)
+    return job.run_dir

@@ -1,0 +1,35 @@
+"""Where every job's run directory is: a pure function of the config (no torch, no job code), so
+the sweep planner and the jobs agree on it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from mlu_dist import rundir
+
+if TYPE_CHECKING:
+    from mlu_dist.experiment import ExperimentConfig
+
+
+def base_run_dir(cfg: ExperimentConfig) -> Path:
+    """``runs/base/<hash of data + model + base>``: shared by every study on the same world and model."""
+    from mlu_dist.data.world import FORMAT_VERSION
+
+    digest = rundir.config_hash(cfg, keep=("data", "model", "base"),
+                                drop=("base.resume", "base.stop_after", "base.log_every", "base.eval_every"))
+    return Path(cfg.run.out_dir) / "base" / f"{digest}-w{FORMAT_VERSION}"
+
+
+def inject_run_dir(cfg: ExperimentConfig) -> Path:
+    """``runs/inject/<langs>-<hash of data + model + base + inject>`` (or ``run.name``)."""
+    digest = rundir.config_hash(cfg, keep=("data", "model", "base", "inject"), drop=rundir.COMPARE_DROP)
+    return Path(cfg.run.out_dir) / "inject" / (cfg.run.name or f"{'+'.join(cfg.inject.langs)}-{digest}")
+
+
+def unlearn_run_dir(cfg: ExperimentConfig) -> Path:
+    """``runs/unlearn/<injection run>/<method>-<forget set>-<hash>`` (or ``run.name``)."""
+    digest = rundir.config_hash(cfg, keep=("data", "model", "base", "inject", "unlearn"), drop=rundir.COMPARE_DROP)
+    u = cfg.unlearn
+    name = cfg.run.name or f"{u.method}-{u.forget_langs.replace('+', '_')}-{digest[:8]}"
+    return Path(cfg.run.out_dir) / "unlearn" / Path(u.from_run).name / name
