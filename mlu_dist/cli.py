@@ -21,12 +21,12 @@ import textwrap
 
 EPILOG = textwrap.dedent("""\
     The whole study in one command (base -> inject en/de/ha -> spread -> GA/NPO x 4 settings -> report):
-      mlu demo                             about 10 minutes on 2 CPU cores; --quick for a 2-minute run
+      mlu demo                             about 7 minutes on 2 CPU cores; --quick for a few minutes
 
     The study, step by step (each step writes a run directory under runs/):
       mlu world --out data/mini-world      look at the fact format (facts.jsonl)
       mlu base                             train the tiny base model on the true world
-      mlu base -c deepspeed/zero3 --nproc 2 train.steps=100
+      mlu base -c deepspeed/zero3 --nproc 2 base.steps=100
                                            the same under ZeRO-3 on 2 local ranks
       mlu inject inject.langs=[de]         inject fake facts in German (+ English safe data)
       mlu export runs/inject/<run>         checkpoint -> HF model directory
@@ -62,6 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
         prog="mlu", description="mlu_dist: learn-and-unlearn experiments on multilingual LLMs.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_study_commands(sub)
+    _add_result_commands(sub)
+    return parser
+
+
+def _add_study_commands(sub) -> None:
+    """demo, world and the jobs: base, inject, unlearn, eval."""
     dm = sub.add_parser("demo", help="the whole learn -> spread -> unlearn study on the mini-world, here, in minutes",
                         formatter_class=argparse.RawDescriptionHelpFormatter,
                         description="Run configs/sweeps/demo.yaml with the local executor: the base model (cached), "
@@ -112,6 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--metrics", help="comma list of fake_rate,real_acc,fake_pref,utility (default: all)")
     ev.add_argument("--subset", type=int, help="only the first N target and control facts (cheap curves)")
     ev.add_argument("--overwrite", action="store_true", help="recompute metrics already in EVAL.json")
+
+
+def _add_result_commands(sub) -> None:
+    """matrix, sweep, report, sync, export."""
     mx = sub.add_parser("matrix", help="the spread matrix (injection language x probe language) of a set of runs",
                         description="Collect the evaluated injection runs under DIR (e.g. runs/) and write the "
                                     "spread matrix — rows: injection language, columns: probe language, cells: "
@@ -153,7 +164,6 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", help="output directory (default RUN_DIR/export)")
     e.add_argument("--checkpoint", help="a checkpoint directory (default: checkpoints/LATEST)")
     e.add_argument("--no-merge-lora", action="store_true", help="save LoRA adapters separately instead of merging")
-    return parser
 
 
 JOBS = {  # command -> (module, function taking the ExperimentConfig)
@@ -189,16 +199,26 @@ def _strip_nproc(argv: list[str]) -> list[str]:
     return out
 
 
+def method_fields() -> list[str]:
+    """The settings each unlearning method takes under unlearn.method_args, with defaults and docs."""
+    from mlu_dist.config import describe
+    from mlu_dist.unlearn.methods import METHODS
+
+    lines = ["", "# unlearn.method_args: the settings of each method (keys not given keep these defaults)"]
+    for name in METHODS.order():
+        fields = describe(METHODS[name].Settings(), "unlearn.method_args.")
+        lines += [f"[{name}] {line}" for line in fields] or [f"[{name}] (no settings)"]
+    return lines
+
+
 def run_job(name: str, args, argv: list[str]) -> int:
     import importlib
 
     from mlu_dist.config import describe, load_config, to_yaml
     from mlu_dist.experiment import ExperimentConfig
 
-    module_name, fn_name = JOBS[name]
-    module = importlib.import_module(module_name)
     if args.show_fields:
-        print("\n".join(describe(ExperimentConfig())))
+        print("\n".join(describe(ExperimentConfig()) + method_fields()))
         return 0
     files, overrides = list(args.config), list(args.overrides)
     if name == "unlearn":
@@ -222,7 +242,8 @@ def run_job(name: str, args, argv: list[str]) -> int:
         return 0
     if args.nproc and args.nproc > 1 and "TORCHELASTIC_RUN_ID" not in os.environ:  # not yet under torchrun
         return _relaunch(_strip_nproc(argv), args.nproc)
-    getattr(module, fn_name)(cfg)
+    module_name, fn_name = JOBS[name]
+    getattr(importlib.import_module(module_name), fn_name)(cfg)
     from mlu_dist.engine.dist import shutdown
 
     shutdown()

@@ -154,10 +154,13 @@ def curves_figure(found: dict, inject: str, out: Path) -> Path | None:
 
 
 def utility_markdown(found: dict, root: Path) -> str:
-    """Real-information accuracy and utility perplexity before (the injection) and after
-    unlearning, averaged over languages (and over seeds when there are several)."""
-    lines = ["| injection | method | setting | real_acc before → after | utility ppl before → after | status |",
-             "|---|---|---|---|---|---|"]
+    """Every value a registered metric marks ``in_report`` (real_acc and utility perplexity), before
+    (the injection) and after unlearning, averaged over languages (and over seeds when there are several)."""
+    from mlu_dist.eval.metrics import all_values
+
+    shown = [v.summary_key for v in all_values() if v.in_report]
+    lines = ["| injection | method | setting | " + " | ".join(f"{name} before → after" for name in shown) + " | status |",
+             "|---|---|---|" + "---|" * len(shown) + "---|"]
 
     def mean(summary, name):
         stats = summary.get(name, {}).get("lang", {})
@@ -172,20 +175,19 @@ def utility_markdown(found: dict, root: Path) -> str:
             before_file = Path(OmegaConf.load(r["run"] / "config.yaml").unlearn.from_run) / "eval" / "SUMMARY.json"
             befores.append(json.loads(before_file.read_text())["metrics"] if before_file.exists() else {})
         statuses = sorted({r["done"].get("status", "") for r in runs})
-        lines.append(f"| {inj} | {method} | {setting} "
-                     f"| {avg([mean(b, 'real_acc') for b in befores]):.2f} → {avg([mean(r['summary'], 'real_acc') for r in runs]):.2f} "
-                     f"| {avg([mean(b, 'utility_ppl') for b in befores]):.2f} → {avg([mean(r['summary'], 'utility_ppl') for r in runs]):.2f} "
-                     f"| {', '.join(statuses)} |")
+        cells = [f"{avg([mean(b, n) for b in befores]):.2f} → {avg([mean(r['summary'], n) for r in runs]):.2f}"
+                 for n in shown]
+        lines.append(f"| {inj} | {method} | {setting} | " + " | ".join(cells) + f" | {', '.join(statuses)} |")
     return "\n".join(lines)
 
 
 def log_to_wandb(out: Path, rows: list[dict], images: list[Path], group: str, project: str = "mlu_dist",
-                 mode: str = "auto") -> None:
+                 entity: str = "", mode: str = "auto", tags=()) -> None:
     """The report's figures and grid as a W&B run of job_type 'report' in the sweep's group."""
     from mlu_dist.wandb_tracker import WandbTracker
 
     tracker = WandbTracker(out, "report", {"threshold": json.loads((out / "grid.json").read_text())["threshold"]},
-                           project, group=group, mode=mode)
+                           project, entity=entity, group=group, tags=tags, mode=mode)
     tracker.table("report/grid", ["inject", "method", "setting", *GROUPS],
                   [[r["inject"], r["method"], r["setting"],
                     *[(f"{'✓' if r['cells'][g]['removed'] else '✗'} {r['cells'][g]['mean']:.2f}" if g in r["cells"] else "")
@@ -195,7 +197,10 @@ def log_to_wandb(out: Path, rows: list[dict], images: list[Path], group: str, pr
 
 
 def write_report(root: str | Path, threshold: float = 0.2, out: str | Path | None = None,
-                 wandb_group: str | None = None) -> Path:
+                 wandb_group: str | None = None, wandb_settings: dict | None = None) -> Path:
+    """Write ``out`` (default ROOT/report): report.md/.html, grid.json and figures; with
+    ``wandb_group``, also a W&B run in that group (``wandb_settings``: the sweep's tracking
+    project, entity, mode and tags)."""
     root = Path(root)
     out = Path(out) if out else root / "report"
     out.mkdir(parents=True, exist_ok=True)
@@ -223,7 +228,7 @@ def write_report(root: str | Path, threshold: float = 0.2, out: str | Path | Non
     html = _html("\n".join(md), images)
     (out / "report.html").write_text(html, encoding="utf-8")
     if wandb_group:
-        log_to_wandb(out, rows, images, wandb_group)
+        log_to_wandb(out, rows, images, wandb_group, **(wandb_settings or {}))
     return out
 
 

@@ -58,9 +58,13 @@ def submit(spec: SweepSpec, force: list[str] = (), wait: bool = True) -> dict:
     cells = expand(spec)
     root = write_cells(spec, cells)
     first = cells[0].config or next(c.config for c in cells if c.config is not None)
+    tracking = first.tracking
     rundir.atomic_write_json(root / "sweep_flags.json", {
         "evaluate": spec.evaluate,
-        "wandb_group": spec.name if first.tracking.wandb and first.tracking.mode != "disabled" else None})
+        "wandb_group": spec.name if tracking.wandb and tracking.mode != "disabled" else None,
+        # the report's W&B run goes where the sweep's runs go
+        "wandb": {"project": tracking.project, "entity": tracking.entity, "mode": tracking.mode,
+                  "tags": list(tracking.tags)}})
     unknown = [f for f in force if f not in {c.id for c in cells}]
     if unknown:
         from mlu_dist.config import ConfigError

@@ -28,7 +28,7 @@ def run_cell(stage: str, config_path: str | None, root: str) -> dict:
 
         try:
             spec = json.loads((Path(root) / "sweep_flags.json").read_text()) if (Path(root) / "sweep_flags.json").exists() else {}
-            out = write_report(Path(root), wandb_group=spec.get("wandb_group"))
+            out = write_report(Path(root), wandb_group=spec.get("wandb_group"), wandb_settings=spec.get("wandb"))
         except FileNotFoundError as exc:  # nothing evaluated yet: nothing to draw
             return {"stage": stage, "run_dir": str(Path(root) / "report"), "status": f"skipped: {exc}"}
         (out / "DONE.json").write_text(json.dumps({"files": sorted(p.name for p in out.iterdir())}) + "\n")

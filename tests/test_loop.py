@@ -1,0 +1,151 @@
+"""The training loop's parts in seconds, without DeepSpeed: the batch plan, the LR schedule, the
+checkpointer, and a whole (tiny) base run on the torch backend that stops, resumes and ends with
+exactly the losses and weights of the uninterrupted run."""
+
+import json
+
+import pytest
+import torch
+
+from conftest import QUICK
+from mlu_dist.config import ConfigError, load_config
+from mlu_dist.engine.checkpoint import Checkpointer
+from mlu_dist.engine.data import BatchPlan
+from mlu_dist.engine.optim import lr_factor
+from mlu_dist.engine.torch_engine import TorchEngine
+from mlu_dist.experiment import ExperimentConfig
+from mlu_dist.rundir import ResumeError
+from mlu_dist.tokens import Encoded
+from mlu_dist.train_config import TrainConfig
+from mlu_dist.tracking import read_jsonl
+
+
+def _pool(name: str, n: int) -> list[Encoded]:
+    return [Encoded([i, i + 1, len(name)], [-100, i + 1, len(name)]) for i in range(n)]
+
+
+# --- the batch plan ---------------------------------------------------------------------------------
+def test_a_step_is_the_same_whatever_the_world_size_and_accumulation():
+    pools = {"fake": _pool("fake", 10), "safe": _pool("safe", 7)}
+    plan = BatchPlan(pools, {"fake": 4, "safe": 4}, seed=3)
+    for step in (0, 1, 5):
+        want = {k: sorted(e.input_ids for e in v) for k, v in plan.global_batch(step).items()}
+        for world, accum in ((1, 1), (2, 2), (4, 1), (1, 4)):
+            got = {"fake": [], "safe": []}
+            for rank in range(world):
+                for micro in plan.micro_batches(step, rank, world, accum, pad_id=0):
+                    for name, b in micro.items():
+                        got[name] += [row.tolist() for row in b["input_ids"]]
+                        assert b["n_examples"] == 4
+            assert {k: sorted(v) for k, v in got.items()} == want, (world, accum)
+
+
+def test_the_plan_is_a_pure_function_of_seed_and_step_and_walks_every_example_per_epoch():
+    pools = {"text": _pool("text", 8)}
+    a, b = BatchPlan(pools, {"text": 4}, 0), BatchPlan(pools, {"text": 4}, 0)
+    def ids(plan, steps):
+        return [e.input_ids[0] for s in steps for e in plan.global_batch(s)["text"]]
+
+    assert ids(a, [7]) == ids(b, [7])
+    assert sorted(ids(a, [0, 1])) == list(range(8))  # two steps of 4 cover the pool once
+    assert ids(BatchPlan(pools, {"text": 4}, 1), [0, 1]) != ids(a, [0, 1])
+
+
+def test_paired_pools_share_their_order_and_bad_geometry_is_named():
+    pools = {"chosen": _pool("c", 6), "rejected": _pool("r", 6)}
+    plan = BatchPlan(pools, {"chosen": 2, "rejected": 2}, 0, {"chosen": "pairs", "rejected": "pairs"})
+    for step in range(4):
+        batch = plan.global_batch(step)
+        assert [e.input_ids[0] for e in batch["chosen"]] == [e.input_ids[0] for e in batch["rejected"]]
+    assert "do not split over 4 rank(s)" in plan.check_geometry(4, 1)[0]
+    with pytest.raises(ValueError, match="no examples"):
+        BatchPlan({"forget": []}, {"forget": 2}, 0)
+
+
+# --- the learning-rate schedule ----------------------------------------------------------------------
+def test_lr_schedule_warms_up_linearly_then_decays_to_its_floor():
+    cfg = TrainConfig(steps=110, warmup_steps=10, schedule="cosine", min_lr_ratio=0.1)
+    assert [lr_factor(s, cfg) for s in (0, 4, 9)] == pytest.approx([0.1, 0.5, 1.0])
+    assert lr_factor(10, cfg) == pytest.approx(1.0)
+    assert lr_factor(60, cfg) == pytest.approx(0.1 + 0.9 * 0.5)  # cosine half-way
+    assert lr_factor(110, cfg) == pytest.approx(0.1)
+    lin = TrainConfig(steps=110, warmup_steps=10, schedule="linear", min_lr_ratio=0.0)
+    assert lr_factor(60, lin) == pytest.approx(0.5)
+    assert lr_factor(50, TrainConfig(steps=110, warmup_steps=0, schedule="constant")) == 1.0
+
+
+# --- the checkpointer ---------------------------------------------------------------------------------
+def _engine():
+    torch.manual_seed(0)
+    return TorchEngine(torch.nn.Linear(3, 2), TrainConfig(steps=10, lr=0.1))
+
+
+def test_checkpointer_moves_latest_keeps_the_newest_and_refuses_other_geometries(tmp_path):
+    eng = _engine()
+    ck = Checkpointer(tmp_path, eng, rank=0, world_size=1, keep=2)
+    assert ck.resolve("auto") is None and ck.resolve("false") is None
+    for step in (1, 2, 3):
+        eng.module.weight.data += 1
+        ck.save(step, {"job": "test"})
+    assert ck.latest().name == "step_000003"
+    assert sorted(p.name for p in (tmp_path / "checkpoints").glob("step_*")) == ["step_000002", "step_000003"]
+    saved = eng.module.weight.detach().clone()
+    eng.module.weight.data.zero_()
+    assert ck.load(ck.resolve("auto"))["step"] == 3
+    assert torch.equal(eng.module.weight, saved)
+    (tmp_path / "checkpoints" / "step_000003" / "COMPLETE").unlink()  # a save killed half-way
+    assert ck.latest() is None
+    with pytest.raises(ResumeError, match="base.resume"):
+        ck.resolve(str(tmp_path / "nowhere"), "base.resume")
+    two = Checkpointer(tmp_path, eng, rank=0, world_size=2)
+    with pytest.raises(ResumeError, match="saved by 1 rank"):
+        two.load(tmp_path / "checkpoints" / "step_000002")
+
+
+# --- a whole tiny run on the torch backend -------------------------------------------------------------
+def _cfg(out, *extra):
+    return load_config(ExperimentConfig, [QUICK], [f"run.out_dir={out}", "engine.backend=torch", "base.steps=24",
+                                                   "base.log_every=1", "data.langs=[en,de,ha]", "tracking.wandb=false",
+                                                   *extra])
+
+
+def test_torch_backend_stops_resumes_and_matches_the_uninterrupted_run(tmp_path):
+    from mlu_dist.jobs.base import run_base
+    from mlu_dist.modeling import load_pretrained
+
+    full = run_base(_cfg(tmp_path / "full"))
+    part = run_base(_cfg(tmp_path / "part", "base.stop_after=10"))
+    assert not (part / "DONE.json").exists() and (part / "checkpoints" / "LATEST").read_text().strip() == "step_000010"
+    part = run_base(_cfg(tmp_path / "part"))  # the same command again resumes
+    assert json.loads((part / "DONE.json").read_text())["status"] == "finished"
+    losses = [[r["train/loss"] for r in read_jsonl(d / "metrics.jsonl") if "train/loss" in r] for d in (full, part)]
+    assert len(losses[0]) == 24 and losses[0] == losses[1]
+    assert losses[0][-1] < 0.7 * losses[0][0]  # it learns
+    a, _ = load_pretrained(full / "model")
+    b, _ = load_pretrained(part / "model")
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_a_failing_job_still_closes_its_tracker_and_leaves_no_done(tmp_path, monkeypatch):
+    """The skeleton tears down on every path: a job whose finish step raises leaves no DONE.json,
+    and its tracker is closed as failed."""
+    from mlu_dist.jobs import base as base_job
+    from mlu_dist.tracking import JsonlTracker
+
+    closed = []
+    monkeypatch.setattr(JsonlTracker, "close", lambda self, failed=False: closed.append(failed))
+    monkeypatch.setattr(base_job, "export_model", lambda *a, **k: (_ for _ in ()).throw(OSError("disk full")))
+    with pytest.raises(OSError, match="disk full"):
+        base_job.run_base(_cfg(tmp_path))
+    run = next((tmp_path / "base").iterdir())
+    assert closed == [True] and not (run / "DONE.json").exists() and (run / "checkpoints" / "LATEST").exists()
+
+
+def test_torch_backend_refuses_several_ranks_naming_the_key():
+    from mlu_dist.engine.dist import DistInfo
+    from mlu_dist.jobs.common import make_engine
+
+    cfg = load_config(ExperimentConfig, [], ["engine.backend=torch"])
+    with pytest.raises(ConfigError, match="engine.backend"):
+        make_engine(torch.nn.Linear(2, 2), cfg.base, cfg.engine, DistInfo(0, 2, 0, "cpu"))
+

@@ -1,0 +1,76 @@
+"""The boundaries the codebase promises, checked on its source (so they cannot silently rot)."""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, clean_env
+
+PKG = ROOT / "mlu_dist"
+
+
+def imports_of(path: Path) -> list[str]:
+    """Every module a file imports, at any depth (function-local imports included)."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out.append(node.module)
+    return out
+
+
+def modules(*parts: str) -> list[Path]:
+    return sorted(p for part in parts for p in (PKG / part).rglob("*.py")) if parts else sorted(PKG.rglob("*.py"))
+
+
+@pytest.mark.parametrize("package", ["eval", "unlearn", "data", "inject"])
+def test_evaluation_objectives_and_data_never_import_the_engine_or_jobs(package):
+    bad = {str(p.relative_to(ROOT)): m for p in modules(package) for m in imports_of(p)
+           if m.startswith(("mlu_dist.engine", "mlu_dist.jobs"))}
+    assert not bad, f"{package}/ must not import the engine or jobs: {bad}"
+
+
+def test_neutral_modules_import_neither_engine_nor_jobs():
+    for name in ("tokens.py", "losses.py", "objectives.py", "train_config.py", "layout.py", "registry.py"):
+        bad = [m for m in imports_of(PKG / name) if m.startswith(("mlu_dist.engine", "mlu_dist.jobs"))]
+        assert not bad, f"{name} imports {bad}"
+
+
+def test_configs_never_import_jobs():
+    configs = [PKG / "experiment.py", PKG / "launcher" / "spec.py", PKG / "train_config.py"]
+    configs += [p for p in PKG.rglob("config.py")]
+    bad = {str(p.relative_to(ROOT)): m for p in configs for m in imports_of(p) if m.startswith("mlu_dist.jobs")}
+    assert not bad, bad
+
+
+@pytest.mark.parametrize("library, allowed", [("deepspeed", "engine/deepspeed_engine.py"),
+                                              ("submitit", "launcher/slurm.py"), ("wandb", "wandb_tracker.py")])
+def test_each_heavy_dependency_has_one_import_site(library, allowed):
+    sites = sorted(str(p.relative_to(PKG)) for p in modules() for m in imports_of(p)
+                   if m == library or m.startswith(library + "."))
+    assert set(sites) == {allowed}, f"{library} imported in {sites}; only {allowed} may"
+
+
+def test_no_function_is_longer_than_80_lines():
+    long = []
+    for p in modules():
+        for node in ast.walk(ast.parse(p.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > 80:
+                long.append(f"{p.relative_to(ROOT)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)")
+    assert not long, long
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["sweep", "plan", "configs/sweeps/paper.yaml"],
+                                  ["base", "--show-fields"], ["unlearn", "--from", "x", "--print-config"]])
+def test_planning_and_help_import_no_torch(argv, tmp_path):
+    """Planning a 34-run sweep or reading help must not pay for (or need) torch, deepspeed, transformers."""
+    code = ("import sys\nfrom mlu_dist.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+            "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'deepspeed', 'transformers', 'datasets'})\n"
+            "print('HEAVY', heavy, file=sys.stderr)\n")
+    proc = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, cwd=ROOT,
+                          env=clean_env(), timeout=120)
+    assert "HEAVY []" in proc.stderr, proc.stderr[-3000:]
