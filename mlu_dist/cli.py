@@ -85,6 +85,7 @@ def _add_study_commands(sub) -> None:
                     help="seeds (each: its own target/control split, injection and unlearning); CIs pool them")
     dm.add_argument("--out", help="where the demo's sweep directory goes (default runs/)")
     dm.add_argument("--workers", type=int, help="runs at once (default 2)")
+    dm.add_argument("--plan", action="store_true", help="print the demo's cells and jobs (as `mlu sweep plan`) and exit")
     w = sub.add_parser("world", help="write the built-in mini-world dataset to a directory",
                        description="Write the mini-world (facts.jsonl, corpus.jsonl, world.json). Your own data "
                                    "must follow the same record schema (README: 'Fact schema').")
@@ -351,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "demo":
             from mlu_dist.demo import run_demo
 
-            return run_demo(args.quick, args.seeds, args.out, args.workers, args.overrides)
+            return run_demo(args.quick, args.seeds, args.out, args.workers, args.overrides, args.plan)
         if args.command == "sweep":
             return run_sweep_command(args)
         if args.command == "matrix":

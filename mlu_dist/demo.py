@@ -45,9 +45,14 @@ def _group_table(csv_path: Path) -> str:
 
 
 def run_demo(quick: bool = False, seeds: list[int] | None = None, out_dir: str | None = None,
-             workers: int | None = None, overrides: list[str] = ()) -> int:
+             workers: int | None = None, overrides: list[str] = (), plan_only: bool = False) -> int:
     spec = demo_spec(quick, seeds, out_dir, workers, list(overrides))
     cells = expand(spec)
+    if plan_only:
+        from mlu_dist.launcher.plan import format_plan
+
+        print(format_plan(spec, cells))
+        return 0
     counts = {s: sum(c.stage == s for c in cells) for s in ("base", "inject", "unlearn", "report")}
     root = Path(spec.out_dir) / spec.name
     print(f"[demo] {'quick ' if quick else ''}study -> {root}\n"

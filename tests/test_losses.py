@@ -52,14 +52,19 @@ def test_simnpo_kl_and_mse_known_values():
 
 
 # --- the methods on a real (tiny) model ------------------------------------------------------------
-@pytest.fixture(scope="module")
-def engine():
+def tiny_engine() -> TorchEngine:
+    """A randomly initialised 2-layer Llama on the torch backend (the engine interface methods use)."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
     model = LlamaForCausalLM(LlamaConfig(vocab_size=40, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
                                          num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=32))
     return TorchEngine(model.eval(), TrainConfig(steps=1))
+
+
+@pytest.fixture(scope="module")
+def engine():
+    return tiny_engine()
 
 
 def _pool(seed: int, n: int = 3) -> dict:
