@@ -86,3 +86,14 @@ def slurm_cluster():
             pytest.fail(f"CI requires the Slurm tests to run: {reason}")
         pytest.skip(reason)
     return True
+
+
+# Fixtures that train real models or start real clusters: a test using one is `slow` (CI runs
+# everything; `pytest -m "not slow"` is the quick loop, under 2 minutes here).
+SLOW_FIXTURES = {"quick_base", "injected", "demo_run", "runs", "slurm_cluster"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

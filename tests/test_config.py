@@ -65,10 +65,6 @@ def test_missing_config_file_lists_the_shipped_ones():
 SHIPPED = sorted(CONFIG_DIR.rglob("*.yaml"))
 
 
-def test_configs_are_shipped():
-    assert len(SHIPPED) >= 10
-
-
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: str(p.relative_to(CONFIG_DIR)))
 def test_every_shipped_yaml_loads_strictly(path: Path):
     OmegaConf.load(path)  # valid YAML

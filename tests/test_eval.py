@@ -107,7 +107,6 @@ def test_real_acc_counts_true_answers(world):
 def test_sampling_several_answers_gives_a_rate_between_zero_and_one(world):
     facts, tok = world
     fid = facts.fact_ids[0]
-    cfg = EvalConfig(langs=["en"], n_samples=4, temperature=1.0)
 
     class Coin(ScriptedLM):  # half the mass on the fake answer's first token, half on EOS
         def __call__(self, input_ids, cache=None, **kw):
@@ -119,9 +118,6 @@ def test_sampling_several_answers_gives_a_rate_between_zero_and_one(world):
             return out
 
     rec = facts.get(fid, "en")
-    ev = Evaluator(Coin(tok, " " + rec["fake_answer"]), tok, facts, FactSplit([fid], [], []), cfg)
-    rate = ev.run(["fake_rate"])["fake_rate"]["en"][fid]
-    assert rate in (0.0, 0.25, 0.5, 0.75, 1.0)
     rates = {Evaluator(Coin(tok, " " + rec["fake_answer"]), tok, facts, FactSplit([fid], [], []),
                        EvalConfig(langs=["en"], n_samples=64, temperature=1.0, seed=s)).run(["fake_rate"])
              ["fake_rate"]["en"][fid] for s in range(2)}

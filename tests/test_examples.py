@@ -14,6 +14,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.slow  # one subprocess per example (about 3 s each)
+
 from conftest import ROOT, clean_env
 from mlu_dist.cli import build_parser
 
