@@ -99,7 +99,8 @@ def sync(paths: list[Path]) -> list[Path]:
 
 
 def read_offline_run(run_folder: Path) -> dict:
-    """History rows, summary and config of an offline run, read from its ``.wandb`` file (a 7-byte
+    """History rows, summary, config and where it belongs (project, entity, group, tags) of an offline
+    run, read from its ``.wandb`` file (a 7-byte
     header, then LevelDB-log framing of ``Record`` protobufs). For tests and reports."""
     import json
 
@@ -107,7 +108,7 @@ def read_offline_run(run_folder: Path) -> dict:
 
     data = next(Path(run_folder).glob("*.wandb")).read_bytes()
     pos, block, payload = 7, 32768, b""
-    history, summary, config = [], {}, {}
+    history, summary, config, where = [], {}, {}, {}
     while pos + 7 <= len(data):
         left = block - pos % block
         if left < 7:  # a block tail too short for a header is padding
@@ -134,4 +135,6 @@ def read_offline_run(run_folder: Path) -> dict:
             config.update({key(i): json.loads(i.value_json) for i in rec.config.update})
         elif kind_name == "run":  # the initial config travels with the run record
             config.update({key(i): json.loads(i.value_json) for i in rec.run.config.update})
-    return {"history": history, "summary": summary, "config": config}
+            where = {"project": rec.run.project, "entity": rec.run.entity, "group": rec.run.run_group,
+                     "tags": list(rec.run.tags)}
+    return {"history": history, "summary": summary, "config": config, "run": where}

@@ -48,3 +48,20 @@ def test_one_run_shows_its_own_summary(tmp_path):
     assert row["runs"] == 1 and row["cells"]["en"] == {**{k: summary["en"][k] for k in ("mean", "lo", "hi")},
                                                         "removed": True}
     assert "(mean [95% CI] over facts)" in grid_markdown([row], 0.5)
+
+
+def test_the_sweeps_report_run_goes_to_the_sweeps_wandb_project(tmp_path, monkeypatch):
+    """The report job reads the sweep's tracking settings (sweep_flags.json) and its offline W&B run
+    carries them (real wandb client, offline)."""
+    from mlu_dist.launcher.tasks import run_cell
+    from mlu_dist.wandb_tracker import read_offline_run
+
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    _run(tmp_path, 0, {lang: [0.0, 1.0] for lang in LANGS})
+    (tmp_path / "sweep_flags.json").write_text(json.dumps({
+        "evaluate": True, "wandb_group": "my-sweep",
+        "wandb": {"project": "lab-project", "entity": "", "mode": "offline", "tags": ["paper"]}}))
+    assert run_cell("report", None, str(tmp_path))["status"] == "finished"
+    run = read_offline_run(next((tmp_path / "report" / "wandb").glob("offline-run-*")))
+    assert run["run"]["project"] == "lab-project" and run["run"]["group"] == "my-sweep"
+    assert run["run"]["tags"] == ["paper"]
