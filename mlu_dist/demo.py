@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from mlu_dist.config import load_config
-from mlu_dist.launcher.plan import expand
+from mlu_dist.launcher.plan import expand, format_plan
 from mlu_dist.launcher.run import submit
 from mlu_dist.launcher.spec import SweepSpec
 
@@ -49,8 +49,6 @@ def run_demo(quick: bool = False, seeds: list[int] | None = None, out_dir: str |
     spec = demo_spec(quick, seeds, out_dir, workers, list(overrides))
     cells = expand(spec)
     if plan_only:
-        from mlu_dist.launcher.plan import format_plan
-
         print(format_plan(spec, cells))
         return 0
     counts = {s: sum(c.stage == s for c in cells) for s in ("base", "inject", "unlearn", "report")}

@@ -18,8 +18,6 @@ import torch
 
 from mlu_dist.rundir import ResumeError, atomic_write_text
 
-__all__ = ["Checkpointer", "ResumeError"]
-
 
 def _rng_state() -> dict:
     return {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}

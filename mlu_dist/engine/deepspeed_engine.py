@@ -14,9 +14,9 @@ from pathlib import Path
 import torch
 
 from mlu_dist.engine.config import ZeroConfig
-from mlu_dist.train_config import TrainConfig
 from mlu_dist.engine.dist import DistInfo
 from mlu_dist.engine.optim import make_optimizer, make_scheduler, param_groups
+from mlu_dist.train_config import TrainConfig
 
 
 def _deep_merge(base: dict, extra: dict) -> dict:

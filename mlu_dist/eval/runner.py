@@ -17,11 +17,12 @@ from dataclasses import dataclass
 import torch
 
 from mlu_dist.data.splits import FactSplit
-from mlu_dist.tokens import Example
 from mlu_dist.eval.config import EvalConfig
 from mlu_dist.eval.generate import probe
 from mlu_dist.eval.likelihood import completion_logprobs
 from mlu_dist.eval.metrics import METRICS, ProbeNeeds
+from mlu_dist.tokens import Example
+
 
 @dataclass
 class Rank:

@@ -13,6 +13,7 @@ from mlu_dist.eval.metrics import all_values, value_spec
 from mlu_dist.eval.stats import bootstrap_ci
 from mlu_dist.langs import LANGUAGES
 
+
 def language_groups(langs: list[str], inject_langs: list[str] | None = None) -> dict[str, list[str]]:
     inject_langs = [lang for lang in (inject_langs or []) if lang != "en"]
     groups = {"en": [lang for lang in langs if lang == "en"]}

@@ -56,7 +56,7 @@ def apply_lora(model, cfg: TrainConfig, job: str = "base"):
     return get_peft_model(model, peft_cfg)
 
 
-def make_engine(model, cfg: TrainConfig, engine_cfg: EngineConfig, dist: DistInfo, job: str = "base"):
+def make_engine(model, cfg: TrainConfig, engine_cfg: EngineConfig, dist: DistInfo):
     """The configured backend around ``model`` (the engine owns the optimizer and the schedule)."""
     if engine_cfg.backend == "torch":
         if dist.world_size > 1:

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import torch
 
-from mlu_dist.engine.checkpoint import Checkpointer, ResumeError
+from mlu_dist.engine.checkpoint import Checkpointer
+from mlu_dist.rundir import ResumeError
 
 
 def _state_from_checkpoint(ckpt: Path) -> dict:

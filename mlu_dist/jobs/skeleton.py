@@ -100,7 +100,7 @@ def _train(job: TrainingJob, setup: TrainingSetup, dist: DistInfo, resources: Ex
     problems = plan.check_geometry(dist.world_size, t.grad_accum)
     if problems:
         raise ConfigError(f"{job.name} batch geometry: " + "; ".join(problems))
-    engine = make_engine(setup.model, t, job.cfg.engine, dist, job.name)
+    engine = make_engine(setup.model, t, job.cfg.engine, dist)
     resources.callback(engine.close)
     checkpointer = Checkpointer(job.run_dir, engine, dist.rank, dist.world_size, t.keep_checkpoints)
     start = 0

@@ -155,13 +155,14 @@ class UnlearnJob:
             ref_model, _ = load_pretrained(self.from_run / "model", cfg.model.dtype, dist.device_type)
             self.ref = InferenceEngine(ref_model, cfg.engine.zero, dist, next(ref_model.parameters()).dtype)
             resources.callback(self.ref.close)
-        ctx = lambda scale: Context(scale, u.forget_weight, u.retain_weight, self.ref)  # noqa: E731
         meta = {"method": u.method, "forget_langs": self.forget_langs, "retain_langs": self.retain_langs,
                 "from_run": str(self.from_run)}
-        return TrainingSetup(model, self.tokenizer, t, pools, {name: t.micro_batch_size for name in wanted},
-                             lambda scale: unlearning_objective(self.method, ctx(scale)), f"unlearn[{u.method}:{forget}]",
-                             lambda engine, start: CurveHooks(self, engine, start).loop_hooks(), meta,
-                             streams={"chosen": "pairs", "rejected": "pairs"})
+        return TrainingSetup(
+            model, self.tokenizer, t, pools, per_micro={name: t.micro_batch_size for name in wanted},
+            objective=lambda scale: unlearning_objective(
+                self.method, Context(scale, u.forget_weight, u.retain_weight, self.ref)),
+            desc=f"unlearn[{u.method}:{forget}]", hooks=lambda engine, start: CurveHooks(self, engine, start).loop_hooks(),
+            meta=meta, streams={"chosen": "pairs", "rejected": "pairs"})
 
     def finish(self, run: Trained) -> dict:
         u, result, engine = self.cfg.unlearn, run.result, run.engine

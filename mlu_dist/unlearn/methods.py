@@ -15,7 +15,7 @@ every method is world-size invariant like the base loss. The tensor maths lives 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from mlu_dist.registry import Registry
 
@@ -86,22 +86,22 @@ def kl_retain(engine, b, ctx: Context):
 
 # --- the registry --------------------------------------------------------------------------------
 class Method:
-    """What every registered method provides (a structural base; methods do not inherit behaviour).
-
-    ``retain`` is the retain term, or None for a method that trains on retain data only when
-    ``unlearn.retain_weight > 0`` (then the plain NLL is used)."""
+    """What every registered method provides: its settings, pools and two terms. The default
+    retain term is the plain NLL (used whenever ``unlearn.retain_weight > 0``)."""
 
     Settings: type = NoSettings
     pools: tuple[str, ...] = ("forget",)
     needs_reference: bool = False
     needs_retain: bool = False
-    retain: Callable | None = None
 
     def __init__(self, settings=None):
         self.settings = settings if settings is not None else self.Settings()
 
     def forget(self, engine, micro, ctx: Context):
         raise NotImplementedError(f"{type(self).__name__} defines no forget term")
+
+    def retain(self, engine, b, ctx: Context):
+        return nll_retain(engine, b, ctx)
 
 
 METHODS: Registry[type[Method]] = Registry("unlearning method")
@@ -115,13 +115,12 @@ def wanted_pools(method: Method, retain_weight: float) -> tuple[str, ...]:
 
 def unlearning_objective(method: Method, ctx: Context):
     """The loop's objective: ``forget_weight * forget + retain_weight * retain``, times ``scale``."""
-    retain = method.retain or nll_retain
 
     def objective(engine, micro):
         loss, metrics = method.forget(engine, micro, ctx)
         loss = ctx.forget_weight * loss
         if "retain" in micro and ctx.retain_weight > 0:
-            term, more = retain(engine, micro["retain"], ctx)
+            term, more = method.retain(engine, micro["retain"], ctx)
             loss = loss + ctx.retain_weight * term
             metrics |= more
         metrics["train/loss"] = loss.item()
@@ -144,7 +143,6 @@ class GradDiff(Method):
 
     pools = ("forget", "retain")
     needs_retain = True
-    retain = staticmethod(nll_retain)
 
     def forget(self, engine, micro, ctx):
         return ga_forget(engine, micro, ctx)
@@ -157,10 +155,12 @@ class GradDiffKL(Method):
     pools = ("forget", "retain")
     needs_reference = True
     needs_retain = True
-    retain = staticmethod(kl_retain)
 
     def forget(self, engine, micro, ctx):
         return ga_forget(engine, micro, ctx)
+
+    def retain(self, engine, b, ctx):
+        return kl_retain(engine, b, ctx)
 
 
 @dataclass
@@ -286,10 +286,6 @@ class RMU(Method):
     needs_reference = True
     needs_retain = True
 
-    def __init__(self, settings=None):
-        super().__init__(settings)
-        self.retain = self._retain
-
     def _layer(self, engine) -> int:
         return self.settings.layer if self.settings.layer >= 0 else engine.module.config.num_hidden_layers // 2
 
@@ -306,7 +302,7 @@ class RMU(Method):
         term = masked_mse(h, ctx.state["direction"].to(h.device), b["attention_mask"]).sum() / b["n_examples"]
         return term, {"train/rmu_forget_mse": term.item()}
 
-    def _retain(self, engine, b, ctx):
+    def retain(self, engine, b, ctx):
         import torch
 
         from mlu_dist.losses import masked_mse
