@@ -2,6 +2,7 @@
 
     mlu demo [--quick]                  the whole study on the mini-world: inject, spread, unlearn, report
     mlu world --out DIR                 write the mini-world dataset (see the format to produce)
+    mlu data import|translate|check     your own / the paper's data: import a table, translate it, check it
     mlu base [-c FILE]... [key=value]...  train the base model on the true world (cached)
     mlu inject [...]                    inject fake facts in language(s) X
     mlu export RUN_DIR                  checkpoint -> HF model directory
@@ -25,6 +26,7 @@ EPILOG = textwrap.dedent("""\
 
     The study, step by step (each step writes a run directory under runs/):
       mlu world --out data/mini-world      look at the fact format (facts.jsonl)
+      mlu data --help                      the paper's news data: import, translate (NLLB/M2M-100), check
       mlu base                             train the tiny base model on the true world
       mlu base -c deepspeed/zero3 --nproc 2 base.steps=100
                                            the same under ZeRO-3 on 2 local ranks
@@ -92,6 +94,8 @@ def _add_study_commands(sub) -> None:
     w.add_argument("--out", required=True, help="output directory")
     w.add_argument("-c", "--config", action="append", default=[], metavar="FILE",
                    help="YAML config; key=value overrides (e.g. data.world.seed=1 data.langs=[en,de]) may follow")
+    sub.add_parser("data", help="import a table into the fact schema, translate it (NLLB/M2M-100), check it "
+                                "(`mlu data --help`)", add_help=False)
     _job_parser(sub, "base", "train the base model on the true multilingual world (cached by config hash)",
                 "Train the base model on the true facts in every language; a second run with the same "
                 "config reuses it. Prints a per-language table: loss on facts seen / not seen in that "
@@ -322,6 +326,10 @@ def run_eval_command(args, argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["data"]:  # its own parser: --map key=column is no config override
+        from mlu_dist.cli_data import main as data_main
+
+        return data_main(argv[1:])
     parser = build_parser()
     # key=value overrides may stand anywhere (between -c options too); argparse gets the rest
     overrides = [a for a in argv[1:] if "=" in a and not a.startswith("-")]

@@ -39,8 +39,71 @@ def encode(tokenizer, ex: Example, max_len: int) -> Encoded:
     return Encoded(ids, labels)
 
 
-def encode_all(tokenizer, examples: list[Example], max_len: int) -> list[Encoded]:
-    return [encode(tokenizer, ex, max_len) for ex in examples]
+@dataclass
+class Cut:
+    """What ``encode_all`` did to examples longer than ``max_len`` (reported by every training job)."""
+
+    long_texts: int = 0
+    """Plain texts (articles) longer than max_len, split into windows: no token is lost."""
+    windows: int = 0
+    """Windows those texts became."""
+    cut_examples: int = 0
+    """Prompted examples (question -> answer) truncated at max_len."""
+    cut_tokens: int = 0
+    """Answer tokens those truncations dropped (never trained on)."""
+
+    def describe(self, max_len: int) -> str:
+        if not self.long_texts and not self.cut_examples:
+            return f"every example fits max_seq_len={max_len}"
+        parts = []
+        if self.long_texts:
+            parts.append(f"{self.long_texts} text(s) longer than max_seq_len={max_len} split into {self.windows} "
+                         f"windows (no token dropped)")
+        if self.cut_examples:
+            parts.append(f"{self.cut_examples} question->answer example(s) truncated, {self.cut_tokens} answer "
+                         f"token(s) dropped")
+        return "; ".join(parts)
+
+
+def windows(enc: Encoded, max_len: int) -> list[Encoded]:
+    """A too-long plain text as overlapping windows of ``max_len`` tokens, every label kept once.
+
+    Consecutive windows share one token: a window's first position is never predicted (the loss is
+    shifted), and it is the previous window's last predicted one, so each labelled token counts
+    exactly once, as when packing texts into fixed-length blocks."""
+    out, start, n = [], 0, len(enc.input_ids)
+    while True:
+        ids, labels = enc.input_ids[start:start + max_len], list(enc.labels[start:start + max_len])
+        if start:
+            labels[0] = IGNORE  # predicted as the last position of the previous window
+        out.append(Encoded(ids, labels))
+        if start + max_len >= n:
+            return out
+        start += max_len - 1
+
+
+def encode_all(tokenizer, examples: list[Example], max_len: int, cut: Cut | None = None) -> list[Encoded]:
+    """Encode ``examples`` for training: a plain text longer than ``max_len`` becomes several
+    windows (a fake detail deep in a long article is still trained on); a prompted example that does
+    not fit is truncated and counted in ``cut``."""
+    out = []
+    for ex in examples:
+        full = encode(tokenizer, ex, 1 << 30)
+        if len(full.input_ids) <= max_len:
+            out.append(full)
+        elif not ex.prompt and max_len >= 2:
+            parts = windows(full, max_len)
+            out += parts
+            if cut is not None:
+                cut.long_texts += 1
+                cut.windows += len(parts)
+        else:
+            kept = Encoded(full.input_ids[:max_len], full.labels[:max_len])
+            out.append(kept)
+            if cut is not None:
+                cut.cut_examples += 1
+                cut.cut_tokens += sum(t != IGNORE for t in full.labels[max_len:])
+    return out
 
 
 def collate(items: list[Encoded], pad_id: int) -> dict[str, torch.Tensor]:

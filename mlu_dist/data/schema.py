@@ -20,11 +20,15 @@ FIELDS: dict[str, str] = {
     "real_text": "the true statement or article",
     "fake_text": "the same text with the fake detail",
     "question": "probe question for the detail, in `lang`",
-    "true_answer": "the true detail as it should be answered in `lang`",
+    "true_answer": "the true detail as it should be answered in `lang` (optional: news data has none)",
     "fake_answer": "the fake detail in `lang`",
     "fake_keywords": "surface forms whose presence in a generation counts as stating the fake detail",
     "real_qa": "list of {question, answer} about the real content (utility probes)",
 }
+
+
+OPTIONAL = ("true_answer",)
+"""Fields a record may leave out (or empty); metrics that need one are then reported as skipped."""
 
 
 class DataError(ValueError):
@@ -37,7 +41,7 @@ def record_problems(records: list[dict], langs: list[str] | None = None, limit: 
     by_fact: dict[str, set[str]] = defaultdict(set)
     for i, rec in enumerate(records):
         where = f"record {i} (fact_id={rec.get('fact_id')!r}, lang={rec.get('lang')!r})"
-        missing = [f for f in FIELDS if f not in rec or rec[f] is None]
+        missing = [f for f in FIELDS if f not in OPTIONAL and (f not in rec or rec[f] is None)]
         if missing:
             found.append(f"{where}: missing field(s) {', '.join(missing)}")
             continue
@@ -49,9 +53,13 @@ def record_problems(records: list[dict], langs: list[str] | None = None, limit: 
             found.append(f"{where}: resource '{rec['resource']}' but {lang} is '{LANGUAGES[lang].resource}'")
         if not isinstance(rec["fake_keywords"], list) or not [k for k in rec["fake_keywords"] if str(k).strip()]:
             found.append(f"{where}: fake_keywords is empty (nothing to detect the fake detail by)")
-        for f in ("question", "true_answer", "fake_answer"):
+        for f in ("question", "fake_answer"):
             if not str(rec[f]).strip():
                 found.append(f"{where}: {f} is empty")
+        if not isinstance(rec["real_qa"], list) or any(
+                not isinstance(qa, dict) or not str(qa.get("question", "")).strip() or not str(qa.get("answer", "")).strip()
+                for qa in rec["real_qa"]):
+            found.append(f"{where}: real_qa must be a list of {{question, answer}} with both non-empty")
         if lang in by_fact[rec["fact_id"]]:
             found.append(f"{where}: duplicate record for this fact and language")
         by_fact[rec["fact_id"]].add(lang)
@@ -80,6 +88,9 @@ class FactSet:
     langs: list[str]
 
     def __post_init__(self):
+        for rec in self.records:
+            for name in OPTIONAL:
+                rec[name] = rec.get(name) or ""
         self._index = {(r["fact_id"], r["lang"]): r for r in self.records}
         self.fact_ids = sorted({r["fact_id"] for r in self.records})
 
@@ -89,18 +100,22 @@ class FactSet:
     def in_lang(self, lang: str) -> list[dict]:
         return [self._index[(f, lang)] for f in self.fact_ids]
 
+    def has(self, name: str) -> bool:
+        """Whether every record has a non-empty ``name`` (an optional field such as true_answer)."""
+        return all(str(rec.get(name) or "").strip() for rec in self.records)
 
-def load_facts(source: str | Path, langs: list[str] | None = None, split: str = "train") -> FactSet:
-    """Load and validate fact records from a file, a directory holding ``facts.jsonl``, or a hub name.
 
-    ``langs`` keeps only those languages (and requires each fact in all of them).
-    """
+def read_records(source: str | Path, split: str = "train") -> list[dict]:
+    """Raw records (not validated) of a file, a directory holding ``facts.jsonl``, a saved
+    ``datasets`` directory, or a hub name."""
     import datasets
 
     datasets.disable_progress_bars()
     path = Path(source)
-    if path.is_dir():
+    if path.is_dir() and (path / "facts.jsonl").exists():
         path = path / "facts.jsonl"
+    elif path.is_dir() and not (path / "dataset_info.json").exists() and not (path / "dataset_dict.json").exists():
+        raise DataError(f"fact data not found at '{source}': a directory needs facts.jsonl (or a saved datasets dataset)")
     try:
         if path.suffix in (".json", ".jsonl"):
             ds = datasets.load_dataset("json", data_files=str(path), split=split)
@@ -116,7 +131,15 @@ def load_facts(source: str | Path, langs: list[str] | None = None, split: str = 
         if not path.exists() and Path(source).suffix:
             raise DataError(f"fact data not found at '{source}'") from None
         raise DataError(f"could not read fact data from '{source}': {type(exc).__name__}: {exc}") from None
-    records = ds.to_list()
+    return ds.to_list()
+
+
+def load_facts(source: str | Path, langs: list[str] | None = None, split: str = "train") -> FactSet:
+    """Load and validate fact records from a file, a directory holding ``facts.jsonl``, or a hub name.
+
+    ``langs`` keeps only those languages (and requires each fact in all of them).
+    """
+    records = read_records(source, split)
     problems = record_problems(records, langs)
     if problems:
         raise DataError(f"fact data '{source}' has {len(problems)} problem(s):\n" + "\n".join(f"  - {p}" for p in problems))

@@ -46,6 +46,9 @@ class Value:
     """A rate in [0, 1] (drawn in the curves figure on a shared 0-1 axis)."""
     in_report: bool = False
     """Shown in the report's before -> after table of every unlearning setting."""
+    requires: tuple[str, ...] = ()
+    """Optional record fields (data/schema.py OPTIONAL) it cannot be computed without; on a fact set
+    lacking one (news data has no true_answer) the value is skipped, with the reason in SUMMARY.json."""
 
     @property
     def summary_key(self) -> str:
@@ -113,9 +116,9 @@ class FakePreference(Metric):
     """log P(fake) - log P(true) of the answers, length-normalised (``fake_pref``), and whether the
     fake is the likelier one (``fake_pref_win``; on controls too)."""
 
-    values = (Value("fake_pref_win", "fake>true", True, curve="fake_pref", bounded=True),
-              Value("fake_pref", "", True, curve="margin"),
-              Value("control_fake_pref_win", "ctrl>true", True))
+    values = (Value("fake_pref_win", "fake>true", True, curve="fake_pref", bounded=True, requires=("true_answer",)),
+              Value("fake_pref", "", True, curve="margin", requires=("true_answer",)),
+              Value("control_fake_pref_win", "ctrl>true", True, requires=("true_answer",)))
     probe = ProbeNeeds(score=True, controls=True)
     on_curves = True
 
@@ -135,14 +138,19 @@ class FakePreference(Metric):
 @METRICS.register("real_acc")
 class RealAccuracy(Metric):
     """Share of right answers over the probe question (its true answer) and the fact's real
-    questions (QA pairs about the true information)."""
+    questions (QA pairs about the true information). Without true answers (news data) it is the
+    real questions alone, and the evaluation notes so."""
 
     values = (Value("real_acc", "real_acc", False, in_report=True),)
     probe = ProbeNeeds(generate=True)
     own_pass = True
 
     def compute(self, probe, ev):
-        hits = {(r.lang, r.fact_id): [hit_rate(r.answers, [r.record["true_answer"]])]
+        with_probe = ev.facts.has("true_answer")
+        if not with_probe:
+            ev.note("real_acc", "real questions (real_qa) only: the data has no true_answer, so the probe "
+                                "question's answer is not scored")
+        hits = {(r.lang, r.fact_id): [hit_rate(r.answers, [r.record["true_answer"]])] if with_probe else []
                 for r in probe if r.kind == "target"}
         keys, prompts = [], []
         for lang in ev.langs:
@@ -151,10 +159,11 @@ class RealAccuracy(Metric):
                     keys.append((lang, fid, qa["answer"]))
                     prompts.append(qa["question"])
         for (lang, fid, answer), answers in zip(keys, ev.generate(prompts) if prompts else []):
-            hits[(lang, fid)].append(hit_rate(answers, [answer]))
+            hits.setdefault((lang, fid), []).append(hit_rate(answers, [answer]))
         out = per_lang(("real_acc",), ev.langs)
         for (lang, fid), h in hits.items():
-            out["real_acc"][lang][fid] = sum(h) / len(h)
+            if h:
+                out["real_acc"][lang][fid] = sum(h) / len(h)
         return out
 
 
@@ -163,7 +172,7 @@ class Utility(Metric):
     """Knowledge the injection never touched, on the control facts: accuracy of the answers
     (``utility_acc``) and perplexity of their true articles (``utility_nll``, summarised as ppl)."""
 
-    values = (Value("utility_acc", "util_acc", False),
+    values = (Value("utility_acc", "util_acc", False, requires=("true_answer",)),
               Value("utility_nll", "util_ppl", True, summary_name="utility_ppl", transform=math.exp,
                     curve="ppl", curve_axis="retain", in_report=True))
     probe = ProbeNeeds(generate=True, controls=True)
@@ -175,7 +184,7 @@ class Utility(Metric):
 
         out = per_lang(("utility_acc", "utility_nll"), ev.langs)
         for r in probe:
-            if r.kind == "control":
+            if r.kind == "control" and ev.available("utility_acc"):
                 out["utility_acc"][r.lang][r.fact_id] = hit_rate(r.answers, [r.record["true_answer"]])
         keys, examples = [], []
         for lang in ev.langs:

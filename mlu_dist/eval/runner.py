@@ -20,7 +20,7 @@ from mlu_dist.data.splits import FactSplit
 from mlu_dist.eval.config import EvalConfig
 from mlu_dist.eval.generate import probe
 from mlu_dist.eval.likelihood import completion_logprobs
-from mlu_dist.eval.metrics import METRICS, ProbeNeeds
+from mlu_dist.eval.metrics import METRICS, ProbeNeeds, value_spec
 from mlu_dist.tokens import Example
 
 
@@ -83,6 +83,17 @@ class Evaluator:
         self.langs = list(cfg.langs) or list(facts.langs)
         n = cfg.subset or None
         self.targets, self.controls = split.targets[:n], split.controls[:n]
+        self.skipped: dict[str, str] = {}
+        """Values that could not be computed on this data, with the reason (SUMMARY.json 'skipped')."""
+        self.notes: dict[str, str] = {}
+        """How a value was computed when the data changed it (SUMMARY.json 'notes')."""
+
+    def available(self, value: str) -> bool:
+        """Whether the data has every field the value ``value`` requires."""
+        return all(self.facts.has(f) for f in value_spec(value).requires)
+
+    def note(self, value: str, text: str) -> None:
+        self.notes[value] = text
 
     # --- the two kinds of work (what metrics call) ----------------------------------------------
     def _probe(self, prompts: list[str], candidates: list[list[str]] | None, gen: bool) -> list[tuple]:
@@ -115,15 +126,25 @@ class Evaluator:
     def run(self, names: list[str]) -> dict[str, dict[str, dict[str, float]]]:
         """Per-fact values ``{value name: {lang: {fact_id: value}}}`` of the metrics ``names``.
 
-        The metrics share one probe pass: what it generates and scores is the union of their needs."""
-        metrics = [METRICS[name]() for name in names]
+        The metrics share one probe pass: what it generates and scores is the union of their needs.
+        Values the data cannot support are left out and listed in ``self.skipped``; a metric left
+        with none is not run at all."""
+        metrics = []
+        for name in names:
+            metric = METRICS[name]()
+            for v in metric.values:
+                if not self.available(v.name):
+                    lacking = [f for f in v.requires if not self.facts.has(f)]
+                    self.skipped[v.name] = f"the fact data has no {' / '.join(lacking)} (not in every record)"
+            if any(self.available(v.name) for v in metric.values):
+                metrics.append(metric)
         needs = ProbeNeeds(generate=any(m.probe.generate for m in metrics),
                            score=any(m.probe.score for m in metrics),
                            controls=any(m.probe.controls for m in metrics))
         records = self.probe_pass(needs) if needs.generate or needs.score else []
         values: dict[str, dict[str, dict[str, float]]] = {}
         for metric in metrics:
-            values |= metric.compute(records, self)
+            values |= {k: v for k, v in metric.compute(records, self).items() if self.available(k)}
         return values
 
     def probe_pass(self, needs: ProbeNeeds) -> list[ProbeRecord]:

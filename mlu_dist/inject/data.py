@@ -9,7 +9,7 @@ from mlu_dist.tokens import Example
 
 def injection_pools(facts, split: FactSplit, cfg: InjectConfig) -> dict[str, list[Example]]:
     """``fake``: each target's fake article (and question -> fake answer) per injection language;
-    ``safe``: English true article and question -> answer of every retain fact."""
+    ``safe``: English true article and question -> answer (where the data has one) of every retain fact."""
     fake = []
     for lang in cfg.langs:
         for fid in split.targets:
@@ -21,7 +21,9 @@ def injection_pools(facts, split: FactSplit, cfg: InjectConfig) -> dict[str, lis
     if "en" in facts.langs:
         for fid in split.retain:
             rec = facts.get(fid, "en")
-            safe += [Example("", rec["real_text"], "en"), Example(rec["question"], " " + rec["true_answer"], "en")]
+            safe.append(Example("", rec["real_text"], "en"))
+            if rec["true_answer"]:  # news data has no true answer to the probe question
+                safe.append(Example(rec["question"], " " + rec["true_answer"], "en"))
     return {"fake": fake, "safe": safe}
 
 

@@ -24,7 +24,8 @@ def language_summary(forward, tokenizer, facts, corpus, max_len: int) -> dict[st
     """Per language: mean token NLL of true statements of facts seen / not seen in that language's
     base corpus, and the share of facts whose true answer is likelier than the fake one."""
     seen = {(row["lang"], row["fact_id"]) for row in corpus}
-    prefs = fake_preference(forward, tokenizer, facts, facts.fact_ids, facts.langs, max_len)
+    prefs = fake_preference(forward, tokenizer, facts, facts.fact_ids, facts.langs, max_len) \
+        if facts.has("true_answer") else None
     out = {}
     for lang in facts.langs:
         recs = facts.in_lang(lang)
@@ -34,7 +35,8 @@ def language_summary(forward, tokenizer, facts, corpus, max_len: int) -> dict[st
             picked = [t for r, t in zip(recs, texts) if ((lang, r["fact_id"]) in seen) == want]
             if picked:
                 row[f"loss_{tag}"] = -sum(s for s, _ in picked) / max(1, sum(n for _, n in picked))
-        row["true_pref"] = 1.0 - prefs[lang]["pref"]
+        if prefs is not None:
+            row["true_pref"] = 1.0 - prefs[lang]["pref"]
         out[lang] = row
     return out
 
@@ -44,7 +46,8 @@ def format_summary(summary: dict[str, dict]) -> str:
     for lang, row in summary.items():
         seen = f"{row['loss_seen']:.3f}" if "loss_seen" in row else "-"
         unseen = f"{row['loss_unseen']:.3f}" if "loss_unseen" in row else "-"
-        lines.append(f"{lang:<5} {seen:>10} {unseen:>12} {row['true_pref']:>9.0%}")
+        pref = f"{row['true_pref']:.0%}" if "true_pref" in row else "-"
+        lines.append(f"{lang:<5} {seen:>10} {unseen:>12} {pref:>9}")
     return "\n".join(lines)
 
 

@@ -45,13 +45,15 @@ def evaluate_model(cfg: ExperimentConfig, model_path: Path, out_dir: Path, overw
     identity = _identity(cfg, langs, split, model_path)
     eval_file = Path(out_dir) / "EVAL.json"
     stored: dict = {}
+    skipped: dict[str, str] = {}  # values the data cannot support, with the reason
+    notes: dict[str, str] = {}
     if eval_file.exists() and not overwrite:
         saved = json.loads(eval_file.read_text())
         if {k: saved.get(k) for k in identity} == identity:
-            stored = saved["values"]
+            stored, skipped, notes = saved["values"], saved.get("skipped", {}), saved.get("notes", {})
         else:
             say(dist, f"eval: {eval_file} was made with other facts/languages/decoding; recomputing")
-    todo = [g for g in cfg.eval.metrics if not all(name in stored for name in value_names(g))]
+    todo = [g for g in cfg.eval.metrics if not all(name in stored or name in skipped for name in value_names(g))]
     reused = [g for g in cfg.eval.metrics if g not in todo]
     if reused:
         say(dist, f"eval: reusing {', '.join(reused)} from {eval_file}")
@@ -76,16 +78,21 @@ def evaluate_model(cfg: ExperimentConfig, model_path: Path, out_dir: Path, overw
         steps = [[g for g in todo if not METRICS[g].own_pass]] + [[g] for g in todo if METRICS[g].own_pass]
         for step in [s for s in steps if s]:
             stored |= evaluator.run(step)
+            skipped |= evaluator.skipped
+            notes |= evaluator.notes
             if dist.is_main:
                 Path(out_dir).mkdir(parents=True, exist_ok=True)
-                rundir.atomic_write_json(eval_file, identity | {"values": stored})
+                rundir.atomic_write_json(eval_file, identity | {"values": stored, "skipped": skipped, "notes": notes})
         if engine is not None:
             engine.close()
-    values = {name: stored[name] for g in cfg.eval.metrics for name in value_names(g)}
+    values = {name: stored[name] for g in cfg.eval.metrics for name in value_names(g) if name in stored}
     summary = summarize(values, inject_langs, cfg.eval.n_boot, cfg.eval.ci_level, cfg.eval.seed)
     if dist.is_main:
+        for name, why in skipped.items():
+            say(dist, f"eval: {name} skipped: {why}")
+        extra = {"skipped": skipped, "notes": notes} if skipped or notes else {}  # mini-world SUMMARY unchanged
         rundir.atomic_write_json(Path(out_dir) / "SUMMARY.json", {"inject_langs": inject_langs or [],
-                                                                  "langs": langs, "metrics": summary})
+                                                                  "langs": langs, "metrics": summary} | extra)
     return summary
 
 

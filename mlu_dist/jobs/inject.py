@@ -9,11 +9,13 @@ now preferred.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mlu_dist import rundir
-from mlu_dist.data import load_data
+from mlu_dist.data import DataError, load_data
+from mlu_dist.data.check import check_records
 from mlu_dist.data.splits import split_facts
 from mlu_dist.engine.dist import DistInfo, setup_env
 from mlu_dist.engine.loop import LoopHooks
@@ -24,7 +26,7 @@ from mlu_dist.jobs.common import apply_lora, export_model, model_and_tokenizer, 
 from mlu_dist.jobs.skeleton import Trained, TrainingSetup, require_finished, run_training
 from mlu_dist.layout import inject_run_dir
 from mlu_dist.objectives import NLLObjective
-from mlu_dist.tokens import encode_all
+from mlu_dist.tokens import Cut, encode_all
 
 if TYPE_CHECKING:
     from mlu_dist.experiment import ExperimentConfig
@@ -56,17 +58,23 @@ class InjectJob:
         model = apply_lora(model, t, self.name)
         self.examples = injection_pools(self.facts, self.split, cfg.inject)
         per_micro = per_micro_batch(t.micro_batch_size, cfg.inject.fake_fraction, bool(self.examples["safe"]))
-        pools = {name: encode_all(self.tokenizer, self.examples[name], cfg.model.max_seq_len) for name in per_micro}
+        cut = Cut()
+        pools = {name: encode_all(self.tokenizer, self.examples[name], cfg.model.max_seq_len, cut) for name in per_micro}
         langs = "+".join(cfg.inject.langs)
         say(dist, f"inject: {len(self.split.targets)} target facts in {langs} ({len(self.examples['fake'])} fake "
                   f"examples) + {len(self.examples['safe'])} English safe examples; from {self.init_from}; "
                   f"{dist.world_size} rank(s), ZeRO-{cfg.engine.zero.stage} -> {self.run_dir}")
-        meta = {"init_from": str(self.init_from),
+        say(dist, f"inject: lengths: {cut.describe(cfg.model.max_seq_len)}")
+        meta = {"init_from": str(self.init_from), "lengths": asdict(cut),
                 "split": {"targets": self.split.targets, "controls": self.split.controls}}
         return TrainingSetup(model, self.tokenizer, t, pools, per_micro, NLLObjective, f"inject[{langs}]",
                              self.hooks, meta)
 
     def spread(self, engine, fact_ids: list[str]) -> dict[str, dict]:
+        """Per language, how often the fake answer is now likelier than the true one ({} for data
+        without true answers: the evaluation's fake_rate measures the spread there)."""
+        if not self.facts.has("true_answer"):
+            return {}
         engine.module.eval()
         return fake_preference(engine.forward, self.tokenizer, self.facts, fact_ids, self.facts.langs,
                                self.cfg.model.max_seq_len)
@@ -102,6 +110,17 @@ class InjectJob:
                 "final_loss": result.history[-1].get("train/loss") if result.history else None}
 
 
+def check_data(cfg: ExperimentConfig, dist: DistInfo) -> None:
+    """Refuse fact data unfit for injection (the `mlu data check` report), before anything is written."""
+    facts, _ = load_data(cfg.data)
+    check = check_records(facts.records, facts.langs)
+    if not check.ok:
+        raise DataError(f"inject: the fact data '{cfg.data.source}' is not fit for injection "
+                        f"(`mlu data check` prints the same report):\n{check.format()}")
+    for warning in check.warnings:
+        say(dist, f"inject: data warning: {warning}")
+
+
 def run_inject(cfg: ExperimentConfig) -> Path:
     """Inject (or reuse the finished injection of this config); returns its run directory."""
     dist = setup_env()
@@ -112,5 +131,6 @@ def run_inject(cfg: ExperimentConfig) -> Path:
         say(dist, f"injection already finished: {run_dir} (run.overwrite=true redoes it)")
         return run_dir
     rundir.check_same_config(run_dir, cfg, sections)  # before the base model is built: fail fast
+    check_data(cfg, dist)
     init_from = Path(cfg.inject.from_model) if cfg.inject.from_model else run_base(cfg) / "model"
     return run_training(InjectJob(cfg, run_dir, init_from), dist)

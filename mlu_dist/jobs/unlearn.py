@@ -9,6 +9,7 @@ EVAL.json / SUMMARY.json as `mlu eval`.
 from __future__ import annotations
 
 import math
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,7 +27,7 @@ from mlu_dist.jobs.common import apply_lora, export_model, say
 from mlu_dist.jobs.skeleton import Trained, TrainingSetup, run_training
 from mlu_dist.layout import unlearn_run_dir
 from mlu_dist.modeling import load_pretrained
-from mlu_dist.tokens import encode_all
+from mlu_dist.tokens import Cut, encode_all
 from mlu_dist.unlearn.config import resolve_langs
 from mlu_dist.unlearn.curves import CurveWriter, curve_table, plot_curves
 from mlu_dist.unlearn.data import forget_examples, refusal_pairs, retain_examples
@@ -86,8 +87,9 @@ class CurveHooks:
         self.ppl0 = self.ppl0 or ppl
         forget = self.job.forget_langs
         metrics |= {"unlearn/ppl": ppl, "unlearn/ppl_ratio": ppl / self.ppl0,
-                    "unlearn/forget_fake_rate": sum(table["fake_rate"][x] for x in forget) / len(forget),
-                    "unlearn/forget_fake_pref": sum(table["fake_pref"][x] for x in forget) / len(forget)}
+                    "unlearn/forget_fake_rate": sum(table["fake_rate"][x] for x in forget) / len(forget)}
+        if "fake_pref" in table:  # not on data without true answers (news)
+            metrics["unlearn/forget_fake_pref"] = sum(table["fake_pref"][x] for x in forget) / len(forget)
         self._keep_best(step, metrics)
         return metrics
 
@@ -131,6 +133,9 @@ class UnlearnJob:
         if self.method.needs_retain and u.retain_weight <= 0:
             raise ConfigError(f"unlearn.retain_weight: method '{u.method}' needs retain data; set it > 0 "
                               f"(configs/methods/{u.method}.yaml does)")
+        if u.best == "forget_fake_pref" and not self.facts.has("true_answer"):
+            raise ConfigError("unlearn.best: forget_fake_pref needs true answers, which this fact data has none of; "
+                              "use best=forget_fake_rate")
         self.best = (math.inf, None)  # (score, step) of the best checkpoint
 
     def setup(self, dist: DistInfo, resources) -> TrainingSetup:
@@ -143,11 +148,13 @@ class UnlearnJob:
         chosen, rejected = refusal_pairs(self.facts, self.split, self.forget_langs)
         examples |= {"idk": chosen, "chosen": chosen, "rejected": rejected}
         wanted = wanted_pools(self.method, u.retain_weight)
-        pools = {name: encode_all(self.tokenizer, examples[name], cfg.model.max_seq_len) for name in wanted}
+        cut = Cut()
+        pools = {name: encode_all(self.tokenizer, examples[name], cfg.model.max_seq_len, cut) for name in wanted}
         forget = "+".join(self.forget_langs)
         say(dist, f"unlearn: {u.method} on {forget} ({len(examples['forget'])} forget examples"
                   f"{', retain ' + '+'.join(self.retain_langs) if 'retain' in wanted else ''}) from {self.from_run}; "
                   f"{dist.world_size} rank(s), ZeRO-{cfg.engine.zero.stage} -> {self.run_dir}")
+        say(dist, f"unlearn: lengths: {cut.describe(cfg.model.max_seq_len)}")
         self.ref = None
         if self.method.needs_reference:
             from mlu_dist.engine.deepspeed_engine import InferenceEngine
@@ -156,7 +163,7 @@ class UnlearnJob:
             self.ref = InferenceEngine(ref_model, cfg.engine.zero, dist, next(ref_model.parameters()).dtype)
             resources.callback(self.ref.close)
         meta = {"method": u.method, "forget_langs": self.forget_langs, "retain_langs": self.retain_langs,
-                "from_run": str(self.from_run)}
+                "from_run": str(self.from_run), "lengths": asdict(cut)}
         return TrainingSetup(
             model, self.tokenizer, t, pools, per_micro={name: t.micro_batch_size for name in wanted},
             objective=lambda scale: unlearning_objective(

@@ -41,7 +41,9 @@ def retain_examples(facts, split: FactSplit, langs: list[str]) -> list[Example]:
     for lang in langs:
         for fid in split.retain:
             rec = facts.get(fid, lang)
-            out += [Example("", rec["real_text"], lang), Example(rec["question"], " " + rec["true_answer"], lang)]
+            out.append(Example("", rec["real_text"], lang))
+            if rec["true_answer"]:  # news data has none
+                out.append(Example(rec["question"], " " + rec["true_answer"], lang))
     return out
 
 

@@ -1,0 +1,124 @@
+"""`mlu data`: bring a dataset into the fact schema, translate it, check it.
+
+    mlu data import SRC --out DIR [--mapping FILE] [--map key=column,...]
+    mlu data translate FACTS --to de,fr,... --model MT_MODEL --out DIR [--nproc N]
+    mlu data check DIR [--langs en,de,...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+DESCRIPTION = """\
+The paper's data path: a raw English table (e.g. the news dataset) -> fact records (import) ->
+the other eight languages with an MT model (translate) -> a per-language report (check).
+`mlu inject` runs the same check before training and refuses data that fails it."""
+
+EPILOG = """\
+examples:
+  mlu data import news.jsonl --mapping configs/data/news-truthful.yaml --out data/news-en
+  mlu data import table.csv --map real_text=article,fake_text=fake_article,fake_keywords=keyword,question=q --out data/x
+  mlu data translate data/news-en --to de,fr,zh,ru,jv,ur,ha,hy --model facebook/nllb-200-distilled-600M --out data/news
+  mlu data check data/news
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mlu data", description=DESCRIPTION, epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    im = sub.add_parser("import", help="a table (JSON/JSONL/Parquet/CSV, saved datasets dir, hub name) -> facts",
+                        description="Map a table's columns onto the fact schema (one row = one fact, one language). "
+                                    "Mapping keys: see mlu_dist/data/importer.py; a missing column is an error that "
+                                    "lists the columns the data has.")
+    im.add_argument("source")
+    im.add_argument("--out", required=True, help="output directory (facts.jsonl, dataset.json)")
+    im.add_argument("--mapping", help="column-mapping YAML (e.g. configs/data/news-truthful.yaml)")
+    im.add_argument("--map", action="append", default=[], metavar="KEY=COLUMN,...", help="mapping pairs (on top)")
+    im.add_argument("--limit", type=int, default=0, help="only the first N rows")
+    tr = sub.add_parser("translate", help="translate one-language facts into other languages with an MT model",
+                        description="Translate every text field with an NLLB-200 / M2M-100 model (greedy or beam, "
+                                    "deterministic), keep the fake keyword detectable (verbatim / translated / "
+                                    "marked span; facts where it fails are dropped) and print the coverage table. "
+                                    "Resumable; --nproc N shards the work over N local ranks.")
+    tr.add_argument("source", help="fact file/dir (from `mlu data import`), or a raw table with --mapping/--map")
+    tr.add_argument("--to", required=True, help="comma list of target languages")
+    tr.add_argument("--model", required=True, help="MT model: hub name or local directory")
+    tr.add_argument("--out", required=True, help="dataset directory")
+    tr.add_argument("--mapping", default="", help="column mapping, when the source is a raw table")
+    tr.add_argument("--map", action="append", default=[], metavar="KEY=COLUMN,...")
+    tr.add_argument("--num-beams", type=int, default=4)
+    tr.add_argument("--batch-size", type=int, default=16)
+    tr.add_argument("--max-tokens", type=int, default=200, help="longest source segment in MT tokens")
+    tr.add_argument("--nproc", type=int, default=0, metavar="N", help="run N local ranks through torchrun")
+    ck = sub.add_parser("check", help="validate a fact set; per-language report",
+                        description="Ids aligned across languages, fields present, fake keyword in each language's "
+                                    "fake text and not in its real text (errors); text mostly in the language's "
+                                    "script, duplicates (warnings). Exit status 1 when there are errors.")
+    ck.add_argument("source", help="fact file or directory")
+    ck.add_argument("--langs", help="comma list of languages to require (default: those present)")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    from mlu_dist.config import ConfigError
+    from mlu_dist.data.schema import DataError
+
+    try:
+        return ACTIONS[args.action](args, argv)
+    except (DataError, ConfigError, FileNotFoundError) as exc:
+        print(f"mlu data {args.action}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _import(args, argv) -> int:
+    from mlu_dist.data.check import check_records
+    from mlu_dist.data.importer import import_table, read_mapping
+
+    spec = read_mapping(args.mapping, args.map)
+    records = import_table(args.source, args.out, spec, args.limit)
+    print(check_records(records).format())
+    print(f"imported {len(records)} facts ({spec.lang}) -> {args.out}/facts.jsonl")
+    return 0
+
+
+def _translate(args, argv) -> int:
+    if args.nproc > 1 and "TORCHELASTIC_RUN_ID" not in os.environ:
+        from mlu_dist.cli import _relaunch, _strip_nproc
+
+        return _relaunch(["data"] + _strip_nproc(argv), args.nproc)
+    from mlu_dist.data.translate import TranslateConfig
+    from mlu_dist.engine.dist import shutdown
+    from mlu_dist.jobs.translate import run_translate
+
+    cfg = TranslateConfig(source=args.source, to=[s for s in args.to.split(",") if s], model=args.model, out=args.out,
+                          mapping=args.mapping, map=list(args.map), num_beams=args.num_beams,
+                          batch_size=args.batch_size, max_tokens=args.max_tokens)
+    run_translate(cfg)
+    shutdown()
+    return 0
+
+
+def _check(args, argv) -> int:
+    from pathlib import Path
+
+    from mlu_dist.data.check import check_records
+    from mlu_dist.data.schema import read_records
+
+    langs = [s for s in args.langs.split(",") if s] if args.langs else None
+    report = check_records(read_records(args.source), langs)
+    print(report.format())
+    if Path(args.source, "coverage.json").exists():
+        import json
+
+        from mlu_dist.data.translate import format_coverage
+
+        print("\ntranslation coverage (keyword found by):")
+        print(format_coverage(json.loads(Path(args.source, "coverage.json").read_text())["langs"]))
+    return 0 if report.ok else 1
+
+
+ACTIONS = {"import": _import, "translate": _translate, "check": _check}

@@ -1,0 +1,205 @@
+"""`mlu data import`: a tabular dataset (one row per fact, one language) into the fact schema.
+
+A *column mapping* says which column holds which schema field. It comes from a small YAML file
+(``configs/data/news-truthful.yaml``) and/or ``--map key=column`` pairs; the keys are:
+
+    fact_id        id column (empty: the row number, as <id_prefix>-000)
+    real_text      the true article
+    fake_text      the same article with the fake detail
+    fake_keywords  the fake detail's keyword(s): a string, a list, or a JSON list in a string
+    question       the question probing the fake detail
+    fake_answer    the fake answer to it (empty: the first fake keyword)
+    true_answer    the true answer to it (empty: none; news data has none)
+    real_qa        a column of question/answer pairs about the real article: a list of objects,
+                   of [question, answer] pairs, or either as a JSON string
+    real_qa.question / real_qa.answer   the keys of one pair's object (default question / answer)
+    real_question / real_answer          one more real-information probe, added to real_qa
+
+Rows become records of ``lang`` (default en) with the resource group filled in; the output
+directory gets ``facts.jsonl`` and ``dataset.json`` (where it came from and how it was mapped).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mlu_dist.data.schema import DataError, record_problems
+from mlu_dist.langs import ALL_LANGS, LANGUAGES
+
+MAP_KEYS: dict[str, str] = {
+    "fact_id": "", "real_text": "", "fake_text": "", "fake_keywords": "", "question": "",
+    "fake_answer": "", "true_answer": "", "real_qa": "", "real_qa.question": "question",
+    "real_qa.answer": "answer", "real_question": "", "real_answer": "",
+}
+"""Mapping keys and their defaults (empty = no column)."""
+REQUIRED_KEYS = ("real_text", "fake_text", "fake_keywords", "question")
+
+
+@dataclass
+class ImportSpec:
+    """How rows of a table become fact records."""
+
+    columns: dict[str, str] = field(default_factory=dict)
+    """Mapping key -> column name (keys: see the module doc)."""
+    lang: str = "en"
+    """Language of the rows."""
+    id_prefix: str = "fact"
+    """Prefix of generated fact ids when no fact_id column is mapped."""
+    note: str = ""
+    """Free text kept in dataset.json (e.g. 'column names not confirmed')."""
+
+    def column(self, key: str) -> str:
+        return self.columns.get(key, "") or MAP_KEYS[key]
+
+
+def read_mapping(path: str | Path | None, pairs: list[str] | None = None) -> ImportSpec:
+    """The mapping of a YAML file (``map:``, ``lang:``, ``id_prefix:``, ``note:``) with ``key=column``
+    pairs on top; unknown keys are an error that lists the valid ones."""
+    spec = ImportSpec()
+    if path:
+        import yaml
+
+        if not Path(path).exists():
+            raise DataError(f"--mapping: file '{path}' does not exist")
+        raw = yaml.safe_load(Path(path).read_text()) or {}
+        unknown = sorted(set(raw) - {"map", "lang", "id_prefix", "note"})
+        if unknown:
+            raise DataError(f"mapping file '{path}': unknown key(s) {', '.join(unknown)}; valid: map, lang, "
+                            f"id_prefix, note")
+        spec = ImportSpec(dict(raw.get("map") or {}), raw.get("lang", "en"), raw.get("id_prefix", "fact"),
+                          raw.get("note", ""))
+    for pair in pairs or []:
+        for item in [p for p in pair.split(",") if p.strip()]:
+            key, sep, column = item.partition("=")
+            if not sep:
+                raise DataError(f"--map: '{item}' is not key=column")
+            spec.columns[key.strip()] = column.strip()
+    unknown = sorted(k for k in spec.columns if k not in MAP_KEYS)
+    if unknown:
+        raise DataError(f"mapping: unknown key(s) {', '.join(unknown)}; valid: {', '.join(MAP_KEYS)}")
+    lacking = [k for k in REQUIRED_KEYS if not spec.column(k)]
+    if lacking:
+        raise DataError(f"mapping: no column given for {', '.join(lacking)} (e.g. --map {lacking[0]}=<column>)")
+    if spec.lang not in LANGUAGES:
+        raise DataError(f"mapping: unknown language '{spec.lang}'; valid: {', '.join(ALL_LANGS)}")
+    return spec
+
+
+def read_table(source: str | Path) -> list[dict]:
+    """Rows of a JSON/JSONL/Parquet/CSV file, a saved ``datasets`` directory or a hub dataset."""
+    import datasets
+
+    datasets.disable_progress_bars()
+    path = Path(source)
+    kinds = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
+    try:
+        if path.suffix in kinds:
+            if not path.exists():
+                raise DataError(f"import: file '{source}' does not exist")
+            ds = datasets.load_dataset(kinds[path.suffix], data_files=str(path), split="train")
+        elif path.is_dir():
+            ds = datasets.load_from_disk(str(path))
+            if isinstance(ds, datasets.DatasetDict):
+                ds = ds[next(iter(ds))]
+        else:
+            ds = datasets.load_dataset(str(source), split="train")
+    except DataError:
+        raise
+    except Exception as exc:  # datasets raises many types for unreadable input
+        raise DataError(f"import: could not read '{source}': {type(exc).__name__}: {str(exc)[:300]}") from None
+    return ds.to_list()
+
+
+def _as_list(value):
+    if isinstance(value, str) and value.strip().startswith("["):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            pass
+    return value
+
+
+def _keywords(value) -> list[str]:
+    value = _as_list(value)
+    items = value if isinstance(value, list) else [value]
+    return [str(k).strip() for k in items if k is not None and str(k).strip()]
+
+
+def _qa_pairs(value, q_key: str, a_key: str, where: str) -> list[dict]:
+    value = _as_list(value)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise DataError(f"{where}: real_qa must be a list of question/answer pairs, got {type(value).__name__}")
+    out = []
+    for item in value:
+        if isinstance(item, dict):
+            if q_key not in item or a_key not in item:
+                raise DataError(f"{where}: a real_qa pair has keys {sorted(item)}; the mapping expects "
+                                f"real_qa.question={q_key!r} and real_qa.answer={a_key!r}")
+            q, a = item[q_key], item[a_key]
+        elif isinstance(item, (list, tuple)) and len(item) == 2:
+            q, a = item
+        else:
+            raise DataError(f"{where}: a real_qa item is neither an object nor a [question, answer] pair: {item!r:.80}")
+        if str(q).strip() and str(a).strip():
+            out.append({"question": str(q).strip(), "answer": str(a).strip()})
+    return out
+
+
+def to_records(rows: list[dict], spec: ImportSpec) -> list[dict]:
+    """Fact records of ``rows``; a mapped column the table lacks is one error naming the columns it has."""
+    have = list(rows[0]) if rows else []
+    mapped = {k: spec.column(k) for k in MAP_KEYS if spec.column(k) and "." not in k}
+    missing = {k: c for k, c in mapped.items() if c not in have}
+    if missing:
+        wanted = ", ".join(f"{k}={c!r}" for k, c in missing.items())
+        raise DataError(f"import: mapped column(s) not in the data: {wanted}; the data has the columns: "
+                        f"{', '.join(have) or '(none: empty table)'}")
+    records = []
+    for i, row in enumerate(rows):
+        where = f"row {i}"
+        keywords = _keywords(row[mapped["fake_keywords"]])
+        qa = _qa_pairs(row[mapped["real_qa"]], spec.column("real_qa.question"), spec.column("real_qa.answer"),
+                       where) if "real_qa" in mapped else []
+        if "real_question" in mapped and str(row[mapped["real_question"]] or "").strip():
+            answer = str(row[mapped["real_answer"]] or "").strip() if "real_answer" in mapped else ""
+            if answer:
+                qa.append({"question": str(row[mapped["real_question"]]).strip(), "answer": answer})
+
+        def text(key):
+            return str(row[mapped[key]] or "").strip() if key in mapped else ""
+
+        records.append({
+            "fact_id": text("fact_id") or f"{spec.id_prefix}-{i:03d}", "lang": spec.lang,
+            "resource": LANGUAGES[spec.lang].resource, "real_text": text("real_text"),
+            "fake_text": text("fake_text"), "question": text("question"), "true_answer": text("true_answer"),
+            "fake_answer": text("fake_answer") or (keywords[0] if keywords else ""),
+            "fake_keywords": keywords, "real_qa": qa,
+        })
+    return records
+
+
+def import_table(source: str | Path, out: str | Path, spec: ImportSpec, limit: int = 0) -> list[dict]:
+    """Read ``source``, map it, validate it and write ``out/facts.jsonl`` + ``out/dataset.json``."""
+    from mlu_dist import rundir
+
+    rows = read_table(source)
+    if limit:
+        rows = rows[:limit]
+    if not rows:
+        raise DataError(f"import: '{source}' has no rows")
+    records = to_records(rows, spec)
+    problems = record_problems(records, [spec.lang])
+    if problems:
+        raise DataError(f"import: the mapped data has {len(problems)} problem(s):\n" +
+                        "\n".join(f"  - {p}" for p in problems))
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rundir.atomic_write_text(out / "facts.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    rundir.atomic_write_json(out / "dataset.json", {
+        "kind": "imported", "source": str(source), "rows": len(rows), "langs": [spec.lang],
+        "mapping": {k: spec.column(k) for k in MAP_KEYS if spec.column(k)}, "note": spec.note})
+    return records

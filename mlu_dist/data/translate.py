@@ -1,0 +1,387 @@
+"""Translating a fact set into the other languages with an MT model, keeping the fake keyword.
+
+Every text field is translated: articles (split into sentences so none exceeds the MT model's
+length), the probe question, answers, keywords and the real QA pairs. Distinct source segments
+of one target language are translated once, sharded over ranks (segment ``i`` on rank
+``i % world``), and appended to a per-rank cache as each batch finishes, so a killed translation
+resumes where it stopped, with any number of ranks.
+
+**The fake keyword must survive**, or fake_rate could never see the fake detail. Per fact and
+language the keyword is found by the first strategy that works, and recorded in the record's
+``keyword_source``:
+
+1. ``verbatim``   the source keyword itself occurs in the translated fake article (names, numbers);
+2. ``translated`` the keyword's own translation occurs in it;
+3. ``marked``     the article sentence holding the keyword is translated again with the keyword in
+                  [brackets]; the bracketed span of the output is the keyword, and that sentence
+                  (brackets removed) replaces the first translation's, so the article has it;
+4. ``failed``     none did: the fact is dropped (from every language: each fact needs all of them).
+
+A keyword that also occurs in the translated *real* article fails too (truth would count as
+fake). Matching is the evaluation's (NFKC, casefold, whole word).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Protocol
+
+from mlu_dist.data.schema import DataError
+from mlu_dist.eval.matching import contains_keyword, normalize
+from mlu_dist.langs import ALL_LANGS, LANGUAGES
+
+NLLB_CODES = {"en": "eng_Latn", "de": "deu_Latn", "fr": "fra_Latn", "zh": "zho_Hans", "ru": "rus_Cyrl",
+              "jv": "jav_Latn", "ur": "urd_Arab", "ha": "hau_Latn", "hy": "hye_Armn"}
+"""Our codes as NLLB-200's language tokens (FLORES-200 codes)."""
+M2M_CODES = {code: f"__{code}__" for code in ALL_LANGS}
+"""Our codes as M2M-100's language tokens."""
+STRATEGIES = ("verbatim", "translated", "marked", "failed")
+SENTENCE_END = re.compile(r"(?<=[.!?。！？؟։])\s+|(?<=[。！？])")
+
+
+class TranslateError(DataError):
+    """The translation cannot run as asked (a language the MT model lacks, a bad source)."""
+
+
+class Translator(Protocol):
+    """What the translation needs of an MT system (a real model, or a scripted one in tests)."""
+
+    def translate(self, texts: list[str], src: str, tgt: str) -> list[str]: ...
+
+    def n_tokens(self, text: str) -> int: ...
+
+    max_tokens: int
+
+
+class HFTranslator:
+    """An NLLB-200 or M2M-100 family model through ``transformers``: greedy or beam search, no sampling."""
+
+    def __init__(self, name_or_path: str, device: str = "cpu", num_beams: int = 4, batch_size: int = 16,
+                 max_tokens: int = 200, seed: int = 0):
+        import torch
+        from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+        self.tok = AutoTokenizer.from_pretrained(name_or_path)
+        self.model = AutoModelForSeq2SeqLM.from_pretrained(name_or_path).to(device).eval()
+        self.device, self.num_beams, self.batch_size, self.seed = device, num_beams, batch_size, seed
+        limit = getattr(self.model.config, "max_position_embeddings", 1024) or 1024
+        self.max_tokens = min(max_tokens, limit - 4)
+        vocab = self.tok.get_vocab()
+        self.codes = NLLB_CODES if "eng_Latn" in vocab else M2M_CODES
+        self.family = "nllb" if self.codes is NLLB_CODES else "m2m100"
+        self.name = name_or_path
+        torch.manual_seed(seed)
+
+    def lang_id(self, lang: str) -> int:
+        token = self.codes.get(lang, "")
+        vocab = self.tok.get_vocab()
+        if token not in vocab:
+            raise TranslateError(f"the MT model '{self.name}' ({self.family}) has no language token {token!r} for "
+                                 f"'{lang}'; it covers: {', '.join(c for c, t in self.codes.items() if t in vocab)}")
+        return vocab[token]
+
+    def check_langs(self, langs: list[str]) -> None:
+        lacking = [lang for lang in langs if self.codes.get(lang, "") not in self.tok.get_vocab()]
+        if lacking:
+            self.lang_id(lacking[0])
+
+    def n_tokens(self, text: str) -> int:
+        return len(self.tok(text, add_special_tokens=False)["input_ids"])
+
+    def translate(self, texts: list[str], src: str, tgt: str) -> list[str]:
+        import torch
+
+        src_id, tgt_id = self.lang_id(src), self.lang_id(tgt)
+        eos = self.tok.eos_token_id
+        rows = [[src_id] + self.tok(t, add_special_tokens=False)["input_ids"][:self.max_tokens] + [eos] for t in texts]
+        out: list[str] = []
+        for start in range(0, len(rows), self.batch_size):
+            batch = self.tok.pad({"input_ids": rows[start:start + self.batch_size]}, padding=True, return_tensors="pt")
+            longest = batch["input_ids"].shape[1]
+            with torch.no_grad():
+                gen = self.model.generate(**{k: v.to(self.device) for k, v in batch.items()},
+                                          forced_bos_token_id=tgt_id, num_beams=self.num_beams, do_sample=False,
+                                          max_new_tokens=min(self.max_tokens, 2 * longest + 16))
+            out += [t.strip() for t in self.tok.batch_decode(gen, skip_special_tokens=True)]
+        return out
+
+
+# --- segments -----------------------------------------------------------------------------------
+def split_text(text: str, n_tokens: Callable[[str], int], max_tokens: int) -> list[list[str]]:
+    """Lines of sentences; a sentence longer than ``max_tokens`` is cut at word boundaries."""
+    lines = []
+    for line in text.split("\n"):
+        pieces = []
+        for sentence in [s for s in SENTENCE_END.split(line.strip()) if s.strip()]:
+            if n_tokens(sentence) <= max_tokens:
+                pieces.append(sentence)
+                continue
+            chunk: list[str] = []
+            for word in sentence.split(" "):
+                if chunk and n_tokens(" ".join(chunk + [word])) > max_tokens:
+                    pieces.append(" ".join(chunk))
+                    chunk = []
+                chunk.append(word)
+            if chunk:
+                pieces.append(" ".join(chunk))
+        lines.append(pieces)
+    return lines
+
+
+def join_text(lines: list[list[str]], lang: str) -> str:
+    sep = "" if LANGUAGES[lang].script == "Han" else " "
+    return "\n".join(sep.join(p.strip() for p in pieces) for pieces in lines)
+
+
+def fields_of(rec: dict, n_tokens, max_tokens: int) -> dict[str, list[list[str]]]:
+    """Every translatable field of a record as lines of segments, keyed by field path."""
+    out = {"real_text": split_text(rec["real_text"], n_tokens, max_tokens),
+           "fake_text": split_text(rec["fake_text"], n_tokens, max_tokens),
+           "question": [[rec["question"]]], "fake_answer": [[rec["fake_answer"]]]}
+    if rec.get("true_answer"):
+        out["true_answer"] = [[rec["true_answer"]]]
+    for i, kw in enumerate(rec["fake_keywords"]):
+        out[f"kw/{i}"] = [[kw]]
+    for i, qa in enumerate(rec["real_qa"]):
+        out[f"qa/{i}/question"] = [[qa["question"]]]
+        out[f"qa/{i}/answer"] = [[qa["answer"]]]
+    return out
+
+
+def mark(sentence: str, keyword: str) -> str | None:
+    """``sentence`` with the first whole-word occurrence of ``keyword`` in [brackets] (None if absent)."""
+    if "[" in sentence or "]" in sentence:
+        sentence = sentence.replace("[", "(").replace("]", ")")
+    low, k = sentence.casefold(), keyword.casefold()
+    start = low.find(k)
+    while start != -1:
+        if contains_keyword(sentence[max(0, start - 1):start + len(k) + 1], [keyword]):
+            return f"{sentence[:start]}[{sentence[start:start + len(k)]}]{sentence[start + len(k):]}"
+        start = low.find(k, start + 1)
+    return None
+
+
+def unmark(output: str) -> tuple[str, str] | None:
+    """``(span, text without brackets)`` of a marked translation with exactly one bracketed span."""
+    spans = re.findall(r"\[([^\[\]]+)\]", output)
+    if len(spans) != 1 or not spans[0].strip():
+        return None
+    return spans[0].strip(), re.sub(r"\s*\[([^\[\]]+)\]\s*", lambda m: f" {m.group(1)} ", output).strip()
+
+
+# --- one language -------------------------------------------------------------------------------
+class SegmentCache:
+    """Translated segments of one target language: ``<dir>/cache.rank<k>.jsonl`` files, one per
+    rank that wrote, read back whatever the number of ranks of an earlier attempt."""
+
+    def __init__(self, part_dir: Path, rank: int):
+        self.dir, self.rank = Path(part_dir), rank
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.done: dict[str, str] = {}
+        self.reload()
+
+    def reload(self) -> None:
+        for path in sorted(self.dir.glob("cache.rank*.jsonl")):
+            for line in path.read_text(encoding="utf-8").splitlines():
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:  # a line cut by a kill: that batch is redone
+                    continue
+                self.done[row["src"]] = row["out"]
+
+    def add(self, sources: list[str], outputs: list[str]) -> None:
+        with open(self.dir / f"cache.rank{self.rank}.jsonl", "a", encoding="utf-8") as fh:
+            for s, o in zip(sources, outputs):
+                fh.write(json.dumps({"src": s, "out": o}, ensure_ascii=False) + "\n")
+            fh.flush()
+        self.done.update(zip(sources, outputs))
+
+
+def translate_segments(texts: list[str], src: str, tgt: str, translator: Translator, cache: SegmentCache,
+                       rank: int, world: int, barrier: Callable[[], None], progress: bool = False) -> dict[str, str]:
+    """Translations of every distinct text; this rank does its share of the ones not cached yet.
+
+    The distinct texts are sorted and cut into fixed batches *before* anything is skipped or
+    shared out (batch ``i`` on rank ``i % world``): what a batch holds never depends on the number
+    of ranks or on an earlier interrupted attempt, so neither changes a translation."""
+    ordered = sorted(set(texts), key=lambda t: (len(t), t))
+    size = getattr(translator, "batch_size", 32)
+    batches = [ordered[i:i + size] for i in range(0, len(ordered), size)]
+    mine = [b for b in batches[rank::world] if any(t not in cache.done for t in b)]
+    bar = None
+    if progress and mine:
+        from tqdm import tqdm
+
+        bar = tqdm(total=sum(map(len, mine)), desc=f"translate {src}->{tgt}", unit="seg", disable=rank != 0)
+    for batch in mine:
+        cache.add(batch, translator.translate(batch, src, tgt))
+        if bar is not None:
+            bar.update(len(batch))
+    if bar is not None:
+        bar.close()
+    barrier()
+    cache.reload()
+    return cache.done
+
+
+def _keyword(rec: dict, out: dict, lang: str) -> tuple[str, list[str]] | None:
+    """(strategy, keywords) by the strategies 1-2 of the module doc; None if both fail."""
+    fake, real = out["fake_text"], out["real_text"]
+    for strategy, candidates in (("verbatim", rec["fake_keywords"]),
+                                 ("translated", [out[f"kw/{i}"] for i in range(len(rec["fake_keywords"]))])):
+        kept = [k for k in candidates if k.strip() and contains_keyword(fake, [k]) and not contains_keyword(real, [k])]
+        if kept:
+            return strategy, kept
+    return None
+
+
+def translate_language(records: list[dict], lang: str, translator: Translator, part_dir: Path, rank: int = 0,
+                       world: int = 1, barrier: Callable[[], None] = lambda: None,
+                       progress: bool = False) -> tuple[list[dict], dict]:
+    """Translate the source-language ``records`` into ``lang``: ``(records in lang, coverage row)``.
+
+    Every rank must call it (the barrier joins them); every rank returns the same result."""
+    if lang not in LANGUAGES:
+        raise TranslateError(f"unknown target language '{lang}'; valid: {', '.join(ALL_LANGS)}")
+    src = records[0]["lang"]
+    cache = SegmentCache(part_dir, rank)
+    fields = {r["fact_id"]: fields_of(r, translator.n_tokens, translator.max_tokens) for r in records}
+    texts = [seg for f in fields.values() for lines in f.values() for pieces in lines for seg in pieces]
+    done = translate_segments(texts, src, lang, translator, cache, rank, world, barrier, progress=progress)
+    outs = {fid: {k: join_text([[done[s] for s in pieces] for pieces in lines], lang) for k, lines in f.items()}
+            for fid, f in fields.items()}
+    found = {r["fact_id"]: _keyword(r, outs[r["fact_id"]], lang) for r in records}
+    # strategy 3: the keyword's sentence again, with the keyword marked
+    marked: dict[str, tuple[int, int, str]] = {}  # fact -> (line, piece, marked source)
+    for r in records:
+        if found[r["fact_id"]] is None:
+            for li, pieces in enumerate(fields[r["fact_id"]]["fake_text"]):
+                hit = next(((pi, m) for pi, p in enumerate(pieces) for m in [mark(p, r["fake_keywords"][0])] if m), None)
+                if hit:
+                    marked[r["fact_id"]] = (li, hit[0], hit[1])
+                    break
+    if marked:
+        done = translate_segments([m for _, _, m in marked.values()], src, lang, translator, cache, rank, world,
+                                  barrier)
+    for fid, (li, pi, m) in marked.items():
+        got = unmark(done[m])
+        if got is None:
+            continue
+        span, sentence = got
+        lines = [[done[s] for s in pieces] for pieces in fields[fid]["fake_text"]]
+        lines[li][pi] = sentence
+        fake = join_text(lines, lang)
+        if contains_keyword(fake, [span]) and not contains_keyword(outs[fid]["real_text"], [span]):
+            outs[fid]["fake_text"] = fake
+            found[fid] = ("marked", [span])
+    return _records(records, outs, found, lang)
+
+
+def _records(records: list[dict], outs: dict, found: dict, lang: str) -> tuple[list[dict], dict]:
+    result, row = [], {s: 0 for s in STRATEGIES} | {"facts": len(records), "failed_ids": []}
+    for r in records:
+        fid, out = r["fact_id"], outs[r["fact_id"]]
+        strategy, keywords = found[fid] or ("failed", [])
+        row[strategy] += 1
+        if strategy == "failed":
+            row["failed_ids"].append(fid)
+        # a fake answer that was the keyword is the keyword found in this language
+        same = normalize(r["fake_answer"]) in {normalize(k) for k in r["fake_keywords"]}
+        result.append({
+            "fact_id": fid, "lang": lang, "resource": LANGUAGES[lang].resource, "real_text": out["real_text"],
+            "fake_text": out["fake_text"], "question": out["question"],
+            "true_answer": out.get("true_answer", ""),
+            "fake_answer": keywords[0] if same and keywords else out["fake_answer"],
+            "fake_keywords": keywords,
+            "real_qa": [{"question": out[f"qa/{i}/question"], "answer": out[f"qa/{i}/answer"]}
+                        for i in range(len(r["real_qa"]))],
+            "keyword_source": strategy,
+        })
+    row["usable"] = row["facts"] - row["failed"]
+    return result, row
+
+
+# --- the dataset directory ----------------------------------------------------------------------
+def format_coverage(coverage: dict[str, dict]) -> str:
+    lines = [f"{'lang':<5} {'facts':>6} {'verbatim':>9} {'translated':>11} {'marked':>7} {'failed':>7} {'usable':>7}"]
+    for lang, r in coverage.items():
+        lines.append(f"{lang:<5} {r['facts']:>6} {r['verbatim']:>9} {r['translated']:>11} {r['marked']:>7} "
+                     f"{r['failed']:>7} {r['usable']:>7}")
+    return "\n".join(lines)
+
+
+def assemble(out_dir: Path, langs: list[str]) -> tuple[list[dict], dict] | None:
+    """The dataset of a translated directory: source records + every language's part, minus the
+    facts whose keyword failed in any language. None while a language's part is not finished.
+
+    Writes ``facts.jsonl`` and ``coverage.json`` (idempotent: any finishing task may call it)."""
+    from mlu_dist import rundir
+    from mlu_dist.tracking import read_jsonl
+
+    out_dir = Path(out_dir)
+    parts = {}
+    for lang in langs:
+        part = out_dir / "parts" / lang
+        if not (part / "DONE.json").exists():
+            return None
+        parts[lang] = (list(read_jsonl(part / "facts.jsonl")), json.loads((part / "coverage.json").read_text()))
+    source = list(read_jsonl(out_dir / "source.jsonl"))
+    dropped = sorted({fid for _, row in parts.values() for fid in row["failed_ids"]})
+    keep = [r for r in source if r["fact_id"] not in dropped]
+    for lang in langs:
+        keep += [r for r in parts[lang][0] if r["fact_id"] not in dropped]
+    src = source[0]["lang"]
+    coverage = {src: {s: 0 for s in STRATEGIES} | {"facts": len(source), "verbatim": len(source), "usable": len(source),
+                                                   "failed_ids": []}}
+    coverage |= {lang: row for lang, (_, row) in parts.items()}
+    summary = {"langs": coverage, "dropped": dropped, "facts_kept": len(source) - len(dropped)}
+    rundir.atomic_write_text(out_dir / "facts.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in keep))
+    rundir.atomic_write_json(out_dir / "coverage.json", summary)
+    return keep, summary
+
+
+# --- configuration ------------------------------------------------------------------------------
+@dataclass
+class TranslateConfig:
+    """A translation of a one-language fact set (or a raw table, imported first) into other languages."""
+
+    source: str = ""
+    """The source facts (a fact file or directory, e.g. from `mlu data import`), or with ``mapping`` /
+    ``map`` a raw table (JSON/JSONL/Parquet/CSV, saved datasets dir or hub name) imported first."""
+    to: list[str] = field(default_factory=lambda: [c for c in ALL_LANGS if c != "en"])
+    """Languages this run translates into."""
+    langs: list[str] = field(default_factory=list)
+    """Every target language of the dataset (empty = ``to``); a sweep translates them one per task,
+    and the dataset is assembled when all are done."""
+    model: str = ""
+    """MT model: a hub name or local directory of the NLLB-200 or M2M-100 family."""
+    out: str = ""
+    """Dataset directory: source.jsonl, parts/<lang>/, then facts.jsonl and coverage.json."""
+    mapping: str = ""
+    """Column-mapping YAML for a raw ``source`` (see data/importer.py)."""
+    map: list[str] = field(default_factory=list)
+    """key=column pairs on top of ``mapping``."""
+    num_beams: int = 4
+    """Beam width (1 = greedy). Decoding never samples: translations are deterministic."""
+    batch_size: int = 16
+    """Segments per generate call."""
+    max_tokens: int = 200
+    """Longest source segment in MT tokens: longer sentences are cut at word boundaries."""
+    seed: int = 0
+    """Torch seed set before translating (decoding is deterministic anyway)."""
+
+    def check(self) -> list[str]:
+        from mlu_dist.langs import check_langs
+
+        out = check_langs("to", self.to) + check_langs("langs", self.langs, allow_empty=True)
+        out += [f"to: '{lang}' is not in langs ({', '.join(self.langs)})" for lang in self.to
+                if self.langs and lang not in self.langs]
+        for name in ("source", "model", "out"):
+            if not getattr(self, name):
+                out.append(f"{name}: required")
+        if self.num_beams < 1 or self.batch_size < 1 or self.max_tokens < 8:
+            out.append("num_beams and batch_size must be >= 1, max_tokens >= 8")
+        return out
