@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from mlu_dist.config import check_positive
+from mlu_dist.config import check_choice, check_positive
+from mlu_dist.eval.knowledge import GATE_MODES
 from mlu_dist.langs import check_langs
 from mlu_dist.train_config import TrainConfig
 
@@ -32,6 +33,14 @@ class InjectConfig:
     """Also train 'question -> fake answer' pairs, not only the fake articles."""
     from_model: str = ""
     """Start from this HF model directory instead of the (cached) base model of this config."""
+    knowledge_gate: str = "warn"
+    """Before injecting, measure per language whether the starting model knows the true facts
+    (true-vs-fake preference, real_acc): 'warn' names the languages near chance, 'refuse' stops
+    the run there, 'off' skips the measurement."""
+    gate_min_true_pref: float = 0.6
+    """The gate flags a language whose true answers beat the fake ones less often than this (chance 0.5)."""
+    gate_min_real_acc: float = 0.2
+    """The gate flags a language whose real questions are answered right less often than this."""
     train: TrainConfig = field(default_factory=lambda: _inject_train_defaults())
     """Optimisation of the injection (the paper: a short fine-tune at a small learning rate)."""
 
@@ -40,6 +49,7 @@ class InjectConfig:
         out += check_positive(self, "n_targets")
         if self.n_controls < 0:
             out.append(f"n_controls: must be >= 0, got {self.n_controls}")
+        out += check_choice("knowledge_gate", self.knowledge_gate, GATE_MODES)
         if not 0.0 < self.fake_fraction <= 1.0:
             out.append(f"fake_fraction: must be in (0, 1], got {self.fake_fraction}")
         return out

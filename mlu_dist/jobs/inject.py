@@ -19,7 +19,10 @@ from mlu_dist.data.check import check_records
 from mlu_dist.data.splits import split_facts
 from mlu_dist.engine.dist import DistInfo, setup_env
 from mlu_dist.engine.loop import LoopHooks
+from mlu_dist.eval import knowledge
+from mlu_dist.eval.generate import cache_kwarg
 from mlu_dist.eval.likelihood import completion_logprobs, fake_preference
+from mlu_dist.eval.runner import Evaluator, Rank
 from mlu_dist.inject.data import injection_pools, per_micro_batch
 from mlu_dist.jobs.base import run_base
 from mlu_dist.jobs.common import apply_lora, export_model, model_and_tokenizer, say
@@ -52,6 +55,7 @@ class InjectJob:
 
     def setup(self, dist: DistInfo, resources) -> TrainingSetup:
         cfg, t = self.cfg, self.cfg.inject.train
+        self.dist = dist
         self.facts, _ = load_data(cfg.data)
         self.split = split_facts(self.facts.fact_ids, cfg.inject.n_targets, cfg.inject.n_controls, cfg.inject.split_seed)
         model, self.tokenizer = model_and_tokenizer(cfg.model, dist, init_from=self.init_from, seed=t.seed)
@@ -79,7 +83,36 @@ class InjectJob:
         return fake_preference(engine.forward, self.tokenizer, self.facts, fact_ids, self.facts.langs,
                                self.cfg.model.max_seq_len)
 
+    def knowledge_gate(self, engine) -> None:
+        """Measure what the starting model knows per language; warn about or refuse languages near chance."""
+        cfg, dist = self.cfg, self.dist
+        engine.module.eval()
+        lockstep = cfg.engine.zero.stage == 3 and dist.world_size > 1
+        gate_cfg = type(cfg.eval)(**{**vars(cfg.eval), "metrics": ["real_acc"], "langs": list(self.facts.langs)})
+        evaluator = Evaluator(engine.forward, self.tokenizer, self.facts, self.split, gate_cfg,
+                              Rank(dist.rank, dist.world_size, lockstep), cfg.model.max_seq_len,
+                              cache_kwarg(engine.module))
+        table = knowledge.measure(evaluator, engine.forward, self.tokenizer, self.facts,
+                                  self.split.targets + self.split.controls, cfg.model.max_seq_len)
+        result = knowledge.verdict(table, cfg.inject.gate_min_true_pref, cfg.inject.gate_min_real_acc)
+        if dist.is_main:
+            rundir.atomic_write_json(self.run_dir / "knowledge.json", {"langs": table, "flagged": result.flagged})
+            print(f"knowledge gate: what the starting model knows ({self.init_from}):\n{result.format()}", flush=True)
+        if not result.flagged:
+            return
+        names = ", ".join(result.flagged)
+        if cfg.inject.knowledge_gate == "refuse":
+            raise DataError(f"knowledge gate: the starting model does not know the true facts in {names} (table "
+                            f"above; {self.run_dir}/knowledge.json): spread measured there is noise. Train or pick "
+                            f"a stronger base model, drop those languages (data.langs), or set "
+                            f"inject.knowledge_gate=warn to go on anyway")
+        say(dist, f"knowledge gate: WARNING: near chance in {names}; spread in these languages is noise "
+                  f"(inject.knowledge_gate=refuse stops here)")
+
     def hooks(self, engine, start: int) -> LoopHooks:
+        if start == 0 and self.cfg.inject.knowledge_gate != "off":
+            self.knowledge_gate(engine)
+
         def evaluate(step):
             spread = self.spread(engine, self.split.targets)
             metrics = {f"spread/{lang}/fake_pref": row["pref"] for lang, row in spread.items()}
@@ -105,6 +138,8 @@ class InjectJob:
                               [[lang, row["pref"], controls.get(lang, {}).get("pref"), row["margin"]]
                                for lang, row in spread.items()])
             print(format_spread(spread, controls, self.cfg.inject.langs))
+            for warning in knowledge.damage_warnings(spread, controls, list(self.cfg.inject.langs)):
+                print(f"inject: WARNING: {warning}")
             print(f"injected model: {self.run_dir}/model")
         return {"param_numel_per_rank": numel, "eval_loss": eval_loss,
                 "final_loss": result.history[-1].get("train/loss") if result.history else None}
