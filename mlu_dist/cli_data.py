@@ -18,7 +18,7 @@ the other eight languages with an MT model (translate) -> a per-language report 
 
 EPILOG = """\
 examples:
-  mlu data import news.jsonl --mapping configs/data/news-truthful.yaml --out data/news-en
+  mlu data import news.jsonl --mapping mappings/news-truthful --out data/news-en
   mlu data import table.csv --map real_text=article,fake_text=fake_article,fake_keywords=keyword,question=q --out data/x
   mlu data translate data/news-en --to de,fr,zh,ru,jv,ur,ha,hy --model facebook/nllb-200-distilled-600M --out data/news
   mlu data check data/news
@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "lists the columns the data has.")
     im.add_argument("source")
     im.add_argument("--out", required=True, help="output directory (facts.jsonl, dataset.json)")
-    im.add_argument("--mapping", help="column-mapping YAML (e.g. configs/data/news-truthful.yaml)")
+    im.add_argument("--mapping", help="column-mapping YAML (a path, or mappings/news-truthful for the paper's news data)")
     im.add_argument("--map", action="append", default=[], metavar="KEY=COLUMN,...", help="mapping pairs (on top)")
     im.add_argument("--limit", type=int, default=0, help="only the first N rows")
     tr = sub.add_parser("translate", help="translate one-language facts into other languages with an MT model",

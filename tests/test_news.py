@@ -270,3 +270,68 @@ def _pretrained(tmp_path) -> Path:
     model = build_tiny_model(ModelConfig(vocab_size=1024, hidden_size=32, intermediate_size=64, num_layers=1,
                                          num_heads=2, max_seq_len=64), tok)
     return save_pretrained(model, tok, tmp_path / "pretrained")
+
+
+# --- the sweep's translate stage -----------------------------------------------------------------
+def test_paper_news_plan_translates_before_it_injects():
+    from mlu_dist.config import load_config
+    from mlu_dist.launcher.plan import expand, jobs_of
+    from mlu_dist.launcher.spec import SweepSpec
+
+    spec = load_config(SweepSpec, ["sweeps/paper-news"])
+    cells = expand(spec)
+    translate = [c for c in cells if c.stage == "translate"]
+    assert [c.config.to for c in translate] == [[lang] for lang in ALL_LANGS if lang != "en"]
+    assert not [c for c in cells if c.stage == "base"]  # the pretrained 8B is the base
+    injects = [c for c in cells if c.stage == "inject"]
+    assert all(c.deps == [t.id for t in translate] for c in injects)
+    assert all(c.config.data.source == translate[0].config.out for c in injects)
+    assert Path(translate[0].config.mapping).is_absolute()  # found by name, as jobs on any node see it
+    lora = injects[0].config.inject.train.lora
+    assert (lora.r, lora.alpha, lora.targets, injects[0].config.inject.train.lr) == (2048, 64, ["q_proj", "k_proj", "v_proj"], 2e-4)
+    jobs = jobs_of(cells)
+    assert jobs[0] == {"name": "translate", "cells": [c.id for c in translate], "array": True, "after": []}
+    assert jobs[1]["name"] == "inject" and jobs[1]["after"] == ["translate"]
+
+
+def test_a_sweep_translates_its_raw_data_once_then_runs_the_study(tmp_path, monkeypatch):
+    """The debug executor in this process, torch backend. A real MT model cannot be had offline and
+    a random one drops every fact, so the translator here is the scripted PseudoTranslator
+    (mocked in; HFTranslator itself runs in the end-to-end test above)."""
+    import mlu_dist.jobs.translate as jt
+    from mlu_dist.config import load_config
+    from mlu_dist.launcher.run import submit
+    from mlu_dist.launcher.spec import SweepSpec
+
+    made = []
+    monkeypatch.setattr(jt, "HFTranslator", lambda *a, **k: made.append(a) or _Checked(PseudoTranslator()))
+    monkeypatch.setenv("MLU_PROGRESS", "0")
+    over = [f"out_dir={tmp_path}", "executor=debug", "name=news", f"translate.source={SAMPLE}",
+            "translate.mapping=mappings/news-truthful", "translate.model=tiny-mt", "axes.inject_langs=[ha]",
+            "axes.methods=[ga]", "axes.forget_langs=[en+orig]"]
+    spec = load_config(SweepSpec, [], over)
+    spec.overrides = ["engine.backend=torch", "data.langs=[en,de,ha]", "tracking.wandb=false", "base.steps=10",
+                      "model.max_seq_len=64", "inject.n_targets=2", "inject.n_controls=2", "inject.train.steps=2",
+                      "unlearn.train.steps=2", "unlearn.train.eval_every=2", "eval.n_boot=20", "eval.max_new_tokens=4"]
+    result = submit(spec)
+    assert all(s == "finished" for s in result["results"].values()), result["results"]
+    assert len(made) == 2  # one translation per language
+    data = tmp_path / "news" / "data"
+    assert json.loads((data / "coverage.json").read_text())["facts_kept"] == 6
+    assert load_facts(data).langs == ["en", "de", "ha"]
+    inject_run = next((tmp_path / "news" / "inject").glob("*/DONE.json")).parent
+    summary = json.loads((inject_run / "eval" / "SUMMARY.json").read_text())
+    assert "fake_pref" in summary["skipped"] and set(summary["metrics"]["fake_rate"]["lang"]) == {"en", "de", "ha"}
+    assert (tmp_path / "news" / "report" / "grid.json").exists()
+    again = submit(spec)  # everything reused, the translations too
+    assert len(made) == 2 and again["submitted"] == [], again
+
+
+class _Checked:
+    """A scripted translator that also offers HFTranslator's language check."""
+
+    def __init__(self, inner):
+        self.inner, self.max_tokens, self.n_tokens, self.translate = inner, inner.max_tokens, inner.n_tokens, inner.translate
+
+    def check_langs(self, langs):
+        pass

@@ -1,7 +1,7 @@
 """`mlu data import`: a tabular dataset (one row per fact, one language) into the fact schema.
 
 A *column mapping* says which column holds which schema field. It comes from a small YAML file
-(``configs/data/news-truthful.yaml``) and/or ``--map key=column`` pairs; the keys are:
+(``configs/mappings/news-truthful.yaml``) and/or ``--map key=column`` pairs; the keys are:
 
     fact_id        id column (empty: the row number, as <id_prefix>-000)
     real_text      the true article
@@ -61,8 +61,12 @@ def read_mapping(path: str | Path | None, pairs: list[str] | None = None) -> Imp
     if path:
         import yaml
 
-        if not Path(path).exists():
-            raise DataError(f"--mapping: file '{path}' does not exist")
+        from mlu_dist.config import ConfigError, resolve_config_path
+
+        try:  # a path, or a name under configs/ (mappings/news-truthful)
+            path = resolve_config_path(path)
+        except (ConfigError, FileNotFoundError):
+            raise DataError(f"--mapping: file '{path}' does not exist") from None
         raw = yaml.safe_load(Path(path).read_text()) or {}
         unknown = sorted(set(raw) - {"map", "lang", "id_prefix", "note"})
         if unknown:

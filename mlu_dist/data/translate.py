@@ -308,6 +308,9 @@ def _records(records: list[dict], outs: dict, found: dict, lang: str) -> tuple[l
 def format_coverage(coverage: dict[str, dict]) -> str:
     lines = [f"{'lang':<5} {'facts':>6} {'verbatim':>9} {'translated':>11} {'marked':>7} {'failed':>7} {'usable':>7}"]
     for lang, r in coverage.items():
+        if r.get("source"):
+            lines.append(f"{lang:<5} {r['facts']:>6} {'(source language)':>36} {r['usable']:>7}")
+            continue
         lines.append(f"{lang:<5} {r['facts']:>6} {r['verbatim']:>9} {r['translated']:>11} {r['marked']:>7} "
                      f"{r['failed']:>7} {r['usable']:>7}")
     return "\n".join(lines)
@@ -334,8 +337,7 @@ def assemble(out_dir: Path, langs: list[str]) -> tuple[list[dict], dict] | None:
     for lang in langs:
         keep += [r for r in parts[lang][0] if r["fact_id"] not in dropped]
     src = source[0]["lang"]
-    coverage = {src: {s: 0 for s in STRATEGIES} | {"facts": len(source), "verbatim": len(source), "usable": len(source),
-                                                   "failed_ids": []}}
+    coverage = {src: {"source": True, "facts": len(source), "usable": len(source) - len(dropped)}}
     coverage |= {lang: row for lang, (_, row) in parts.items()}
     summary = {"langs": coverage, "dropped": dropped, "facts_kept": len(source) - len(dropped)}
     rundir.atomic_write_text(out_dir / "facts.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in keep))
@@ -374,14 +376,21 @@ class TranslateConfig:
     """Torch seed set before translating (decoding is deterministic anyway)."""
 
     def check(self) -> list[str]:
+        """Field problems; ``to`` and ``out`` may be empty here (a sweep fills them per task)."""
         from mlu_dist.langs import check_langs
 
-        out = check_langs("to", self.to) + check_langs("langs", self.langs, allow_empty=True)
+        if not self.source:  # unused (a sweep without a translate stage)
+            return []
+        out = check_langs("to", self.to, allow_empty=True) + check_langs("langs", self.langs, allow_empty=True)
         out += [f"to: '{lang}' is not in langs ({', '.join(self.langs)})" for lang in self.to
                 if self.langs and lang not in self.langs]
-        for name in ("source", "model", "out"):
-            if not getattr(self, name):
-                out.append(f"{name}: required")
+        if not self.model:
+            out.append("model: required (an NLLB-200 / M2M-100 model: hub name or local directory)")
         if self.num_beams < 1 or self.batch_size < 1 or self.max_tokens < 8:
             out.append("num_beams and batch_size must be >= 1, max_tokens >= 8")
+        return out
+
+    def problems(self) -> list[str]:
+        """Everything a translation run needs."""
+        out = self.check() + [f"{name}: required" for name in ("source", "to", "out") if not getattr(self, name)]
         return out

@@ -61,7 +61,7 @@ def run_translate(cfg: TranslateConfig, translator: Translator | None = None) ->
     """Translate ``cfg.source`` into ``cfg.to``; assemble the dataset when every language is done."""
     from mlu_dist.config import ConfigError
 
-    problems = cfg.check()
+    problems = cfg.problems()
     if problems:
         raise ConfigError("translate config:\n" + "\n".join(f"  - {p}" for p in problems))
     dist = setup_env()

@@ -8,17 +8,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlu_dist import rundir
-from mlu_dist.config import load_config, to_yaml
+from mlu_dist.config import load_config, resolve_config_path, to_yaml
+from mlu_dist.data.translate import TranslateConfig
 from mlu_dist.experiment import ExperimentConfig
-from mlu_dist.launcher.spec import SweepSpec
+from mlu_dist.launcher.spec import STAGES, SweepSpec
 
 
 @dataclass
 class Cell:
-    stage: str  # base / inject / unlearn / report
+    stage: str  # translate / base / inject / unlearn / report
     id: str  # deterministic: a hash of the cell's resolved config
     label: str
-    config: ExperimentConfig | None
+    config: ExperimentConfig | TranslateConfig | None
     run_dir: Path
     deps: list[str] = field(default_factory=list)  # ids of the cells this one waits for
 
@@ -36,11 +37,14 @@ def expand(spec: SweepSpec) -> list[Cell]:
 
     root = sweep_dir(spec)
     common = [f"tracking.group={spec.name}"] + list(spec.overrides) + [f"run.out_dir={root}"]
+    translate = translate_cells(spec, load_config(ExperimentConfig, spec.configs, common))
+    if translate:
+        common.append(f"data.source={translate[0].config.out}")
     base_cfg = load_config(ExperimentConfig, spec.configs, common)
     base = Cell("base", "base-" + rundir.config_hash(base_cfg, keep=("data", "model", "base"))[:10], "base",
-                base_cfg, base_run_dir(base_cfg))
+                base_cfg, base_run_dir(base_cfg), [c.id for c in translate])
     # injections that start from a given model (a pretrained 8B, say) need no base training
-    cells = [] if base_cfg.inject.from_model else [base]
+    cells = translate + ([] if base_cfg.inject.from_model else [base])
     injects, unlearns = [], []
     for seed in spec.axes.seeds:
         for lang in spec.axes.inject_langs:
@@ -50,7 +54,7 @@ def expand(spec: SweepSpec) -> list[Cell]:
             digest = rundir.config_hash(cfg, keep=("data", "model", "base", "inject"), drop=rundir.COMPARE_DROP)[:10]
             cfg.run.name = f"{lang}-s{seed}-{digest}"
             cell = Cell("inject", f"inject-{lang}-s{seed}-{digest}", f"inject {lang} seed {seed}", cfg,
-                        inject_run_dir(cfg), [c.id for c in cells if c.stage == "base"])
+                        inject_run_dir(cfg), [c.id for c in cells if c.stage == "base"] or [c.id for c in translate])
             injects.append(cell)
             if spec.axes.unlearn_langs and lang not in spec.axes.unlearn_langs:
                 continue
@@ -75,14 +79,37 @@ def expand(spec: SweepSpec) -> list[Cell]:
     return cells + injects + unlearns + [report]
 
 
+def translate_cells(spec: SweepSpec, cfg: ExperimentConfig) -> list[Cell]:
+    """One translate cell per language of data.langs other than English (the source), when the
+    sweep makes its data (``spec.translate.source``); its run dir is that language's part."""
+    t = spec.translate
+    if not t.source:
+        return []
+    out = t.out or str(sweep_dir(spec) / "data")
+    langs = [lang for lang in cfg.data.langs if lang != "en"]
+    # paths as the jobs will see them, wherever Slurm starts them
+    source = str(Path(t.source).resolve()) if Path(t.source).exists() else t.source
+    mapping = str(resolve_config_path(t.mapping).resolve()) if t.mapping else ""
+    cells = []
+    for lang in langs:
+        tcfg = TranslateConfig(**{**vars(t), "source": source, "mapping": mapping, "to": [lang], "langs": langs,
+                                  "out": out})
+        cells.append(Cell("translate", f"translate-{lang}", f"translate en->{lang}", tcfg, Path(out) / "parts" / lang))
+    return cells
+
+
 def jobs_of(cells: list[Cell]) -> list[dict]:
-    """How the cells become Slurm jobs: one base job, one injection array, one unlearning array per
-    injection (each depending on its own injection task), one report job."""
-    by_stage = {s: [c for c in cells if c.stage == s] for s in ("base", "inject", "unlearn", "report")}
-    jobs = [{"name": "base", "cells": [c.id for c in by_stage["base"]], "array": False, "after": []}] \
-        if by_stage["base"] else []
+    """How the cells become Slurm jobs: a translation array (when the sweep makes its data), one
+    base job, one injection array, one unlearning array per injection (each depending on its own
+    injection task), one report job."""
+    by_stage = {s: [c for c in cells if c.stage == s] for s in STAGES}
+    jobs = [{"name": "translate", "cells": [c.id for c in by_stage["translate"]], "array": True, "after": []}] \
+        if by_stage["translate"] else []
+    first = ["translate"] if by_stage["translate"] else []
+    if by_stage["base"]:
+        jobs.append({"name": "base", "cells": [c.id for c in by_stage["base"]], "array": False, "after": first})
     jobs.append({"name": "inject", "cells": [c.id for c in by_stage["inject"]], "array": True,
-                 "after": ["base"] if by_stage["base"] else []})
+                 "after": ["base"] if by_stage["base"] else first})
     for i, inj in enumerate(by_stage["inject"]):
         mine = [c.id for c in by_stage["unlearn"] if c.deps == [inj.id]]
         if mine:
@@ -96,7 +123,7 @@ def format_plan(spec: SweepSpec, cells: list[Cell]) -> str:
     lines = [f"sweep '{spec.name}' -> {sweep_dir(spec)}  (executor: {spec.executor})", "", "cells:"]
     for c in cells:
         lines.append(f"  {c.stage:<8} {c.id:<52} {c.run_dir}")
-    counts = {s: sum(c.stage == s for c in cells) for s in ("base", "inject", "unlearn", "report")}
+    counts = {s: sum(c.stage == s for c in cells) for s in STAGES if s != "translate" or any(c.stage == s for c in cells)}
     lines += ["", "jobs (" + ", ".join(f"{n} {s}" for s, n in counts.items()) + "):"]
     for job in jobs_of(cells):
         kind = f"array of {len(job['cells'])}" if job["array"] else "job"

@@ -57,7 +57,7 @@ def submit(spec: SweepSpec, force: list[str] = (), wait: bool = True) -> dict:
     """Run (or submit) the sweep's unfinished cells; returns ``{"submitted": [...], "skipped": [...], ...}``."""
     cells = expand(spec)
     root = write_cells(spec, cells)
-    first = cells[0].config or next(c.config for c in cells if c.config is not None)
+    first = next(c.config for c in cells if c.stage not in ("translate", "report"))
     tracking = first.tracking
     rundir.atomic_write_json(root / "sweep_flags.json", {
         "evaluate": spec.evaluate,
@@ -71,7 +71,7 @@ def submit(spec: SweepSpec, force: list[str] = (), wait: bool = True) -> dict:
 
         raise ConfigError(f"--force: unknown cell(s) {', '.join(unknown)}; see `mlu sweep plan`")
     for c in cells:
-        if c.id in force and c.config is not None:
+        if c.id in force and c.stage not in ("translate", "report"):  # a forced translation: delete its part
             c.config.run.overwrite = True
             rundir.atomic_write_text(root / "cells" / f"{c.id}.yaml", c.config_yaml())
     todo = pending(cells, force)

@@ -1,6 +1,6 @@
 """The Slurm executor: submitit job arrays with per-task dependencies. The only submitit import.
 
-base job -> one injection array -> one unlearning array per injection, each waiting for its own
+[translation array ->] base job -> one injection array -> one unlearning array per injection, each waiting for its own
 injection task (``afterok:<array>_<i>``) -> report job (``afterany``). Jobs are checkpointable: on
 the timeout / preemption signal submitit requeues them, and the requeued job resumes from the run
 directory's latest complete checkpoint (``train.resume: auto``), same run dir, same W&B run id.
@@ -70,12 +70,19 @@ def submit_slurm(spec: SweepSpec, cells: list[Cell], todo: list[Cell], manifest,
     res = spec.resources
     todo_ids = {c.id for c in todo}
     job_of: dict[str, submitit.Job] = {}
+    translate = [c for c in cells if c.stage == "translate" and c.id in todo_ids]
+    after_data = ""
+    if translate:
+        jobs = _executor(root, res.translate, f"{spec.name}-translate").map_array(
+            CellTask(), *zip(*[_args(c, root) for c in translate]))
+        job_of |= {c.id: j for c, j in zip(translate, jobs)}
+        after_data = f"afterok:{jobs[0].job_id.split('_')[0]}"
     base = [c for c in cells if c.stage == "base" and c.id in todo_ids]
     if base:
-        job_of[base[0].id] = _executor(root, res.base, "base").submit(CellTask(), *_args(base[0], root))
+        job_of[base[0].id] = _executor(root, res.base, "base", after_data).submit(CellTask(), *_args(base[0], root))
     injects = [c for c in cells if c.stage == "inject" and c.id in todo_ids]
     if injects:
-        after = f"afterok:{job_of[base[0].id].job_id}" if base else ""
+        after = f"afterok:{job_of[base[0].id].job_id}" if base else after_data
         ex = _executor(root, res.inject, f"{spec.name}-inject", after)
         jobs = ex.map_array(CellTask(), *zip(*[_args(c, root) for c in injects]))
         job_of |= {c.id: j for c, j in zip(injects, jobs)}

@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mlu_dist.config import check_choice, check_positive
+from mlu_dist.data.translate import TranslateConfig
 from mlu_dist.langs import check_langs
 
 EXECUTORS = ("slurm", "local", "debug")
-STAGES = ("base", "inject", "unlearn", "report")
+STAGES = ("translate", "base", "inject", "unlearn", "report")
 
 
 @dataclass
@@ -44,6 +45,8 @@ class Resources:
 
 @dataclass
 class StageResources:
+    translate: Resources = field(default_factory=Resources)
+    """Each translation task (one per target language; wants a GPU for a real MT model)."""
     base: Resources = field(default_factory=Resources)
     """The base-model job."""
     inject: Resources = field(default_factory=Resources)
@@ -107,6 +110,11 @@ class SweepSpec:
     """slurm (submitit job arrays with dependencies), local (subprocesses here), debug (in-process)."""
     local_workers: int = 1
     """Cells the local executor runs at once (respecting dependencies)."""
+    translate: TranslateConfig = field(default_factory=lambda: TranslateConfig(to=[]))
+    """Data made before the injections: with ``translate.source`` set (a raw one-language table with
+    ``mapping``/``map``, or a fact set), one translate task per other language of data.langs writes
+    the dataset to ``translate.out`` (default <sweep>/data), which every cell then uses as
+    data.source. A finished language is reused. Empty source: data.source is used as it is."""
     resources: StageResources = field(default_factory=StageResources)
     """Per-stage Slurm resources."""
 

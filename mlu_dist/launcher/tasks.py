@@ -33,6 +33,15 @@ def run_cell(stage: str, config_path: str | None, root: str) -> dict:
             return {"stage": stage, "run_dir": str(Path(root) / "report"), "status": f"skipped: {exc}"}
         (out / "DONE.json").write_text(json.dumps({"files": sorted(p.name for p in out.iterdir())}) + "\n")
         return {"stage": stage, "run_dir": str(out), "status": "finished"}
+    if stage == "translate":
+        from mlu_dist.data.translate import TranslateConfig
+        from mlu_dist.jobs.translate import run_translate
+
+        tcfg = load_config(TranslateConfig, [config_path])
+        run_translate(tcfg)
+        part = Path(tcfg.out) / "parts" / tcfg.to[0]
+        return {"stage": stage, "run_dir": str(part),
+                "status": "finished" if (part / "DONE.json").exists() else "interrupted"}
     cfg = load_config(ExperimentConfig, [config_path])
     if stage == "base":
         from mlu_dist.jobs.base import run_base
