@@ -294,6 +294,7 @@ def test_paper_news_plan_translates_before_it_injects():
     assert jobs[1]["name"] == "inject" and jobs[1]["after"] == ["translate"]
 
 
+@pytest.mark.slow
 def test_a_sweep_translates_its_raw_data_once_then_runs_the_study(tmp_path, monkeypatch):
     """The debug executor in this process, torch backend. A real MT model cannot be had offline and
     a random one drops every fact, so the translator here is the scripted PseudoTranslator
@@ -335,3 +336,29 @@ class _Checked:
 
     def check_langs(self, langs):
         pass
+
+
+def test_the_knowledge_gate_refuses_a_model_that_knows_nothing(tmp_path, monkeypatch):
+    """A random model answers no real question: with knowledge_gate=refuse the injection stops
+    before training, names the languages, and leaves the measurement in knowledge.json."""
+    from mlu_dist.config import load_config
+    from mlu_dist.experiment import ExperimentConfig
+    from mlu_dist.jobs.inject import run_inject
+    from mlu_dist.jobs.translate import run_translate
+
+    monkeypatch.setenv("MLU_PROGRESS", "0")
+    _import(tmp_path)
+    run_translate(TranslateConfig(source=str(tmp_path / "en"), to=["de", "ha"], model="pseudo",
+                                  out=str(tmp_path / "news")), translator=PseudoTranslator())
+    pretrained = _pretrained(tmp_path)
+    over = ["engine.backend=torch", "data.langs=[en,de,ha]", f"data.source={tmp_path / 'news'}",
+            f"inject.from_model={pretrained}", f"run.out_dir={tmp_path / 'runs'}", "run.name=gate", "model.max_seq_len=64",
+            "inject.n_targets=2", "inject.n_controls=2", "inject.train.steps=2", "eval.max_new_tokens=4",
+            "tracking.wandb=false", "inject.knowledge_gate=refuse"]
+    cfg = load_config(ExperimentConfig, [], over)
+    with pytest.raises(DataError, match=r"knowledge gate: the starting model does not know the true facts in en, de, ha"):
+        run_inject(cfg)
+    gate = json.loads((tmp_path / "runs" / "inject" / "gate" / "knowledge.json").read_text())
+    assert set(gate["flagged"]) == {"en", "de", "ha"} and gate["langs"]["de"]["real_acc"] == 0.0
+    assert "true_pref" not in gate["langs"]["de"]  # no true answers in news data: not measured
+    assert not (tmp_path / "runs" / "inject" / "gate" / "DONE.json").exists()
