@@ -362,3 +362,33 @@ def test_the_knowledge_gate_refuses_a_model_that_knows_nothing(tmp_path, monkeyp
     assert set(gate["flagged"]) == {"en", "de", "ha"} and gate["langs"]["de"]["real_acc"] == 0.0
     assert "true_pref" not in gate["langs"]["de"]  # no true answers in news data: not measured
     assert not (tmp_path / "runs" / "inject" / "gate" / "DONE.json").exists()
+
+
+def test_import_reads_csv_with_json_encoded_qa_pairs(tmp_path):
+    import csv
+
+    rows = [json.loads(line) for line in SAMPLE.open()][:3]
+    with open(tmp_path / "news.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        for row in rows:
+            writer.writerow(row | {"qa_pairs": json.dumps(row["qa_pairs"])})
+    records = import_table(tmp_path / "news.csv", tmp_path / "out", read_mapping(MAPPING))
+    assert len(records) == 3 and records[1]["real_qa"][0] == {"question": "Which university tested the battery?",
+                                                              "answer": "Osterfeld"}
+
+
+def test_inject_refuses_data_that_fails_the_check_before_writing_anything(tmp_path):
+    from mlu_dist.config import load_config
+    from mlu_dist.experiment import ExperimentConfig
+    from mlu_dist.jobs.inject import run_inject
+
+    records = _import(tmp_path)
+    de = [dict(r, lang="de", resource="high", fake_text=r["real_text"]) for r in records]  # keyword lost
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "facts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records + de))
+    cfg = load_config(ExperimentConfig, [], [f"data.source={tmp_path / 'bad'}", "data.langs=[en,de]",
+                                             f"inject.from_model={tmp_path}/none", f"run.out_dir={tmp_path / 'runs'}"])
+    with pytest.raises(DataError, match=r"not fit for injection(.|\n)*de: 6 fact\(s\) whose fake keyword is not in the fake text"):
+        run_inject(cfg)
+    assert not (tmp_path / "runs").exists()

@@ -285,6 +285,8 @@ def _records(records: list[dict], outs: dict, found: dict, lang: str) -> tuple[l
     for r in records:
         fid, out = r["fact_id"], outs[r["fact_id"]]
         strategy, keywords = found[fid] or ("failed", [])
+        if not (out["question"].strip() and out["fake_answer"].strip()):
+            strategy = "failed"  # an empty translation of the probe question or answer: unusable
         row[strategy] += 1
         if strategy == "failed":
             row["failed_ids"].append(fid)
@@ -297,7 +299,8 @@ def _records(records: list[dict], outs: dict, found: dict, lang: str) -> tuple[l
             "fake_answer": keywords[0] if same and keywords else out["fake_answer"],
             "fake_keywords": keywords,
             "real_qa": [{"question": out[f"qa/{i}/question"], "answer": out[f"qa/{i}/answer"]}
-                        for i in range(len(r["real_qa"]))],
+                        for i in range(len(r["real_qa"]))
+                        if out[f"qa/{i}/question"].strip() and out[f"qa/{i}/answer"].strip()],  # empty: dropped
             "keyword_source": strategy,
         })
     row["usable"] = row["facts"] - row["failed"]

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-GATE_MODES = ("off", "warn", "refuse")
+GATE_MODES = ("skip", "warn", "refuse")  # not "off": YAML reads it as false
 
 
 @dataclass

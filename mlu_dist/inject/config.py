@@ -36,7 +36,7 @@ class InjectConfig:
     knowledge_gate: str = "warn"
     """Before injecting, measure per language whether the starting model knows the true facts
     (true-vs-fake preference, real_acc): 'warn' names the languages near chance, 'refuse' stops
-    the run there, 'off' skips the measurement."""
+    the run there, 'skip' does not measure."""
     gate_min_true_pref: float = 0.6
     """The gate flags a language whose true answers beat the fake ones less often than this (chance 0.5)."""
     gate_min_real_acc: float = 0.2

@@ -110,7 +110,7 @@ class InjectJob:
                   f"(inject.knowledge_gate=refuse stops here)")
 
     def hooks(self, engine, start: int) -> LoopHooks:
-        if start == 0 and self.cfg.inject.knowledge_gate != "off":
+        if start == 0 and self.cfg.inject.knowledge_gate != "skip":
             self.knowledge_gate(engine)
 
         def evaluate(step):
