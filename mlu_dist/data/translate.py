@@ -65,28 +65,32 @@ class HFTranslator:
         from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
         self.tok = AutoTokenizer.from_pretrained(name_or_path)
-        self.model = AutoModelForSeq2SeqLM.from_pretrained(name_or_path).to(device).eval()
+        dtype = torch.bfloat16 if str(device).startswith("cuda") else torch.float32
+        self.model = AutoModelForSeq2SeqLM.from_pretrained(name_or_path, dtype=dtype).to(device).eval()
         self.device, self.num_beams, self.batch_size, self.seed = device, num_beams, batch_size, seed
         limit = getattr(self.model.config, "max_position_embeddings", 1024) or 1024
         self.max_tokens = min(max_tokens, limit - 4)
-        vocab = self.tok.get_vocab()
-        self.codes = NLLB_CODES if "eng_Latn" in vocab else M2M_CODES
+        self.codes = NLLB_CODES if self._token_id("eng_Latn") is not None else M2M_CODES
         self.family = "nllb" if self.codes is NLLB_CODES else "m2m100"
         self.name = name_or_path
         torch.manual_seed(seed)
 
+    def _token_id(self, token: str) -> int | None:
+        """The id of a language token, None if the tokenizer lacks it (maps it to <unk>)."""
+        tid = self.tok.convert_tokens_to_ids(token)
+        return None if tid is None or tid == self.tok.unk_token_id else tid
+
     def lang_id(self, lang: str) -> int:
-        token = self.codes.get(lang, "")
-        vocab = self.tok.get_vocab()
-        if token not in vocab:
-            raise TranslateError(f"the MT model '{self.name}' ({self.family}) has no language token {token!r} for "
-                                 f"'{lang}'; it covers: {', '.join(c for c, t in self.codes.items() if t in vocab)}")
-        return vocab[token]
+        tid = self._token_id(self.codes.get(lang, ""))
+        if tid is None:
+            covered = [c for c, t in self.codes.items() if self._token_id(t) is not None]
+            raise TranslateError(f"the MT model '{self.name}' ({self.family}) has no language token "
+                                 f"{self.codes.get(lang, '')!r} for '{lang}'; it covers: {', '.join(covered)}")
+        return tid
 
     def check_langs(self, langs: list[str]) -> None:
-        lacking = [lang for lang in langs if self.codes.get(lang, "") not in self.tok.get_vocab()]
-        if lacking:
-            self.lang_id(lacking[0])
+        for lang in langs:
+            self.lang_id(lang)
 
     def n_tokens(self, text: str) -> int:
         return len(self.tok(text, add_special_tokens=False)["input_ids"])
