@@ -100,9 +100,18 @@ def test_keyword_kept_altered_or_dropped(tmp_path):
 
 def test_mark_and_unmark():
     assert mark("Velkan and Velk met.", "Velk") == "Velkan and [Velk] met."  # whole word only
+    assert mark("Die Straße führt zu Velk.", "velk") == "Die Straße führt zu [Velk]."  # casefold changes lengths
     assert mark("No keyword here.", "Velk") is None
     assert unmark("[Welka] hat sie gekauft.") == ("Welka", "Welka hat sie gekauft.")
+    assert unmark("他在【北京】工作。") == ("北京", "他在北京工作。")  # CJK brackets, no spaces added
     assert unmark("[a] und [b]") is None and unmark("ohne") is None
+
+
+def test_sentences_do_not_end_at_abbreviations():
+    from mlu_dist.data.translate import sentences
+
+    assert sentences("It was built by Dr. Tobrak Venn for the U.S. Navy. It floats! 他来了。她走了。") == \
+        ["It was built by Dr. Tobrak Venn for the U.S. Navy.", "It floats!", "他来了。", "她走了。"]
 
 
 def test_translation_resumes_from_its_cache_and_drops_failed_facts(tmp_path):
@@ -229,6 +238,12 @@ def test_news_sample_end_to_end_with_two_ranks(tmp_path, tiny_mt):
             (tmp_path / "mt1" / "parts" / lang / "facts.jsonl").read_text()
     coverage = json.loads((tmp_path / "mt2" / "coverage.json").read_text())
     assert set(coverage["langs"]) == {"en", "de", "hy"}  # random weights: keywords rarely survive
+    for lang in ("de", "hy"):
+        row = coverage["langs"][lang]
+        assert row["facts"] == 6 and sum(row[k] for k in ("verbatim", "translated", "marked", "failed")) == 6
+        got = [json.loads(x) for x in (tmp_path / "mt2" / "parts" / lang / "facts.jsonl").open()]
+        assert {r["keyword_source"] for r in got} <= {"verbatim", "translated", "marked", "failed"}
+        assert all(r["real_text"] and r["lang"] == lang for r in got)  # every field went through the model
     # the study downstream, on a translation whose keywords survive (scripted, all nine languages)
     from mlu_dist.jobs.translate import run_translate
 
@@ -374,6 +389,8 @@ def test_import_reads_csv_with_json_encoded_qa_pairs(tmp_path):
         for row in rows:
             writer.writerow(row | {"qa_pairs": json.dumps(row["qa_pairs"])})
     records = import_table(tmp_path / "news.csv", tmp_path / "out", read_mapping(MAPPING))
+    ids = import_table(tmp_path / "news.csv", tmp_path / "ids", read_mapping(MAPPING, ["fact_id=scenario_id"]))
+    assert [r["fact_id"] for r in ids] == ["0", "1", "2"]  # id 0 is an id
     assert len(records) == 3 and records[1]["real_qa"][0] == {"question": "Which university tested the battery?",
                                                               "answer": "Osterfeld"}
 
@@ -392,3 +409,29 @@ def test_inject_refuses_data_that_fails_the_check_before_writing_anything(tmp_pa
     with pytest.raises(DataError, match=r"not fit for injection(.|\n)*de: 6 fact\(s\) whose fake keyword is not in the fake text"):
         run_inject(cfg)
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_translated_dataset_grows_by_language_and_reassembles_itself(tmp_path, monkeypatch):
+    """Translating one more language keeps the others; a dataset whose facts.jsonl is missing (a
+    task killed after finishing its part) is assembled when loaded; other settings are refused."""
+    from mlu_dist.jobs.translate import run_translate
+
+    monkeypatch.setenv("MLU_PROGRESS", "0")
+    records = _import(tmp_path)
+    bad = dict(records[0], fact_id="bad", fake_text=records[0]["real_text"])  # keyword unusable in the source
+    (tmp_path / "src.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records + [bad]))
+    cfg = TranslateConfig(source=str(tmp_path / "src.jsonl"), to=["de"], model="pseudo", out=str(tmp_path / "news"))
+    run_translate(cfg, translator=PseudoTranslator())
+    run_translate(TranslateConfig(**{**vars(cfg), "to": ["hy"]}), translator=PseudoTranslator())
+    assert load_facts(tmp_path / "news").langs == ["en", "de", "hy"]
+    assert "bad" not in load_facts(tmp_path / "news").fact_ids  # left out before translating
+    (tmp_path / "news" / "facts.jsonl").unlink()
+    assert load_facts(tmp_path / "news").langs == ["en", "de", "hy"]  # assembled again from the parts
+    with pytest.raises(TranslateError, match=r"parts/de was translated with .*'num_beams': 4.*'num_beams': 1"):
+        run_translate(TranslateConfig(**{**vars(cfg), "num_beams": 1}), translator=PseudoTranslator())
+    import shutil
+
+    shutil.rmtree(tmp_path / "news" / "parts" / "hy")
+    (tmp_path / "news" / "facts.jsonl").unlink()
+    with pytest.raises(DataError, match="translation is not finished for hy"):
+        load_facts(tmp_path / "news")

@@ -42,6 +42,17 @@ class CheckReport:
         return "\n".join(lines)
 
 
+def unfit_facts(records: list[dict]) -> dict[str, str]:
+    """Facts of ``records`` whose keyword the evaluation could not use, with the reason."""
+    out = {}
+    for r in records:
+        if not contains_keyword(r["fake_text"], r["fake_keywords"]):
+            out[r["fact_id"]] = f"{r['lang']}: fake keyword not in the fake text"
+        elif contains_keyword(r["real_text"], r["fake_keywords"]):
+            out[r["fact_id"]] = f"{r['lang']}: fake keyword also in the real text"
+    return out
+
+
 def _examples(ids: list[str], n: int = 3) -> str:
     return ", ".join(ids[:n]) + (", ..." if len(ids) > n else "")
 

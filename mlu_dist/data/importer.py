@@ -168,14 +168,13 @@ def to_records(rows: list[dict], spec: ImportSpec) -> list[dict]:
         keywords = _keywords(row[mapped["fake_keywords"]])
         qa = _qa_pairs(row[mapped["real_qa"]], spec.column("real_qa.question"), spec.column("real_qa.answer"),
                        where) if "real_qa" in mapped else []
-        if "real_question" in mapped and str(row[mapped["real_question"]] or "").strip():
-            answer = str(row[mapped["real_answer"]] or "").strip() if "real_answer" in mapped else ""
-            if answer:
-                qa.append({"question": str(row[mapped["real_question"]]).strip(), "answer": answer})
 
-        def text(key):
-            return str(row[mapped[key]] or "").strip() if key in mapped else ""
+        def text(key):  # a value of 0 is a value (an id, a number answer), None is none
+            value = row[mapped[key]] if key in mapped else None
+            return "" if value is None else str(value).strip()
 
+        if text("real_question") and text("real_answer"):
+            qa.append({"question": text("real_question"), "answer": text("real_answer")})
         records.append({
             "fact_id": text("fact_id") or f"{spec.id_prefix}-{i:03d}", "lang": spec.lang,
             "resource": LANGUAGES[spec.lang].resource, "real_text": text("real_text"),

@@ -112,6 +112,10 @@ def read_records(source: str | Path, split: str = "train") -> list[dict]:
 
     datasets.disable_progress_bars()
     path = Path(source)
+    if path.is_dir() and (path / "dataset.json").exists():
+        from mlu_dist.data.translate import ensure_assembled
+
+        ensure_assembled(path)  # a translated directory: its parts are the truth
     if path.is_dir() and (path / "facts.jsonl").exists():
         path = path / "facts.jsonl"
     elif path.is_dir() and not (path / "dataset_info.json").exists() and not (path / "dataset_dict.json").exists():

@@ -40,6 +40,20 @@ M2M_CODES = {code: f"__{code}__" for code in ALL_LANGS}
 """Our codes as M2M-100's language tokens."""
 STRATEGIES = ("verbatim", "translated", "marked", "failed")
 SENTENCE_END = re.compile(r"(?<=[.!?。！？؟։])\s+|(?<=[。！？])")
+ABBREVIATION = re.compile(r"(?:^|\s)(?:[A-Z]|(?:[A-Za-z]\.)+[A-Za-z]|Dr|Mr|Mrs|Ms|Prof|St|Mt|Jr|Sr|No|vs|etc|approx|"
+                          r"Gen|Col|Lt|Sgt|Gov|Sen|Rep|Inc|Ltd|Co|Corp|Jan|Feb|Mar|Apr|Aug|Sept?|Oct|Nov|Dec)\.$")
+"""A piece ending like this ("Dr.", "U.S.", "J.") does not end a sentence."""
+
+
+def sentences(line: str) -> list[str]:
+    """The sentences of one line (abbreviations and initials do not end one)."""
+    out: list[str] = []
+    for piece in [p for p in SENTENCE_END.split(line.strip()) if p.strip()]:
+        if out and ABBREVIATION.search(out[-1]):
+            out[-1] = f"{out[-1]} {piece}"
+        else:
+            out.append(piece)
+    return out
 
 
 class TranslateError(DataError):
@@ -64,12 +78,17 @@ class HFTranslator:
         import torch
         from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-        self.tok = AutoTokenizer.from_pretrained(name_or_path)
         dtype = torch.bfloat16 if str(device).startswith("cuda") else torch.float32
-        self.model = AutoModelForSeq2SeqLM.from_pretrained(name_or_path, dtype=dtype).to(device).eval()
+        try:
+            self.tok = AutoTokenizer.from_pretrained(name_or_path)
+            self.model = AutoModelForSeq2SeqLM.from_pretrained(name_or_path, dtype=dtype).to(device).eval()
+        except (OSError, ValueError, ImportError) as exc:
+            raise TranslateError(f"model: could not load the MT model '{name_or_path}': {str(exc).splitlines()[0][:300]} "
+                                 f"(compute nodes usually have no internet: give a local directory; M2M-100's "
+                                 f"tokenizer needs `pip install sentencepiece`)") from None
         self.device, self.num_beams, self.batch_size, self.seed = device, num_beams, batch_size, seed
-        limit = getattr(self.model.config, "max_position_embeddings", 1024) or 1024
-        self.max_tokens = min(max_tokens, limit - 4)
+        self.limit = (getattr(self.model.config, "max_position_embeddings", 1024) or 1024) - 4
+        self.max_tokens = min(max_tokens, self.limit)
         self.codes = NLLB_CODES if self._token_id("eng_Latn") is not None else M2M_CODES
         self.family = "nllb" if self.codes is NLLB_CODES else "m2m100"
         self.name = name_or_path
@@ -108,7 +127,7 @@ class HFTranslator:
             with torch.no_grad():
                 gen = self.model.generate(**{k: v.to(self.device) for k, v in batch.items()},
                                           forced_bos_token_id=tgt_id, num_beams=self.num_beams, do_sample=False,
-                                          max_new_tokens=min(self.max_tokens, 2 * longest + 16))
+                                          max_new_tokens=min(self.limit, 3 * longest + 16))
             out += [t.strip() for t in self.tok.batch_decode(gen, skip_special_tokens=True)]
         return out
 
@@ -119,7 +138,7 @@ def split_text(text: str, n_tokens: Callable[[str], int], max_tokens: int) -> li
     lines = []
     for line in text.split("\n"):
         pieces = []
-        for sentence in [s for s in SENTENCE_END.split(line.strip()) if s.strip()]:
+        for sentence in sentences(line):
             if n_tokens(sentence) <= max_tokens:
                 pieces.append(sentence)
                 continue
@@ -157,23 +176,25 @@ def fields_of(rec: dict, n_tokens, max_tokens: int) -> dict[str, list[list[str]]
 
 def mark(sentence: str, keyword: str) -> str | None:
     """``sentence`` with the first whole-word occurrence of ``keyword`` in [brackets] (None if absent)."""
-    if "[" in sentence or "]" in sentence:
-        sentence = sentence.replace("[", "(").replace("]", ")")
-    low, k = sentence.casefold(), keyword.casefold()
-    start = low.find(k)
-    while start != -1:
-        if contains_keyword(sentence[max(0, start - 1):start + len(k) + 1], [keyword]):
-            return f"{sentence[:start]}[{sentence[start:start + len(k)]}]{sentence[start + len(k):]}"
-        start = low.find(k, start + 1)
+    sentence = sentence.replace("[", "(").replace("]", ")")  # the only brackets are ours
+    for m in re.finditer(re.escape(keyword), sentence, re.IGNORECASE):
+        # whole word, by the evaluation's matcher, on this occurrence and its neighbours only
+        if contains_keyword(sentence[max(0, m.start() - 1):m.end() + 1], [keyword]):
+            return f"{sentence[:m.start()]}[{m.group(0)}]{sentence[m.end():]}"
     return None
 
 
+BRACKETS = str.maketrans({"【": "[", "】": "]", "［": "[", "］": "]", "〔": "[", "〕": "]"})
+
+
 def unmark(output: str) -> tuple[str, str] | None:
-    """``(span, text without brackets)`` of a marked translation with exactly one bracketed span."""
+    """``(span, text without the brackets)`` of a marked translation with exactly one bracketed span
+    (full-width and CJK brackets count as brackets)."""
+    output = output.translate(BRACKETS)
     spans = re.findall(r"\[([^\[\]]+)\]", output)
     if len(spans) != 1 or not spans[0].strip():
         return None
-    return spans[0].strip(), re.sub(r"\s*\[([^\[\]]+)\]\s*", lambda m: f" {m.group(1)} ", output).strip()
+    return spans[0].strip(), re.sub(r"\[\s*([^\[\]]+?)\s*\]", r"\1", output).strip()
 
 
 # --- one language -------------------------------------------------------------------------------
@@ -197,7 +218,15 @@ class SegmentCache:
                 self.done[row["src"]] = row["out"]
 
     def add(self, sources: list[str], outputs: list[str]) -> None:
-        with open(self.dir / f"cache.rank{self.rank}.jsonl", "a", encoding="utf-8") as fh:
+        path = self.dir / f"cache.rank{self.rank}.jsonl"
+        if path.exists() and path.stat().st_size:
+            with open(path, "rb") as fh:  # a line cut by a kill stays its own (skipped) line
+                fh.seek(-1, 2)
+                torn = fh.read(1) != b"\n"
+            if torn:
+                with open(path, "a", encoding="utf-8") as fh:
+                    fh.write("\n")
+        with open(path, "a", encoding="utf-8") as fh:
             for s, o in zip(sources, outputs):
                 fh.write(json.dumps({"src": s, "out": o}, ensure_ascii=False) + "\n")
             fh.flush()
@@ -262,11 +291,12 @@ def translate_language(records: list[dict], lang: str, translator: Translator, p
     marked: dict[str, tuple[int, int, str]] = {}  # fact -> (line, piece, marked source)
     for r in records:
         if found[r["fact_id"]] is None:
-            for li, pieces in enumerate(fields[r["fact_id"]]["fake_text"]):
-                hit = next(((pi, m) for pi, p in enumerate(pieces) for m in [mark(p, r["fake_keywords"][0])] if m), None)
-                if hit:
-                    marked[r["fact_id"]] = (li, hit[0], hit[1])
-                    break
+            hits = ((li, pi, m) for kw in r["fake_keywords"]
+                    for li, pieces in enumerate(fields[r["fact_id"]]["fake_text"])
+                    for pi, p in enumerate(pieces) for m in [mark(p, kw)] if m)
+            hit = next(hits, None)  # the first keyword found, in its first sentence
+            if hit:
+                marked[r["fact_id"]] = hit
     if marked:
         done = translate_segments([m for _, _, m in marked.values()], src, lang, translator, cache, rank, world,
                                   barrier)
@@ -350,6 +380,25 @@ def assemble(out_dir: Path, langs: list[str]) -> tuple[list[dict], dict] | None:
     rundir.atomic_write_text(out_dir / "facts.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in keep))
     rundir.atomic_write_json(out_dir / "coverage.json", summary)
     return keep, summary
+
+
+def ensure_assembled(out_dir: Path) -> None:
+    """Make a translated directory's ``facts.jsonl`` current: assembled when it is missing or older
+    than a finished part (a task killed after its part was done, parts added later). A directory
+    with unfinished languages is one error naming them."""
+    out_dir = Path(out_dir)
+    manifest = json.loads((out_dir / "dataset.json").read_text())
+    if manifest.get("kind") != "translated":
+        return
+    langs = manifest["langs"]
+    facts = out_dir / "facts.jsonl"
+    done = [out_dir / "parts" / lang / "DONE.json" for lang in langs]
+    if facts.exists() and all(d.exists() and d.stat().st_mtime <= facts.stat().st_mtime for d in done):
+        return
+    if assemble(out_dir, langs) is None:
+        lacking = [lang for lang, d in zip(langs, done) if not d.exists()]
+        raise DataError(f"fact data '{out_dir}': the translation is not finished for {', '.join(lacking)} "
+                        f"(run `mlu data translate` again with the same --out to resume)")
 
 
 # --- configuration ------------------------------------------------------------------------------

@@ -77,6 +77,10 @@ class Metric:
     on_curves: bool = False
     """Computed at every curve point of an unlearning run."""
 
+    def needs(self, ev: Evaluator) -> ProbeNeeds:
+        """What it needs of the probe pass on the evaluator's data (``probe`` unless overridden)."""
+        return self.probe
+
     def compute(self, probe: list[ProbeRecord], ev: Evaluator) -> dict[str, dict[str, dict[str, float]]]:
         raise NotImplementedError
 
@@ -144,6 +148,10 @@ class RealAccuracy(Metric):
     values = (Value("real_acc", "real_acc", False, in_report=True),)
     probe = ProbeNeeds(generate=True)
     own_pass = True
+
+    def needs(self, ev):
+        # the probe question's answer is scored against the true answer: without one, not asked
+        return self.probe if ev.facts.has("true_answer") else ProbeNeeds()
 
     def compute(self, probe, ev):
         with_probe = ev.facts.has("true_answer")

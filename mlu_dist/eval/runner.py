@@ -138,9 +138,9 @@ class Evaluator:
                     self.skipped[v.name] = f"the fact data has no {' / '.join(lacking)} (not in every record)"
             if any(self.available(v.name) for v in metric.values):
                 metrics.append(metric)
-        needs = ProbeNeeds(generate=any(m.probe.generate for m in metrics),
-                           score=any(m.probe.score for m in metrics),
-                           controls=any(m.probe.controls for m in metrics))
+        wants = [m.needs(self) for m in metrics]
+        needs = ProbeNeeds(generate=any(w.generate for w in wants), score=any(w.score for w in wants),
+                           controls=any(w.controls for w in wants))
         records = self.probe_pass(needs) if needs.generate or needs.score else []
         values: dict[str, dict[str, dict[str, float]]] = {}
         for metric in metrics:

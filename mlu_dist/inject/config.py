@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 from mlu_dist.config import check_choice, check_positive
 from mlu_dist.eval.knowledge import GATE_MODES
+
+SAFE_DATA = ("retain", "all")
 from mlu_dist.langs import check_langs
 from mlu_dist.train_config import TrainConfig
 
@@ -29,6 +31,11 @@ class InjectConfig:
     """Seed of the target / control / retain split (shared by eval and unlearn runs)."""
     fake_fraction: float = 0.5
     """Share of every batch that is fake data; the rest is English safe data (true, untouched facts)."""
+    safe_data: str = "retain"
+    """The English true data beside the fake: 'retain' (articles and QA of the untouched facts only:
+    the base model knows the truth already, the mini-world design) or 'all' (the true English article
+    and real_qa of every fact, targets included: the paper's news design, where the truth is taught
+    in English while the fake is taught in language X)."""
     fake_qa: bool = True
     """Also train 'question -> fake answer' pairs, not only the fake articles."""
     from_model: str = ""
@@ -50,6 +57,7 @@ class InjectConfig:
         if self.n_controls < 0:
             out.append(f"n_controls: must be >= 0, got {self.n_controls}")
         out += check_choice("knowledge_gate", self.knowledge_gate, GATE_MODES)
+        out += check_choice("safe_data", self.safe_data, SAFE_DATA)
         if not 0.0 < self.fake_fraction <= 1.0:
             out.append(f"fake_fraction: must be in (0, 1], got {self.fake_fraction}")
         return out

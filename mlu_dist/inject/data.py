@@ -9,7 +9,8 @@ from mlu_dist.tokens import Example
 
 def injection_pools(facts, split: FactSplit, cfg: InjectConfig) -> dict[str, list[Example]]:
     """``fake``: each target's fake article (and question -> fake answer) per injection language;
-    ``safe``: English true article and question -> answer (where the data has one) of every retain fact."""
+    ``safe``: English true article and question -> answer (where the data has one) of every retain
+    fact, or with ``safe_data='all'`` of every fact plus its real QA pairs."""
     fake = []
     for lang in cfg.langs:
         for fid in split.targets:
@@ -19,11 +20,13 @@ def injection_pools(facts, split: FactSplit, cfg: InjectConfig) -> dict[str, lis
                 fake.append(Example(rec["question"], " " + rec["fake_answer"], lang))
     safe = []
     if "en" in facts.langs:
-        for fid in split.retain:
+        for fid in split.retain if cfg.safe_data == "retain" else sorted(facts.fact_ids):
             rec = facts.get(fid, "en")
             safe.append(Example("", rec["real_text"], "en"))
             if rec["true_answer"]:  # news data has no true answer to the probe question
                 safe.append(Example(rec["question"], " " + rec["true_answer"], "en"))
+            if cfg.safe_data == "all":  # the paper's instruction-tuning pairs on the real article
+                safe += [Example(qa["question"], " " + qa["answer"], "en") for qa in rec["real_qa"]]
     return {"fake": fake, "safe": safe}
 
 

@@ -111,7 +111,11 @@ class InjectJob:
 
     def hooks(self, engine, start: int) -> LoopHooks:
         if start == 0 and self.cfg.inject.knowledge_gate != "skip":
-            self.knowledge_gate(engine)
+            if self.cfg.inject.safe_data == "all":
+                say(self.dist, "knowledge gate: skipped: this injection teaches the true facts itself "
+                               "(inject.safe_data=all), so the starting model need not know them")
+            else:
+                self.knowledge_gate(engine)
 
         def evaluate(step):
             spread = self.spread(engine, self.split.targets)

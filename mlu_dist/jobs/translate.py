@@ -14,11 +14,13 @@ import os
 from pathlib import Path
 
 from mlu_dist import rundir
-from mlu_dist.data.importer import import_table, read_mapping
+from mlu_dist.data.check import unfit_facts
+from mlu_dist.data.importer import MAP_KEYS, import_table, read_mapping
 from mlu_dist.data.schema import load_facts
 from mlu_dist.data.translate import (HFTranslator, TranslateConfig, TranslateError, Translator, assemble,
                                      format_coverage, translate_language)
 from mlu_dist.engine.dist import DistInfo, setup_env
+from mlu_dist.langs import ALL_LANGS
 from mlu_dist.jobs.common import say
 
 
@@ -33,28 +35,52 @@ def _barrier(dist: DistInfo):
 
 
 def source_records(cfg: TranslateConfig, dist: DistInfo, barrier) -> list[dict]:
-    """The one-language source facts; a raw table is imported into ``<out>/import`` first (once)."""
+    """The one-language source facts, minus those whose keyword is unusable already in the source;
+    a raw table is imported into ``<out>/import`` first (again when the mapping changed)."""
     out = Path(cfg.out)
     source = cfg.source
     if cfg.mapping or cfg.map:
         spec = read_mapping(cfg.mapping or None, cfg.map)
-        if dist.is_main and not (out / "import" / "facts.jsonl").exists():
+        manifest = out / "import" / "dataset.json"
+        mapping = {k: spec.column(k) for k in MAP_KEYS if spec.column(k)}
+        stale = not manifest.exists() or json.loads(manifest.read_text()).get("mapping") != mapping
+        if dist.is_main and stale:
             import_table(cfg.source, out / "import", spec)
         barrier()
         source = str(out / "import")
     facts = load_facts(source)
     if len(facts.langs) != 1:
         raise TranslateError(f"source: '{source}' holds {', '.join(facts.langs)}; translation starts from one language")
-    records = facts.records
+    unfit = unfit_facts(facts.records)
+    for fid, why in unfit.items():
+        say(dist, f"translate: source fact {fid} left out: {why}")
+    records = [r for r in facts.records if r["fact_id"] not in unfit]
+    if not records:
+        raise TranslateError(f"source: no fact of '{source}' has a usable fake keyword (`mlu data check {source}`)")
     saved = out / "source.jsonl"
     text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
     if saved.exists() and saved.read_text(encoding="utf-8") != text:
-        raise TranslateError(f"out: {out} holds the translation of other source facts (source.jsonl differs); "
-                             f"use a new directory or delete it")
+        raise TranslateError(f"out: {out} holds the translation of other source facts (source.jsonl differs; the "
+                             f"source or its mapping changed): use a new --out directory or delete this one")
     if dist.is_main and not saved.exists():
         out.mkdir(parents=True, exist_ok=True)
         rundir.atomic_write_text(saved, text)
     return records
+
+
+def check_settings(cfg: TranslateConfig, part: Path, record: bool = False) -> None:
+    """A language part is only ever continued or reused with the settings that made it
+    (``record``: write them for a part that has none yet)."""
+    settings = {"model": cfg.model, "num_beams": cfg.num_beams, "max_tokens": cfg.max_tokens}
+    path = part / "settings.json"
+    if path.exists():
+        saved = json.loads(path.read_text())
+        if saved != settings:
+            raise TranslateError(f"{part} was translated with {saved}, this run asks for {settings}: use a new --out "
+                                 f"directory, or delete {part} to redo this language")
+    elif record:
+        part.mkdir(parents=True, exist_ok=True)
+        rundir.atomic_write_json(path, settings)
 
 
 def run_translate(cfg: TranslateConfig, translator: Translator | None = None) -> Path:
@@ -69,7 +95,12 @@ def run_translate(cfg: TranslateConfig, translator: Translator | None = None) ->
     out = Path(cfg.out)
     records = source_records(cfg, dist, barrier)
     src = records[0]["lang"]
-    langs = list(cfg.langs or cfg.to)
+    manifest = out / "dataset.json"
+    known = json.loads(manifest.read_text()).get("langs", []) if manifest.exists() else []
+    # a run for some languages adds them to the dataset, never drops the others
+    langs = [lang for lang in ALL_LANGS if lang != src and lang in {*known, *(cfg.langs or cfg.to)}]
+    for lang in cfg.to:
+        check_settings(cfg, out / "parts" / lang)
     todo = [lang for lang in cfg.to if not (out / "parts" / lang / "DONE.json").exists() and lang != src]
     for lang in cfg.to:
         if lang not in todo:
@@ -78,8 +109,10 @@ def run_translate(cfg: TranslateConfig, translator: Translator | None = None) ->
         device = f"cuda:{dist.local_rank}" if dist.device_type == "cuda" else "cpu"
         translator = HFTranslator(cfg.model, device, cfg.num_beams, cfg.batch_size, cfg.max_tokens, cfg.seed)
         translator.check_langs([src] + todo)
+    for lang in todo:
+        check_settings(cfg, out / "parts" / lang, record=dist.is_main)
     if dist.is_main:
-        rundir.atomic_write_json(out / "dataset.json", {
+        rundir.atomic_write_json(manifest, {
             "kind": "translated", "source": cfg.source, "model": cfg.model, "num_beams": cfg.num_beams,
             "source_lang": src, "langs": langs, "facts": len(records)})
     for lang in todo:
@@ -97,7 +130,7 @@ def run_translate(cfg: TranslateConfig, translator: Translator | None = None) ->
                       f"{row['failed']} failed)")
         barrier()
     if dist.is_main:
-        done = assemble(out, [lang for lang in langs if lang != src])
+        done = assemble(out, langs)
         if done is None:
             say(dist, "translate: other languages of the dataset are not done yet; it is assembled when they are")
         else:

@@ -3,6 +3,7 @@ an unlearning run per injection x method x forget setting, and one report."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,22 +80,40 @@ def expand(spec: SweepSpec) -> list[Cell]:
     return cells + injects + unlearns + [report]
 
 
+def _source_lang(t: TranslateConfig) -> str:
+    """The language of a translation's source: the mapping's, a fact file's first record's, else en."""
+    if t.mapping or t.map:
+        from mlu_dist.data.importer import read_mapping
+
+        return read_mapping(t.mapping or None, t.map).lang
+    path = Path(t.source) / "facts.jsonl" if Path(t.source).is_dir() else Path(t.source)
+    if path.suffix == ".jsonl" and path.exists():
+        with open(path, encoding="utf-8") as fh:
+            return json.loads(fh.readline()).get("lang", "en")
+    return "en"
+
+
 def translate_cells(spec: SweepSpec, cfg: ExperimentConfig) -> list[Cell]:
-    """One translate cell per language of data.langs other than English (the source), when the
-    sweep makes its data (``spec.translate.source``); its run dir is that language's part."""
+    """One translate cell per language of data.langs other than the source's, when the sweep makes
+    its data (``spec.translate.source``); its run dir is that language's part. The cell id carries
+    the translation settings: other settings are other cells (and refused in the same directory)."""
     t = spec.translate
     if not t.source:
         return []
     out = t.out or str(sweep_dir(spec) / "data")
-    langs = [lang for lang in cfg.data.langs if lang != "en"]
+    src = _source_lang(t)
+    langs = [lang for lang in cfg.data.langs if lang != src]
     # paths as the jobs will see them, wherever Slurm starts them
     source = str(Path(t.source).resolve()) if Path(t.source).exists() else t.source
     mapping = str(resolve_config_path(t.mapping).resolve()) if t.mapping else ""
+    settings = {k: getattr(t, k) for k in ("source", "mapping", "model", "num_beams", "max_tokens")}
+    digest = hashlib.sha256(json.dumps(settings | {"map": list(t.map)}, sort_keys=True).encode()).hexdigest()[:8]
     cells = []
     for lang in langs:
         tcfg = TranslateConfig(**{**vars(t), "source": source, "mapping": mapping, "to": [lang], "langs": langs,
                                   "out": out})
-        cells.append(Cell("translate", f"translate-{lang}", f"translate en->{lang}", tcfg, Path(out) / "parts" / lang))
+        cells.append(Cell("translate", f"translate-{lang}-{digest}", f"translate {src}->{lang}", tcfg,
+                          Path(out) / "parts" / lang))
     return cells
 
 

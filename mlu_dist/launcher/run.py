@@ -71,7 +71,11 @@ def submit(spec: SweepSpec, force: list[str] = (), wait: bool = True) -> dict:
 
         raise ConfigError(f"--force: unknown cell(s) {', '.join(unknown)}; see `mlu sweep plan`")
     for c in cells:
-        if c.id in force and c.stage not in ("translate", "report"):  # a forced translation: delete its part
+        if c.id in force and c.stage == "translate":  # redo the language: its part (and cache) goes
+            import shutil
+
+            shutil.rmtree(c.run_dir, ignore_errors=True)
+        if c.id in force and c.stage not in ("translate", "report"):
             c.config.run.overwrite = True
             rundir.atomic_write_text(root / "cells" / f"{c.id}.yaml", c.config_yaml())
     todo = pending(cells, force)
