@@ -344,7 +344,8 @@ def _records(records: list[dict], outs: dict, found: dict, lang: str) -> tuple[l
 # --- the dataset directory ----------------------------------------------------------------------
 def format_coverage(coverage: dict[str, dict]) -> str:
     lines = [f"{'lang':<5} {'facts':>6} {'verbatim':>9} {'translated':>11} {'marked':>7} {'failed':>7} {'usable':>7}"]
-    for lang, r in coverage.items():
+    for lang in sorted(coverage, key=lambda code: (not coverage[code].get("source"), ALL_LANGS.index(code))):
+        r = coverage[lang]
         if r.get("source"):
             lines.append(f"{lang:<5} {r['facts']:>6} {'(source language)':>36} {r['usable']:>7}")
             continue
