@@ -148,8 +148,8 @@ def format_plan(spec: SweepSpec, cells: list[Cell]) -> str:
         kind = f"array of {len(job['cells'])}" if job["array"] else "job"
         after = f"  after: {', '.join(job['after'])}" if job["after"] else ""
         lines.append(f"  {job['name']:<40} {kind}{after}")
-    lines += ["", "the same with plain sbatch (slurm/sbatch/mlu-cell.sbatch; $JOB_translate / $JOB_base / $JOB_inject = the job ids "
-                  "sbatch printed, $JOB_inject_i = <inject array id>_i):"]
+    lines += ["", "the same with plain sbatch (slurm/sbatch/mlu-cell.sbatch; $JOB_translate / $JOB_base / $JOB_inject "
+                  "= the job ids sbatch printed, $JOB_inject_i = <inject array id>_i):"]
     res = spec.resources
     root = sweep_dir(spec)
     for job in jobs_of(cells):
