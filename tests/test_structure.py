@@ -35,9 +35,26 @@ def test_evaluation_objectives_and_data_never_import_the_engine_or_jobs(package)
 
 
 def test_neutral_modules_import_neither_engine_nor_jobs():
-    for name in ("tokens.py", "losses.py", "objectives.py", "train_config.py", "layout.py", "registry.py"):
+    for name in ("tokens.py", "losses.py", "objectives.py", "train_config.py", "layout.py", "registry.py", "comm.py"):
         bad = [m for m in imports_of(PKG / name) if m.startswith(("mlu_dist.engine", "mlu_dist.jobs"))]
         assert not bad, f"{name} imports {bad}"
+
+
+COLLECTIVES = {"all_reduce", "all_gather", "all_gather_object", "all_to_all", "broadcast", "broadcast_object_list",
+               "reduce", "reduce_scatter", "gather", "scatter", "barrier", "send", "recv"}
+
+
+def test_every_collective_goes_through_comm():
+    """Collectives build tensors; only mlu_dist/comm.py may call them, on the backend's device."""
+    bad = []
+    for path in modules():
+        if path.name == "comm.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and node.attr in COLLECTIVES and \
+                    ast.unparse(node.value).endswith(("distributed", "dist", "tdist")):
+                bad.append(f"{path.relative_to(ROOT)}:{node.lineno} {ast.unparse(node)}")
+    assert not bad, f"call mlu_dist.comm instead: {bad}"
 
 
 def test_configs_never_import_jobs():

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from mlu_dist import comm
 from mlu_dist.engine.config import ZeroConfig
 from mlu_dist.engine.dist import DistInfo
 from mlu_dist.engine.optim import make_optimizer, make_scheduler, param_groups
@@ -187,22 +188,13 @@ class DeepSpeedEngine:
 
     def param_numel_per_rank(self) -> list[int]:
         """How many parameter elements each rank holds (ZeRO-3 shards them)."""
-        counts = torch.zeros(self.dist.world_size, dtype=torch.float64)
-        counts[self.dist.rank] = local_param_numel(self.module)
-        if self.dist.world_size > 1:
-            torch.distributed.all_reduce(counts)
-        return [int(c) for c in counts.tolist()]
+        return comm.gather_counts(local_param_numel(self.module))
 
     def barrier(self) -> None:
-        if torch.distributed.is_initialized():
-            torch.distributed.barrier()
+        comm.barrier()
 
     def all_reduce_sum(self, values: list[float]) -> list[float]:
-        if self.dist.world_size == 1:
-            return list(values)
-        t = torch.tensor(values, dtype=torch.float64)
-        torch.distributed.all_reduce(t)
-        return t.tolist()
+        return comm.all_reduce_sum(values)
 
     def close(self) -> None:
         """Tear down in the order that avoids gloo's SIGABRT at exit under ZeRO-3 (FACTS.md)."""

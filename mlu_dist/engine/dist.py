@@ -23,6 +23,13 @@ class DistInfo:
     def is_main(self) -> bool:
         return self.rank == 0
 
+    @property
+    def device(self):
+        """This rank's compute device: its local GPU, or the CPU."""
+        import torch
+
+        return torch.device("cuda", self.local_rank) if self.device_type == "cuda" else torch.device("cpu")
+
     def as_dict(self) -> dict:
         return asdict(self)
 

@@ -14,8 +14,7 @@ import math
 import zlib
 from dataclasses import dataclass
 
-import torch
-
+from mlu_dist import comm
 from mlu_dist.data.splits import FactSplit
 from mlu_dist.eval.config import EvalConfig
 from mlu_dist.eval.generate import probe
@@ -32,17 +31,11 @@ class Rank:
 
 
 def _gather(obj, who: Rank):
-    if who.world_size == 1:
-        return [obj]
-    out = [None] * who.world_size
-    torch.distributed.all_gather_object(out, obj)
-    return out
+    return [obj] if who.world_size == 1 else comm.all_gather_object(obj)
 
 
 def _all_done(flag: bool) -> bool:
-    t = torch.tensor([0 if flag else 1])
-    torch.distributed.all_reduce(t)
-    return int(t.item()) == 0
+    return comm.all_true(flag)
 
 
 def run_sharded(items: list, length, batch_size: int, fn, who: Rank) -> list:

@@ -35,6 +35,18 @@ def _identity(cfg: ExperimentConfig, langs: list[str], split, model_path: Path) 
             "controls": split.controls[:n], "decoding": {k: to_dict(cfg)["eval"][k] for k in DECODING}}
 
 
+def device_forward(model, device):
+    """``model`` moved to ``device`` (in eval mode) and a forward that brings each batch there."""
+    import torch
+
+    model.to(device).eval()
+
+    def forward(**batch):
+        return model(**{k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()})
+
+    return forward
+
+
 def evaluate_model(cfg: ExperimentConfig, model_path: Path, out_dir: Path, overwrite: bool = False,
                    inject_langs: list[str] | None = None) -> dict:
     """Evaluate ``model_path`` on the configured facts; returns the summary (every rank)."""
@@ -66,9 +78,8 @@ def evaluate_model(cfg: ExperimentConfig, model_path: Path, out_dir: Path, overw
 
             engine = InferenceEngine(model, cfg.engine.zero, dist, next(model.parameters()).dtype)
             forward, module = engine.forward, engine.module
-        else:
-            model.eval()
-            forward, module = model, model
+        else:  # one rank, no partitioning: the plain model, on this rank's device
+            forward, module = device_forward(model, dist.device), model
         evaluator = Evaluator(forward, tokenizer, facts, split, cfg.eval, Rank(dist.rank, dist.world_size, lockstep),
                               cfg.model.max_seq_len, cache_kwarg(module))
         say(dist, f"eval: {', '.join(todo)} on {len(evaluator.targets)} target + {len(evaluator.controls)} control "

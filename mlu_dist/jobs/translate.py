@@ -13,7 +13,7 @@ import json
 import os
 from pathlib import Path
 
-from mlu_dist import rundir
+from mlu_dist import comm, rundir
 from mlu_dist.data.check import unfit_facts
 from mlu_dist.data.importer import MAP_KEYS, import_table, read_mapping
 from mlu_dist.data.schema import load_facts
@@ -31,7 +31,7 @@ def _barrier(dist: DistInfo):
 
     if not tdist.is_initialized():  # only barriers travel: gloo works beside any device
         tdist.init_process_group("gloo", rank=dist.rank, world_size=dist.world_size)
-    return tdist.barrier
+    return comm.barrier
 
 
 def source_records(cfg: TranslateConfig, dist: DistInfo, barrier) -> list[dict]:
