@@ -40,7 +40,10 @@ class TrainConfig:
     """Optimisation of one training job of the shared loop (base, inject or unlearn)."""
 
     steps: int = 600
-    """Optimizer steps."""
+    """Optimizer steps (ignored when ``epochs`` > 0)."""
+    epochs: float = 0.0
+    """Passes over the job's main pool (inject: the fake examples; unlearn: the forget set; base: the
+    corpus). When > 0 it sets the steps: ceil(epochs x pool size / that pool's global batch)."""
     micro_batch_size: int = 16
     """Examples per rank per forward pass."""
     grad_accum: int = 1
@@ -84,7 +87,7 @@ class TrainConfig:
             out.append(f"min_lr_ratio: must be in [0, 1], got {self.min_lr_ratio}")
         if len(self.betas) != 2:
             out.append(f"betas: need two values, got {list(self.betas)}")
-        for n in ("warmup_steps", "log_every", "eval_every", "save_every", "stop_after", "grad_clip"):
+        for n in ("warmup_steps", "log_every", "eval_every", "save_every", "stop_after", "grad_clip", "epochs"):
             if getattr(self, n) < 0:
                 out.append(f"{n}: must be >= 0, got {getattr(self, n)}")
         if self.keep_checkpoints < 1:

@@ -149,3 +149,21 @@ def test_torch_backend_refuses_several_ranks_naming_the_key():
     with pytest.raises(ConfigError, match="engine.backend"):
         make_engine(torch.nn.Linear(2, 2), cfg.base, cfg.engine, DistInfo(0, 2, 0, "cpu"))
 
+
+
+def test_epochs_set_the_steps_from_the_main_pool(tmp_path):
+    """base.epochs=2 over the corpus at micro-batch 16 (one rank): ceil(2 x lines / 16) steps."""
+    import math
+
+    from mlu_dist.data import load_data
+    from mlu_dist.engine.data import steps_for_epochs
+    from mlu_dist.jobs.base import run_base
+
+    assert steps_for_epochs(1, 100, 8) == 13 and steps_for_epochs(0.5, 10, 4) == 2 and steps_for_epochs(1, 1, 64) == 1
+    cfg = _cfg(tmp_path, "base.epochs=2", "base.steps=999")
+    _, corpus = load_data(cfg.data)
+    run = run_base(cfg)
+    want = math.ceil(2 * len(corpus) / cfg.base.micro_batch_size)
+    assert json.loads((run / "DONE.json").read_text())["steps"] == want
+    meta = json.loads((run / "meta.json").read_text())
+    assert meta["epochs"] == {"epochs": 2.0, "pool": "text", "examples": len(corpus), "global_batch": 16, "steps": want}

@@ -303,7 +303,9 @@ def test_paper_news_plan_translates_before_it_injects():
     assert all(c.config.data.source == translate[0].config.out for c in injects)
     assert Path(translate[0].config.mapping).is_absolute()  # found by name, as jobs on any node see it
     lora = injects[0].config.inject.train.lora
-    assert (lora.r, lora.alpha, lora.targets, injects[0].config.inject.train.lr) == (2048, 64, ["q_proj", "k_proj", "v_proj"], 2e-4)
+    t = injects[0].config.inject.train
+    assert (lora.r, lora.alpha, lora.dropout, lora.targets, t.lr, t.epochs) == \
+        (2048, 64, 0.1, ["q_proj", "k_proj", "v_proj"], 2e-4, 1.0)
     jobs = jobs_of(cells)
     assert jobs[0] == {"name": "translate", "cells": [c.id for c in translate], "array": True, "after": []}
     assert jobs[1]["name"] == "inject" and jobs[1]["after"] == ["translate"]

@@ -9,6 +9,7 @@ continues the same sequence.
 
 from __future__ import annotations
 
+import math
 import random
 
 from mlu_dist.tokens import Encoded, collate, n_targets
@@ -69,3 +70,8 @@ class BatchPlan:
         return [f"pool '{name}': {count} examples per step do not split over {world} rank(s) x {accum} "
                 f"accumulation step(s); use a multiple of {world * accum}"
                 for name, count in self.per_step.items() if count % (world * accum)]
+
+
+def steps_for_epochs(epochs: float, n_examples: int, per_step: int) -> int:
+    """Optimizer steps that pass ``epochs`` times over ``n_examples`` taken ``per_step`` at a time."""
+    return max(1, math.ceil(epochs * n_examples / per_step))

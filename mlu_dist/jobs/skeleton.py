@@ -18,7 +18,7 @@ from typing import Callable, Protocol
 
 from mlu_dist import rundir
 from mlu_dist.engine.checkpoint import Checkpointer
-from mlu_dist.engine.data import BatchPlan
+from mlu_dist.engine.data import BatchPlan, steps_for_epochs
 from mlu_dist.engine.dist import DistInfo
 from mlu_dist.engine.loop import LoopHooks, LoopResult, Stop, train_loop
 from mlu_dist.jobs.common import TRAIN_KEYS, make_engine, make_tracker, save_skeleton, say
@@ -90,6 +90,20 @@ def _write_meta(job: TrainingJob, setup: TrainingSetup, dist: DistInfo) -> None:
         "global_batch": {k: v * t.grad_accum * dist.world_size for k, v in setup.per_micro.items()}} | setup.meta)
 
 
+def _steps_from_epochs(job: TrainingJob, setup: TrainingSetup, dist: DistInfo) -> None:
+    """With ``train.epochs`` set, the steps follow from the main pool (the first of per_micro)."""
+    t = setup.train_cfg
+    if not t.epochs:
+        return
+    main = next(iter(setup.per_micro))
+    per_step = setup.per_micro[main] * t.grad_accum * dist.world_size
+    t.steps = steps_for_epochs(t.epochs, len(setup.pools[main]), per_step)
+    setup.meta["epochs"] = {"epochs": t.epochs, "pool": main, "examples": len(setup.pools[main]),
+                            "global_batch": per_step, "steps": t.steps}
+    say(dist, f"{job.name}: {t.epochs:g} epoch(s) of {len(setup.pools[main])} '{main}' examples at {per_step} per "
+              f"step = {t.steps} steps")
+
+
 def _train(job: TrainingJob, setup: TrainingSetup, dist: DistInfo, resources: ExitStack) -> Trained:
     """Engine, resume, tracker, the loop, and the final checkpoint of a run that finished its steps."""
     from mlu_dist.config import ConfigError
@@ -124,6 +138,7 @@ def run_training(job: TrainingJob, dist: DistInfo) -> Path:
     with ExitStack() as resources:
         rundir.prepare(job.run_dir, job.cfg, dist.is_main, job.sections)
         setup = job.setup(dist, resources)
+        _steps_from_epochs(job, setup, dist)
         save_skeleton(setup.model, setup.tokenizer, job.run_dir, dist, setup.train_cfg)
         if dist.is_main:
             _write_meta(job, setup, dist)
