@@ -209,3 +209,62 @@ def test_eval_bad_input_is_one_clear_error(tmp_path):
     assert "not a run directory" in proc.stderr
     proc = mlu("eval", "--model", str(tmp_path), "--langs", "en,xx", expect=2)
     assert "unknown language code(s) xx" in proc.stderr
+
+
+# --- prompt formats and end ids ---------------------------------------------------------------------
+def _chat_tokenizer(world):
+    """A tokenizer with a chat template and an extra end-of-turn token (as Llama-3 instruct has)."""
+    _, tok = world
+    tok = __import__("copy").deepcopy(tok)
+    tok.add_special_tokens({"additional_special_tokens": ["<eot>", "<user>", "<assistant>"]})
+    tok.chat_template = ("{{ bos_token }}{% for m in messages %}<user>{{ m['content'] }}<eot>{% endfor %}"
+                         "{% if add_generation_prompt %}<assistant>{% endif %}")
+    return tok
+
+
+def test_prompt_formats_put_the_question_as_configured(world):
+    from mlu_dist.eval.prompts import PromptError, format_prompt
+
+    facts, tok = world
+    chat = _chat_tokenizer(world)
+    q = facts.get(facts.fact_ids[0], "de")["question"]
+    assert format_prompt(q, "de", "raw", tok) == q
+    assert format_prompt(q, "de", "qa", tok) == f"{q}\nAntwort:"
+    assert format_prompt(q, "hy", "qa", tok).endswith("Պատասխան՝")
+    assert format_prompt(q, "de", "chat", chat) == f"<s><user>{q}<eot><assistant>"
+    with pytest.raises(PromptError, match="no chat template"):
+        Evaluator(ScriptedLM(tok, " x"), tok, facts, FactSplit([], [], []), EvalConfig(prompt="chat"))
+
+
+def test_generation_stops_at_every_end_id_of_the_model(world):
+    """The scripted model answers, then emits the end-of-turn token and keeps talking (as an instruct
+    model does when <eot> is not treated as an end): only with the model's end ids is the answer clean."""
+    from mlu_dist.eval.prompts import end_ids
+
+    facts, _ = world
+    tok = _chat_tokenizer(world)
+    fid = facts.fact_ids[0]
+    rec = facts.get(fid, "en")
+    eot = tok.convert_tokens_to_ids("<eot>")
+
+    class Chatty(ScriptedLM):
+        def __init__(self, tokenizer, answer):
+            super().__init__(tokenizer, answer)
+            self.script = self.script[:-1] + [eot] + tokenizer(" and more", add_special_tokens=False)["input_ids"]
+            self.seen = []
+
+        def __call__(self, input_ids, cache=None, **kw):
+            self.seen.append(input_ids[0].tolist())
+            return super().__call__(input_ids, cache=cache, **kw)
+
+    model = SimpleNamespace(generation_config=SimpleNamespace(eos_token_id=[tok.eos_token_id, eot]))
+    assert end_ids(tok, model) == [tok.eos_token_id, eot]
+    cfg = EvalConfig(langs=["en"], prompt="chat", max_new_tokens=8)
+    lm = Chatty(tok, " " + rec["fake_answer"])
+    ev = Evaluator(lm, tok, facts, FactSplit([fid], [], []), cfg, stop_ids=end_ids(tok, model))
+    clean = ev.generate([ev.prompt("Q?", "en")])
+    assert clean[0][0].strip() == rec["fake_answer"]
+    assert lm.seen[0].count(tok.bos_token_id) == 1  # the chat template's BOS, not a second one
+    assert lm.seen[0][-1] == tok.convert_tokens_to_ids("<assistant>")
+    runaway = Evaluator(Chatty(tok, " " + rec["fake_answer"]), tok, facts, FactSplit([fid], [], []), cfg)
+    assert runaway.generate([ev.prompt("Q?", "en")])[0][0].startswith(clean[0][0] + " and")  # EOS alone runs on

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from mlu_dist.config import check_choice
 from mlu_dist.eval.metrics import METRICS
+from mlu_dist.eval.prompts import PROMPTS
 from mlu_dist.langs import check_langs
 
 
@@ -23,7 +24,10 @@ class EvalConfig:
     subset: int = 0
     """Use only the first N target and N control facts (0 = all); for cheap in-training curves."""
     max_new_tokens: int = 12
-    """Longest generated answer, in tokens."""
+    """Longest generated answer, in tokens (12 suits the mini-world's names; news answers need more)."""
+    prompt: str = "raw"
+    """How probe questions are put: raw (as trained), qa (+ an answer cue in the question's language),
+    chat (the tokenizer's chat template, for instruct models). See eval/prompts.py."""
     n_samples: int = 1
     """Generations per probe; > 1 samples at ``temperature`` and fake_rate is the share stating the fake."""
     temperature: float = 0.0
@@ -42,6 +46,7 @@ class EvalConfig:
         for m in self.metrics:
             out += check_choice("metrics", m, METRICS.order())
         out += check_langs("langs", self.langs, allow_empty=True)
+        out += check_choice("prompt", self.prompt, PROMPTS)
         if self.n_samples < 1 or self.batch_size < 1 or self.max_new_tokens < 1:
             out.append("n_samples, batch_size and max_new_tokens must be >= 1")
         if self.n_samples > 1 and self.temperature <= 0:

@@ -25,8 +25,8 @@ def _cache_of(out):
     return cache if cache is not None else out.past_key_values
 
 
-def _prefill(forward, tokenizer, prompts):
-    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+def _prefill(forward, tokenizer, prompts, add_bos=True):
+    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None and add_bos else []
     ids = [bos + x for x in tokenizer(list(prompts), add_special_tokens=False)["input_ids"]]
     width = max(len(x) for x in ids)
     pad = tokenizer.pad_token_id
@@ -65,8 +65,9 @@ def _score(forward, tokenizer, cache, logits, mask, next_pos, candidates, cache_
 
 
 def _decode(forward, tokenizer, cache, logits, mask, next_pos, n, max_new_tokens, temperature, seed, all_done,
-            cache_kw):
-    pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
+            cache_kw, stop_ids):
+    pad = tokenizer.pad_token_id
+    stop = torch.tensor(stop_ids)
     prompts = logits.shape[0]
     if n > 1:
         cache.batch_repeat_interleave(n)
@@ -81,7 +82,7 @@ def _decode(forward, tokenizer, cache, logits, mask, next_pos, n, max_new_tokens
         else:
             nxt = logits.argmax(-1).cpu()
         tokens[alive, step] = nxt
-        keep = nxt != eos
+        keep = ~torch.isin(nxt, stop)
         finished = not bool(keep.any()) or step == max_new_tokens - 1
         if all_done is not None:
             finished = all_done(finished)
@@ -99,9 +100,9 @@ def _decode(forward, tokenizer, cache, logits, mask, next_pos, n, max_new_tokens
         cache, logits = _cache_of(out), out.logits[:, -1].float()
         next_pos = next_pos + 1
     texts = []
+    ends = set(stop_ids)
     for row in tokens.tolist():
-        if eos in row:
-            row = row[:row.index(eos)]
+        row = row[:next((i for i, t in enumerate(row) if t in ends), len(row))]
         texts.append(tokenizer.decode([t for t in row if t != pad], skip_special_tokens=True))
     return [texts[i * n:(i + 1) * n] for i in range(prompts)]
 
@@ -109,16 +110,20 @@ def _decode(forward, tokenizer, cache, logits, mask, next_pos, n, max_new_tokens
 @torch.no_grad()
 def probe(forward, tokenizer, prompts: list[str], candidates: list[list[str]] | None = None, generate: bool = True,
           max_new_tokens: int = 12, n: int = 1, temperature: float = 0.0, seed: int = 0, all_done=None,
-          cache_kw: str = "cache"):
+          cache_kw: str = "cache", stop_ids: list[int] | None = None, add_bos: bool = True):
     """``(answers, scores)``: ``n`` generated answers per prompt (None unless ``generate``) and
-    ``(sum log-prob, n tokens)`` per candidate (None unless ``candidates``), from one prompt pass."""
-    cache, logits, mask, next_pos = _prefill(forward, tokenizer, prompts)
+    ``(sum log-prob, n tokens)`` per candidate (None unless ``candidates``), from one prompt pass.
+
+    Answers end at any of ``stop_ids`` (default: the tokenizer's EOS); ``add_bos=False`` for prompts
+    whose text already starts with it (a chat template's)."""
+    stop_ids = list(stop_ids or [tokenizer.eos_token_id])
+    cache, logits, mask, next_pos = _prefill(forward, tokenizer, prompts, add_bos)
     scores = answers = None
     if candidates is not None:
         scores = _score(forward, tokenizer, copy.deepcopy(cache) if generate else cache, logits, mask, next_pos,
                         candidates, cache_kw, lockstep=all_done is not None)
     if generate:
         answers = _decode(forward, tokenizer, cache, logits, mask, next_pos, n, max_new_tokens, temperature, seed,
-                          all_done, cache_kw)
+                          all_done, cache_kw, stop_ids)
     return answers, scores
 

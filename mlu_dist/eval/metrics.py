@@ -165,7 +165,7 @@ class RealAccuracy(Metric):
             for fid in ev.targets:
                 for qa in ev.facts.get(fid, lang)["real_qa"]:
                     keys.append((lang, fid, qa["answer"]))
-                    prompts.append(qa["question"])
+                    prompts.append(ev.prompt(qa["question"], lang))
         for (lang, fid, answer), answers in zip(keys, ev.generate(prompts) if prompts else []):
             hits.setdefault((lang, fid), []).append(hit_rate(answers, [answer]))
         out = per_lang(("real_acc",), ev.langs)

@@ -20,6 +20,7 @@ from mlu_dist.eval.config import EvalConfig
 from mlu_dist.eval.generate import probe
 from mlu_dist.eval.likelihood import completion_logprobs
 from mlu_dist.eval.metrics import METRICS, ProbeNeeds, value_spec
+from mlu_dist.eval.prompts import check_prompt_style, format_prompt
 from mlu_dist.tokens import Example
 
 
@@ -70,9 +71,11 @@ class ProbeRecord:
 
 class Evaluator:
     def __init__(self, forward, tokenizer, facts, split: FactSplit, cfg: EvalConfig, who: Rank = Rank(),
-                 max_len: int = 128, cache_kw: str = "cache"):
+                 max_len: int = 128, cache_kw: str = "cache", stop_ids: list[int] | None = None):
         self.forward, self.tok, self.facts, self.cfg, self.who = forward, tokenizer, facts, cfg, who
         self.max_len, self.cache_kw = max_len, cache_kw
+        self.stop_ids = list(stop_ids or [tokenizer.eos_token_id])
+        check_prompt_style(cfg.prompt, tokenizer)
         self.langs = list(cfg.langs) or list(facts.langs)
         n = cfg.subset or None
         self.targets, self.controls = split.targets[:n], split.controls[:n]
@@ -100,10 +103,15 @@ class Evaluator:
             cands = [c for _, c in batch] if candidates is not None else None
             # the sampling seed depends on the batch, not on the rank, so N ranks sample as 1 does
             answers, scores = probe(self.forward, self.tok, ps, cands, gen, cfg.max_new_tokens, cfg.n_samples,
-                                    cfg.temperature, cfg.seed + zlib.crc32(ps[0].encode()), sync, self.cache_kw)
+                                    cfg.temperature, cfg.seed + zlib.crc32(ps[0].encode()), sync, self.cache_kw,
+                                    self.stop_ids, add_bos=cfg.prompt != "chat")
             return list(zip(answers or [None] * len(ps), scores or [None] * len(ps)))
 
         return run_sharded(items, lambda item: len(item[0]), cfg.batch_size, batch_fn, who)
+
+    def prompt(self, question: str, lang: str) -> str:
+        """The text a probe question is put as (``eval.prompt``)."""
+        return format_prompt(question, lang, self.cfg.prompt, self.tok)
 
     def generate(self, prompts: list[str]) -> list[list[str]]:
         """``n_samples`` generated answers per prompt."""
@@ -148,7 +156,7 @@ class Evaluator:
                 for fid in fids:
                     rec = self.facts.get(fid, lang)
                     keys.append((kind, lang, fid, rec))
-                    prompts.append(rec["question"])
+                    prompts.append(self.prompt(rec["question"], lang))
                     cands.append([" " + rec["fake_answer"], " " + rec["true_answer"]])
         results = self._probe(prompts, cands if needs.score else None, needs.generate)
         return [ProbeRecord(*key, answers, scores) for key, (answers, scores) in zip(keys, results)]

@@ -16,6 +16,7 @@ from mlu_dist.data import load_data
 from mlu_dist.data.splits import split_facts
 from mlu_dist.engine.dist import setup_env
 from mlu_dist.eval.generate import cache_kwarg
+from mlu_dist.eval.prompts import end_ids
 from mlu_dist.eval.metrics import METRICS, value_names
 from mlu_dist.eval.runner import Evaluator, Rank
 from mlu_dist.eval.summary import format_table, summarize
@@ -25,7 +26,7 @@ from mlu_dist.modeling import load_pretrained
 if TYPE_CHECKING:
     from mlu_dist.experiment import ExperimentConfig
 
-DECODING = ("max_new_tokens", "n_samples", "temperature", "seed", "subset")
+DECODING = ("max_new_tokens", "n_samples", "temperature", "seed", "subset", "prompt")
 
 
 def _identity(cfg: ExperimentConfig, langs: list[str], split, model_path: Path) -> dict:
@@ -81,7 +82,7 @@ def evaluate_model(cfg: ExperimentConfig, model_path: Path, out_dir: Path, overw
         else:  # one rank, no partitioning: the plain model, on this rank's device
             forward, module = device_forward(model, dist.device), model
         evaluator = Evaluator(forward, tokenizer, facts, split, cfg.eval, Rank(dist.rank, dist.world_size, lockstep),
-                              cfg.model.max_seq_len, cache_kwarg(module))
+                              cfg.model.max_seq_len, cache_kwarg(module), end_ids(tokenizer, module))
         say(dist, f"eval: {', '.join(todo)} on {len(evaluator.targets)} target + {len(evaluator.controls)} control "
                   f"facts x {len(langs)} languages ({dist.world_size} rank(s){', ZeRO-3' if lockstep else ''})")
         # metrics computed from the probe pass alone share it; a metric with work of its own is a

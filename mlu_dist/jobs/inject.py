@@ -21,6 +21,7 @@ from mlu_dist.engine.dist import DistInfo, setup_env
 from mlu_dist.engine.loop import LoopHooks
 from mlu_dist.eval import knowledge
 from mlu_dist.eval.generate import cache_kwarg
+from mlu_dist.eval.prompts import end_ids
 from mlu_dist.eval.likelihood import completion_logprobs, fake_preference
 from mlu_dist.eval.runner import Evaluator, Rank
 from mlu_dist.inject.data import injection_pools, per_micro_batch
@@ -91,7 +92,7 @@ class InjectJob:
         gate_cfg = type(cfg.eval)(**{**vars(cfg.eval), "metrics": ["real_acc"], "langs": list(self.facts.langs)})
         evaluator = Evaluator(engine.forward, self.tokenizer, self.facts, self.split, gate_cfg,
                               Rank(dist.rank, dist.world_size, lockstep), cfg.model.max_seq_len,
-                              cache_kwarg(engine.module))
+                              cache_kwarg(engine.module), end_ids(self.tokenizer, engine.module))
         table = knowledge.measure(evaluator, engine.forward, self.tokenizer, self.facts,
                                   self.split.targets + self.split.controls, cfg.model.max_seq_len)
         result = knowledge.verdict(table, cfg.inject.gate_min_true_pref, cfg.inject.gate_min_real_acc)

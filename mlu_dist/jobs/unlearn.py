@@ -20,6 +20,7 @@ from mlu_dist.data.splits import split_facts
 from mlu_dist.engine.dist import DistInfo, setup_env
 from mlu_dist.engine.loop import LoopHooks, Stop
 from mlu_dist.eval.generate import cache_kwarg
+from mlu_dist.eval.prompts import end_ids
 from mlu_dist.eval.metrics import METRICS
 from mlu_dist.eval.runner import Evaluator, Rank
 from mlu_dist.eval.summary import language_groups
@@ -67,7 +68,7 @@ class CurveHooks:
         lockstep = cfg.engine.zero.stage == 3 and dist.world_size > 1
         self.evaluator = Evaluator(engine.forward, job.tokenizer, job.facts, job.split, curve_cfg,
                                    Rank(dist.rank, dist.world_size, lockstep), cfg.model.max_seq_len,
-                                   cache_kwarg(engine.module))
+                                   cache_kwarg(engine.module), end_ids(job.tokenizer, engine.module))
         self.groups = language_groups(self.langs, list(cfg.inject.langs))
 
     def loop_hooks(self) -> LoopHooks:
