@@ -14,6 +14,7 @@ from mlu_dist.config import check_choice, check_positive
 
 TINY = "tiny-llama"
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+ATTENTION = ("sdpa", "eager", "flash_attention_2")
 
 
 @dataclass
@@ -36,9 +37,21 @@ class ModelConfig:
     """Longest sequence in tokens; longer examples are truncated."""
     dtype: str = "auto"
     """Parameter dtype: 'auto' = float32 on CPU, bfloat16 on GPU."""
+    attn_implementation: str = "sdpa"
+    """Attention kernel: sdpa (PyTorch's, needs nothing), eager, or flash_attention_2 (the flash-attn
+    package, GPU only; optional, never required)."""
+    activation_checkpointing: bool = False
+    """Recompute activations in the backward pass of training jobs (less memory, ~1/3 more compute)."""
 
     def check(self) -> list[str]:
-        out = check_choice("dtype", self.dtype, DTYPES)
+        out = check_choice("dtype", self.dtype, DTYPES) + check_choice("attn_implementation", self.attn_implementation,
+                                                                         ATTENTION)
+        if self.attn_implementation == "flash_attention_2":
+            import importlib.util
+
+            if importlib.util.find_spec("flash_attn") is None:
+                out.append("attn_implementation: flash_attention_2 needs the flash-attn package (GPU only: pip install "
+                           "flash-attn); sdpa needs nothing")
         if self.name_or_path == TINY:
             out += check_positive(self, "vocab_size", "hidden_size", "intermediate_size", "num_layers", "num_heads")
             if self.num_heads > 0 and self.hidden_size > 0 and self.hidden_size % self.num_heads:
@@ -101,12 +114,13 @@ def build_tiny_model(cfg: ModelConfig, tokenizer, seed: int = 0):
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
+        attn_implementation=cfg.attn_implementation,
     )
     torch.manual_seed(seed)
     return LlamaForCausalLM(config)
 
 
-def load_pretrained(path: str | Path, dtype: str = "auto", device_type: str = "cpu"):
+def load_pretrained(path: str | Path, dtype: str = "auto", device_type: str = "cpu", attn_implementation: str = "sdpa"):
     """``(model, tokenizer)`` from a HF directory or hub name; a clear error if it is missing."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -116,7 +130,8 @@ def load_pretrained(path: str | Path, dtype: str = "auto", device_type: str = "c
     if local.is_dir() and not (local / "config.json").exists():
         raise FileNotFoundError(f"'{path}' holds no model (no config.json); was the run finished/exported?")
     tokenizer = AutoTokenizer.from_pretrained(str(path))
-    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch_dtype(dtype, device_type))
+    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch_dtype(dtype, device_type),
+                                                 attn_implementation=attn_implementation)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer

@@ -167,3 +167,20 @@ def test_epochs_set_the_steps_from_the_main_pool(tmp_path):
     assert json.loads((run / "DONE.json").read_text())["steps"] == want
     meta = json.loads((run / "meta.json").read_text())
     assert meta["epochs"] == {"epochs": 2.0, "pool": "text", "examples": len(corpus), "global_batch": 16, "steps": want}
+
+
+def test_activation_checkpointing_and_eager_attention_train_the_same_model(tmp_path):
+    """Recomputing activations in backward changes memory, not results; nor does the attention kernel
+    (eager vs sdpa) beyond float rounding."""
+    from mlu_dist.jobs.base import run_base
+    from mlu_dist.modeling import load_pretrained
+
+    runs = {name: run_base(_cfg(tmp_path / name, "base.steps=8", *extra)) for name, extra in (
+        ("plain", []), ("ckpt", ["model.activation_checkpointing=true"]), ("eager", ["model.attn_implementation=eager"]))}
+    losses = {name: [r["train/loss"] for r in read_jsonl(run / "metrics.jsonl") if "train/loss" in r]
+              for name, run in runs.items()}
+    assert len(losses["plain"]) == 8
+    assert losses["ckpt"] == pytest.approx(losses["plain"], rel=1e-5)
+    assert losses["eager"] == pytest.approx(losses["plain"], rel=1e-4)
+    model, _ = load_pretrained(runs["eager"] / "model", attn_implementation="eager")
+    assert model.config._attn_implementation == "eager"

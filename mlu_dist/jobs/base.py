@@ -10,7 +10,7 @@ from mlu_dist.data import load_data
 from mlu_dist.engine.dist import DistInfo, setup_env
 from mlu_dist.engine.loop import LoopHooks
 from mlu_dist.eval.likelihood import completion_logprobs, fake_preference
-from mlu_dist.jobs.common import apply_lora, export_model, model_and_tokenizer, say
+from mlu_dist.jobs.common import activation_checkpointing, apply_lora, export_model, model_and_tokenizer, say
 from mlu_dist.jobs.skeleton import Trained, TrainingSetup, require_finished, run_training
 from mlu_dist.layout import base_run_dir
 from mlu_dist.objectives import NLLObjective
@@ -66,7 +66,7 @@ class BaseJob:
         texts = [row["text"] for row in self.corpus]
         model, tokenizer = model_and_tokenizer(cfg.model, dist, texts, seed=cfg.base.seed)
         self.tokenizer = tokenizer
-        model = apply_lora(model, cfg.base, self.name)
+        model = apply_lora(activation_checkpointing(model, cfg.model), cfg.base, self.name)
         n_params = sum(p.numel() for p in model.parameters())
         say(dist, f"base: {len(self.facts.fact_ids)} facts x {len(self.facts.langs)} languages, "
                   f"{len(self.corpus)} corpus lines, {n_params / 1e6:.2f}M params, {dist.world_size} rank(s), "

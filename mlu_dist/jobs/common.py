@@ -29,14 +29,23 @@ def model_and_tokenizer(cfg: ModelConfig, dist: DistInfo, corpus_texts: list[str
     """A model to train: loaded from ``init_from`` / ``cfg.name_or_path``, or a fresh tiny Llama
     whose tokenizer is trained on ``corpus_texts`` (deterministic, so every rank builds the same)."""
     if init_from is not None:
-        return load_pretrained(init_from, cfg.dtype, dist.device_type)
+        return load_pretrained(init_from, cfg.dtype, dist.device_type, cfg.attn_implementation)
     if not cfg.is_tiny:
-        return load_pretrained(cfg.name_or_path, cfg.dtype, dist.device_type)
+        return load_pretrained(cfg.name_or_path, cfg.dtype, dist.device_type, cfg.attn_implementation)
     if not corpus_texts:
         raise ValueError("a tiny model needs a corpus to train its tokenizer on")
     tokenizer = train_tokenizer(corpus_texts, cfg.vocab_size)
     model = build_tiny_model(cfg, tokenizer, seed=seed).to(torch_dtype(cfg.dtype, dist.device_type))
     return model, tokenizer
+
+
+def activation_checkpointing(model, cfg: ModelConfig):
+    """Recompute activations in backward when ``model.activation_checkpointing`` (non-reentrant, so
+    frozen inputs under LoRA need nothing extra)."""
+    if cfg.activation_checkpointing:
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False
+    return model
 
 
 def apply_lora(model, cfg: TrainConfig, job: str = "base"):

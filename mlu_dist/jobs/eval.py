@@ -71,7 +71,7 @@ def evaluate_model(cfg: ExperimentConfig, model_path: Path, out_dir: Path, overw
     if reused:
         say(dist, f"eval: reusing {', '.join(reused)} from {eval_file}")
     if todo:
-        model, tokenizer = load_pretrained(model_path, cfg.model.dtype, dist.device_type)
+        model, tokenizer = load_pretrained(model_path, cfg.model.dtype, dist.device_type, cfg.model.attn_implementation)
         lockstep = cfg.engine.zero.stage == 3 and dist.world_size > 1
         engine = None
         if dist.world_size > 1 or cfg.engine.zero.stage == 3:

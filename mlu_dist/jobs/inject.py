@@ -26,7 +26,7 @@ from mlu_dist.eval.likelihood import completion_logprobs, fake_preference
 from mlu_dist.eval.runner import Evaluator, Rank
 from mlu_dist.inject.data import injection_pools, per_micro_batch
 from mlu_dist.jobs.base import run_base
-from mlu_dist.jobs.common import apply_lora, export_model, model_and_tokenizer, say
+from mlu_dist.jobs.common import activation_checkpointing, apply_lora, export_model, model_and_tokenizer, say
 from mlu_dist.jobs.skeleton import Trained, TrainingSetup, require_finished, run_training
 from mlu_dist.layout import inject_run_dir
 from mlu_dist.objectives import NLLObjective
@@ -60,7 +60,7 @@ class InjectJob:
         self.facts, _ = load_data(cfg.data)
         self.split = split_facts(self.facts.fact_ids, cfg.inject.n_targets, cfg.inject.n_controls, cfg.inject.split_seed)
         model, self.tokenizer = model_and_tokenizer(cfg.model, dist, init_from=self.init_from, seed=t.seed)
-        model = apply_lora(model, t, self.name)
+        model = apply_lora(activation_checkpointing(model, cfg.model), t, self.name)
         self.examples = injection_pools(self.facts, self.split, cfg.inject)
         per_micro = per_micro_batch(t.micro_batch_size, cfg.inject.fake_fraction, bool(self.examples["safe"]))
         cut = Cut()

@@ -24,7 +24,7 @@ from mlu_dist.eval.prompts import end_ids
 from mlu_dist.eval.metrics import METRICS
 from mlu_dist.eval.runner import Evaluator, Rank
 from mlu_dist.eval.summary import language_groups
-from mlu_dist.jobs.common import apply_lora, export_model, say
+from mlu_dist.jobs.common import activation_checkpointing, apply_lora, export_model, say
 from mlu_dist.jobs.skeleton import Trained, TrainingSetup, run_training
 from mlu_dist.layout import unlearn_run_dir
 from mlu_dist.modeling import load_pretrained
@@ -142,8 +142,9 @@ class UnlearnJob:
     def setup(self, dist: DistInfo, resources) -> TrainingSetup:
         cfg, u, t = self.cfg, self.cfg.unlearn, self.cfg.unlearn.train
         self.dist = dist
-        model, self.tokenizer = load_pretrained(self.from_run / "model", cfg.model.dtype, dist.device_type)
-        model = apply_lora(model, t, self.name)
+        model, self.tokenizer = load_pretrained(self.from_run / "model", cfg.model.dtype, dist.device_type,
+                                                cfg.model.attn_implementation)
+        model = apply_lora(activation_checkpointing(model, cfg.model), t, self.name)
         examples = {"forget": forget_examples(self.facts, self.split, self.forget_langs, u.fixed_forget_size, t.seed),
                     "retain": retain_examples(self.facts, self.split, self.retain_langs)}
         chosen, rejected = refusal_pairs(self.facts, self.split, self.forget_langs)
@@ -160,7 +161,8 @@ class UnlearnJob:
         if self.method.needs_reference:
             from mlu_dist.engine.deepspeed_engine import InferenceEngine
 
-            ref_model, _ = load_pretrained(self.from_run / "model", cfg.model.dtype, dist.device_type)
+            ref_model, _ = load_pretrained(self.from_run / "model", cfg.model.dtype, dist.device_type,
+                                           cfg.model.attn_implementation)
             self.ref = InferenceEngine(ref_model, cfg.engine.zero, dist, next(ref_model.parameters()).dtype)
             resources.callback(self.ref.close)
         meta = {"method": u.method, "forget_langs": self.forget_langs, "retain_langs": self.retain_langs,
