@@ -184,3 +184,7 @@ def test_activation_checkpointing_and_eager_attention_train_the_same_model(tmp_p
     assert losses["eager"] == pytest.approx(losses["plain"], rel=1e-4)
     model, _ = load_pretrained(runs["eager"] / "model", attn_implementation="eager")
     assert model.config._attn_implementation == "eager"
+    from mlu_dist.jobs.common import activation_checkpointing
+
+    cfg = _cfg(tmp_path, "model.activation_checkpointing=true")
+    assert activation_checkpointing(model, cfg.model).is_gradient_checkpointing  # the switch does switch
