@@ -187,4 +187,4 @@ def test_activation_checkpointing_and_eager_attention_train_the_same_model(tmp_p
     from mlu_dist.jobs.common import activation_checkpointing
 
     cfg = _cfg(tmp_path, "model.activation_checkpointing=true")
-    assert activation_checkpointing(model, cfg.model).is_gradient_checkpointing  # the switch does switch
+    assert activation_checkpointing(model, cfg.model).is_activation_checkpointing  # the switch does switch
