@@ -169,6 +169,9 @@ def _add_result_commands(sub) -> None:
     e.add_argument("--out", help="output directory (default RUN_DIR/export)")
     e.add_argument("--checkpoint", help="a checkpoint directory (default: checkpoints/LATEST)")
     e.add_argument("--no-merge-lora", action="store_true", help="save LoRA adapters separately instead of merging")
+    e.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"),
+                   help="weights' dtype (auto: the run's model dtype, bf16 for a GPU run; ZeRO's fp32 master "
+                        "weights are cast down)")
 
 
 JOBS = {  # command -> (module, function taking the ExperimentConfig)
@@ -385,7 +388,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "export":
             from mlu_dist.jobs.export import export_run
 
-            out = export_run(args.run_dir, args.out, args.checkpoint, merge_lora=not args.no_merge_lora)
+            out = export_run(args.run_dir, args.out, args.checkpoint, merge_lora=not args.no_merge_lora,
+                             dtype=args.dtype)
             print(f"exported {out}")
             return 0
         return run_job(args.command, args, argv)

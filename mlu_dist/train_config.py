@@ -72,6 +72,10 @@ class TrainConfig:
     """Run the job's evaluation every N steps (0 = only at the end)."""
     save_every: int = 0
     """Save a resumable checkpoint every N steps (0 = only at the end)."""
+    final_checkpoint: str = "keep"
+    """After a finished run's export is verified: 'keep' its checkpoints (resumable, `mlu export`
+    can redo the export) or 'drop' them (at 8B a checkpoint with optimizer state is ~110 GB beside a
+    16 GB export; the 8B configs drop)."""
     keep_checkpoints: int = 2
     """How many step checkpoints to keep (oldest deleted first; the final one is always kept)."""
     resume: str = "auto"
@@ -90,6 +94,7 @@ class TrainConfig:
         for n in ("warmup_steps", "log_every", "eval_every", "save_every", "stop_after", "grad_clip", "epochs"):
             if getattr(self, n) < 0:
                 out.append(f"{n}: must be >= 0, got {getattr(self, n)}")
+        out += check_choice("final_checkpoint", self.final_checkpoint, ("keep", "drop"))
         if self.keep_checkpoints < 1:
             out.append(f"keep_checkpoints: must be >= 1, got {self.keep_checkpoints}")
         return out

@@ -3,6 +3,7 @@ checkpointer, and a whole (tiny) base run on the torch backend that stops, resum
 exactly the losses and weights of the uninterrupted run."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -188,3 +189,39 @@ def test_activation_checkpointing_and_eager_attention_train_the_same_model(tmp_p
 
     cfg = _cfg(tmp_path, "model.activation_checkpointing=true")
     assert activation_checkpointing(model, cfg.model).is_activation_checkpointing  # the switch does switch
+
+
+def test_a_verified_export_lets_a_run_drop_its_checkpoints_and_export_keeps_the_dtype(tmp_path):
+    import torch
+
+    from mlu_dist.jobs.base import run_base
+    from mlu_dist.jobs.common import export_problems
+    from mlu_dist.jobs.export import export_run
+    from mlu_dist.modeling import load_pretrained
+    from mlu_dist.rundir import ResumeError
+
+    kept = run_base(_cfg(tmp_path / "keep", "base.steps=4"))
+    assert (kept / "checkpoints" / "LATEST").exists() and export_problems(kept / "model") == []
+    half = export_run(kept, tmp_path / "bf16", dtype="bfloat16")
+    assert next(load_pretrained(half, dtype="bfloat16")[0].parameters()).dtype == torch.bfloat16
+    from safetensors.torch import load_file
+
+    assert {v.dtype for v in load_file(str(half / "model.safetensors")).values()} == {torch.bfloat16}
+    auto = export_run(kept, tmp_path / "auto")  # the run trained in fp32: exported in fp32
+    assert {v.dtype for v in load_file(str(auto / "model.safetensors")).values()} == {torch.float32}
+    dropped = run_base(_cfg(tmp_path / "drop", "base.steps=4", "base.final_checkpoint=drop"))
+    assert not (dropped / "checkpoints").exists() and (dropped / "model" / "model.safetensors").exists()
+    assert "dropped after a verified export" in json.loads((dropped / "DONE.json").read_text())["checkpoints"]
+    with pytest.raises(ResumeError, match="dropped after a verified export"):
+        export_run(dropped)
+    import shutil
+
+    from safetensors.torch import save_file
+
+    broken = Path(shutil.copytree(kept / "model", tmp_path / "broken"))
+    weights = load_file(str(broken / "model.safetensors"))
+    gone = "model.norm.weight"
+    save_file({k: v for k, v in weights.items() if k != gone}, str(broken / "model.safetensors"))
+    assert export_problems(broken) == [f"{broken}: 1 weight(s) missing, e.g. {[gone]}"]
+    (broken / "config.json").unlink()
+    assert export_problems(broken) == [f"{broken}: no config.json"]

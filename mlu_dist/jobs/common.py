@@ -117,6 +117,30 @@ def export_model(engine, tokenizer, out_dir: Path, dist: DistInfo, merge_lora: b
     return out_dir if dist.is_main else None
 
 
+def export_problems(model_dir: Path) -> list[str]:
+    """What is wrong with an exported HF directory: no config, or weights the architecture needs
+    missing from its safetensors files (read from headers, the architecture built on the meta
+    device: cheap at 8B)."""
+    from safetensors import safe_open
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    model_dir = Path(model_dir)
+    if not (model_dir / "config.json").exists():
+        return [f"{model_dir}: no config.json"]
+    files = sorted(model_dir.glob("*.safetensors"))
+    if not files:
+        return [f"{model_dir}: no safetensors weights"]
+    saved = set()
+    for f in files:
+        with safe_open(str(f), framework="pt") as fh:
+            saved |= set(fh.keys())
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(str(model_dir)))
+    tied = {"lm_head.weight"} if getattr(model.config, "tie_word_embeddings", False) else set()
+    missing = sorted(set(model.state_dict()) - saved - tied)
+    return [f"{model_dir}: {len(missing)} weight(s) missing, e.g. {missing[:3]}"] if missing else []
+
+
 def save_skeleton(model, tokenizer, run_dir: Path, dist: DistInfo, train_cfg: TrainConfig) -> None:
     """The model's HF config, the tokenizer and the LoRA settings (no weights) in ``run_dir/hf_init``,
     so ``mlu export`` can rebuild the architecture from a checkpoint alone."""

@@ -28,8 +28,9 @@ def _state_from_checkpoint(ckpt: Path) -> dict:
 
 
 def export_run(run_dir: str | Path, out: str | Path | None = None, checkpoint: str | Path | None = None,
-               merge_lora: bool = True) -> Path:
-    """Write ``out`` (default ``RUN_DIR/export``) as safetensors + tokenizer; returns it."""
+               merge_lora: bool = True, dtype: str = "auto") -> Path:
+    """Write ``out`` (default ``RUN_DIR/export``) as safetensors + tokenizer in ``dtype`` ('auto' =
+    the dtype the run trained its model in, from hf_init); returns it."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     run_dir = Path(run_dir)
@@ -40,6 +41,10 @@ def export_run(run_dir: str | Path, out: str | Path | None = None, checkpoint: s
         raise FileNotFoundError(f"{run_dir} has no hf_init/ (model config + tokenizer); is it a training run dir?")
     ckpt = Checkpointer(run_dir, None, 0, 1).resolve(str(checkpoint) if checkpoint else "auto", "--checkpoint")
     if ckpt is None:
+        done = run_dir / "DONE.json"
+        if done.exists() and "dropped" in str(json.loads(done.read_text()).get("checkpoints", "")):
+            raise ResumeError(f"{run_dir}: its checkpoints were dropped after a verified export "
+                              f"(train.final_checkpoint=drop); the model is {run_dir / 'model'}")
         raise ResumeError(f"{run_dir} has no complete checkpoint to export (checkpoints/LATEST missing)")
     state = _state_from_checkpoint(ckpt)
     model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(str(skeleton)))
@@ -56,6 +61,11 @@ def export_run(run_dir: str | Path, out: str | Path | None = None, checkpoint: s
         raise ResumeError(f"checkpoint {ckpt} does not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
     if hasattr(model, "peft_config") and merge_lora:
         model = model.merge_and_unload()
+    # the run's own dtype (bf16 on GPU): consolidated ZeRO states are fp32 master weights
+    saved_dtype = getattr(model.config, "dtype", None) or getattr(model.config, "torch_dtype", None)
+    target = getattr(torch, dtype) if dtype != "auto" else saved_dtype if isinstance(saved_dtype, torch.dtype) \
+        else getattr(torch, str(saved_dtype)) if saved_dtype else torch.float32
+    model = model.to(target)
     out = Path(out) if out else run_dir / "export"
     model.save_pretrained(str(out), safe_serialization=True)
     AutoTokenizer.from_pretrained(str(skeleton)).save_pretrained(str(out))

@@ -104,6 +104,20 @@ def _steps_from_epochs(job: TrainingJob, setup: TrainingSetup, dist: DistInfo) -
               f"step = {t.steps} steps")
 
 
+def _drop_checkpoints(run_dir: Path) -> str:
+    """Delete a finished run's checkpoints once its exported model is verified; say what happened."""
+    import shutil
+
+    from mlu_dist.jobs.common import export_problems
+
+    problems = export_problems(run_dir / "model")
+    if problems:
+        print(f"checkpoints kept: the export did not verify ({'; '.join(problems)})", flush=True)
+        return "kept: export not verified"
+    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+    return "dropped after a verified export (train.final_checkpoint=drop)"
+
+
 def _train(job: TrainingJob, setup: TrainingSetup, dist: DistInfo, resources: ExitStack) -> Trained:
     """Engine, resume, tracker, the loop, and the final checkpoint of a run that finished its steps."""
     from mlu_dist.config import ConfigError
@@ -149,6 +163,8 @@ def run_training(job: TrainingJob, dist: DistInfo) -> Path:
                       f"run the same command to resume from {job.run_dir}/checkpoints")
             return job.run_dir
         info = job.finish(run)
+        if dist.is_main and setup.train_cfg.final_checkpoint == "drop":
+            info["checkpoints"] = _drop_checkpoints(job.run_dir)
         if dist.is_main:
             rundir.mark_done(job.run_dir, {"status": result.stop.value, "reason": result.reason,
                                            "steps": result.end_step, "seconds": round(result.seconds, 1)} | info)
