@@ -139,7 +139,8 @@ def _add_result_commands(sub) -> None:
     sw = sub.add_parser("sweep", help="run a sweep: inject once per language x seed, unlearn many (Slurm arrays)",
                         formatter_class=argparse.RawDescriptionHelpFormatter,
                         description="mlu sweep SWEEP.yaml [key=value ...]   run / submit the unfinished cells\n"
-                                    "mlu sweep plan SWEEP.yaml              print cells, jobs, arrays, dependency edges\n"
+                                    "mlu sweep plan SWEEP.yaml [--cost]     print cells, jobs, arrays, dependency edges\n"
+                                    "                                       (--cost: memory per GPU, GPU-hours, disk)\n"
                                     "mlu sweep status SWEEP_DIR             cells x stage: state, Slurm state, progress, fake_rate\n"
                                     "mlu sweep cancel SWEEP_DIR             scancel the sweep's jobs\n\n"
                                     "A sweep YAML (configs/sweeps/) names experiment configs and axes (inject_langs, "
@@ -148,6 +149,7 @@ def _add_result_commands(sub) -> None:
     sw.add_argument("target", nargs="+", metavar="[plan|status|cancel] SWEEP", help="action and sweep file / dir")
     sw.add_argument("--force", nargs="*", default=[], metavar="CELL", help="rerun these cells (ids from `plan`)")
     sw.add_argument("--no-wait", action="store_true", help="with the slurm executor: submit and return")
+    sw.add_argument("--cost", action="store_true", help="with plan: per-GPU memory, GPU-hours and disk of every job")
     sw.add_argument("-c", "--config", action="append", default=[], metavar="FILE", help=argparse.SUPPRESS)
     rp = sub.add_parser("report", help="the study in one page: spread heatmap, forgetting curves, the paper's grid, utility",
                         description="Collect the evaluated injection and finished unlearning runs under DIR (a sweep "
@@ -284,7 +286,13 @@ def run_sweep_command(args) -> int:
 
     spec = load_config(SweepSpec, [rest[0]], args.overrides)
     if action == "plan":
-        print(format_plan(spec, expand(spec)))
+        cells = expand(spec)
+        print(format_plan(spec, cells))
+        if args.cost:
+            from mlu_dist.launcher.cost import sweep_cost
+
+            print("\ncost (per training job; see mlu_dist/launcher/cost.py for what is counted):")
+            print(sweep_cost(spec, cells)[0])
         return 0
     out = submit(spec, force=list(args.force), wait=not args.no_wait)
     print(f"[sweep] {len(out['submitted'])} cell(s) run/submitted, {len(out['skipped'])} already finished -> {out['root']}")

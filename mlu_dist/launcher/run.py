@@ -53,9 +53,23 @@ def pending(cells: list[Cell], force: list[str] = ()) -> list[Cell]:
     return todo
 
 
+def check_fits(spec: SweepSpec, cells: list[Cell]) -> None:
+    """Refuse a GPU sweep whose jobs cannot fit their GPUs' memory (`mlu sweep plan --cost`), before
+    anything is written or submitted."""
+    if not any(getattr(spec.resources, s).gpus_per_node for s in ("base", "inject", "unlearn")):
+        return
+    from mlu_dist.config import ConfigError
+    from mlu_dist.launcher.cost import sweep_cost
+
+    table, problems = sweep_cost(spec, cells)
+    if problems:
+        raise ConfigError("the sweep's jobs do not fit their GPUs; nothing was submitted:\n" + table)
+
+
 def submit(spec: SweepSpec, force: list[str] = (), wait: bool = True) -> dict:
     """Run (or submit) the sweep's unfinished cells; returns ``{"submitted": [...], "skipped": [...], ...}``."""
     cells = expand(spec)
+    check_fits(spec, cells)
     root = write_cells(spec, cells)
     first = next(c.config for c in cells if c.stage not in ("translate", "report"))
     tracking = first.tracking

@@ -22,6 +22,10 @@ class Resources:
     """Ranks per node (one per GPU on GPU nodes)."""
     gpus_per_node: int = 0
     """GPUs per node."""
+    gpu_mem_gb: float = 80.0
+    """Memory of one GPU (for `mlu sweep plan --cost` and the check at submission)."""
+    gpu_tflops: float = 989.0
+    """Dense bf16 peak of one GPU in TFLOP/s (H100 SXM: 989), for GPU-hour estimates."""
     cpus_per_task: int = 1
     """CPU cores per rank."""
     mem_gb: float = 4.0

@@ -1,0 +1,241 @@
+"""What a sweep will cost before it runs: per-GPU memory of every training job, GPU-hours, disk.
+
+Pure arithmetic on the architecture (no torch, nothing downloaded): the tiny model's fields, a
+local model directory's config.json, or a known hub architecture (Llama-3.1-8B). Mixed precision
+as DeepSpeed runs it on GPUs, counted the way DeepSpeed's own estimators count model states
+(`estimate_zero2/3_model_states_mem_needs`; a test checks the agreement), bytes per parameter:
+
+- trained weights: bf16 weights 2 and bf16 gradients 2, plus 16 of optimizer state (fp32
+  master weights, Adam's two moments, fp32 gradient partition). ZeRO-1 shards the 16, ZeRO-2
+  the gradients too, ZeRO-3 all 18 (and needs a gather buffer of 4 x the largest layer's
+  parameters). Optimizer offload moves the 16 (and under ZeRO-2 the gradients) to CPU RAM,
+  parameter offload the weights too;
+- frozen weights (the base under LoRA, the NPO/KL/DPO reference): 2, sharded only by ZeRO-3;
+- activations per token and layer (bf16, sdpa/flash attention: no score matrix stored):
+  16h + 6I + 4h_kv bytes (attention inputs and outputs, SwiGLU's gate/up/act, norms), or 2h with
+  activation checkpointing (plus one layer recomputed); logits 6V per token (bf16 + fp32 loss);
+- a fixed 2 GB per GPU for the CUDA context, NCCL buffers and allocator slack.
+
+Training FLOPs: 6 N per token for full fine-tuning; with LoRA 4 N (forward + activation
+gradients through the frozen base) + 6 N_lora. GPU-hours = FLOPs / (peak x MFU); tokens are
+steps x global batch x max_seq_len (an upper bound: shorter texts are padded less). Evaluation is
+not counted.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+GB = 1e9
+OVERHEAD_GB = 2.0
+
+KNOWN = {  # public configs of architectures the shipped configs name (no download needed)
+    "meta-llama/Llama-3.1-8B": dict(hidden=4096, layers=32, heads=32, kv_heads=8, intermediate=14336,
+                                    vocab=128256, tied=False),
+}
+KNOWN["meta-llama/Llama-3.1-8B-Instruct"] = KNOWN["meta-llama/Llama-3.1-8B"]
+
+
+@dataclass(frozen=True)
+class Arch:
+    hidden: int
+    layers: int
+    heads: int
+    kv_heads: int
+    intermediate: int
+    vocab: int
+    tied: bool
+
+    @property
+    def kv_dim(self) -> int:
+        return self.hidden * self.kv_heads // self.heads
+
+    @property
+    def layer_params(self) -> int:
+        h, i = self.hidden, self.intermediate
+        return 2 * h * h + 2 * h * self.kv_dim + 3 * h * i + 2 * h
+
+    @property
+    def params(self) -> int:
+        embed = self.vocab * self.hidden
+        return embed * (1 if self.tied else 2) + self.layers * self.layer_params + self.hidden
+
+    def lora_params(self, r: int, targets) -> int:
+        h, kv, i = self.hidden, self.kv_dim, self.intermediate
+        shapes = {"q_proj": (h, h), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (h, h),
+                  "gate_proj": (h, i), "up_proj": (h, i), "down_proj": (i, h)}
+        return self.layers * sum(r * sum(shapes[t]) for t in targets if t in shapes)
+
+    def activation_bytes_per_token(self, checkpointing: bool) -> float:
+        per_layer = 16 * self.hidden + 6 * self.intermediate + 4 * self.kv_dim
+        layers = 2 * self.hidden * self.layers + per_layer if checkpointing else per_layer * self.layers
+        return layers + 6 * self.vocab
+
+
+def arch_of(model_cfg) -> Arch:
+    """The architecture of a ModelConfig: tiny fields, a local config.json, or a known hub name."""
+    if model_cfg.is_tiny:
+        return Arch(model_cfg.hidden_size, model_cfg.num_layers, model_cfg.num_heads, model_cfg.num_heads,
+                    model_cfg.intermediate_size, model_cfg.vocab_size, True)
+    path = Path(model_cfg.name_or_path) / "config.json"
+    if path.exists():
+        c = json.loads(path.read_text())
+        return Arch(c["hidden_size"], c["num_hidden_layers"], c["num_attention_heads"],
+                    c.get("num_key_value_heads", c["num_attention_heads"]), c["intermediate_size"], c["vocab_size"],
+                    bool(c.get("tie_word_embeddings", False)))
+    if model_cfg.name_or_path in KNOWN:
+        return Arch(**KNOWN[model_cfg.name_or_path])
+    raise ValueError(f"model.name_or_path: no config.json at '{model_cfg.name_or_path}' and not a known architecture "
+                     f"({', '.join(KNOWN)}); give a local model directory")
+
+
+def job_memory(arch: Arch, train, zero, gpus: int, seq_len: int, checkpointing: bool, reference: bool) -> dict:
+    """Per-GPU bytes of one training job, by component (see the module doc)."""
+    stage, offload = zero.stage, zero.offload
+    n, lora = arch.params, train.lora.enabled
+    trained = arch.lora_params(train.lora.r, train.lora.targets) if lora else n
+    shard = gpus if stage == 3 else 1
+    largest = max(arch.vocab * arch.hidden, arch.layer_params)
+    out = {"weights": 2 * trained / shard,
+           "grads": 0.0 if stage == 3 or stage == 2 and "optimizer" in offload
+           else 2 * trained / (gpus if stage == 2 else 1),
+           "optimizer": 0.0 if "optimizer" in offload else 16 * trained / (gpus if stage >= 1 else 1),
+           "gather": 4 * largest if stage == 3 else 0.0,
+           "frozen": 2 * n / shard if lora else 0.0,
+           "reference": 2 * n / shard if reference else 0.0,
+           "activations": arch.activation_bytes_per_token(checkpointing) * train.micro_batch_size * seq_len,
+           "overhead": OVERHEAD_GB * GB}
+    if "params" in offload:
+        out["weights"] = out["frozen"] = out["reference"] = 0.0
+    out["total"] = sum(out.values())
+    return out
+
+
+def train_flops(arch: Arch, train, tokens: float) -> float:
+    if train.lora.enabled:
+        return (4 * arch.params + 6 * arch.lora_params(train.lora.r, train.lora.targets)) * tokens
+    return 6 * arch.params * tokens
+
+
+def disk_bytes(arch: Arch, train) -> dict:
+    trained = arch.lora_params(train.lora.r, train.lora.targets) if train.lora.enabled else arch.params
+    ckpt = 0 if train.final_checkpoint == "drop" else 2 * arch.params + 16 * trained
+    return {"export": 2 * arch.params, "checkpoint": ckpt}
+
+
+def suggest(arch: Arch, train, zero, gpus: int, seq_len: int, checkpointing: bool, reference: bool,
+            limit: float) -> str:
+    """The first change (in order of cost) that makes the job fit, or '' if none found."""
+    from dataclasses import replace
+
+    tries = []
+    if not checkpointing:
+        tries.append(("model.activation_checkpointing=true", zero, True))
+    if zero.stage < 3 and not train.lora.enabled:
+        tries.append(("engine.zero.stage=3", replace(zero, stage=3), True))
+    if train.lora.enabled and zero.stage < 2:
+        tries.append(("engine.zero.stage=2", replace(zero, stage=2), True))
+    tries.append(("engine.zero.offload=optimizer", replace(zero, offload="optimizer"), True))
+    if zero.stage == 3 or not train.lora.enabled:
+        tries.append(("engine.zero.stage=3 engine.zero.offload=optimizer+params",
+                      replace(zero, stage=3, offload="optimizer+params"), True))
+    for what, z, ckpt in tries:
+        if job_memory(arch, train, z, gpus, seq_len, ckpt, reference)["total"] <= limit:
+            return what
+    return ""
+
+
+MFU = 0.35
+"""Assumed model-FLOPs utilisation for GPU-hours (torchtitan measures 33-39 % for Llama-3.1-8B on H100)."""
+
+
+def _train_of(cell):
+    cfg = cell.config
+    return {"base": cfg.base, "inject": cfg.inject.train, "unlearn": cfg.unlearn.train}[cell.stage]
+
+
+def _pool_examples(cell) -> int | None:
+    """Examples in the job's main pool, from the config alone (None: not known before the data)."""
+    cfg = cell.config
+    if cell.stage == "inject":
+        return cfg.inject.n_targets * len(cfg.inject.langs) * (2 if cfg.inject.fake_qa else 1)
+    if cell.stage == "unlearn":
+        from mlu_dist.unlearn.config import resolve_langs
+
+        forget = resolve_langs(cfg.unlearn.forget_langs, list(cfg.inject.langs), list(cfg.data.langs))
+        return cfg.inject.n_targets * len(forget) * 2
+    return None
+
+
+def cell_cost(cell, res) -> dict:
+    """Memory per GPU, GPU-hours and disk of one training cell under its stage's resources."""
+    from mlu_dist.unlearn.methods import METHODS
+
+    cfg, train = cell.config, _train_of(cell)
+    arch = arch_of(cfg.model)
+    ranks = res.nodes * res.tasks_per_node
+    gpus = res.nodes * res.gpus_per_node
+    reference = cell.stage == "unlearn" and METHODS[cfg.unlearn.method].needs_reference
+    ckpt, seq = cfg.model.activation_checkpointing, cfg.model.max_seq_len
+    mem = job_memory(arch, train, cfg.engine.zero, max(gpus, 1), seq, ckpt, reference)
+    steps = train.steps
+    if train.epochs and _pool_examples(cell):
+        main = max(1, round(train.micro_batch_size * cfg.inject.fake_fraction)) if cell.stage == "inject" \
+            else train.micro_batch_size
+        steps = math.ceil(train.epochs * _pool_examples(cell) / (main * train.grad_accum * ranks))
+    tokens = steps * train.micro_batch_size * train.grad_accum * ranks * seq
+    out = {"gpus": gpus, "memory": mem, "steps": steps, "tokens": tokens, "disk": disk_bytes(arch, train),
+           "params": arch.params, "trained": arch.lora_params(train.lora.r, train.lora.targets)
+           if train.lora.enabled else arch.params}
+    if gpus:
+        out["gpu_hours"] = train_flops(arch, train, tokens) / (res.gpu_tflops * 1e12 * MFU) / 3600
+        limit = res.gpu_mem_gb * GB
+        out["fits"] = mem["total"] <= limit
+        if not out["fits"]:
+            out["suggest"] = suggest(arch, train, cfg.engine.zero, gpus, seq, ckpt, reference, limit)
+    return out
+
+
+def sweep_cost(spec, cells) -> tuple[str, list[str]]:
+    """The cost table of a sweep's training jobs (cells that cost the same share a row) and the jobs
+    that cannot fit (empty when all do)."""
+    groups: dict[tuple, list] = {}
+    for c in cells:
+        if c.stage not in ("base", "inject", "unlearn"):
+            continue
+        res = getattr(spec.resources, c.stage)
+        cost = cell_cost(c, res)
+        key = (c.stage, cost["gpus"], round(cost["memory"]["total"] / GB, 1), cost["steps"],
+               round(cost.get("gpu_hours", 0.0), 2), cost.get("fits"), cost.get("suggest", ""))
+        groups.setdefault(key, []).append((c, cost, res))
+    head = (f"{'jobs':<16} {'GPUs':>4} {'GB/GPU':>7} {'weights':>8} {'grads':>6} {'optim':>6} {'gather':>6} "
+            f"{'frozen':>7} {'ref':>5} {'acts':>6} {'steps':>6} {'GPU-h':>7} {'disk GB':>8}  fits")
+    rows, problems = [head], []
+    total_h = total_disk = 0.0
+    for (stage, *_), members in groups.items():
+        c, cost, res = members[0]
+        m = {k: v / GB for k, v in cost["memory"].items()}
+        disk = sum(cost["disk"].values()) / GB
+        total_disk += disk * len(members)
+        total_h += cost.get("gpu_hours", 0.0) * len(members)
+        fits = "-" if not cost["gpus"] else "yes" if cost["fits"] else f"NO (> {res.gpu_mem_gb:g} GB)"
+        rows.append(f"{f'{stage} x{len(members)}':<16} {cost['gpus']:>4} {m['total']:>7.1f} {m['weights']:>8.1f} "
+                    f"{m['grads']:>6.1f} {m['optimizer']:>6.1f} {m['gather']:>6.1f} {m['frozen']:>7.1f} {m['reference']:>5.1f} "
+                    f"{m['activations']:>6.1f} {cost['steps']:>6} {cost.get('gpu_hours', 0.0):>7.2f} {disk:>8.1f}  {fits}")
+        if cost["gpus"] and not cost["fits"]:
+            fix = f"; it would fit with {cost['suggest']}" if cost.get("suggest") else "; nothing tried fits"
+            problems.append(f"{len(members)} {stage} job(s) (e.g. {c.id}) need {m['total']:.1f} GB per GPU, "
+                            f"resources.{stage}.gpu_mem_gb is {res.gpu_mem_gb:g}{fix}")
+    first = next((c for c in cells if c.stage in ("base", "inject", "unlearn")), None)
+    if first is not None:
+        a = arch_of(first.config.model)
+        rows.insert(0, f"model: {a.params / 1e9:.2f} B parameters ({first.config.model.name_or_path}); "
+                       f"GB/GPU = weights + grads + optimizer + gather + frozen + reference + activations + "
+                       f"{OVERHEAD_GB:g} GB overhead")
+    rows += ["", f"sweep total: {total_h:.1f} GPU-hours of training at {MFU:.0%} MFU (evaluation not counted), "
+                 f"{total_disk:.0f} GB of disk (exports + kept checkpoints)"]
+    rows += [f"DOES NOT FIT: {p}" for p in problems]
+    return "\n".join(rows), problems

@@ -1,0 +1,59 @@
+"""`mlu sweep plan --cost`: the memory model against DeepSpeed's own estimators, the 8B arithmetic,
+and a sweep that cannot fit refused before anything is submitted."""
+
+import pytest
+
+from mlu_dist.config import ConfigError, load_config
+from mlu_dist.engine.config import ZeroConfig
+from mlu_dist.launcher.cost import GB, KNOWN, Arch, job_memory
+from mlu_dist.launcher.spec import SweepSpec
+from mlu_dist.train_config import LoraConfig, TrainConfig
+
+LLAMA8B = Arch(**KNOWN["meta-llama/Llama-3.1-8B"])
+
+
+def _states(mem: dict) -> float:
+    return mem["weights"] + mem["grads"] + mem["optimizer"] + mem["gather"]
+
+
+def test_llama_8b_parameter_counts_match_the_published_architecture():
+    assert LLAMA8B.params == 8_030_261_248  # Llama-3.1-8B's parameter count
+    assert round(LLAMA8B.lora_params(2048, ["q_proj", "k_proj", "v_proj"]) / 1e9, 2) == 1.21  # the paper's adapters
+
+
+@pytest.mark.parametrize("stage,gpus,nodes,offload", [(3, 8, 2, "none"), (3, 8, 1, "none"), (3, 8, 2, "optimizer"),
+                                                       (2, 8, 1, "none"), (2, 4, 1, "optimizer")])
+def test_model_states_agree_with_deepspeeds_estimators(stage, gpus, nodes, offload):
+    """DeepSpeed 0.19.8's estimators (model states only; no activations, no overhead)."""
+    from deepspeed.runtime.zero.stage3 import estimate_zero3_model_states_mem_needs
+    from deepspeed.runtime.zero.stage_1_and_2 import estimate_zero2_model_states_mem_needs
+
+    n = LLAMA8B.params
+    largest = max(LLAMA8B.vocab * LLAMA8B.hidden, LLAMA8B.layer_params)
+    if stage == 3:
+        ds = estimate_zero3_model_states_mem_needs(n, largest, gpus, nodes, cpu_offload=offload != "none",
+                                                   cpu_offload_params=False, zero_init=True)[1]
+    else:
+        ds = estimate_zero2_model_states_mem_needs(n, gpus, nodes, cpu_offload=offload != "none")[1]
+    ours = _states(job_memory(LLAMA8B, TrainConfig(micro_batch_size=1), ZeroConfig(stage=stage, offload=offload),
+                              gpus * nodes, 512, False, False))
+    assert ours == pytest.approx(ds, rel=0.01), (ours / GB, ds / GB)
+
+
+def test_lora_freezes_the_base_and_checkpointing_cuts_activations():
+    lora = TrainConfig(micro_batch_size=2, lora=LoraConfig(enabled=True, r=2048, alpha=64, targets=["q_proj", "k_proj",
+                                                                                                      "v_proj"]))
+    mem = job_memory(LLAMA8B, lora, ZeroConfig(stage=2), 4, 1024, False, False)
+    assert mem["frozen"] == pytest.approx(2 * LLAMA8B.params) and mem["weights"] < 0.2 * mem["frozen"]
+    ckpt = job_memory(LLAMA8B, lora, ZeroConfig(stage=2), 4, 1024, True, False)
+    assert ckpt["activations"] < 0.25 * mem["activations"]
+
+
+def test_a_sweep_that_cannot_fit_is_refused_before_anything_is_written(tmp_path):
+    from mlu_dist.launcher.run import submit
+
+    spec = load_config(SweepSpec, ["sweeps/slurm-8b"], [f"out_dir={tmp_path}", "resources.unlearn.gpu_mem_gb=40"])
+    with pytest.raises(ConfigError, match=r"do not fit(.|\n)*DOES NOT FIT: 102 unlearn job\(s\).*40(.|\n)*would fit "
+                                          r"with engine.zero.offload=optimizer"):
+        submit(spec)
+    assert not any(tmp_path.iterdir())
