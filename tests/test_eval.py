@@ -154,11 +154,16 @@ def test_two_rank_evals_equal_the_one_rank_eval_exactly(injected, tmp_path):
     _, runs = injected
     run = runs["de"]
     mlu("eval", str(run), "--out", str(tmp_path / "one"))
-    mlu("eval", str(run), "--out", str(tmp_path / "z3"), "-c", "deepspeed/zero3", nproc=2)
+    out = mlu("eval", str(run), "--out", str(tmp_path / "z3"), "-c", "deepspeed/zero3", "eval.model_copy=partitioned",
+              nproc=2).stdout
+    assert "model copy: partitioned" in out
+    out = mlu("eval", str(run), "--out", str(tmp_path / "z3full"), "-c", "deepspeed/zero3", nproc=2).stdout
+    assert "model copy: full" in out  # auto: the whole model fits each rank
     mlu("eval", str(run), "--out", str(tmp_path / "z0"), nproc=2)
     one = _values(tmp_path / "one")
     assert set(one) >= {"fake_rate", "control_fake_rate", "real_acc", "fake_pref", "utility_nll", "utility_acc"}
-    for other in ("z3", "z0"):  # z3: every rank joins every forward; z0: facts sharded over ranks
+    # z3: every rank joins every ZeRO-3 forward; z3full and z0: a whole model per rank, facts sharded
+    for other in ("z3", "z3full", "z0"):
         values = _values(tmp_path / other)
         assert values.keys() == one.keys()
         for name in one:

@@ -87,6 +87,18 @@ def setup_env() -> DistInfo:
     return DistInfo(int(env["RANK"]), int(env["WORLD_SIZE"]), int(env["LOCAL_RANK"]), device_type)
 
 
+def ensure_process_group(dist: DistInfo) -> None:
+    """A process group for collectives between ranks that run no engine (NCCL on GPUs, gloo on CPU)."""
+    import torch
+
+    if dist.world_size > 1 and not torch.distributed.is_initialized():
+        if dist.device_type == "cuda":
+            torch.cuda.set_device(dist.local_rank)
+            torch.distributed.init_process_group("nccl", device_id=dist.device)
+        else:
+            torch.distributed.init_process_group("gloo")
+
+
 def release_shm() -> None:
     """Delete this rank's DeepSpeed CPU all-reduce buffer in /dev/shm (66 MB per rank and process).
 

@@ -32,6 +32,10 @@ class EvalConfig:
     """Generations per probe; > 1 samples at ``temperature`` and fake_rate is the share stating the fake."""
     temperature: float = 0.0
     """0 = greedy decoding."""
+    model_copy: str = "auto"
+    """How `mlu eval` holds the model on several ranks under ZeRO-3: 'full' (every rank a whole copy,
+    no collectives while generating), 'partitioned' (ZeRO-3 forwards: every generated token gathers
+    the weights again; for models that fit no single device), 'auto' (full when it fits)."""
     batch_size: int = 64
     """Prompts per forward pass (prompts are bucketed by length)."""
     n_boot: int = 1000
@@ -47,6 +51,7 @@ class EvalConfig:
             out += check_choice("metrics", m, METRICS.order())
         out += check_langs("langs", self.langs, allow_empty=True)
         out += check_choice("prompt", self.prompt, PROMPTS)
+        out += check_choice("model_copy", self.model_copy, ("auto", "full", "partitioned"))
         if self.n_samples < 1 or self.batch_size < 1 or self.max_new_tokens < 1:
             out.append("n_samples, batch_size and max_new_tokens must be >= 1")
         if self.n_samples > 1 and self.temperature <= 0:

@@ -7,6 +7,7 @@ an interrupted evaluation resumes; ``--overwrite`` recomputes everything.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,7 +15,7 @@ from mlu_dist import rundir
 from mlu_dist.config import to_dict
 from mlu_dist.data import load_data
 from mlu_dist.data.splits import split_facts
-from mlu_dist.engine.dist import setup_env
+from mlu_dist.engine.dist import ensure_process_group, setup_env
 from mlu_dist.eval.generate import cache_kwarg
 from mlu_dist.eval.prompts import end_ids
 from mlu_dist.eval.metrics import METRICS, value_names
@@ -34,6 +35,23 @@ def _identity(cfg: ExperimentConfig, langs: list[str], split, model_path: Path) 
     n = cfg.eval.subset or None
     return {"model": str(Path(model_path).resolve()), "langs": langs, "targets": split.targets[:n],
             "controls": split.controls[:n], "decoding": {k: to_dict(cfg)["eval"][k] for k in DECODING}}
+
+
+def model_copy(cfg: ExperimentConfig, dist, model) -> tuple[str, str]:
+    """'full' or 'partitioned' (see eval.model_copy) and why."""
+    import torch
+
+    need = sum(p.numel() * p.element_size() for p in model.parameters())
+    if cfg.engine.zero.stage != 3:
+        return "full", f"ZeRO-{cfg.engine.zero.stage} does not partition weights"
+    if cfg.eval.model_copy != "auto":
+        return cfg.eval.model_copy, "eval.model_copy"
+    if dist.device_type == "cuda":
+        free = torch.cuda.mem_get_info(dist.local_rank)[0]
+        if need * 1.3 > free:  # weights + room for the KV cache and activations
+            return "partitioned", f"{need / 1e9:.1f} GB of weights do not fit the {free / 1e9:.1f} GB free on the GPU"
+        return "full", f"{need / 1e9:.1f} GB of weights fit the {free / 1e9:.1f} GB free on the GPU"
+    return "full", f"{need / 1e9:.2f} GB of weights, already loaded in this rank's memory"
 
 
 def device_forward(model, device):
@@ -72,14 +90,17 @@ def evaluate_model(cfg: ExperimentConfig, model_path: Path, out_dir: Path, overw
         say(dist, f"eval: reusing {', '.join(reused)} from {eval_file}")
     if todo:
         model, tokenizer = load_pretrained(model_path, cfg.model.dtype, dist.device_type, cfg.model.attn_implementation)
-        lockstep = cfg.engine.zero.stage == 3 and dist.world_size > 1
+        copy, why = model_copy(cfg, dist, model)
+        say(dist, f"eval: model copy: {copy} ({why})")
+        lockstep = copy == "partitioned" and dist.world_size > 1
         engine = None
-        if dist.world_size > 1 or cfg.engine.zero.stage == 3:
+        if copy == "partitioned":
             from mlu_dist.engine.deepspeed_engine import InferenceEngine
 
             engine = InferenceEngine(model, cfg.engine.zero, dist, next(model.parameters()).dtype)
             forward, module = engine.forward, engine.module
-        else:  # one rank, no partitioning: the plain model, on this rank's device
+        else:  # a whole model per rank, on its device: ranks only meet to gather the results
+            ensure_process_group(dist)
             forward, module = device_forward(model, dist.device), model
         evaluator = Evaluator(forward, tokenizer, facts, split, cfg.eval, Rank(dist.rank, dist.world_size, lockstep),
                               cfg.model.max_seq_len, cache_kwarg(module), end_ids(tokenizer, module))
@@ -88,6 +109,7 @@ def evaluate_model(cfg: ExperimentConfig, model_path: Path, out_dir: Path, overw
         # metrics computed from the probe pass alone share it; a metric with work of its own is a
         # step of its own. Every step is saved as it completes, so a killed eval resumes from there.
         steps = [[g for g in todo if not METRICS[g].own_pass]] + [[g] for g in todo if METRICS[g].own_pass]
+        started = time.perf_counter()
         for step in [s for s in steps if s]:
             stored |= evaluator.run(step)
             skipped |= evaluator.skipped
@@ -95,6 +117,7 @@ def evaluate_model(cfg: ExperimentConfig, model_path: Path, out_dir: Path, overw
             if dist.is_main:
                 Path(out_dir).mkdir(parents=True, exist_ok=True)
                 rundir.atomic_write_json(eval_file, identity | {"values": stored, "skipped": skipped, "notes": notes})
+        say(dist, f"eval: metrics computed in {time.perf_counter() - started:.1f} s")
         if engine is not None:
             engine.close()
     values = {name: stored[name] for g in cfg.eval.metrics for name in value_names(g) if name in stored}
