@@ -30,7 +30,8 @@ for name, call in (("sum", lambda: comm.all_reduce_sum([1.0, 2.0])), ("counts", 
         out[name] = call()
     except Exception as exc:
         out[name] = "error: " + str(exc).splitlines()[0]
-print(out)
+print(out, flush=True)
+dist.destroy_process_group()  # a gloo group left to interpreter exit can abort the process (FACTS.md)
 """
 
 
