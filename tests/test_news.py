@@ -217,6 +217,7 @@ def test_an_mt_model_without_a_language_is_one_clear_error(tmp_path, tiny_mt):
     assert not (tmp_path / "t" / "parts").exists()  # refused before any work
 
 
+@pytest.mark.slow
 @pytest.mark.distributed
 def test_news_sample_end_to_end_with_two_ranks(tmp_path, tiny_mt):
     env = clean_env(MLU_PROGRESS="0")
