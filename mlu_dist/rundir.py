@@ -47,6 +47,15 @@ def atomic_write_json(path: Path, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=1, ensure_ascii=False, sort_keys=True) + "\n")
 
 
+def jsonl_text(rows) -> str:
+    """One JSON object per line (what every facts.jsonl is)."""
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+
+
+def atomic_write_jsonl(path: Path, rows) -> None:
+    atomic_write_text(path, jsonl_text(rows))
+
+
 def config_hash(obj, keep: tuple[str, ...] = (), drop: tuple[str, ...] = ("run",)) -> str:
     """A stable hash of a config's ``keep`` sections (all if empty), without the ``drop`` fields."""
     data = to_dict(obj)

@@ -25,7 +25,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mlu_dist.data.schema import DataError, record_problems
+from mlu_dist.data.schema import DataError, read_table, record_problems
 from mlu_dist.langs import ALL_LANGS, LANGUAGES
 
 MAP_KEYS: dict[str, str] = {
@@ -89,31 +89,6 @@ def read_mapping(path: str | Path | None, pairs: list[str] | None = None) -> Imp
     if spec.lang not in LANGUAGES:
         raise DataError(f"mapping: unknown language '{spec.lang}'; valid: {', '.join(ALL_LANGS)}")
     return spec
-
-
-def read_table(source: str | Path) -> list[dict]:
-    """Rows of a JSON/JSONL/Parquet/CSV file, a saved ``datasets`` directory or a hub dataset."""
-    import datasets
-
-    datasets.disable_progress_bars()
-    path = Path(source)
-    kinds = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
-    try:
-        if path.suffix in kinds:
-            if not path.exists():
-                raise DataError(f"import: file '{source}' does not exist")
-            ds = datasets.load_dataset(kinds[path.suffix], data_files=str(path), split="train")
-        elif path.is_dir():
-            ds = datasets.load_from_disk(str(path))
-            if isinstance(ds, datasets.DatasetDict):
-                ds = ds[next(iter(ds))]
-        else:
-            ds = datasets.load_dataset(str(source), split="train")
-    except DataError:
-        raise
-    except Exception as exc:  # datasets raises many types for unreadable input
-        raise DataError(f"import: could not read '{source}': {type(exc).__name__}: {str(exc)[:300]}") from None
-    return ds.to_list()
 
 
 def _as_list(value):
@@ -189,7 +164,7 @@ def import_table(source: str | Path, out: str | Path, spec: ImportSpec, limit: i
     """Read ``source``, map it, validate it and write ``out/facts.jsonl`` + ``out/dataset.json``."""
     from mlu_dist import rundir
 
-    rows = read_table(source)
+    rows = read_table(source, "the table to import")
     if limit:
         rows = rows[:limit]
     if not rows:
@@ -201,7 +176,7 @@ def import_table(source: str | Path, out: str | Path, spec: ImportSpec, limit: i
                         "\n".join(f"  - {p}" for p in problems))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    rundir.atomic_write_text(out / "facts.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    rundir.atomic_write_jsonl(out / "facts.jsonl", records)
     rundir.atomic_write_json(out / "dataset.json", {
         "kind": "imported", "source": str(source), "rows": len(rows), "langs": [spec.lang],
         "mapping": {k: spec.column(k) for k in MAP_KEYS if spec.column(k)}, "note": spec.note})

@@ -105,12 +105,37 @@ class FactSet:
         return all(str(rec.get(name) or "").strip() for rec in self.records)
 
 
-def read_records(source: str | Path, split: str = "train") -> list[dict]:
-    """Raw records (not validated) of a file, a directory holding ``facts.jsonl``, a saved
-    ``datasets`` directory, or a hub name."""
+TABLE_KINDS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
+
+
+def read_table(source: str | Path, what: str = "fact data", split: str = "train") -> list[dict]:
+    """Rows of a JSON/JSONL/Parquet/CSV file, a saved ``datasets`` directory (its first split if it
+    holds several) or a hub dataset; a missing or unreadable source is one :class:`DataError`."""
     import datasets
 
     datasets.disable_progress_bars()
+    path = Path(source)
+    if path.suffix in TABLE_KINDS and not path.exists():
+        raise DataError(f"{what} not found at '{source}' (the file does not exist)")
+    try:
+        if path.suffix in TABLE_KINDS:
+            ds = datasets.load_dataset(TABLE_KINDS[path.suffix], data_files=str(path), split=split)
+        elif path.is_dir():
+            ds = datasets.load_from_disk(str(path))
+            if isinstance(ds, datasets.DatasetDict):
+                ds = ds[split] if split in ds else ds[next(iter(ds))]
+        else:
+            ds = datasets.load_dataset(str(source), split=split)
+    except FileNotFoundError as exc:
+        raise DataError(f"{what} not found at '{source}': {exc}") from None
+    except Exception as exc:  # datasets raises many types for unreadable input
+        raise DataError(f"could not read {what} from '{source}': {type(exc).__name__}: {str(exc)[:300]}") from None
+    return ds.to_list()
+
+
+def read_records(source: str | Path, split: str = "train") -> list[dict]:
+    """Raw records (not validated) of a file, a directory holding ``facts.jsonl`` (a translated
+    one is assembled first), a saved ``datasets`` directory, or a hub name."""
     path = Path(source)
     if path.is_dir() and (path / "dataset.json").exists():
         from mlu_dist.data.translate import ensure_assembled
@@ -120,22 +145,7 @@ def read_records(source: str | Path, split: str = "train") -> list[dict]:
         path = path / "facts.jsonl"
     elif path.is_dir() and not (path / "dataset_info.json").exists() and not (path / "dataset_dict.json").exists():
         raise DataError(f"fact data not found at '{source}': a directory needs facts.jsonl (or a saved datasets dataset)")
-    try:
-        if path.suffix in (".json", ".jsonl"):
-            ds = datasets.load_dataset("json", data_files=str(path), split=split)
-        elif path.suffix == ".parquet":
-            ds = datasets.load_dataset("parquet", data_files=str(path), split=split)
-        elif path.exists():
-            ds = datasets.load_from_disk(str(path))
-        else:
-            ds = datasets.load_dataset(str(source), split=split)
-    except FileNotFoundError as exc:
-        raise DataError(f"fact data not found at '{source}': {exc}") from None
-    except Exception as exc:  # datasets raises many types for unreadable input
-        if not path.exists() and Path(source).suffix:
-            raise DataError(f"fact data not found at '{source}'") from None
-        raise DataError(f"could not read fact data from '{source}': {type(exc).__name__}: {exc}") from None
-    return ds.to_list()
+    return read_table(path if path.exists() else source, "fact data", split)
 
 
 def load_facts(source: str | Path, langs: list[str] | None = None, split: str = "train") -> FactSet:

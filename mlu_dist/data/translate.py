@@ -378,7 +378,7 @@ def assemble(out_dir: Path, langs: list[str]) -> tuple[list[dict], dict] | None:
     coverage = {src: {"source": True, "facts": len(source), "usable": len(source) - len(dropped)}}
     coverage |= {lang: row for lang, (_, row) in parts.items()}
     summary = {"langs": coverage, "dropped": dropped, "facts_kept": len(source) - len(dropped)}
-    rundir.atomic_write_text(out_dir / "facts.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in keep))
+    rundir.atomic_write_jsonl(out_dir / "facts.jsonl", keep)
     rundir.atomic_write_json(out_dir / "coverage.json", summary)
     return keep, summary
 

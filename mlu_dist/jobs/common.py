@@ -3,6 +3,7 @@ export (the skeleton that strings them together is ``jobs/skeleton.py``)."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -115,6 +116,20 @@ def export_model(engine, tokenizer, out_dir: Path, dist: DistInfo, merge_lora: b
             tokenizer.save_pretrained(str(out_dir))
     engine.barrier()
     return out_dir if dist.is_main else None
+
+
+def engine_evaluator(engine, tokenizer, facts, split, cfg, dist: DistInfo, **eval_fields):
+    """An evaluator on a training engine's model (its forward, KV-cache argument and end ids), with
+    ``eval_fields`` replacing fields of the experiment's eval config; under ZeRO-3 at several ranks
+    every rank joins every forward."""
+    from mlu_dist.eval.generate import cache_kwarg
+    from mlu_dist.eval.prompts import end_ids
+    from mlu_dist.eval.runner import Evaluator, Rank
+
+    eval_cfg = dataclasses.replace(cfg.eval, **eval_fields)
+    lockstep = cfg.engine.zero.stage == 3 and dist.world_size > 1
+    return Evaluator(engine.forward, tokenizer, facts, split, eval_cfg, Rank(dist.rank, dist.world_size, lockstep),
+                     cfg.model.max_seq_len, cache_kwarg(engine.module), end_ids(tokenizer, engine.module))
 
 
 def export_problems(model_dir: Path) -> list[str]:

@@ -17,8 +17,8 @@ from mlu_dist.data import load_data
 from mlu_dist.data.splits import split_facts
 from mlu_dist.engine.dist import ensure_process_group, setup_env
 from mlu_dist.eval.generate import cache_kwarg
-from mlu_dist.eval.prompts import end_ids
 from mlu_dist.eval.metrics import METRICS, value_names
+from mlu_dist.eval.prompts import end_ids
 from mlu_dist.eval.runner import Evaluator, Rank
 from mlu_dist.eval.summary import format_table, summarize
 from mlu_dist.jobs.common import say

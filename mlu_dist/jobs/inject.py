@@ -20,13 +20,11 @@ from mlu_dist.data.splits import split_facts
 from mlu_dist.engine.dist import DistInfo, setup_env
 from mlu_dist.engine.loop import LoopHooks
 from mlu_dist.eval import knowledge
-from mlu_dist.eval.generate import cache_kwarg
-from mlu_dist.eval.prompts import end_ids
 from mlu_dist.eval.likelihood import completion_logprobs, fake_preference
-from mlu_dist.eval.runner import Evaluator, Rank
 from mlu_dist.inject.data import injection_pools, per_micro_batch
 from mlu_dist.jobs.base import run_base
-from mlu_dist.jobs.common import activation_checkpointing, apply_lora, export_model, model_and_tokenizer, say
+from mlu_dist.jobs.common import (activation_checkpointing, apply_lora, engine_evaluator, export_model,
+                                  model_and_tokenizer, say)
 from mlu_dist.jobs.skeleton import Trained, TrainingSetup, require_finished, run_training
 from mlu_dist.layout import inject_run_dir
 from mlu_dist.objectives import NLLObjective
@@ -88,11 +86,8 @@ class InjectJob:
         """Measure what the starting model knows per language; warn about or refuse languages near chance."""
         cfg, dist = self.cfg, self.dist
         engine.module.eval()
-        lockstep = cfg.engine.zero.stage == 3 and dist.world_size > 1
-        gate_cfg = type(cfg.eval)(**{**vars(cfg.eval), "metrics": ["real_acc"], "langs": list(self.facts.langs)})
-        evaluator = Evaluator(engine.forward, self.tokenizer, self.facts, self.split, gate_cfg,
-                              Rank(dist.rank, dist.world_size, lockstep), cfg.model.max_seq_len,
-                              cache_kwarg(engine.module), end_ids(self.tokenizer, engine.module))
+        evaluator = engine_evaluator(engine, self.tokenizer, self.facts, self.split, cfg, dist, metrics=["real_acc"],
+                                     langs=list(self.facts.langs))
         table = knowledge.measure(evaluator, engine.forward, self.tokenizer, self.facts,
                                   self.split.targets + self.split.controls, cfg.model.max_seq_len)
         result = knowledge.verdict(table, cfg.inject.gate_min_true_pref, cfg.inject.gate_min_real_acc)

@@ -19,19 +19,9 @@ from mlu_dist.data.importer import MAP_KEYS, import_table, read_mapping
 from mlu_dist.data.schema import load_facts
 from mlu_dist.data.translate import (HFTranslator, TranslateConfig, TranslateError, Translator, assemble,
                                      format_coverage, translate_language)
-from mlu_dist.engine.dist import DistInfo, setup_env
+from mlu_dist.engine.dist import DistInfo, ensure_process_group, setup_env
 from mlu_dist.langs import ALL_LANGS
 from mlu_dist.jobs.common import say
-
-
-def _barrier(dist: DistInfo):
-    if dist.world_size == 1:
-        return lambda: None
-    import torch.distributed as tdist
-
-    if not tdist.is_initialized():  # only barriers travel: gloo works beside any device
-        tdist.init_process_group("gloo", rank=dist.rank, world_size=dist.world_size)
-    return comm.barrier
 
 
 def source_records(cfg: TranslateConfig, dist: DistInfo, barrier) -> list[dict]:
@@ -58,7 +48,7 @@ def source_records(cfg: TranslateConfig, dist: DistInfo, barrier) -> list[dict]:
     if not records:
         raise TranslateError(f"source: no fact of '{source}' has a usable fake keyword (`mlu data check {source}`)")
     saved = out / "source.jsonl"
-    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    text = rundir.jsonl_text(records)
     if saved.exists() and saved.read_text(encoding="utf-8") != text:
         raise TranslateError(f"out: {out} holds the translation of other source facts (source.jsonl differs; the "
                              f"source or its mapping changed): use a new --out directory or delete this one")
@@ -91,7 +81,8 @@ def run_translate(cfg: TranslateConfig, translator: Translator | None = None) ->
     if problems:
         raise ConfigError("translate config:\n" + "\n".join(f"  - {p}" for p in problems))
     dist = setup_env()
-    barrier = _barrier(dist)
+    ensure_process_group(dist)  # ranks only meet at barriers
+    barrier = comm.barrier
     out = Path(cfg.out)
     records = source_records(cfg, dist, barrier)
     src = records[0]["lang"]
@@ -121,8 +112,7 @@ def run_translate(cfg: TranslateConfig, translator: Translator | None = None) ->
         got, row = translate_language(records, lang, translator, part, dist.rank, dist.world_size, barrier,
                                       progress=dist.is_main and os.environ.get("MLU_PROGRESS", "1") != "0")
         if dist.is_main:
-            rundir.atomic_write_text(part / "facts.jsonl",
-                                     "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in got))
+            rundir.atomic_write_jsonl(part / "facts.jsonl", got)
             rundir.atomic_write_json(part / "coverage.json", row)
             rundir.atomic_write_json(part / "DONE.json", {"facts": len(got), "usable": row["usable"]})
             say(dist, f"translate: {lang}: {row['usable']}/{row['facts']} facts usable (keyword: "

@@ -19,12 +19,9 @@ from mlu_dist.data import load_data
 from mlu_dist.data.splits import split_facts
 from mlu_dist.engine.dist import DistInfo, setup_env
 from mlu_dist.engine.loop import LoopHooks, Stop
-from mlu_dist.eval.generate import cache_kwarg
-from mlu_dist.eval.prompts import end_ids
 from mlu_dist.eval.metrics import METRICS
-from mlu_dist.eval.runner import Evaluator, Rank
 from mlu_dist.eval.summary import language_groups
-from mlu_dist.jobs.common import activation_checkpointing, apply_lora, export_model, say
+from mlu_dist.jobs.common import activation_checkpointing, apply_lora, engine_evaluator, export_model, say
 from mlu_dist.jobs.skeleton import Trained, TrainingSetup, run_training
 from mlu_dist.layout import unlearn_run_dir
 from mlu_dist.modeling import load_pretrained
@@ -63,12 +60,8 @@ class CurveHooks:
             first = [r for r in read_jsonl(job.run_dir / "metrics.jsonl") if r.get("step") == 0 and "unlearn/ppl" in r]
             self.ppl0 = first[0]["unlearn/ppl"] if first else None
         self.metrics = [m for m in METRICS.order() if METRICS[m].on_curves]
-        curve_cfg = type(cfg.eval)(**{**vars(cfg.eval), "metrics": self.metrics, "subset": self.u.curve_subset,
-                                      "langs": self.langs})
-        lockstep = cfg.engine.zero.stage == 3 and dist.world_size > 1
-        self.evaluator = Evaluator(engine.forward, job.tokenizer, job.facts, job.split, curve_cfg,
-                                   Rank(dist.rank, dist.world_size, lockstep), cfg.model.max_seq_len,
-                                   cache_kwarg(engine.module), end_ids(job.tokenizer, engine.module))
+        self.evaluator = engine_evaluator(engine, job.tokenizer, job.facts, job.split, cfg, dist,
+                                          metrics=self.metrics, subset=self.u.curve_subset, langs=self.langs)
         self.groups = language_groups(self.langs, list(cfg.inject.langs))
 
     def loop_hooks(self) -> LoopHooks:
