@@ -47,9 +47,32 @@ def close(a: dict, b: dict) -> bool:
     return a.keys() == b.keys()
 
 
+def curves(run: Path, tmp: Path) -> dict:
+    """Seconds of the curve evaluations of the same short NPO run (4 steps, a point every 2) per mode."""
+    out = {}
+    for mode in ("partitioned", "full"):
+        env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
+        env |= {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "WANDB_MODE": "disabled"}
+        proc = subprocess.run([sys.executable, "-m", "mlu_dist.cli", "unlearn", "--from", str(run), "-c", "methods/npo",
+                               "-c", "deepspeed/zero3", "--nproc", "2", "unlearn.train.steps=4",
+                               "unlearn.train.eval_every=2", f"eval.model_copy={mode}", f"run.out_dir={tmp}",
+                               f"run.name=curves-{mode}"], capture_output=True, text=True, env=env, cwd=ROOT)
+        if proc.returncode:
+            sys.exit(proc.stdout[-2000:] + proc.stderr[-4000:])
+        found = re.search(r"unlearn: curves: (\d+) evaluation\(s\) in ([0-9.]+) s", proc.stdout)
+        out[mode] = {"points": int(found.group(1)), "seconds": float(found.group(2))}
+    ratio = out["partitioned"]["seconds"] / out["full"]["seconds"]
+    print(f"unlearning curves, ZeRO-3, 2 ranks: {out['partitioned']['points']} points in "
+          f"{out['partitioned']['seconds']:.1f} s partitioned vs {out['full']['seconds']:.1f} s gathered once per "
+          f"point -> {ratio:.2f}x")
+    return out | {"speedup": round(ratio, 2)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--run", help="an injection run (default: a quick one made here)")
+    ap.add_argument("--curves", action="store_true",
+                    help="also time the forgetting curves of a 2-rank ZeRO-3 unlearning run in both modes")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-eval-z3-"))
     run = Path(args.run) if args.run else None
@@ -72,6 +95,8 @@ def main() -> None:
     result = {"eval_partitioned_s": inner["partitioned"], "eval_full_s": inner["full"], "eval_speedup": round(eval_ratio, 2),
               "command_partitioned_s": round(times["partitioned"], 2), "command_full_s": round(times["full"], 2),
               "command_speedup": round(ratio, 2), "identical": same, "run": str(run)}
+    if args.curves:
+        result["curves"] = curves(run, tmp)
     (ROOT / "benchmarks" / "results" / "eval_zero3.json").write_text(json.dumps(result, indent=1) + "\n")
     if not same:
         sys.exit("values differ")

@@ -30,9 +30,14 @@ class ConfigError(ValueError):
 
 def _field_names(cls, dotted: str) -> list[str]:
     """Valid field names at the parent of ``dotted`` inside dataclass ``cls``."""
-    node = cls
+    node, in_dict = cls, False
     for part in dotted.split(".")[:-1]:
+        if in_dict:  # a key of a dict[str, Dataclass] field
+            in_dict = False
+            continue
         node = typing.get_type_hints(node).get(part) if dataclasses.is_dataclass(node) else None
+        if typing.get_origin(node) is dict:
+            node, in_dict = typing.get_args(node)[1], True
     return [f.name for f in dataclasses.fields(node)] if dataclasses.is_dataclass(node) else []
 
 

@@ -56,8 +56,10 @@ class ExperimentConfig:
         extra = [lang for lang in self.eval.langs if lang in ALL_LANGS and lang not in self.data.langs]
         if extra:
             out.append(f"eval.langs: {', '.join(extra)} not in data.langs {list(self.data.langs)}")
-        for name, train in (("base", self.base), ("inject.train", self.inject.train), ("unlearn.train", self.unlearn.train)):
-            if train.lora.enabled and self.engine.zero.stage == 3:
+        for job, name, train in (("base", "base", self.base), ("inject", "inject.train", self.inject.train),
+                                 ("unlearn", "unlearn.train", self.unlearn.train)):
+            if train.lora.enabled and self.engine.zero_for(job).stage == 3:
+                key = f"engine.jobs.{job}" if job in self.engine.jobs else "engine.zero"
                 out.append(f"{name}.lora: LoRA runs under ZeRO stages 0-2 (adapters are small; stage 2 already "
-                           f"shards their optimizer state); set engine.zero.stage<=2 or {name}.lora.enabled=false")
+                           f"shards their optimizer state); set {key}.stage<=2 or {name}.lora.enabled=false")
         return out

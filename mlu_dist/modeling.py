@@ -15,6 +15,9 @@ from mlu_dist.config import check_choice, check_positive
 TINY = "tiny-llama"
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 ATTENTION = ("sdpa", "eager", "flash_attention_2")
+PARTITIONED_LOAD = ("auto", "always", "never")
+PARTITION_MIN_BYTES = 10**9
+"""``partitioned_load=auto`` partitions checkpoints of at least this many bytes under ZeRO-3."""
 
 
 @dataclass
@@ -42,10 +45,16 @@ class ModelConfig:
     package, GPU only; optional, never required)."""
     activation_checkpointing: bool = False
     """Recompute activations in the backward pass of training jobs (less memory, ~1/3 more compute)."""
+    partitioned_load: str = "auto"
+    """Under ZeRO-3, build a pretrained model (and a frozen reference) partitioned as it loads: rank 0
+    reads the checkpoint, every rank keeps only its shard. 'auto' does so where a whole load would
+    copy the weights into every rank (transformers < 5) for checkpoints of 1 GB or more; transformers
+    >= 5 memory-maps a whole load, which measured cheaper than zero.Init. Or 'always', 'never'."""
 
     def check(self) -> list[str]:
         out = check_choice("dtype", self.dtype, DTYPES) + check_choice("attn_implementation", self.attn_implementation,
                                                                          ATTENTION)
+        out += check_choice("partitioned_load", self.partitioned_load, PARTITIONED_LOAD)
         if self.attn_implementation == "flash_attention_2":
             import importlib.util
 
@@ -135,6 +144,14 @@ def load_pretrained(path: str | Path, dtype: str = "auto", device_type: str = "c
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer
+
+
+def checkpoint_bytes(path: str | Path) -> int | None:
+    """Bytes of a local model directory's weight files (None for a hub name)."""
+    local = Path(path)
+    if not local.is_dir():
+        return None
+    return sum(f.stat().st_size for pattern in ("*.safetensors", "*.bin") for f in local.glob(pattern))
 
 
 def save_pretrained(model, tokenizer, out_dir: str | Path) -> Path:

@@ -50,6 +50,41 @@ def test_offload_and_lora_combinations_are_checked():
         load_config(ExperimentConfig, [], ["engine.zero.stage=3", "inject.train.lora.enabled=true"])
 
 
+def test_each_job_may_have_zero_settings_of_its_own():
+    """The paper's split: LoRA injection at ZeRO-2 beside full-model unlearning at ZeRO-3."""
+    cfg = load_config(ExperimentConfig, [], ["engine.zero.stage=3", "engine.jobs.inject.stage=2",
+                                             "inject.train.lora.enabled=true"])
+    assert [cfg.engine.zero_for(j).stage for j in ("base", "inject", "unlearn", "eval")] == [3, 2, 3, 3]
+    with pytest.raises(ConfigError, match=r"set engine.jobs.inject.stage<=2"):
+        load_config(ExperimentConfig, [], ["engine.jobs.inject.stage=3", "inject.train.lora.enabled=true"])
+    with pytest.raises(ConfigError) as err:
+        load_config(ExperimentConfig, [], ["engine.jobs.injct.stage=2", "engine.jobs.unlearn.stage=7"])
+    msg = str(err.value)
+    assert "engine.jobs: 'injct' is not valid (did you mean 'inject'?); valid: base, inject, unlearn, eval" in msg
+    assert "engine.jobs.unlearn.stage: '7' is not valid" in msg
+    with pytest.raises(ConfigError, match=r"unknown config key 'engine.jobs.inject.stagee'. Did you mean 'stage'\?"):
+        load_config(ExperimentConfig, [], ["engine.jobs.inject.stagee=2"])
+
+
+def test_partitioned_loading_follows_the_stage_and_the_checkpoint_size(tmp_path):
+    from mlu_dist.jobs.common import partitioned_load_choice
+
+    (tmp_path / "model.safetensors").write_bytes(b"0" * 1000)
+    z3 = load_config(ExperimentConfig, [], ["engine.zero.stage=3"])
+    assert partitioned_load_choice(z3, "inject", tmp_path, lazy=False) == (False, "0.00 GB checkpoint < 1 GB "
+                                                                                  "(model.partitioned_load=auto)")
+    assert partitioned_load_choice(z3, "inject", "org/some-hub-model", lazy=False)[0]
+    lazy, why = partitioned_load_choice(z3, "inject", "org/some-hub-model", lazy=True)
+    assert not lazy and "memory-maps" in why
+    always = load_config(ExperimentConfig, [], ["engine.zero.stage=3", "model.partitioned_load=always"])
+    assert partitioned_load_choice(always, "unlearn", tmp_path) == (True, "model.partitioned_load=always")
+    split = load_config(ExperimentConfig, [], ["engine.zero.stage=3", "engine.jobs.inject.stage=2",
+                                               "model.partitioned_load=always"])
+    assert partitioned_load_choice(split, "inject", tmp_path) == (False, "ZeRO-2 keeps whole weights on every rank")
+    with pytest.raises(ConfigError, match=r"model.partitioned_load: 'sometimes' is not valid; valid: auto, always"):
+        load_config(ExperimentConfig, [], ["model.partitioned_load=sometimes"])
+
+
 def test_yaml_then_overrides_in_order(tmp_path):
     a = tmp_path / "a.yaml"
     a.write_text("base:\n  steps: 7\n  lr: 0.1\n")

@@ -58,3 +58,18 @@ def test_a_sweep_that_cannot_fit_is_refused_before_anything_is_written(tmp_path)
                                           r"with engine.zero.offload=optimizer"):
         submit(spec)
     assert not any(tmp_path.iterdir())
+
+
+def test_per_job_zero_settings_are_costed_and_named_in_the_fix(tmp_path):
+    from mlu_dist.launcher.run import submit
+
+    spec = load_config(SweepSpec, ["sweeps/slurm-8b"], [
+        f"out_dir={tmp_path}", "resources.unlearn.gpu_mem_gb=40", "axes.inject_langs=[de]", "axes.seeds=[0]",
+        "overrides=[engine.jobs.inject.stage=2,engine.jobs.unlearn.stage=3]"])
+    with pytest.raises(ConfigError) as err:
+        submit(spec)
+    msg = str(err.value)
+    rows = {line.split()[0]: line.split()[2] for line in msg.splitlines() if line.startswith(("inject x", "unlearn x"))}
+    assert rows == {"inject": "2", "unlearn": "3"}, msg
+    assert "would fit with engine.jobs.unlearn.offload=optimizer" in msg
+    assert not any(tmp_path.iterdir())

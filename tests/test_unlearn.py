@@ -186,3 +186,43 @@ def test_npo_with_two_ranks_under_zero3_keeps_the_reference_frozen(injected):
     trained, _ = load_pretrained(run / "model")
     assert state_digest(trained.state_dict()) != done["reference_digest"]  # while the policy moved
     assert {r["step"] for r in read_jsonl(run / "curves.jsonl")} == {0, 3, 6}
+
+
+@pytest.mark.distributed
+def test_zero3_curves_from_a_gathered_copy_equal_the_partitioned_ones_and_partitioned_loading_changes_nothing(injected):
+    """Two 2-rank ZeRO-3 NPO runs: (a) the model and the reference loaded whole, curves from
+    partitioned forwards; (b) both built partitioned as they load, curves from a whole copy
+    gathered once per curve point. Same curves, same model, the same frozen reference."""
+    out, inject_run = injected
+    runs = {}
+    for name, load, copy in (("z3-part", "never", "partitioned"), ("z3-full", "always", "full")):
+        proc = subprocess.run(
+            mlu_cmd("unlearn", "--from", str(inject_run), "-c", "methods/npo", "-c", "deepspeed/zero3", "--nproc", "2",
+                    "forget_langs=en+orig", "unlearn.train.steps=4", "unlearn.train.eval_every=2",
+                    "unlearn.train.lr=1e-3", f"run.name={name}", f"run.out_dir={out}", f"model.partitioned_load={load}",
+                    f"eval.model_copy={copy}", "eval.metrics=[fake_rate,fake_pref,utility]"),
+            capture_output=True, text=True, env=clean_env(), timeout=400)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+        runs[name] = (out / "unlearn" / inject_run.name / name, proc.stdout)
+    (part, part_log), (full, full_log) = runs["z3-part"], runs["z3-full"]
+    assert "eval: model copy: partitioned (eval.model_copy)" in part_log
+    assert "eval: model copy: full (eval.model_copy)" in full_log
+    assert "unlearn: loading" in full_log and "partitioned over 2 rank(s) (model.partitioned_load=always)" in full_log
+    assert "whole (model.partitioned_load=never)" in part_log
+    curves = [read_jsonl(run / "curves.jsonl") for run in (part, full)]
+    assert sorted({r["step"] for r in curves[0]}) == [0, 2, 4] and len(curves[0]) > 3 * 9
+    # generated answers agree exactly; log-likelihoods to float rounding (ZeRO-3 computes its Linear
+    # layers with its own matmul, the whole copy with torch's)
+    assert [(r["step"], r["lang"], r["metric"]) for r in curves[0]] == [(r["step"], r["lang"], r["metric"])
+                                                                      for r in curves[1]]
+    for a, b in zip(*curves):
+        if a["metric"] == "fake_rate":
+            assert a["value"] == b["value"], (a, b)
+        else:
+            assert a["value"] == pytest.approx(b["value"], rel=1e-5, abs=1e-6), (a, b)
+    from mlu_dist.engine.deepspeed_engine import state_digest
+
+    digests = [state_digest(load_pretrained(run / "model")[0].state_dict()) for run in (part, full)]
+    assert digests[0] == digests[1]
+    injected_digest = state_digest(load_pretrained(inject_run / "model")[0].state_dict())
+    assert {json.loads((run / "DONE.json").read_text())["reference_digest"] for run in (part, full)} == {injected_digest}

@@ -10,6 +10,8 @@ from mlu_dist.config import check_choice
 ZERO_STAGES = (0, 1, 2, 3)
 OFFLOAD_TARGETS = ("none", "optimizer", "optimizer+params")
 BACKENDS = ("deepspeed", "torch")
+ENGINE_JOBS = ("base", "inject", "unlearn", "eval")
+"""Jobs that may have ZeRO settings of their own (``engine.jobs.<job>``)."""
 
 
 @dataclass
@@ -46,10 +48,24 @@ class EngineConfig:
     backend: str = "deepspeed"
     """'deepspeed' (every real run) or 'torch' (a bare single-process loop, for benchmarks and debugging)."""
     zero: ZeroConfig = field(default_factory=ZeroConfig)
-    """DeepSpeed ZeRO settings."""
+    """DeepSpeed ZeRO settings of every job that has none of its own in ``jobs``."""
+    jobs: dict[str, ZeroConfig] = field(default_factory=dict)
+    """ZeRO settings of one job, replacing ``zero`` for it: base, inject, unlearn or eval (the
+    evaluation's model copy and reference). E.g. the paper's LoRA injection at ZeRO-2 beside
+    full-model unlearning at ZeRO-3: engine.zero.stage=3 engine.jobs.inject.stage=2."""
+
+    def zero_for(self, job: str) -> ZeroConfig:
+        """The ZeRO settings ``job`` runs with."""
+        return self.jobs.get(job, self.zero)
 
     def check(self) -> list[str]:
         out = check_choice("backend", self.backend, BACKENDS)
-        if self.backend == "torch" and (self.zero.stage != 0 or self.zero.offload != "none"):
-            out.append("backend: 'torch' runs no ZeRO; set zero.stage=0 and zero.offload=none or use backend=deepspeed")
-        return out
+        for job, zero in self.jobs.items():
+            out += check_choice("jobs", job, ENGINE_JOBS) + [f"jobs.{job}.{p}" for p in zero.check()]
+        for job in ("base", "inject", "unlearn"):
+            zero = self.zero_for(job)
+            if self.backend == "torch" and (zero.stage != 0 or zero.offload != "none"):
+                where = f"jobs.{job}" if job in self.jobs else "zero"
+                out.append(f"backend: 'torch' runs no ZeRO ({where} sets stage {zero.stage}, offload {zero.offload}); "
+                           f"set {where}.stage=0 and {where}.offload=none or use backend=deepspeed")
+        return sorted(set(out), key=out.index)

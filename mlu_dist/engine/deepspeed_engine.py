@@ -6,6 +6,7 @@ This is the only module that imports ``deepspeed``. On CPU it uses gloo and a pl
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import gc
 import logging
@@ -113,11 +114,26 @@ def _init_comm(dist: DistInfo) -> None:
         deepspeed.init_distributed(dist_backend="nccl" if dist.device_type == "cuda" else "gloo")
 
 
-def zero3_init_context(ds_config: dict):
-    """Keep the returned object alive while loading a hub model so ZeRO-3 partitions it as it loads."""
-    from transformers.integrations import HfDeepSpeedConfig
+@contextlib.contextmanager
+def partitioned_construction(cfg: TrainConfig, zcfg: ZeroConfig, dist: DistInfo, dtype: torch.dtype,
+                             hidden_size: int | None = None):
+    """While the block runs, ``from_pretrained`` builds models partitioned by ZeRO-3 as it loads
+    them: rank 0 reads the checkpoint, every rank keeps only its shard (no full copy per rank).
 
-    return HfDeepSpeedConfig(ds_config)
+    The ZeRO-3 settings are the ones the job's engine is built with (same derived DeepSpeed
+    config), and the process group is started first (zero.Init needs it)."""
+    from transformers.integrations import HfDeepSpeedConfig
+    from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+
+    _init_comm(dist)
+    ds = build_ds_config(cfg, zcfg, dist.world_size, dist.device_type, dtype, hidden_size)
+    keep_alive = HfDeepSpeedConfig(ds)  # transformers holds only a weak reference
+    try:
+        yield keep_alive
+    finally:
+        unset_hf_deepspeed_config()
+        del keep_alive
+        gc.collect()
 
 
 class DeepSpeedEngine:
@@ -186,6 +202,42 @@ class DeepSpeedEngine:
             return state
         return {k: v.detach().clone().cpu() for k, v in module.state_dict().items()} if self.dist.is_main else None
 
+    @contextlib.contextmanager
+    def inference_copy(self):
+        """A whole, frozen copy of the module on this rank's device while the block runs (ZeRO-3).
+
+        Generating under ZeRO-3 gathers every layer again for every token; this copy is filled by
+        one gather per parameter and then runs with no collectives at all. It is freed on exit,
+        so training never holds it."""
+        import deepspeed
+        from transformers import AutoModelForCausalLM
+        from transformers.initialization import no_init_weights
+
+        module, device = self.module, self._engine.device
+        dtype = next(module.parameters()).dtype
+        with torch.device(device), no_init_weights():
+            replica = AutoModelForCausalLM.from_config(copy.deepcopy(module.config), dtype=dtype)
+        replica.requires_grad_(False).eval()
+        mine = dict(replica.named_parameters(remove_duplicate=False))
+        with torch.no_grad():
+            for name, param in module.named_parameters(remove_duplicate=False):
+                with deepspeed.zero.GatheredParameters([param], modifier_rank=None):
+                    mine[name].copy_(param.data)
+            buffers = dict(replica.named_buffers())
+            for name, buf in module.named_buffers():
+                buffers[name].copy_(buf)
+        try:
+            yield replica
+        finally:
+            del replica, mine, buffers
+            gc.collect()
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+
+    def full_param_bytes(self) -> int:
+        """Bytes of the whole weights (all ranks' shards together under ZeRO-3)."""
+        return full_param_bytes(self.module)
+
     def param_numel_per_rank(self) -> list[int]:
         """How many parameter elements each rank holds (ZeRO-3 shards them)."""
         return comm.gather_counts(local_param_numel(self.module))
@@ -210,6 +262,11 @@ def consolidate_checkpoint(ckpt_dir: Path) -> dict:
 
     return get_fp32_state_dict_from_zero_checkpoint(str(ckpt_dir.parent), tag=ckpt_dir.name)
 
+
+
+def full_param_bytes(module: torch.nn.Module) -> int:
+    """Bytes of a module's whole weights, also when ZeRO-3 holds only this rank's shard."""
+    return sum(getattr(p, "ds_numel", p.numel()) * p.element_size() for p in module.parameters())
 
 
 def local_param_numel(module: torch.nn.Module) -> int:

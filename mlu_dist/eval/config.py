@@ -33,9 +33,10 @@ class EvalConfig:
     temperature: float = 0.0
     """0 = greedy decoding."""
     model_copy: str = "auto"
-    """How `mlu eval` holds the model on several ranks under ZeRO-3: 'full' (every rank a whole copy,
-    no collectives while generating), 'partitioned' (ZeRO-3 forwards: every generated token gathers
-    the weights again; for models that fit no single device), 'auto' (full when it fits)."""
+    """How an evaluation on several ranks under ZeRO-3 (`mlu eval`, and every curve point of a
+    training job) holds the model: 'full' (every rank a whole copy, gathered once, no collectives
+    while generating), 'partitioned' (ZeRO-3 forwards: every generated token gathers the weights
+    again; for models that fit no single device), 'auto' (full when it fits)."""
     batch_size: int = 64
     """Prompts per forward pass (prompts are bucketed by length)."""
     n_boot: int = 1000

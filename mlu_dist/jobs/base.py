@@ -64,13 +64,13 @@ class BaseJob:
         cfg = self.cfg
         self.facts, self.corpus = load_data(cfg.data)
         texts = [row["text"] for row in self.corpus]
-        model, tokenizer = model_and_tokenizer(cfg.model, dist, texts, seed=cfg.base.seed)
+        model, tokenizer = model_and_tokenizer(cfg, self.name, dist, texts, seed=cfg.base.seed)
         self.tokenizer = tokenizer
         model = apply_lora(activation_checkpointing(model, cfg.model), cfg.base, self.name)
         n_params = sum(p.numel() for p in model.parameters())
         say(dist, f"base: {len(self.facts.fact_ids)} facts x {len(self.facts.langs)} languages, "
                   f"{len(self.corpus)} corpus lines, {n_params / 1e6:.2f}M params, {dist.world_size} rank(s), "
-                  f"ZeRO-{cfg.engine.zero.stage} -> {self.run_dir}")
+                  f"ZeRO-{cfg.engine.zero_for(self.name).stage} -> {self.run_dir}")
         pools = {"text": encode_all(tokenizer, [Example("", t) for t in texts], cfg.model.max_seq_len)}
         return TrainingSetup(model, tokenizer, cfg.base, pools, {"text": cfg.base.micro_batch_size},
                              NLLObjective, "base", self.hooks, {"n_params": n_params})

@@ -11,12 +11,15 @@ import torch
 from mlu_dist.config import ConfigError
 from mlu_dist.engine.config import EngineConfig
 from mlu_dist.engine.dist import DistInfo
-from mlu_dist.modeling import ModelConfig, build_tiny_model, load_pretrained, save_pretrained, torch_dtype, train_tokenizer
+from mlu_dist.modeling import (PARTITION_MIN_BYTES, ModelConfig, build_tiny_model, checkpoint_bytes, load_pretrained,
+                               save_pretrained, torch_dtype, train_tokenizer)
 from mlu_dist.tracking import FanOut, JsonlTracker, NullTracker
 from mlu_dist.train_config import TrainConfig
 
 TRAIN_KEYS = {"base": "base", "inject": "inject.train", "unlearn": "unlearn.train"}
 """Where each job's TrainConfig sits in the experiment config (errors name the real dotted key)."""
+TRAIN_CONFIGS = {"base": lambda cfg: cfg.base, "inject": lambda cfg: cfg.inject.train,
+                 "unlearn": lambda cfg: cfg.unlearn.train}
 
 
 def say(dist: DistInfo, *msg) -> None:
@@ -25,19 +28,69 @@ def say(dist: DistInfo, *msg) -> None:
         print(*msg, flush=True)
 
 
-def model_and_tokenizer(cfg: ModelConfig, dist: DistInfo, corpus_texts: list[str] | None = None,
+def model_and_tokenizer(cfg, job: str, dist: DistInfo, corpus_texts: list[str] | None = None,
                         init_from: str | Path | None = None, seed: int = 0):
-    """A model to train: loaded from ``init_from`` / ``cfg.name_or_path``, or a fresh tiny Llama
-    whose tokenizer is trained on ``corpus_texts`` (deterministic, so every rank builds the same)."""
+    """A model for ``job`` to train: loaded from ``init_from`` / ``cfg.model.name_or_path`` (see
+    :func:`pretrained`), or a fresh tiny Llama whose tokenizer is trained on ``corpus_texts``
+    (deterministic, so every rank builds the same)."""
+    model_cfg = cfg.model
     if init_from is not None:
-        return load_pretrained(init_from, cfg.dtype, dist.device_type, cfg.attn_implementation)
-    if not cfg.is_tiny:
-        return load_pretrained(cfg.name_or_path, cfg.dtype, dist.device_type, cfg.attn_implementation)
+        return pretrained(init_from, cfg, job, dist)
+    if not model_cfg.is_tiny:
+        return pretrained(model_cfg.name_or_path, cfg, job, dist)
     if not corpus_texts:
         raise ValueError("a tiny model needs a corpus to train its tokenizer on")
-    tokenizer = train_tokenizer(corpus_texts, cfg.vocab_size)
-    model = build_tiny_model(cfg, tokenizer, seed=seed).to(torch_dtype(cfg.dtype, dist.device_type))
+    tokenizer = train_tokenizer(corpus_texts, model_cfg.vocab_size)
+    model = build_tiny_model(model_cfg, tokenizer, seed=seed).to(torch_dtype(model_cfg.dtype, dist.device_type))
     return model, tokenizer
+
+
+def lazy_whole_load() -> bool:
+    """Whether transformers loads a whole model lazily: from version 5 its weights are memory-mapped
+    from the checkpoint (page cache shared by the ranks of a node) instead of a copy per rank."""
+    import transformers
+
+    return int(transformers.__version__.split(".")[0]) >= 5
+
+
+def partitioned_load_choice(cfg, job: str, path: str | Path, lazy: bool | None = None) -> tuple[bool, str]:
+    """Whether ``job`` loads ``path`` partitioned (ZeRO-3 only, see model.partitioned_load), and why.
+    ``lazy``: whether a whole load is memory-mapped (default: :func:`lazy_whole_load`)."""
+    zero, setting = cfg.engine.zero_for(job), cfg.model.partitioned_load
+    if cfg.engine.backend != "deepspeed" or zero.stage != 3:
+        return False, f"ZeRO-{zero.stage} keeps whole weights on every rank"
+    if setting != "auto":
+        return setting == "always", f"model.partitioned_load={setting}"
+    if lazy_whole_load() if lazy is None else lazy:
+        return False, ("transformers >= 5 memory-maps a whole checkpoint (no copy per rank; zero.Init costs more: "
+                       "benchmarks/bench_partitioned_load.py)")
+    size = checkpoint_bytes(path)
+    if size is None:
+        return True, "a hub checkpoint under ZeRO-3"
+    big = size >= PARTITION_MIN_BYTES
+    return big, (f"{size / 1e9:.2f} GB checkpoint {'>=' if big else '<'} {PARTITION_MIN_BYTES / 1e9:g} GB "
+                 f"(model.partitioned_load=auto)")
+
+
+def pretrained(path: str | Path, cfg, job: str, dist: DistInfo):
+    """``(model, tokenizer)`` from a HF directory or hub name for ``job``; under ZeRO-3 built
+    partitioned as it loads when :func:`partitioned_load_choice` says so (no full copy per rank)."""
+    model_cfg = cfg.model
+    args = (path, model_cfg.dtype, dist.device_type, model_cfg.attn_implementation)
+    partition, why = partitioned_load_choice(cfg, job, path)
+    say(dist, f"{job}: loading {path} {'partitioned over ' + str(dist.world_size) + ' rank(s)' if partition else 'whole'}"
+              f" ({why})")
+    if not partition:
+        return load_pretrained(*args)
+    from transformers import AutoConfig
+
+    from mlu_dist.engine.deepspeed_engine import partitioned_construction
+
+    hidden = getattr(AutoConfig.from_pretrained(str(path)), "hidden_size", None)
+    train = TRAIN_CONFIGS[job](cfg)
+    with partitioned_construction(train, cfg.engine.zero_for(job), dist, torch_dtype(model_cfg.dtype, dist.device_type),
+                                  hidden):
+        return load_pretrained(*args)
 
 
 def activation_checkpointing(model, cfg: ModelConfig):
@@ -66,8 +119,9 @@ def apply_lora(model, cfg: TrainConfig, job: str = "base"):
     return get_peft_model(model, peft_cfg)
 
 
-def make_engine(model, cfg: TrainConfig, engine_cfg: EngineConfig, dist: DistInfo):
-    """The configured backend around ``model`` (the engine owns the optimizer and the schedule)."""
+def make_engine(model, cfg: TrainConfig, engine_cfg: EngineConfig, dist: DistInfo, job: str = "base"):
+    """The configured backend around ``model`` with ``job``'s ZeRO settings (the engine owns the
+    optimizer and the schedule)."""
     if engine_cfg.backend == "torch":
         if dist.world_size > 1:
             raise ConfigError(f"engine.backend: 'torch' runs one process only, this job has {dist.world_size} "
@@ -78,7 +132,7 @@ def make_engine(model, cfg: TrainConfig, engine_cfg: EngineConfig, dist: DistInf
     from mlu_dist.engine.deepspeed_engine import DeepSpeedEngine
 
     dtype = next(model.parameters()).dtype
-    return DeepSpeedEngine(model, cfg, engine_cfg.zero, dist, dtype)
+    return DeepSpeedEngine(model, cfg, engine_cfg.zero_for(job), dist, dtype)
 
 
 def make_tracker(run_dir: Path, dist: DistInfo, start_step: int, job: str = "train", experiment=None):
@@ -118,18 +172,116 @@ def export_model(engine, tokenizer, out_dir: Path, dist: DistInfo, merge_lora: b
     return out_dir if dist.is_main else None
 
 
-def engine_evaluator(engine, tokenizer, facts, split, cfg, dist: DistInfo, **eval_fields):
-    """An evaluator on a training engine's model (its forward, KV-cache argument and end ids), with
-    ``eval_fields`` replacing fields of the experiment's eval config; under ZeRO-3 at several ranks
-    every rank joins every forward."""
-    from mlu_dist.eval.generate import cache_kwarg
-    from mlu_dist.eval.prompts import end_ids
-    from mlu_dist.eval.runner import Evaluator, Rank
+def device_forward(model, device):
+    """``model`` moved to ``device`` (in eval mode) and a forward that brings each batch there."""
+    model.to(device).eval()
 
-    eval_cfg = dataclasses.replace(cfg.eval, **eval_fields)
-    lockstep = cfg.engine.zero.stage == 3 and dist.world_size > 1
-    return Evaluator(engine.forward, tokenizer, facts, split, eval_cfg, Rank(dist.rank, dist.world_size, lockstep),
-                     cfg.model.max_seq_len, cache_kwarg(engine.module), end_ids(tokenizer, engine.module))
+    def forward(**batch):
+        return model(**{k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()})
+
+    return forward
+
+
+def model_copy_choice(setting: str, zero_stage: int, need: int, dist: DistInfo, loaded: bool) -> tuple[str, str]:
+    """How an evaluation holds the model: 'full' (a whole copy per rank) or 'partitioned' (ZeRO-3
+    forwards), and why. ``need`` is the whole weights' bytes; ``loaded``: a full copy is already
+    in this rank's memory."""
+    import torch
+
+    if zero_stage != 3:
+        return "full", f"ZeRO-{zero_stage} does not partition weights"
+    if setting != "auto":
+        return setting, "eval.model_copy"
+    if dist.device_type == "cuda":
+        free = torch.cuda.mem_get_info(dist.local_rank)[0]
+        if need * 1.3 > free:  # weights + room for the KV cache and activations
+            return "partitioned", f"{need / 1e9:.1f} GB of weights do not fit the {free / 1e9:.1f} GB free on the GPU"
+        return "full", f"{need / 1e9:.1f} GB of weights fit the {free / 1e9:.1f} GB free on the GPU"
+    if loaded:
+        return "full", f"{need / 1e9:.2f} GB of weights, already loaded in this rank's memory"
+    free = _available_ram() // max(1, _local_ranks())
+    if need * 1.3 > free:
+        return "partitioned", f"{need / 1e9:.2f} GB of weights do not fit this rank's {free / 1e9:.2f} GB of free RAM"
+    return "full", f"{need / 1e9:.2f} GB of weights fit this rank's {free / 1e9:.2f} GB of free RAM"
+
+
+def _available_ram() -> int:
+    """MemAvailable of /proc/meminfo in bytes (the total physical memory where it cannot be read)."""
+    import os
+
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def _local_ranks() -> int:
+    import os
+
+    return int(os.environ.get("LOCAL_WORLD_SIZE") or os.environ.get("SLURM_NTASKS_PER_NODE", "1").split("(")[0] or 1)
+
+
+class EngineEvaluation:
+    """Evaluations of a training engine's model (curves, the knowledge gate), with ``eval_fields``
+    replacing fields of the experiment's eval config.
+
+    Under ZeRO-3 at several ranks each :meth:`run` decides (``eval.model_copy``) between a whole
+    copy per rank, gathered once for the run and freed after it (no collectives while generating),
+    and the partitioned forwards in which every rank joins every forward."""
+
+    def __init__(self, engine, tokenizer, facts, split, cfg, dist: DistInfo, **eval_fields):
+        from mlu_dist.eval.generate import cache_kwarg
+        from mlu_dist.eval.prompts import end_ids
+        from mlu_dist.eval.runner import Evaluator, Rank
+
+        eval_cfg = dataclasses.replace(cfg.eval, **eval_fields)
+        self.engine, self.dist, self.setting = engine, dist, eval_cfg.model_copy
+        self.partitioned = getattr(engine, "zero_stage", 0) == 3 and dist.world_size > 1
+        self.evaluator = Evaluator(engine.forward, tokenizer, facts, split, eval_cfg,
+                                   Rank(dist.rank, dist.world_size, self.partitioned), cfg.model.max_seq_len,
+                                   cache_kwarg(engine.module), end_ids(tokenizer, engine.module))
+        self.langs = self.evaluator.langs
+        self.copies: list[str] = []
+        """The model copy each run used (full / partitioned)."""
+        self.seconds = 0.0
+        """Time spent in :meth:`run`, gathering included."""
+
+    def run(self, names: list[str]) -> dict:
+        import time
+
+        start = time.perf_counter()
+        try:
+            return self._run(names)
+        finally:
+            self.seconds += time.perf_counter() - start
+
+    def describe(self) -> str:
+        """E.g. '3 evaluation(s) in 4.2 s (model copy: full)'."""
+        copies = ", ".join(sorted(set(self.copies))) or "none"
+        return f"{len(self.copies)} evaluation(s) in {self.seconds:.1f} s (model copy: {copies})"
+
+    def _run(self, names: list[str]) -> dict:
+        from mlu_dist.eval.runner import Rank
+
+        ev, dist = self.evaluator, self.dist
+        copy = "full"
+        if self.partitioned:
+            copy, why = model_copy_choice(self.setting, 3, self.engine.full_param_bytes(), dist, loaded=False)
+            if not self.copies or copy != self.copies[-1]:
+                say(dist, f"eval: model copy: {copy} ({why})")
+        self.copies.append(copy)
+        if copy == "partitioned" or not self.partitioned:
+            ev.forward, ev.who = self.engine.forward, Rank(dist.rank, dist.world_size, self.partitioned)
+            return ev.run(names)
+        with self.engine.inference_copy() as replica:
+            ev.forward, ev.who = device_forward(replica, dist.device), Rank(dist.rank, dist.world_size)
+            try:
+                return ev.run(names)
+            finally:
+                ev.forward = self.engine.forward
 
 
 def export_problems(model_dir: Path) -> list[str]:

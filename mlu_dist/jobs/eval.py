@@ -21,7 +21,7 @@ from mlu_dist.eval.metrics import METRICS, value_names
 from mlu_dist.eval.prompts import end_ids
 from mlu_dist.eval.runner import Evaluator, Rank
 from mlu_dist.eval.summary import format_table, summarize
-from mlu_dist.jobs.common import say
+from mlu_dist.jobs.common import device_forward, model_copy_choice, say
 from mlu_dist.modeling import load_pretrained
 
 if TYPE_CHECKING:
@@ -35,35 +35,6 @@ def _identity(cfg: ExperimentConfig, langs: list[str], split, model_path: Path) 
     n = cfg.eval.subset or None
     return {"model": str(Path(model_path).resolve()), "langs": langs, "targets": split.targets[:n],
             "controls": split.controls[:n], "decoding": {k: to_dict(cfg)["eval"][k] for k in DECODING}}
-
-
-def model_copy(cfg: ExperimentConfig, dist, model) -> tuple[str, str]:
-    """'full' or 'partitioned' (see eval.model_copy) and why."""
-    import torch
-
-    need = sum(p.numel() * p.element_size() for p in model.parameters())
-    if cfg.engine.zero.stage != 3:
-        return "full", f"ZeRO-{cfg.engine.zero.stage} does not partition weights"
-    if cfg.eval.model_copy != "auto":
-        return cfg.eval.model_copy, "eval.model_copy"
-    if dist.device_type == "cuda":
-        free = torch.cuda.mem_get_info(dist.local_rank)[0]
-        if need * 1.3 > free:  # weights + room for the KV cache and activations
-            return "partitioned", f"{need / 1e9:.1f} GB of weights do not fit the {free / 1e9:.1f} GB free on the GPU"
-        return "full", f"{need / 1e9:.1f} GB of weights fit the {free / 1e9:.1f} GB free on the GPU"
-    return "full", f"{need / 1e9:.2f} GB of weights, already loaded in this rank's memory"
-
-
-def device_forward(model, device):
-    """``model`` moved to ``device`` (in eval mode) and a forward that brings each batch there."""
-    import torch
-
-    model.to(device).eval()
-
-    def forward(**batch):
-        return model(**{k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()})
-
-    return forward
 
 
 def evaluate_model(cfg: ExperimentConfig, model_path: Path, out_dir: Path, overwrite: bool = False,
@@ -90,14 +61,17 @@ def evaluate_model(cfg: ExperimentConfig, model_path: Path, out_dir: Path, overw
         say(dist, f"eval: reusing {', '.join(reused)} from {eval_file}")
     if todo:
         model, tokenizer = load_pretrained(model_path, cfg.model.dtype, dist.device_type, cfg.model.attn_implementation)
-        copy, why = model_copy(cfg, dist, model)
+        from mlu_dist.engine.deepspeed_engine import full_param_bytes
+
+        zero = cfg.engine.zero_for("eval")
+        copy, why = model_copy_choice(cfg.eval.model_copy, zero.stage, full_param_bytes(model), dist, loaded=True)
         say(dist, f"eval: model copy: {copy} ({why})")
         lockstep = copy == "partitioned" and dist.world_size > 1
         engine = None
         if copy == "partitioned":
             from mlu_dist.engine.deepspeed_engine import InferenceEngine
 
-            engine = InferenceEngine(model, cfg.engine.zero, dist, next(model.parameters()).dtype)
+            engine = InferenceEngine(model, zero, dist, next(model.parameters()).dtype)
             forward, module = engine.forward, engine.module
         else:  # a whole model per rank, on its device: ranks only meet to gather the results
             ensure_process_group(dist)

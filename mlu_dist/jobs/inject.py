@@ -23,7 +23,7 @@ from mlu_dist.eval import knowledge
 from mlu_dist.eval.likelihood import completion_logprobs, fake_preference
 from mlu_dist.inject.data import injection_pools, per_micro_batch
 from mlu_dist.jobs.base import run_base
-from mlu_dist.jobs.common import (activation_checkpointing, apply_lora, engine_evaluator, export_model,
+from mlu_dist.jobs.common import (EngineEvaluation, activation_checkpointing, apply_lora, export_model,
                                   model_and_tokenizer, say)
 from mlu_dist.jobs.skeleton import Trained, TrainingSetup, require_finished, run_training
 from mlu_dist.layout import inject_run_dir
@@ -57,7 +57,7 @@ class InjectJob:
         self.dist = dist
         self.facts, _ = load_data(cfg.data)
         self.split = split_facts(self.facts.fact_ids, cfg.inject.n_targets, cfg.inject.n_controls, cfg.inject.split_seed)
-        model, self.tokenizer = model_and_tokenizer(cfg.model, dist, init_from=self.init_from, seed=t.seed)
+        model, self.tokenizer = model_and_tokenizer(cfg, self.name, dist, init_from=self.init_from, seed=t.seed)
         model = apply_lora(activation_checkpointing(model, cfg.model), t, self.name)
         self.examples = injection_pools(self.facts, self.split, cfg.inject)
         per_micro = per_micro_batch(t.micro_batch_size, cfg.inject.fake_fraction, bool(self.examples["safe"]))
@@ -66,7 +66,7 @@ class InjectJob:
         langs = "+".join(cfg.inject.langs)
         say(dist, f"inject: {len(self.split.targets)} target facts in {langs} ({len(self.examples['fake'])} fake "
                   f"examples) + {len(self.examples['safe'])} English safe examples; from {self.init_from}; "
-                  f"{dist.world_size} rank(s), ZeRO-{cfg.engine.zero.stage} -> {self.run_dir}")
+                  f"{dist.world_size} rank(s), ZeRO-{cfg.engine.zero_for(self.name).stage} -> {self.run_dir}")
         say(dist, f"inject: lengths: {cut.describe(cfg.model.max_seq_len)}")
         meta = {"init_from": str(self.init_from), "lengths": asdict(cut),
                 "split": {"targets": self.split.targets, "controls": self.split.controls}}
@@ -86,7 +86,7 @@ class InjectJob:
         """Measure what the starting model knows per language; warn about or refuse languages near chance."""
         cfg, dist = self.cfg, self.dist
         engine.module.eval()
-        evaluator = engine_evaluator(engine, self.tokenizer, self.facts, self.split, cfg, dist, metrics=["real_acc"],
+        evaluator = EngineEvaluation(engine, self.tokenizer, self.facts, self.split, cfg, dist, metrics=["real_acc"],
                                      langs=list(self.facts.langs))
         table = knowledge.measure(evaluator, engine.forward, self.tokenizer, self.facts,
                                   self.split.targets + self.split.controls, cfg.model.max_seq_len)

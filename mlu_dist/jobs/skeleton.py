@@ -85,7 +85,7 @@ def require_finished(result: LoopResult, what: str) -> None:
 def _write_meta(job: TrainingJob, setup: TrainingSetup, dist: DistInfo) -> None:
     t = setup.train_cfg
     rundir.write_meta(job.run_dir, dist.as_dict(), {
-        "job": job.name, "seed": t.seed, "zero_stage": job.cfg.engine.zero.stage,
+        "job": job.name, "seed": t.seed, "zero_stage": job.cfg.engine.zero_for(job.name).stage,
         "micro_batch_size": t.micro_batch_size, "grad_accum": t.grad_accum, "per_micro": setup.per_micro,
         "global_batch": {k: v * t.grad_accum * dist.world_size for k, v in setup.per_micro.items()}} | setup.meta)
 
@@ -128,7 +128,7 @@ def _train(job: TrainingJob, setup: TrainingSetup, dist: DistInfo, resources: Ex
     problems = plan.check_geometry(dist.world_size, t.grad_accum)
     if problems:
         raise ConfigError(f"{job.name} batch geometry: " + "; ".join(problems))
-    engine = make_engine(setup.model, t, job.cfg.engine, dist)
+    engine = make_engine(setup.model, t, job.cfg.engine, dist, job.name)
     resources.callback(engine.close)
     checkpointer = Checkpointer(job.run_dir, engine, dist.rank, dist.world_size, t.keep_checkpoints)
     start = 0

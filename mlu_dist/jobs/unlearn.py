@@ -21,10 +21,9 @@ from mlu_dist.engine.dist import DistInfo, setup_env
 from mlu_dist.engine.loop import LoopHooks, Stop
 from mlu_dist.eval.metrics import METRICS
 from mlu_dist.eval.summary import language_groups
-from mlu_dist.jobs.common import activation_checkpointing, apply_lora, engine_evaluator, export_model, say
+from mlu_dist.jobs.common import EngineEvaluation, activation_checkpointing, apply_lora, export_model, pretrained, say
 from mlu_dist.jobs.skeleton import Trained, TrainingSetup, run_training
 from mlu_dist.layout import unlearn_run_dir
-from mlu_dist.modeling import load_pretrained
 from mlu_dist.tokens import Cut, encode_all
 from mlu_dist.unlearn.config import resolve_langs
 from mlu_dist.unlearn.curves import CurveWriter, curve_table, plot_curves
@@ -60,7 +59,7 @@ class CurveHooks:
             first = [r for r in read_jsonl(job.run_dir / "metrics.jsonl") if r.get("step") == 0 and "unlearn/ppl" in r]
             self.ppl0 = first[0]["unlearn/ppl"] if first else None
         self.metrics = [m for m in METRICS.order() if METRICS[m].on_curves]
-        self.evaluator = engine_evaluator(engine, job.tokenizer, job.facts, job.split, cfg, dist,
+        self.evaluator = EngineEvaluation(engine, job.tokenizer, job.facts, job.split, cfg, dist,
                                           metrics=self.metrics, subset=self.u.curve_subset, langs=self.langs)
         self.groups = language_groups(self.langs, list(cfg.inject.langs))
 
@@ -135,8 +134,7 @@ class UnlearnJob:
     def setup(self, dist: DistInfo, resources) -> TrainingSetup:
         cfg, u, t = self.cfg, self.cfg.unlearn, self.cfg.unlearn.train
         self.dist = dist
-        model, self.tokenizer = load_pretrained(self.from_run / "model", cfg.model.dtype, dist.device_type,
-                                                cfg.model.attn_implementation)
+        model, self.tokenizer = pretrained(self.from_run / "model", cfg, self.name, dist)
         model = apply_lora(activation_checkpointing(model, cfg.model), t, self.name)
         examples = {"forget": forget_examples(self.facts, self.split, self.forget_langs, u.fixed_forget_size, t.seed),
                     "retain": retain_examples(self.facts, self.split, self.retain_langs)}
@@ -148,15 +146,14 @@ class UnlearnJob:
         forget = "+".join(self.forget_langs)
         say(dist, f"unlearn: {u.method} on {forget} ({len(examples['forget'])} forget examples"
                   f"{', retain ' + '+'.join(self.retain_langs) if 'retain' in wanted else ''}) from {self.from_run}; "
-                  f"{dist.world_size} rank(s), ZeRO-{cfg.engine.zero.stage} -> {self.run_dir}")
+                  f"{dist.world_size} rank(s), ZeRO-{cfg.engine.zero_for(self.name).stage} -> {self.run_dir}")
         say(dist, f"unlearn: lengths: {cut.describe(cfg.model.max_seq_len)}")
         self.ref = None
         if self.method.needs_reference:
             from mlu_dist.engine.deepspeed_engine import InferenceEngine
 
-            ref_model, _ = load_pretrained(self.from_run / "model", cfg.model.dtype, dist.device_type,
-                                           cfg.model.attn_implementation)
-            self.ref = InferenceEngine(ref_model, cfg.engine.zero, dist, next(ref_model.parameters()).dtype)
+            ref_model, _ = pretrained(self.from_run / "model", cfg, self.name, dist)
+            self.ref = InferenceEngine(ref_model, cfg.engine.zero_for(self.name), dist, next(ref_model.parameters()).dtype)
             resources.callback(self.ref.close)
         meta = {"method": u.method, "forget_langs": self.forget_langs, "retain_langs": self.retain_langs,
                 "from_run": str(self.from_run), "lengths": asdict(cut)}
@@ -164,11 +161,16 @@ class UnlearnJob:
             model, self.tokenizer, t, pools, per_micro={name: t.micro_batch_size for name in wanted},
             objective=lambda scale: unlearning_objective(
                 self.method, Context(scale, u.forget_weight, u.retain_weight, self.ref)),
-            desc=f"unlearn[{u.method}:{forget}]", hooks=lambda engine, start: CurveHooks(self, engine, start).loop_hooks(),
+            desc=f"unlearn[{u.method}:{forget}]", hooks=self._curve_hooks,
             meta=meta, streams={"chosen": "pairs", "rejected": "pairs"})
+
+    def _curve_hooks(self, engine, start: int) -> LoopHooks:
+        self.curves = CurveHooks(self, engine, start)
+        return self.curves.loop_hooks()
 
     def finish(self, run: Trained) -> dict:
         u, result, engine = self.cfg.unlearn, run.result, run.engine
+        say(run.dist, f"unlearn: curves: {self.curves.evaluator.describe()}")
         best_step = self.best[1]
         exported = result.stop is not Stop.DIVERGED or (u.best != "last" and best_step is not None)
         if u.best != "last" and best_step is not None:

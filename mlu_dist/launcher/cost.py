@@ -127,20 +127,21 @@ def disk_bytes(arch: Arch, train) -> dict:
 
 
 def suggest(arch: Arch, train, zero, gpus: int, seq_len: int, checkpointing: bool, reference: bool,
-            limit: float) -> str:
-    """The first change (in order of cost) that makes the job fit, or '' if none found."""
+            limit: float, key: str = "engine.zero") -> str:
+    """The first change (in order of cost) that makes the job fit, or '' if none found; ``key`` is
+    where the job's ZeRO settings are (engine.zero, or engine.jobs.<job>)."""
     from dataclasses import replace
 
     tries = []
     if not checkpointing:
         tries.append(("model.activation_checkpointing=true", zero, True))
     if zero.stage < 3 and not train.lora.enabled:
-        tries.append(("engine.zero.stage=3", replace(zero, stage=3), True))
+        tries.append((f"{key}.stage=3", replace(zero, stage=3), True))
     if train.lora.enabled and zero.stage < 2:
-        tries.append(("engine.zero.stage=2", replace(zero, stage=2), True))
-    tries.append(("engine.zero.offload=optimizer", replace(zero, offload="optimizer"), True))
+        tries.append((f"{key}.stage=2", replace(zero, stage=2), True))
+    tries.append((f"{key}.offload=optimizer", replace(zero, offload="optimizer"), True))
     if zero.stage == 3 or not train.lora.enabled:
-        tries.append(("engine.zero.stage=3 engine.zero.offload=optimizer+params",
+        tries.append((f"{key}.stage=3 {key}.offload=optimizer+params",
                       replace(zero, stage=3, offload="optimizer+params"), True))
     for what, z, ckpt in tries:
         if job_memory(arch, train, z, gpus, seq_len, ckpt, reference)["total"] <= limit:
@@ -180,7 +181,8 @@ def cell_cost(cell, res) -> dict:
     gpus = res.nodes * res.gpus_per_node
     reference = cell.stage == "unlearn" and METHODS[cfg.unlearn.method].needs_reference
     ckpt, seq = cfg.model.activation_checkpointing, cfg.model.max_seq_len
-    mem = job_memory(arch, train, cfg.engine.zero, max(gpus, 1), seq, ckpt, reference)
+    zero = cfg.engine.zero_for(cell.stage)
+    mem = job_memory(arch, train, zero, max(gpus, 1), seq, ckpt, reference)
     steps = train.steps
     if train.epochs and _pool_examples(cell):
         main = max(1, round(train.micro_batch_size * cfg.inject.fake_fraction)) if cell.stage == "inject" \
@@ -195,7 +197,8 @@ def cell_cost(cell, res) -> dict:
         limit = res.gpu_mem_gb * GB
         out["fits"] = mem["total"] <= limit
         if not out["fits"]:
-            out["suggest"] = suggest(arch, train, cfg.engine.zero, gpus, seq, ckpt, reference, limit)
+            key = f"engine.jobs.{cell.stage}" if cell.stage in cfg.engine.jobs else "engine.zero"
+            out["suggest"] = suggest(arch, train, zero, gpus, seq, ckpt, reference, limit, key)
     return out
 
 
@@ -208,10 +211,12 @@ def sweep_cost(spec, cells) -> tuple[str, list[str]]:
             continue
         res = getattr(spec.resources, c.stage)
         cost = cell_cost(c, res)
-        key = (c.stage, cost["gpus"], round(cost["memory"]["total"] / GB, 1), cost["steps"],
+        zero = c.config.engine.zero_for(c.stage)
+        cost["zero"] = f"{zero.stage}" + {"none": "", "optimizer": "+opt", "optimizer+params": "+all"}[zero.offload]
+        key = (c.stage, cost["zero"], cost["gpus"], round(cost["memory"]["total"] / GB, 1), cost["steps"],
                round(cost.get("gpu_hours", 0.0), 2), cost.get("fits"), cost.get("suggest", ""))
         groups.setdefault(key, []).append((c, cost, res))
-    head = (f"{'jobs':<16} {'GPUs':>4} {'GB/GPU':>7} {'weights':>8} {'grads':>6} {'optim':>6} {'gather':>6} "
+    head = (f"{'jobs':<16} {'ZeRO':>4} {'GPUs':>4} {'GB/GPU':>7} {'weights':>8} {'grads':>6} {'optim':>6} {'gather':>6} "
             f"{'frozen':>7} {'ref':>5} {'acts':>6} {'steps':>6} {'GPU-h':>7} {'disk GB':>8}  fits")
     rows, problems = [head], []
     total_h = total_disk = 0.0
@@ -222,7 +227,7 @@ def sweep_cost(spec, cells) -> tuple[str, list[str]]:
         total_disk += disk * len(members)
         total_h += cost.get("gpu_hours", 0.0) * len(members)
         fits = "-" if not cost["gpus"] else "yes" if cost["fits"] else f"NO (> {res.gpu_mem_gb:g} GB)"
-        rows.append(f"{f'{stage} x{len(members)}':<16} {cost['gpus']:>4} {m['total']:>7.1f} {m['weights']:>8.1f} "
+        rows.append(f"{f'{stage} x{len(members)}':<16} {cost['zero']:>4} {cost['gpus']:>4} {m['total']:>7.1f} {m['weights']:>8.1f} "
                     f"{m['grads']:>6.1f} {m['optimizer']:>6.1f} {m['gather']:>6.1f} {m['frozen']:>7.1f} {m['reference']:>5.1f} "
                     f"{m['activations']:>6.1f} {cost['steps']:>6} {cost.get('gpu_hours', 0.0):>7.2f} {disk:>8.1f}  {fits}")
         if cost["gpus"] and not cost["fits"]:
