@@ -156,8 +156,10 @@ def checkpoint_bytes(path: str | Path) -> int | None:
 
 def save_pretrained(model, tokenizer, out_dir: str | Path) -> Path:
     """Save model (safetensors) and tokenizer side by side, so both load from one directory."""
+    from mlu_dist.rundir import atomic_dir
+
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(str(out), safe_serialization=True)
-    tokenizer.save_pretrained(str(out))
+    with atomic_dir(out) as tmp:
+        model.save_pretrained(str(tmp), safe_serialization=True)
+        tokenizer.save_pretrained(str(tmp))
     return out

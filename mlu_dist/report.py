@@ -11,6 +11,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from mlu_dist.langs import LANGUAGES
+from mlu_dist.rundir import atomic_path, atomic_write_text
 from mlu_dist.tracking import read_jsonl
 
 SETTINGS = ("en", "orig", "all", "en+orig")
@@ -148,7 +149,8 @@ def curves_figure(found: dict, inject: str, out: Path) -> Path | None:
     fig.suptitle(f"Forgetting curves, fake injected in {inject} (black = en, blue = high, orange = low; "
                  f"solid = injection language)", fontsize=9)
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
     return out
 
@@ -223,10 +225,9 @@ def write_report(root: str | Path, threshold: float = 0.2, out: str | Path | Non
     md = ["# mlu_dist report", "", f"Source: `{root}`", "", "## The paper's grid", "", grid_md,
           "## Utility", "", utility_markdown(found, root) if found else "(no unlearning runs)", "",
           "## Figures", ""] + [f"![{p.stem}]({p.name})" for p in images]
-    (out / "report.md").write_text("\n".join(md) + "\n", encoding="utf-8")
-    (out / "grid.json").write_text(json.dumps({"threshold": threshold, "rows": rows}, indent=1) + "\n")
-    html = _html("\n".join(md), images)
-    (out / "report.html").write_text(html, encoding="utf-8")
+    atomic_write_text(out / "report.md", "\n".join(md) + "\n")
+    atomic_write_text(out / "grid.json", json.dumps({"threshold": threshold, "rows": rows}, indent=1) + "\n")
+    atomic_write_text(out / "report.html", _html("\n".join(md), images))
     if wandb_group:
         log_to_wandb(out, rows, images, wandb_group, **(wandb_settings or {}))
     return out

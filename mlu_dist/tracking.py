@@ -77,13 +77,10 @@ class JsonlTracker:
         self._summary: dict = json.loads(self.summary_path.read_text()) if self.summary_path.exists() else {}
 
     def _truncate_after(self, step: int) -> None:
-        keep = [line for line in self.path.read_text().splitlines()
-                if line and step and json.loads(line).get("step", 0) <= step]
-        self.path.write_text("".join(line + "\n" for line in keep))
+        keep_rows(self.path, lambda row: bool(step) and row.get("step", 0) <= step)
 
     def log(self, metrics: dict, step: int) -> None:
-        with open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps({"step": step} | {k: _clean(v) for k, v in metrics.items()}, ensure_ascii=False) + "\n")
+        append_jsonl(self.path, [{"step": step} | {k: _clean(v) for k, v in metrics.items()}])
 
     def summary(self, metrics: dict) -> None:
         from mlu_dist.rundir import atomic_write_json
@@ -121,6 +118,60 @@ class FanOut:
             t.close(failed)
 
 
+def _parse_lines(text: str, path: Path) -> tuple[list[dict], bool]:
+    """The rows of a JSONL text and whether it needs repair: a torn last line (a write killed
+    half-way: no final newline, or not JSON) or a damaged line elsewhere, each left out with a
+    warning when it is not JSON."""
+    import sys
+
+    lines = text.split("\n")
+    tail = lines.pop()  # text after the last newline: empty unless the last write was cut
+    rows, damaged = [], bool(tail.strip())
+    for i, line in enumerate(lines + [tail]):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            damaged = True
+            print(f"[mlu] {path}: line {i + 1} is not JSON (a write cut short); left out", file=sys.stderr)
+    return rows, damaged
+
+
 def read_jsonl(path: Path) -> list[dict]:
+    """Every row of a JSONL file; a torn last line (a write killed half-way) is left out."""
     path = Path(path)
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()] if path.exists() else []
+    if not path.exists():
+        return []
+    return _parse_lines(path.read_text(encoding="utf-8"), path)[0]
+
+
+def append_jsonl(path: Path, rows: list[dict]) -> None:
+    """Append rows in one write; a torn last line left by a killed writer is cut off first, so
+    the file never holds a row glued to a fragment."""
+    path = Path(path)
+    if path.exists() and path.stat().st_size:
+        with open(path, "rb") as fh:
+            fh.seek(-1, 2)
+            if fh.read(1) != b"\n":
+                keep_rows(path, lambda row: True)
+    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+
+
+def keep_rows(path: Path, keep) -> None:
+    """Rewrite a JSONL file with only the rows for which ``keep(row)`` holds, to a temp file renamed
+    over it (a kill never loses the history); a torn last line is dropped. No rewrite when
+    nothing changes."""
+    from mlu_dist.rundir import atomic_write_text
+
+    path = Path(path)
+    if not path.exists():
+        return
+    rows, torn = _parse_lines(path.read_text(encoding="utf-8"), path)
+    kept = [r for r in rows if keep(r)]
+    if len(kept) == len(rows) and not torn:
+        return
+    atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept))

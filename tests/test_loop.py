@@ -95,12 +95,81 @@ def test_checkpointer_moves_latest_keeps_the_newest_and_refuses_other_geometries
     assert ck.load(ck.resolve("auto"))["step"] == 3
     assert torch.equal(eng.module.weight, saved)
     (tmp_path / "checkpoints" / "step_000003" / "COMPLETE").unlink()  # a save killed half-way
-    assert ck.latest() is None
+    assert ck.latest().name == "step_000002"  # LATEST's target is incomplete: the previous one verifies
     with pytest.raises(ResumeError, match="base.resume"):
         ck.resolve(str(tmp_path / "nowhere"), "base.resume")
     two = Checkpointer(tmp_path, eng, rank=0, world_size=2)
     with pytest.raises(ResumeError, match="saved by 1 rank"):
         two.load(tmp_path / "checkpoints" / "step_000002")
+
+
+def _three_checkpoints(tmp_path, keep=3):
+    eng = _engine()
+    ck = Checkpointer(tmp_path, eng, rank=0, world_size=1, keep=keep, say=lambda *_: None)
+    for step in (1, 2, 3):
+        eng.module.weight.data += 1
+        ck.save(step, {"job": "test"})
+    return eng, ck, tmp_path / "checkpoints"
+
+
+def test_a_dangling_or_unreadable_latest_falls_back_to_the_newest_checkpoint_that_verifies(tmp_path):
+    eng, ck, root = _three_checkpoints(tmp_path)
+    (root / "LATEST").write_text("step_000099\n")  # names a directory that does not exist
+    assert ck.resolve("auto").name == "step_000003"
+    (root / "LATEST").write_bytes(b"\xff\xfe\x00")
+    assert ck.resolve("auto").name == "step_000003"
+    ck.save(4, {"job": "test"})  # pruning keeps the newest verified ones and moves LATEST back
+    assert (root / "LATEST").read_text().strip() == "step_000004" and (root / "step_000003").exists()
+
+
+def test_a_truncated_newest_checkpoint_is_skipped_with_its_reason(tmp_path, capsys):
+    eng, ck, root = _three_checkpoints(tmp_path)
+    ck.say = print
+    state = next((root / "step_000003").glob("*.pt"))
+    state.write_bytes(state.read_bytes()[:10])
+    assert ck.resolve("auto").name == "step_000002"
+    assert f"skipping checkpoint {root / 'step_000003'}: {state.name} is 10 bytes, the manifest says" in \
+        capsys.readouterr().out
+
+
+def test_checkpoints_of_which_none_verifies_refuse_to_resume_and_nothing_is_deleted(tmp_path):
+    eng, ck, root = _three_checkpoints(tmp_path)
+    for step in (1, 2, 3):
+        (root / f"step_{step:06d}" / "COMPLETE").write_text("{not json")
+    before = sorted(str(p) for p in root.rglob("*"))
+    with pytest.raises(ResumeError, match=r"inject.train.resume=auto: .* holds checkpoints but none verifies"):
+        ck.resolve("auto", "inject.train.resume")
+    assert sorted(str(p) for p in root.rglob("*")) == before
+    assert ck.resolve("false") is None  # the way out the error names
+
+
+def test_a_checkpoint_that_verifies_but_does_not_load_falls_back_to_an_older_one(tmp_path):
+    eng, ck, root = _three_checkpoints(tmp_path)
+    state = next((root / "step_000003").glob("*.pt"))
+    state.write_bytes(b"x" * state.stat().st_size)  # same size, garbage inside
+    path, client = ck.load_newest(ck.resolve("auto"))
+    assert (path.name, client["step"]) == ("step_000002", 2)
+    for step in (1, 2):
+        p = next((root / f"step_{step:06d}").glob("*.pt"))
+        p.write_bytes(b"x" * p.stat().st_size)
+    with pytest.raises(ResumeError, match="no checkpoint in .* loads"):
+        ck.load_newest(ck.resolve("auto"))
+
+
+def test_partial_saves_are_cleaned_and_a_named_checkpoint_is_replaced_only_when_complete(tmp_path):
+    eng, ck, root = _three_checkpoints(tmp_path)
+    (root / "step_000004").mkdir()  # killed during the save: no COMPLETE
+    (root / "best.partial").mkdir()
+    (root / ".LATEST.tmp123").write_text("x")
+    ck.clean_partial()
+    assert not (root / "step_000004").exists() and not (root / "best.partial").exists()
+    assert not list(root.glob(".*.tmp*")) and (root / "step_000003" / "COMPLETE").exists()
+    ck.save(2, {"job": "test", "best": 1.5}, name="best")
+    eng.module.weight.data += 1
+    ck.save(3, {"job": "test", "best": 0.5}, name="best")
+    assert sorted(p.name for p in root.iterdir() if p.is_dir()) == ["best", "step_000001", "step_000002",
+                                                                    "step_000003"]
+    assert ck.load(root / "best")["best"] == 0.5 and (root / "LATEST").read_text().strip() == "step_000003"
 
 
 # --- a whole tiny run on the torch backend -------------------------------------------------------------

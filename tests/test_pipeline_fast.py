@@ -77,3 +77,29 @@ def test_deepspeed_config_is_derived_from_the_job():
     extra = build_ds_config(t, ZeroConfig(stage=2, extra={"zero_optimization": {"overlap_comm": True}}), 1, "cuda")
     assert extra["zero_optimization"] == extra["zero_optimization"] | {"stage": 2, "overlap_comm": True}
     assert extra["optimizer"]["type"] == "AdamW"  # on GPU DeepSpeed builds its own fused Adam
+
+
+def test_an_unlearning_run_resumed_at_every_eval_boundary_keeps_the_same_best_model(sweep):
+    """The best-so-far score and step live in the checkpoint: a run stopped and resumed at every
+    evaluation keeps the same best checkpoint as the uninterrupted run (the torch backend)."""
+    from mlu_dist.engine.deepspeed_engine import state_digest
+    from mlu_dist.experiment import ExperimentConfig
+    from mlu_dist.jobs.unlearn import run_unlearn
+    from mlu_dist.modeling import load_pretrained
+    from mlu_dist.tracking import read_jsonl
+
+    root, _ = sweep
+    inject_run = next((root / "inject").iterdir())
+    common = [f"unlearn.from_run={inject_run}", f"run.out_dir={root}", "unlearn.best=forget_fake_pref",
+              "unlearn.train.steps=8", "unlearn.train.eval_every=2", "unlearn.train.save_every=2",
+              "unlearn.train.lr=3e-3", "unlearn.guard_ppl_ratio=1e9", "eval.metrics=[fake_rate,fake_pref]"]
+    whole = run_unlearn(load_config(ExperimentConfig, [inject_run / "config.yaml"], common + ["run.name=whole"]))
+    for _ in range(4):  # 4 processes of 2 steps each: a stop and a resume at every evaluation
+        parts = run_unlearn(load_config(ExperimentConfig, [inject_run / "config.yaml"],
+                                        common + ["run.name=parts", "unlearn.train.stop_after=2"]))
+    done = [json.loads((run / "DONE.json").read_text()) for run in (whole, parts)]
+    prefs = [r["unlearn/forget_fake_pref"] for r in read_jsonl(whole / "metrics.jsonl") if "unlearn/forget_fake_pref" in r]
+    assert done[0]["best_step"] == done[1]["best_step"] == 2 * prefs.index(min(prefs))
+    digests = [state_digest(load_pretrained(run / "model")[0].state_dict()) for run in (whole, parts)]
+    assert digests[0] == digests[1]
+    assert read_jsonl(whole / "curves.jsonl") == read_jsonl(parts / "curves.jsonl")

@@ -86,3 +86,23 @@ def test_a_requeued_run_continues_its_wandb_run_without_duplicate_steps(injected
     assert sorted(steps) == [0, 2, 4]  # step 2 was logged once, not replayed
     train_steps = [r["unlearn/step"] for f in folders for r in read_offline_run(f)["history"] if "train/loss" in r]
     assert len(train_steps) == len(set(train_steps))
+
+
+def test_jsonl_history_survives_a_torn_last_line_and_is_never_rewritten_in_place(tmp_path):
+    from mlu_dist.tracking import JsonlTracker, append_jsonl, keep_rows, read_jsonl
+
+    path = tmp_path / "metrics.jsonl"
+    append_jsonl(path, [{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.5}])
+    with open(path, "a") as fh:
+        fh.write('{"step": 3, "lo')  # the writer was killed mid-line
+    assert read_jsonl(path) == [{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.5}]
+    append_jsonl(path, [{"step": 3, "loss": 1.0}])  # the next append cuts the fragment first
+    assert read_jsonl(path) == [{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.5}, {"step": 3, "loss": 1.0}]
+    inode = path.stat().st_ino
+    keep_rows(path, lambda row: True)  # nothing to change: the file is left alone
+    assert path.stat().st_ino == inode
+    tracker = JsonlTracker(tmp_path, start_step=2)  # a resume from step 2 drops step 3 by temp + rename
+    assert read_jsonl(path) == [{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.5}]
+    assert path.stat().st_ino != inode and not list(tmp_path.glob(".*.tmp*"))
+    tracker.log({"loss": 0.9}, 3)
+    assert read_jsonl(path)[-1] == {"step": 3, "loss": 0.9}

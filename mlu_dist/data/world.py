@@ -21,6 +21,7 @@ from pathlib import Path
 from mlu_dist.config import check_choice
 from mlu_dist.data.templates import CONSONANTS, RELATIONS, TEMPLATES, VOWELS, join_name, transcribe
 from mlu_dist.langs import ALL_LANGS, LANGUAGES, RESOURCE_GROUPS
+from mlu_dist.rundir import atomic_write_text
 
 NAME_STYLES = ("native", "latin")
 FORMAT_VERSION = 2  # bump when generation changes, so cached base models are not reused across formats
@@ -244,5 +245,5 @@ def write_world(cfg: WorldConfig, out_dir: str | Path, langs=ALL_LANGS) -> Path:
     _dump_jsonl(out / "facts.jsonl", records)
     _dump_jsonl(out / "corpus.jsonl", corpus)
     meta = {"world_config": to_dict(cfg)} | meta
-    (out / "world.json").write_text(json.dumps(meta, ensure_ascii=False, sort_keys=True, indent=1) + "\n", encoding="utf-8")
+    atomic_write_text(out / "world.json", json.dumps(meta, ensure_ascii=False, sort_keys=True, indent=1) + "\n")
     return out

@@ -1,9 +1,13 @@
-"""The one owner of resumable state: engine (model/optimizer/scheduler), step, RNG, run id.
+"""The one owner of resumable state: engine (model/optimizer/scheduler), step, RNG, job state.
 
 Layout: ``<run>/checkpoints/step_000100/`` (engine files, ``rng_rank<r>.pt``, ``COMPLETE``) and
-``<run>/checkpoints/LATEST`` naming the newest complete one. LATEST is replaced atomically only
-after every rank finished writing, so a job killed mid-save resumes from the previous checkpoint.
-The data position needs no saving: the batch plan is a pure function of the step.
+``<run>/checkpoints/LATEST`` naming the newest complete one. ``COMPLETE`` is written last, after
+every rank finished, and is the checkpoint's manifest: step, world size and the size of every
+file. A checkpoint *verifies* when COMPLETE is readable and every listed file is there with its
+size. Resuming takes the newest checkpoint that verifies (and loads); LATEST is a hint, never
+trusted blindly: a dangling or unreadable one falls back the same way. Pruning never deletes the
+newest verified checkpoint. The data position needs no saving: the batch plan is a pure function
+of the step.
 """
 
 from __future__ import annotations
@@ -16,7 +20,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mlu_dist import comm
 from mlu_dist.rundir import ResumeError, atomic_write_text
+
+PARTIAL = ".partial"
+"""Suffix of a named checkpoint being written (``best.partial`` becomes ``best`` when complete)."""
 
 
 def _rng_state() -> dict:
@@ -29,48 +37,148 @@ def _set_rng_state(state: dict) -> None:
     np.random.set_state(state["numpy"])
 
 
+def _files(path: Path) -> dict[str, int]:
+    return {str(f.relative_to(path)): f.stat().st_size for f in sorted(path.rglob("*"))
+            if f.is_file() and f.name != "COMPLETE"}
+
+
+def verify(path: Path) -> str | None:
+    """Why checkpoint ``path`` cannot be trusted, or None when it verifies."""
+    path = Path(path)
+    if not path.is_dir():
+        return "does not exist"
+    try:
+        meta = json.loads((path / "COMPLETE").read_text())
+    except FileNotFoundError:
+        return "incomplete (no COMPLETE: the save did not finish)"
+    except (OSError, ValueError) as exc:
+        return f"unreadable COMPLETE ({exc})"
+    files = meta.get("files")
+    if files is None:  # written before manifests: COMPLETE alone vouches for it
+        return None
+    for name, size in files.items():
+        f = path / name
+        if not f.is_file():
+            return f"missing {name}"
+        if f.stat().st_size != size:
+            return f"{name} is {f.stat().st_size} bytes, the manifest says {size} (truncated or rewritten)"
+    return None
+
+
 class Checkpointer:
-    def __init__(self, run_dir: Path, engine, rank: int, world_size: int, keep: int = 2):
+    def __init__(self, run_dir: Path, engine, rank: int, world_size: int, keep: int = 2, say=print):
         self.root = Path(run_dir) / "checkpoints"
         self.engine, self.rank, self.world_size, self.keep = engine, rank, world_size, keep
+        self.say = say if rank == 0 else (lambda *_: None)
 
-    def latest(self) -> Path | None:
-        """The newest complete checkpoint, or None."""
+    def steps(self) -> list[Path]:
+        """Every ``step_*`` directory, newest first (complete or not)."""
+        return sorted((p for p in self.root.glob("step_*") if p.is_dir()), key=lambda p: p.name, reverse=True)
+
+    def candidates(self, quiet: bool = False) -> list[Path]:
+        """Checkpoints that verify, newest first; says which were skipped and why (unless ``quiet``)."""
+        if not quiet:
+            self._hinted()
+        out = []
+        for path in self.steps():
+            problem = verify(path)
+            if problem is None:
+                out.append(path)
+            elif not quiet:
+                self.say(f"[mlu] skipping checkpoint {path}: {problem}")
+        return out
+
+    def _hinted(self) -> str | None:
+        """The directory LATEST names, saying so when it is dangling or unreadable."""
         pointer = self.root / "LATEST"
         if not pointer.exists():
             return None
-        path = self.root / pointer.read_text().strip()
-        return path if (path / "COMPLETE").exists() else None
+        try:
+            name = pointer.read_text().strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            self.say(f"[mlu] checkpoints/LATEST is unreadable ({exc}); looking for the newest checkpoint that verifies")
+            return None
+        if not (self.root / name / "COMPLETE").exists():
+            self.say(f"[mlu] checkpoints/LATEST names '{name}', which is not a complete checkpoint; looking for the "
+                     f"newest one that verifies")
+        return name
+
+    def latest(self) -> Path | None:
+        """The newest checkpoint that verifies, or None."""
+        found = self.candidates()
+        return found[0] if found else None
+
+    def any_saved(self) -> bool:
+        """Whether this run ever started a checkpoint (complete or not)."""
+        return (self.root / "LATEST").exists() or bool(self.steps())
 
     def resolve(self, resume: str, key: str = "resume") -> Path | None:
         """Map a resume setting (auto / false / a path; ``key`` names it in errors, e.g.
-        ``inject.train.resume``) to the checkpoint to load, or None."""
+        ``inject.train.resume``) to the checkpoint to load, or None. ``auto`` with checkpoints of
+        which none verifies is an error (nothing is deleted), never a silent restart."""
         if str(resume).lower() in ("false", "no", "none", ""):
             return None
         if resume == "auto":
-            return self.latest()
+            found = self.latest()
+            if found is None and self.any_saved():
+                raise ResumeError(f"{key}=auto: {self.root} holds checkpoints but none verifies (reasons above); "
+                                  f"nothing was deleted. Repair or remove them, or set {key}=false to start over")
+            return found
         path = Path(resume)
         if path.is_dir() and (path / "LATEST").exists():
             path = path / (path / "LATEST").read_text().strip()
         elif path.is_dir() and (path / "checkpoints" / "LATEST").exists():
             path = path / "checkpoints" / (path / "checkpoints" / "LATEST").read_text().strip()
-        if not (path / "COMPLETE").exists():
-            raise ResumeError(f"{key}={resume!r}: no complete checkpoint there "
-                              f"(expected a step_* directory holding COMPLETE, or a run dir with checkpoints/LATEST)")
+        problem = verify(path)
+        if problem:
+            raise ResumeError(f"{key}={resume!r}: not a checkpoint to resume from ({problem}; expected a step_* "
+                              f"directory holding COMPLETE, or a run dir with checkpoints/LATEST)")
         return path
 
-    def save(self, step: int, client_state: dict) -> Path:
-        """Save on every rank; returns the checkpoint directory."""
-        path = self.root / f"step_{step:06d}"
+    def load_newest(self, first: Path) -> tuple[Path, dict]:
+        """Load ``first``, or when it fails to load on any rank, each older verified checkpoint in
+        turn; returns the one loaded and its client state. Every rank agrees on the outcome."""
+        tried = [first] + [p for p in self.candidates(quiet=True) if p.name < first.name]
+        for path in tried:
+            error = None
+            try:
+                client = self.load(path)
+            except ResumeError:
+                raise
+            except Exception as exc:  # a corrupt shard: DeepSpeed and torch raise many kinds
+                error, client = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no message'}", None
+            if comm.all_true(error is None):
+                return path, client
+            self.say(f"[mlu] checkpoint {path} did not load ({error or 'on another rank'}); trying an older one")
+        raise ResumeError(f"no checkpoint in {self.root} loads (tried {', '.join(p.name for p in tried)}); nothing "
+                          f"was deleted. Set resume=false to start over")
+
+    def save(self, step: int, client_state: dict, name: str | None = None) -> Path:
+        """Save on every rank as ``step_<step>`` (or as ``name``, e.g. ``best``, replaced only once the
+        new one is complete); returns the checkpoint directory."""
+        final = self.root / (name or f"step_{step:06d}")
+        path = final.with_name(final.name + PARTIAL) if name else final
+        if self.rank == 0 and path.exists():
+            shutil.rmtree(path)  # a save that died half-way
+        self.engine.barrier()
         self.engine.save(path, {"step": step, "world_size": self.world_size} | client_state)
         torch.save(_rng_state(), path / f"rng_rank{self.rank}.pt")
         self.engine.barrier()
         if self.rank == 0:
-            atomic_write_text(path / "COMPLETE", json.dumps({"step": step, "world_size": self.world_size}) + "\n")
-            atomic_write_text(self.root / "LATEST", path.name + "\n")
-            self._prune(keep_also=path)
+            manifest = {"step": step, "world_size": self.world_size, "files": _files(path)}
+            atomic_write_text(path / "COMPLETE", json.dumps(manifest) + "\n")
+            if name:
+                old = final.with_name(final.name + ".old")
+                shutil.rmtree(old, ignore_errors=True)
+                if final.exists():
+                    final.rename(old)
+                path.rename(final)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                atomic_write_text(self.root / "LATEST", path.name + "\n")
+                self._prune(keep_also=path)
         self.engine.barrier()
-        return path
+        return final
 
     def load(self, path: Path) -> dict:
         """Restore engine and RNG state on every rank; returns the client state (with ``step``)."""
@@ -84,8 +192,20 @@ class Checkpointer:
             _set_rng_state(torch.load(rng, weights_only=False))
         return client
 
+    def clean_partial(self) -> None:
+        """Rank 0: remove step directories a killed save left without COMPLETE, half-written named
+        checkpoints, and temp files of atomic writes (call before the first save of a start)."""
+        if self.rank != 0 or not self.root.exists():
+            return
+        for path in [p for p in self.steps() if not (p / "COMPLETE").exists()] + list(self.root.glob(f"*{PARTIAL}")):
+            self.say(f"[mlu] removing {path}: a save that did not finish")
+            shutil.rmtree(path, ignore_errors=True)
+        for tmp in self.root.glob(".*.tmp*"):
+            tmp.unlink(missing_ok=True)
+
     def _prune(self, keep_also: Path) -> None:
-        done = sorted(p for p in self.root.glob("step_*") if (p / "COMPLETE").exists())
-        for old in done[:-self.keep]:
+        """Keep the newest ``keep`` verified checkpoints (and ``keep_also``); never the last one that verifies."""
+        done = [p for p in self.steps() if verify(p) is None]
+        for old in done[max(1, self.keep):]:
             if old != keep_also:
                 shutil.rmtree(old, ignore_errors=True)

@@ -14,6 +14,7 @@ from pathlib import Path
 from mlu_dist.eval.stats import bootstrap_ci
 from mlu_dist.eval.summary import group_fact_means, language_groups
 from mlu_dist.langs import ALL_LANGS
+from mlu_dist.rundir import atomic_path
 
 GROUP_ORDER = ("en", "orig", "high", "low")
 
@@ -69,7 +70,7 @@ def group_matrix(runs: dict, n_boot: int = 1000) -> tuple[list[str], list[str], 
 
 
 def _write_csv(path: Path, rows, cols, cells, row_name: str, col_name: str) -> None:
-    with open(path, "w", newline="") as fh:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow([row_name, col_name, "mean", "ci_lo", "ci_hi", "n_values", "n_runs"])
         for row in rows:
@@ -107,7 +108,8 @@ def _heatmap(path: Path, rows, cols, cells, title: str, xlabel: str) -> None:
     ax.set_title(title, fontsize=10)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120)
     plt.close(fig)
 
 

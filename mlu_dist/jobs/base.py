@@ -79,7 +79,7 @@ class BaseJob:
         engine.module.eval()
         return language_summary(engine.forward, self.tokenizer, self.facts, self.corpus, self.cfg.model.max_seq_len)
 
-    def hooks(self, engine, start: int) -> LoopHooks:
+    def hooks(self, engine, ctx) -> LoopHooks:
         return LoopHooks(evaluate=lambda step: {f"base/{lang}/{k}": v for lang, row in self.summary(engine).items()
                                                 for k, v in row.items()})
 

@@ -155,19 +155,20 @@ def export_model(engine, tokenizer, out_dir: Path, dist: DistInfo, merge_lora: b
     """Consolidate the engine's weights into a HF directory (safetensors + tokenizer) on rank 0.
 
     Every rank must call this (ZeRO-3 gathers parameters collectively)."""
+    from mlu_dist.rundir import atomic_dir
+
     state = engine.full_state_dict()
     if dist.is_main:
         module = engine.module
-        if hasattr(module, "peft_config"):
-            if merge_lora:  # LoRA runs at ZeRO 0-2, so the module holds full weights here
-                model = module.merge_and_unload()
-                save_pretrained(model, tokenizer, out_dir)
-            else:
-                module.save_pretrained(str(out_dir))
-                tokenizer.save_pretrained(str(out_dir))
-        else:
-            module.save_pretrained(str(out_dir), state_dict=state, safe_serialization=True)
-            tokenizer.save_pretrained(str(out_dir))
+        if hasattr(module, "peft_config") and merge_lora:  # LoRA runs at ZeRO 0-2: the module holds full weights
+            save_pretrained(module.merge_and_unload(), tokenizer, out_dir)
+        else:  # whole (temp dir renamed into place) or not at all
+            with atomic_dir(out_dir) as tmp:
+                if hasattr(module, "peft_config"):
+                    module.save_pretrained(str(tmp))
+                else:
+                    module.save_pretrained(str(tmp), state_dict=state, safe_serialization=True)
+                tokenizer.save_pretrained(str(tmp))
     engine.barrier()
     return out_dir if dist.is_main else None
 

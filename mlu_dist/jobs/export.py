@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from mlu_dist.engine.checkpoint import Checkpointer
-from mlu_dist.rundir import ResumeError
+from mlu_dist.rundir import ResumeError, atomic_dir
 
 
 def _state_from_checkpoint(ckpt: Path) -> dict:
@@ -67,6 +67,7 @@ def export_run(run_dir: str | Path, out: str | Path | None = None, checkpoint: s
         else getattr(torch, str(saved_dtype)) if saved_dtype else torch.float32
     model = model.to(target)
     out = Path(out) if out else run_dir / "export"
-    model.save_pretrained(str(out), safe_serialization=True)
-    AutoTokenizer.from_pretrained(str(skeleton)).save_pretrained(str(out))
+    with atomic_dir(out) as tmp:
+        model.save_pretrained(str(tmp), safe_serialization=True)
+        AutoTokenizer.from_pretrained(str(skeleton)).save_pretrained(str(tmp))
     return out

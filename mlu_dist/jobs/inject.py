@@ -25,7 +25,7 @@ from mlu_dist.inject.data import injection_pools, per_micro_batch
 from mlu_dist.jobs.base import run_base
 from mlu_dist.jobs.common import (EngineEvaluation, activation_checkpointing, apply_lora, export_model,
                                   model_and_tokenizer, say)
-from mlu_dist.jobs.skeleton import Trained, TrainingSetup, require_finished, run_training
+from mlu_dist.jobs.skeleton import HookContext, Trained, TrainingSetup, require_finished, run_training
 from mlu_dist.layout import inject_run_dir
 from mlu_dist.objectives import NLLObjective
 from mlu_dist.tokens import Cut, encode_all
@@ -105,8 +105,8 @@ class InjectJob:
         say(dist, f"knowledge gate: WARNING: near chance in {names}; spread in these languages is noise "
                   f"(inject.knowledge_gate=refuse stops here)")
 
-    def hooks(self, engine, start: int) -> LoopHooks:
-        if start == 0 and self.cfg.inject.knowledge_gate != "skip":
+    def hooks(self, engine, ctx: HookContext) -> LoopHooks:
+        if ctx.start == 0 and self.cfg.inject.knowledge_gate != "skip":
             if self.cfg.inject.safe_data == "all":
                 say(self.dist, "knowledge gate: skipped: this injection teaches the true facts itself "
                                "(inject.safe_data=all), so the starting model need not know them")

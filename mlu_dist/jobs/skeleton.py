@@ -28,6 +28,18 @@ from mlu_dist.train_config import TrainConfig
 
 
 @dataclass
+class HookContext:
+    """Where a job's hooks start from."""
+
+    start: int
+    """The step the loop starts at (0, or the resumed checkpoint's)."""
+    state: dict
+    """The client state of the checkpoint resumed from ({} on a fresh start)."""
+    checkpointer: Checkpointer
+    """Saves named checkpoints (e.g. unlearning's ``best``) with the same guarantees as the others."""
+
+
+@dataclass
 class TrainingSetup:
     """What a job hands the skeleton once its model and data are ready."""
 
@@ -42,8 +54,9 @@ class TrainingSetup:
     """``objective(scale)``: the loss, given world size x accumulation steps."""
     desc: str
     """Progress-bar label."""
-    hooks: Callable[[object, int], LoopHooks] | None = None
-    """``hooks(engine, start_step)``: in-training evaluation and stop rules."""
+    hooks: Callable[[object, HookContext], LoopHooks] | None = None
+    """``hooks(engine, context)``: in-training evaluation and stop rules (and the job's resumable
+    state: ``LoopHooks.checkpoint_state``, given back as ``context.state`` on resume)."""
     meta: dict = field(default_factory=dict)
     """Job-specific fields of meta.json."""
     streams: dict[str, str] | None = None
@@ -130,16 +143,20 @@ def _train(job: TrainingJob, setup: TrainingSetup, dist: DistInfo, resources: Ex
         raise ConfigError(f"{job.name} batch geometry: " + "; ".join(problems))
     engine = make_engine(setup.model, t, job.cfg.engine, dist, job.name)
     resources.callback(engine.close)
-    checkpointer = Checkpointer(job.run_dir, engine, dist.rank, dist.world_size, t.keep_checkpoints)
-    start = 0
+    checkpointer = Checkpointer(job.run_dir, engine, dist.rank, dist.world_size, t.keep_checkpoints,
+                                say=lambda msg: say(dist, msg))
+    start, state = 0, {}
     resume_from = checkpointer.resolve(t.resume, f"{TRAIN_KEYS[job.name]}.resume")
     if resume_from is not None:
-        start = int(checkpointer.load(resume_from)["step"])
+        resume_from, state = checkpointer.load_newest(resume_from)
+        start = int(state["step"])
         say(dist, f"resumed from {resume_from} (step {start})")
+    checkpointer.clean_partial()
     tracker = make_tracker(job.run_dir, dist, start, job.name, job.cfg)
     resources.push(lambda exc_type, *_: tracker.close(failed=exc_type is not None))
-    hooks = setup.hooks(engine, start) if setup.hooks else LoopHooks()
-    hooks.checkpoint_state = lambda: {"job": job.name}
+    hooks = setup.hooks(engine, HookContext(start, state, checkpointer)) if setup.hooks else LoopHooks()
+    job_state = hooks.checkpoint_state
+    hooks.checkpoint_state = lambda: {"job": job.name} | job_state()
     result = train_loop(engine, setup.objective(dist.world_size * t.grad_accum), plan, t, dist, tracker,
                         checkpointer, hooks, start, setup.tokenizer.pad_token_id, setup.desc)
     if result.stop is Stop.FINISHED and result.end_step > result.start_step:

@@ -17,13 +17,15 @@ from mlu_dist import rundir
 from mlu_dist.config import ConfigError
 from mlu_dist.data import load_data
 from mlu_dist.data.splits import split_facts
+from mlu_dist.engine.checkpoint import verify
 from mlu_dist.engine.dist import DistInfo, setup_env
 from mlu_dist.engine.loop import LoopHooks, Stop
 from mlu_dist.eval.metrics import METRICS
 from mlu_dist.eval.summary import language_groups
 from mlu_dist.jobs.common import EngineEvaluation, activation_checkpointing, apply_lora, export_model, pretrained, say
-from mlu_dist.jobs.skeleton import Trained, TrainingSetup, run_training
+from mlu_dist.jobs.skeleton import HookContext, Trained, TrainingSetup, run_training
 from mlu_dist.layout import unlearn_run_dir
+from mlu_dist.rundir import ResumeError
 from mlu_dist.tokens import Cut, encode_all
 from mlu_dist.unlearn.config import resolve_langs
 from mlu_dist.unlearn.curves import CurveWriter, curve_table, plot_curves
@@ -47,24 +49,33 @@ class CurveHooks:
     """At every eval step: the curve metrics in every language (curves.jsonl + tracker), the utility
     guard, the target rule and the best checkpoint."""
 
-    def __init__(self, job: UnlearnJob, engine, start: int):
+    def __init__(self, job: UnlearnJob, engine, ctx: HookContext):
         cfg, dist = job.cfg, job.dist
-        self.job, self.engine, self.u = job, engine, cfg.unlearn
+        self.job, self.engine, self.u, self.checkpointer = job, engine, cfg.unlearn, ctx.checkpointer
         self.langs = list(job.facts.langs)
-        self.curves = CurveWriter(job.run_dir, start) if dist.is_main else None
-        self.ppl0 = None
-        if start:  # the guard compares with step 0 of this run, also after a resume
+        self.curves = CurveWriter(job.run_dir, ctx.start) if dist.is_main else None
+        # resumable state lives in the checkpoint: the guard's step-0 perplexity, the best so far
+        self.ppl0 = ctx.state.get("ppl0")
+        if ctx.start and self.ppl0 is None:  # a checkpoint from before the state was saved
             from mlu_dist.tracking import read_jsonl
 
             first = [r for r in read_jsonl(job.run_dir / "metrics.jsonl") if r.get("step") == 0 and "unlearn/ppl" in r]
             self.ppl0 = first[0]["unlearn/ppl"] if first else None
+        best = ctx.state.get("best")
+        if best is not None:
+            job.best = (float(best["score"]), best["step"])
         self.metrics = [m for m in METRICS.order() if METRICS[m].on_curves]
         self.evaluator = EngineEvaluation(engine, job.tokenizer, job.facts, job.split, cfg, dist,
                                           metrics=self.metrics, subset=self.u.curve_subset, langs=self.langs)
         self.groups = language_groups(self.langs, list(cfg.inject.langs))
 
     def loop_hooks(self) -> LoopHooks:
-        return LoopHooks(evaluate=self.evaluate, should_stop=self.should_stop)
+        return LoopHooks(evaluate=self.evaluate, should_stop=self.should_stop, checkpoint_state=self.state)
+
+    def state(self) -> dict:
+        """What a resumed run needs to continue exactly (saved in every checkpoint)."""
+        score, step = self.job.best
+        return {"ppl0": self.ppl0, "best": None if step is None else {"score": score, "step": step}}
 
     def evaluate(self, step: int) -> dict:
         self.engine.module.eval()
@@ -92,8 +103,7 @@ class CurveHooks:
         score = metrics[f"unlearn/{self.u.best}"]
         if score < self.job.best[0] and metrics["unlearn/ppl_ratio"] <= self.u.guard_ppl_ratio:
             self.job.best = (score, step)
-            self.engine.save(self.job.run_dir / "checkpoints" / "best", {"step": step})
-            self.engine.barrier()
+            self.checkpointer.save(step, {"job": self.job.name} | self.state(), name="best")
 
     def should_stop(self, step: int, record: dict) -> tuple[Stop, str] | None:
         ratio = record.get("unlearn/ppl_ratio")
@@ -164,8 +174,8 @@ class UnlearnJob:
             desc=f"unlearn[{u.method}:{forget}]", hooks=self._curve_hooks,
             meta=meta, streams={"chosen": "pairs", "rejected": "pairs"})
 
-    def _curve_hooks(self, engine, start: int) -> LoopHooks:
-        self.curves = CurveHooks(self, engine, start)
+    def _curve_hooks(self, engine, ctx: HookContext) -> LoopHooks:
+        self.curves = CurveHooks(self, engine, ctx)
         return self.curves.loop_hooks()
 
     def finish(self, run: Trained) -> dict:
@@ -173,8 +183,12 @@ class UnlearnJob:
         say(run.dist, f"unlearn: curves: {self.curves.evaluator.describe()}")
         best_step = self.best[1]
         exported = result.stop is not Stop.DIVERGED or (u.best != "last" and best_step is not None)
-        if u.best != "last" and best_step is not None:
-            engine.load(self.run_dir / "checkpoints" / "best")  # keep the best model, not the last
+        if u.best != "last" and best_step is not None:  # keep the best model, not the last
+            best = self.run_dir / "checkpoints" / "best"
+            problem = verify(best)
+            if problem:
+                raise ResumeError(f"the best checkpoint {best} (step {best_step}) cannot be used: {problem}")
+            engine.load(best)
         if exported:  # a diverged run's weights are not finite: no model beats a garbage one
             export_model(engine, self.tokenizer, self.run_dir / "model", run.dist)
         engine.close()  # free the training state before the evaluation loads the model again

@@ -182,7 +182,7 @@ def run_locally(spec: SweepSpec, cells: list[Cell], todo: list[Cell], manifest: 
                 manifest.save()
                 print(f"{progress()} {c.label}: {state[c.id]}", flush=True)
             else:
-                log = open(root / "logs" / f"{c.id}.log", "w")
+                log = open(root / "logs" / f"{c.id}.log", "a")  # an earlier attempt's log is kept
                 proc = subprocess.Popen(_cell_cmd(c, root), stdout=log, stderr=subprocess.STDOUT,
                                         env=env | {"OMP_NUM_THREADS": threads_for(c)})
                 running[c.id] = (proc, c, time.time())

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from mlu_dist.langs import LANGUAGES
-from mlu_dist.tracking import read_jsonl
+from mlu_dist.rundir import atomic_path
+from mlu_dist.tracking import append_jsonl, keep_rows, read_jsonl
 
 GROUP_COLOURS = {"en": "black", "high": "tab:blue", "low": "tab:orange"}
 
@@ -29,16 +29,13 @@ def curve_table(values: dict[str, dict[str, dict[str, float]]], langs: list[str]
 class CurveWriter:
     def __init__(self, run_dir: Path, start_step: int = 0):
         self.path = Path(run_dir) / "curves.jsonl"
-        if self.path.exists():  # a resumed run rewrites the steps after its checkpoint
-            keep = [row for row in read_jsonl(self.path) if start_step and row["step"] <= start_step]
-            self.path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in keep))
+        # a resumed run drops the steps after its checkpoint (temp file + rename, torn lines repaired)
+        keep_rows(self.path, lambda row: bool(start_step) and row["step"] <= start_step)
 
     def write(self, step: int, values: dict[str, dict[str, float]]) -> None:
         """``values``: metric -> lang -> value."""
-        with open(self.path, "a", encoding="utf-8") as fh:
-            for metric, by_lang in values.items():
-                for lang, value in by_lang.items():
-                    fh.write(json.dumps({"step": step, "lang": lang, "metric": metric, "value": value}) + "\n")
+        append_jsonl(self.path, [{"step": step, "lang": lang, "metric": metric, "value": value}
+                                 for metric, by_lang in values.items() for lang, value in by_lang.items()])
 
 
 def plot_curves(run_dir: Path, metrics=None, title: str = "", forget_langs=(), out: Path | None = None) -> Path:
@@ -73,6 +70,7 @@ def plot_curves(run_dir: Path, metrics=None, title: str = "", forget_langs=(), o
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     out = out or Path(run_dir) / "curves.png"
-    fig.savefig(out, dpi=110)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
     return out
