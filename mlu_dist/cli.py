@@ -149,6 +149,8 @@ def _add_result_commands(sub) -> None:
     sw.add_argument("target", nargs="+", metavar="[plan|status|cancel] SWEEP", help="action and sweep file / dir")
     sw.add_argument("--force", nargs="*", default=[], metavar="CELL", help="rerun these cells (ids from `plan`)")
     sw.add_argument("--no-wait", action="store_true", help="with the slurm executor: submit and return")
+    sw.add_argument("--wait-lock", action="store_true",
+                    help="if another launcher is running this sweep, wait for it instead of refusing")
     sw.add_argument("--cost", action="store_true", help="with plan: per-GPU memory, GPU-hours and disk of every job")
     sw.add_argument("-c", "--config", action="append", default=[], metavar="FILE", help=argparse.SUPPRESS)
     rp = sub.add_parser("report", help="the study in one page: spread heatmap, forgetting curves, the paper's grid, utility",
@@ -294,7 +296,7 @@ def run_sweep_command(args) -> int:
             print("\ncost (per training job; see mlu_dist/launcher/cost.py for what is counted):")
             print(sweep_cost(spec, cells)[0])
         return 0
-    out = submit(spec, force=list(args.force), wait=not args.no_wait)
+    out = submit(spec, force=list(args.force), wait=not args.no_wait, wait_lock=args.wait_lock)
     print(f"[sweep] {len(out['submitted'])} cell(s) run/submitted, {len(out['skipped'])} already finished -> {out['root']}")
     failed = [c for c, s in out.get("results", {}).items() if s not in ("finished", "submitted")]
     if failed:
@@ -354,6 +356,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from mlu_dist.config import ConfigError
     from mlu_dist.data.schema import DataError
+    from mlu_dist.launcher.lock import SweepLocked
     from mlu_dist.rundir import ResumeError
 
     try:
@@ -401,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"exported {out}")
             return 0
         return run_job(args.command, args, argv)
-    except (ConfigError, DataError, ResumeError, FileNotFoundError) as exc:
+    except (ConfigError, DataError, ResumeError, SweepLocked, FileNotFoundError) as exc:
         print(f"mlu {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -196,6 +196,52 @@ def test_torch_backend_stops_resumes_and_matches_the_uninterrupted_run(tmp_path)
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
 
 
+def test_a_signal_finishes_the_step_checkpoints_exits_and_the_rerun_loses_and_repeats_nothing(tmp_path, monkeypatch):
+    """SIGTERM (preemption, scontrol requeue) or SIGUSR2 (submitit's time limit) at step 6: the step
+    ends, a checkpoint is written there, the previous handler gets the signal, the process exits
+    with 128 + signum; the rerun resumes at step 6 and ends with the uninterrupted losses."""
+    import os
+    import signal
+
+    from mlu_dist.jobs import base as base_job
+
+    full = base_job.run_base(_cfg(tmp_path / "full"))
+    sig = signal.SIGTERM  # SIGUSR1/2 take the same path
+    seen = []
+
+    def submitit_like(signum, frame):  # stands in for the handler in place before (submitit's)
+        seen.append(signum)
+    previous = signal.signal(sig, submitit_like)
+    real_hooks = base_job.BaseJob.hooks
+
+    def hooks(self, engine, ctx):
+        loop_hooks = real_hooks(self, engine, ctx)
+        inner = loop_hooks.evaluate
+
+        def evaluate(step):
+            if step == 5 and ctx.start == 0:
+                os.kill(os.getpid(), sig)  # arrives in the middle of the run
+            return inner(step)
+        loop_hooks.evaluate = evaluate
+        return loop_hooks
+
+    monkeypatch.setattr(base_job.BaseJob, "hooks", hooks)
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            base_job.run_base(_cfg(tmp_path / "part", "base.eval_every=1"))
+        assert exit_info.value.code == 128 + sig and seen == [sig]  # re-delivered after the checkpoint
+        assert signal.getsignal(sig) is submitit_like  # the loop's own handler is gone
+        run = next((tmp_path / "part" / "base").iterdir())
+        assert (run / "checkpoints" / "LATEST").read_text().strip() == "step_000006" and not (run / "DONE.json").exists()
+        part = base_job.run_base(_cfg(tmp_path / "part", "base.eval_every=1"))
+    finally:
+        signal.signal(sig, previous)
+    steps = [r["step"] for r in read_jsonl(part / "metrics.jsonl") if "train/loss" in r]
+    assert steps == list(range(1, 25))  # none lost, none twice
+    losses = [[r["train/loss"] for r in read_jsonl(d / "metrics.jsonl") if "train/loss" in r] for d in (full, part)]
+    assert losses[0] == losses[1]
+
+
 def test_a_failing_job_still_closes_its_tracker_and_leaves_no_done(tmp_path, monkeypatch):
     """The skeleton tears down on every path: a job whose finish step raises leaves no DONE.json,
     and its tracker is closed as failed."""

@@ -1,7 +1,9 @@
 """Sweeps: expansion and plans (fast), and a real sweep on a real Slurm cluster (marked slurm)."""
 
 import json
+import re
 import subprocess
+import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -159,7 +161,8 @@ def test_a_cancelled_sweep_is_reported_and_never_hangs_the_launcher(slurm_cluste
 @pytest.mark.slurm
 def test_a_requeued_training_job_resumes_from_its_checkpoint(slurm_cluster, quick_base, tmp_path):
     """scontrol requeue (SIGTERM, as a Slurm 22.05 preemption sends) in the middle of an injection:
-    the job restarts, resumes from its latest checkpoint and ends with the uninterrupted losses."""
+    the step in progress ends with a checkpoint, the job restarts, resumes from exactly there (no
+    step lost or repeated) and ends with the uninterrupted losses."""
     from mlu_dist.experiment import ExperimentConfig
     from mlu_dist.jobs.inject import run_inject
     from mlu_dist.tracking import read_jsonl
@@ -185,7 +188,10 @@ def test_a_requeued_training_job_resumes_from_its_checkpoint(slurm_cluster, quic
         time.sleep(1)
     assert (run_dir / "DONE.json").exists(), "the requeued job did not finish"
     logs = "".join(p.read_text(errors="replace") for p in (root / "submitit").rglob(f"{job}*_log.out"))
-    assert "resumed from" in logs
+    # the signal ended the step in progress with a checkpoint there, and the rerun started from it
+    stopped = re.search(r"caught SIGTERM(.|\n)*SIGTERM: checkpoint at step (\d+)", logs)
+    assert stopped, logs[-3000:]
+    assert re.search(rf"resumed from \S+step_{int(stopped.group(2)):06d} \(step {stopped.group(2)}\)", logs)
     for _ in range(60):  # DONE.json is written just before the job ends
         history = subprocess.run(["sacct", "-D", "-n", "-X", "-P", "-o", "State", "-j", job], capture_output=True,
                                  text=True).stdout.split()
@@ -200,6 +206,8 @@ def test_a_requeued_training_job_resumes_from_its_checkpoint(slurm_cluster, quic
     loss = lambda d: {r["step"]: r["train/loss"] for r in read_jsonl(d / "metrics.jsonl") if "train/loss" in r}  # noqa: E731
     a, b = loss(run_dir), loss(straight)
     assert sorted(a) == sorted(b) == list(range(1, steps + 1))
+    logged = [r["step"] for r in read_jsonl(run_dir / "metrics.jsonl") if "train/loss" in r]
+    assert logged == list(range(1, steps + 1))  # no step lost, none logged twice
     assert max(abs(a[s] - b[s]) for s in a) < 1e-5
 
 
@@ -274,3 +282,44 @@ def test_report_of_a_finished_sweep_agrees_with_its_summaries(quick_base, tmp_pa
             assert cell["mean"] == pytest.approx(summary[group]["mean"])
             assert cell["removed"] == (summary[group]["mean"] < grid["threshold"])
     assert "✓" in (report / "report.md").read_text() or "✗" in (report / "report.md").read_text()
+
+
+def test_a_second_launcher_on_the_same_sweep_refuses_naming_the_first_or_waits(tmp_path):
+    """Two launchers on one sweep directory: the second refuses with the first one's pid and host
+    (or waits with --wait-lock); a lock left by a killed launcher is taken over."""
+    import os
+    import signal
+    import socket
+
+    from mlu_dist.launcher.lock import SweepLock
+
+    root = tmp_path / "sweep"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; sys.path.insert(0, %r)\n"
+                               "from mlu_dist.launcher.lock import SweepLock\n"
+                               "with SweepLock(%r):\n    print('held', flush=True); time.sleep(60)" % (str(ROOT), str(root))],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        proc = subprocess.run(mlu_cmd("sweep", str(SWEEPS / "test.yaml"), f"out_dir={tmp_path}", "name=sweep",
+                                      "executor=debug"), capture_output=True, text=True, env=clean_env(), timeout=120)
+        assert proc.returncode == 2
+        assert f"another launcher is running the sweep in {root} (pid {holder.pid} on {socket.gethostname()}" in proc.stderr
+        assert not (root / "cells.json").exists() and not (root / "manifest.json").exists()  # nothing written
+    finally:
+        os.kill(holder.pid, signal.SIGKILL)  # dies holding the lock: the kernel releases it
+        holder.wait()
+    said = []
+    with SweepLock(root, say=said.append):
+        assert json.loads((root / "launcher.lock").read_text())["pid"] == os.getpid()
+    assert said == [f"[sweep] taking over the lock of pid {holder.pid} on {socket.gethostname()} (that launcher is gone)"]
+    brief = subprocess.Popen([sys.executable, "-c", "import sys, time; sys.path.insert(0, %r)\n"
+                              "from mlu_dist.launcher.lock import SweepLock\n"
+                              "with SweepLock(%r):\n    print('held', flush=True); time.sleep(2)" % (str(ROOT), str(root))],
+                             stdout=subprocess.PIPE, text=True)
+    assert brief.stdout.readline().strip() == "held"
+    said.clear()
+    start = time.time()
+    with SweepLock(root, wait=True, say=said.append):  # --wait-lock: blocks until the other one lets go
+        assert time.time() - start > 1.0
+    brief.wait()
+    assert said[0].startswith(f"[sweep] waiting for the launcher that holds {root / 'launcher.lock'} (pid {brief.pid}")

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import enum
 import math
+import signal
+import threading
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -32,6 +34,47 @@ class Stop(str, enum.Enum):
     """The loss stopped being finite."""
 
 
+class GracefulSignals:
+    """SIGTERM (Slurm preemption, ``scontrol requeue``, ``scancel`` with a grace time, a node
+    drain), SIGUSR1 and SIGUSR2 (submitit's time-limit signal) only set a flag while the loop runs:
+    the loop finishes its step, every rank agrees, a checkpoint is written, the handlers in place
+    before are restored, and once the run is torn down :func:`redeliver` hands the signal to
+    whoever had it before (submitit requeues the job) or exits with 128 + the signal number.
+    Main thread only (elsewhere signals cannot be caught)."""
+
+    SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGUSR1", "SIGUSR2") if hasattr(signal, name))
+
+    def __init__(self, say=print):
+        self.caught: int | None = None
+        self.previous: dict = {}
+        self.say = say
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                self.previous[sig] = signal.signal(sig, self._catch)
+        return self
+
+    def _catch(self, signum, frame) -> None:
+        if self.caught is None:
+            self.say(f"[mlu] caught {signal.Signals(signum).name}: finishing this step, then a checkpoint and exit")
+        self.caught = signum
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+
+def redeliver(signum: int) -> None:
+    """After the checkpoint and teardown: the signal's own handler has its turn (submitit's requeue
+    on its time-limit signal, its log line on SIGTERM), then the process exits with 128 + signum."""
+    handler = signal.getsignal(signum)
+    if callable(handler):
+        handler(signum, None)
+    raise SystemExit(128 + signum)
+
+
 @dataclass
 class LoopResult:
     start_step: int
@@ -41,6 +84,8 @@ class LoopResult:
     reason: str = ""
     """A human-readable sentence on why the loop stopped (empty when it finished)."""
     seconds: float = 0.0
+    signal: int | None = None
+    """The signal that interrupted the loop (it is re-delivered once the run is torn down)."""
 
     @property
     def interrupted(self) -> bool:
@@ -60,7 +105,14 @@ class LoopHooks:
 def train_loop(engine, objective: Objective, plan: BatchPlan, cfg: TrainConfig, dist: DistInfo,
                tracker, checkpointer=None, hooks: LoopHooks | None = None, start_step: int = 0,
                pad_id: int = 0, desc: str = "train") -> LoopResult:
-    hooks = hooks or LoopHooks()
+    say = print if dist.is_main else (lambda *_: None)
+    with GracefulSignals(say) as signals:
+        return _loop(engine, objective, plan, cfg, dist, tracker, checkpointer, hooks or LoopHooks(), start_step,
+                     pad_id, desc, signals)
+
+
+def _loop(engine, objective, plan, cfg, dist, tracker, checkpointer, hooks, start_step, pad_id, desc,
+          signals: GracefulSignals) -> LoopResult:
     history: list[dict] = []
     t0 = time.time()
     bar = tqdm(total=cfg.steps, initial=start_step, desc=desc, disable=not dist.is_main, dynamic_ncols=True,
@@ -86,8 +138,10 @@ def train_loop(engine, objective: Objective, plan: BatchPlan, cfg: TrainConfig, 
             engine.step()
             for k, v in metrics.items():
                 sums[k] = sums.get(k, 0.0) + v
+        sums["_signal"] = float(signals.caught is not None)  # rides on the step's one all-reduce
         keys = sorted(sums)
         reduced = dict(zip(keys, engine.all_reduce_sum([sums[k] for k in keys])))
+        signalled = reduced.pop("_signal") > 0
         step += 1
         record = reduced | {"train/lr": engine.lr()}
         norm = engine.grad_norm()
@@ -110,6 +164,12 @@ def train_loop(engine, objective: Objective, plan: BatchPlan, cfg: TrainConfig, 
             stopped = hooks.should_stop(step, record)
         if stopped:
             return finish(*stopped)
+        if signalled and step < cfg.steps:  # every rank agrees on the same step
+            if checkpointer is not None:
+                checkpointer.save(step, hooks.checkpoint_state())
+            result.signal = signals.caught or signal.SIGTERM
+            name = signal.Signals(result.signal).name
+            return finish(Stop.INTERRUPTED, f"{name}: checkpoint at step {step}")
         if checkpointer is not None and cfg.save_every and step % cfg.save_every == 0 and step < cfg.steps:
             checkpointer.save(step, hooks.checkpoint_state())
         if cfg.stop_after and step - start_step >= cfg.stop_after and step < cfg.steps:

@@ -20,7 +20,7 @@ from mlu_dist import rundir
 from mlu_dist.engine.checkpoint import Checkpointer
 from mlu_dist.engine.data import BatchPlan, steps_for_epochs
 from mlu_dist.engine.dist import DistInfo
-from mlu_dist.engine.loop import LoopHooks, LoopResult, Stop, train_loop
+from mlu_dist.engine.loop import LoopHooks, LoopResult, Stop, redeliver, train_loop
 from mlu_dist.jobs.common import TRAIN_KEYS, make_engine, make_tracker, save_skeleton, say
 from mlu_dist.objectives import Objective
 from mlu_dist.tokens import Encoded
@@ -165,7 +165,8 @@ def _train(job: TrainingJob, setup: TrainingSetup, dist: DistInfo, resources: Ex
 
 
 def run_training(job: TrainingJob, dist: DistInfo) -> Path:
-    """Prepare the run directory, train, let the job finish, write DONE.json; always tear down."""
+    """Prepare the run directory, train, let the job finish, write DONE.json; always tear down.
+    A run stopped by a signal re-delivers it after the teardown (see engine.loop.GracefulSignals)."""
     with ExitStack() as resources:
         rundir.prepare(job.run_dir, job.cfg, dist.is_main, job.sections)
         setup = job.setup(dist, resources)
@@ -178,11 +179,13 @@ def run_training(job: TrainingJob, dist: DistInfo) -> Path:
         if result.interrupted:
             say(dist, f"{job.name}: stopped at step {result.end_step} ({result.reason}); "
                       f"run the same command to resume from {job.run_dir}/checkpoints")
-            return job.run_dir
-        info = job.finish(run)
-        if dist.is_main and setup.train_cfg.final_checkpoint == "drop":
-            info["checkpoints"] = _drop_checkpoints(job.run_dir)
-        if dist.is_main:
-            rundir.mark_done(job.run_dir, {"status": result.stop.value, "reason": result.reason,
-                                           "steps": result.end_step, "seconds": round(result.seconds, 1)} | info)
+        else:
+            info = job.finish(run)
+            if dist.is_main and setup.train_cfg.final_checkpoint == "drop":
+                info["checkpoints"] = _drop_checkpoints(job.run_dir)
+            if dist.is_main:
+                rundir.mark_done(job.run_dir, {"status": result.stop.value, "reason": result.reason,
+                                               "steps": result.end_step, "seconds": round(result.seconds, 1)} | info)
+    if result.signal is not None:
+        redeliver(result.signal)
     return job.run_dir

@@ -66,10 +66,18 @@ def check_fits(spec: SweepSpec, cells: list[Cell]) -> None:
         raise ConfigError("the sweep's jobs do not fit their GPUs; nothing was submitted:\n" + table)
 
 
-def submit(spec: SweepSpec, force: list[str] = (), wait: bool = True) -> dict:
-    """Run (or submit) the sweep's unfinished cells; returns ``{"submitted": [...], "skipped": [...], ...}``."""
+def submit(spec: SweepSpec, force: list[str] = (), wait: bool = True, wait_lock: bool = False) -> dict:
+    """Run (or submit) the sweep's unfinished cells; returns ``{"submitted": [...], "skipped": [...], ...}``.
+    One launcher per sweep directory (launcher/lock.py): another one running refuses, or ``wait_lock``."""
+    from mlu_dist.launcher.lock import SweepLock
+
     cells = expand(spec)
     check_fits(spec, cells)
+    with SweepLock(sweep_dir(spec), wait=wait_lock):
+        return _submit(spec, cells, force, wait)
+
+
+def _submit(spec: SweepSpec, cells: list[Cell], force: list[str], wait: bool) -> dict:
     root = write_cells(spec, cells)
     first = next(c.config for c in cells if c.stage not in ("translate", "report"))
     tracking = first.tracking
