@@ -357,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     from mlu_dist.config import ConfigError
     from mlu_dist.data.schema import DataError
     from mlu_dist.launcher.lock import SweepLocked
-    from mlu_dist.rundir import ResumeError
+    from mlu_dist.rundir import DiskFull, ResumeError
 
     try:
         if args.command == "world":
@@ -404,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"exported {out}")
             return 0
         return run_job(args.command, args, argv)
-    except (ConfigError, DataError, ResumeError, SweepLocked, FileNotFoundError) as exc:
+    except (ConfigError, DataError, ResumeError, SweepLocked, DiskFull, FileNotFoundError) as exc:
         print(f"mlu {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

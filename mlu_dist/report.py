@@ -188,8 +188,12 @@ def log_to_wandb(out: Path, rows: list[dict], images: list[Path], group: str, pr
     """The report's figures and grid as a W&B run of job_type 'report' in the sweep's group."""
     from mlu_dist.wandb_tracker import WandbTracker
 
-    tracker = WandbTracker(out, "report", {"threshold": json.loads((out / "grid.json").read_text())["threshold"]},
-                           project, entity=entity, group=group, tags=tags, mode=mode)
+    try:
+        tracker = WandbTracker(out, "report", {"threshold": json.loads((out / "grid.json").read_text())["threshold"]},
+                               project, entity=entity, group=group, tags=tags, mode=mode)
+    except Exception as exc:  # the report's files are written; W&B is an extra
+        print(f"[wandb] could not start the report run ({type(exc).__name__}: {exc}); the report is in {out}")
+        return
     tracker.table("report/grid", ["inject", "method", "setting", *GROUPS],
                   [[r["inject"], r["method"], r["setting"],
                     *[(f"{'✓' if r['cells'][g]['removed'] else '✗'} {r['cells'][g]['mean']:.2f}" if g in r["cells"] else "")

@@ -38,6 +38,10 @@ class ResumeError(RuntimeError):
     """A checkpoint cannot be resumed from (missing, incomplete, or saved by another geometry)."""
 
 
+class DiskFull(OSError):
+    """A checkpoint does not fit the free space where it goes (the message says how much is needed)."""
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     tmp.write_text(text, encoding="utf-8")

@@ -33,9 +33,13 @@ class TrackingConfig:
     """W&B group (sweeps set it to the sweep name)."""
     tags: list[str] = field(default_factory=list)
     """W&B tags."""
+    init_timeout: float = 60.0
+    """Seconds an online W&B start may take before the run falls back to offline (training goes on
+    either way: a W&B failure never stops a job, it only degrades to offline or metrics.jsonl)."""
 
     def check(self) -> list[str]:
-        return check_choice("mode", self.mode, WANDB_MODES)
+        out = check_choice("mode", self.mode, WANDB_MODES)
+        return out + ([] if self.init_timeout > 0 else [f"init_timeout: must be > 0, got {self.init_timeout}"])
 
 
 class Tracker(Protocol):

@@ -45,7 +45,7 @@ class WandbTracker:
     """The Tracker protocol on top of a W&B run (rank 0 only)."""
 
     def __init__(self, run_dir: Path, job: str, config: dict, project: str, entity: str = "", group: str = "",
-                 tags=(), mode: str = "auto", skip_until: int = -1):
+                 tags=(), mode: str = "auto", skip_until: int = -1, init_timeout: float = 60.0):
         import wandb
 
         self.wandb = wandb
@@ -55,9 +55,13 @@ class WandbTracker:
                       name=Path(run_dir).name, id=run_id(run_dir, job), resume="allow", dir=str(run_dir),
                       config=config, reinit="finish_previous")
         try:
-            self.run = wandb.init(mode=mode, settings=wandb.Settings(init_timeout=60, silent=True), **kwargs)
+            self.run = wandb.init(mode=mode, settings=wandb.Settings(init_timeout=init_timeout, silent=True), **kwargs)
         except Exception as exc:  # no network, bad key, server down: never lose the training run
-            print(f"[wandb] {mode} init failed ({type(exc).__name__}: {exc}); logging offline instead")
+            if mode == "offline":
+                raise
+            print(f"[wandb] {mode} init failed ({type(exc).__name__}: {str(exc).splitlines()[0]}); logging offline "
+                  f"instead", flush=True)
+            wandb.teardown()  # the failed start still holds the run id ("run ID ... is in use")
             self.run = wandb.init(mode="offline", settings=wandb.Settings(silent=True), **kwargs)
         step_key = f"{job}/step"
         self.run.define_metric(step_key)
@@ -66,25 +70,36 @@ class WandbTracker:
                 self.run.define_metric(pattern, step_metric=axis)
         self.step_key = step_key
 
+    def _guard(self, what: str, fn) -> None:
+        """Run a W&B call; the first failure turns W&B off for this run with one warning."""
+        if self.run is None:
+            return
+        try:
+            fn()
+        except Exception as exc:  # W&B must never stop training: metrics.jsonl has everything
+            print(f"[wandb] {what} failed ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+                  f"W&B logging is off for the rest of this run, metrics.jsonl keeps everything", flush=True)
+            self.run = None
+
     def log(self, metrics: dict, step: int) -> None:
         if step <= self.skip_until:
             return  # a resumed run replays steps its first process already logged
-        self.run.log({self.step_key: step, **metrics})
+        self._guard("log", lambda: self.run.log({self.step_key: step, **metrics}))
 
     def summary(self, metrics: dict) -> None:
-        for key, value in metrics.items():
-            self.run.summary[key] = value
+        self._guard("summary", lambda: [self.run.summary.__setitem__(k, v) for k, v in metrics.items()])
 
     def table(self, key: str, columns: list[str], rows: list[list]) -> None:
-        self.run.log({key: self.wandb.Table(columns=columns, data=rows)})
+        self._guard("table", lambda: self.run.log({key: self.wandb.Table(columns=columns, data=rows)}))
 
     def images(self, named: dict) -> None:
-        self.run.log({f"report/{name}": self.wandb.Image(str(path)) for name, path in named.items()})
+        self._guard("images", lambda: self.run.log({f"report/{name}": self.wandb.Image(str(path))
+                                                     for name, path in named.items()}))
 
     def close(self, failed: bool = False) -> None:
-        if self.run is not None:  # idempotent: a job's teardown may close it again
-            self.run.finish(exit_code=1 if failed else 0)
-            self.run = None
+        run = self.run  # idempotent: a job's teardown may close it again
+        self._guard("finish", lambda: run.finish(exit_code=1 if failed else 0))
+        self.run = None
 
 
 def sync(paths: list[Path]) -> list[Path]:

@@ -340,3 +340,35 @@ def test_a_verified_export_lets_a_run_drop_its_checkpoints_and_export_keeps_the_
     assert export_problems(broken) == [f"{broken}: 1 weight(s) missing, e.g. {[gone]}"]
     (broken / "config.json").unlink()
     assert export_problems(broken) == [f"{broken}: no config.json"]
+
+
+def test_a_checkpoint_that_does_not_fit_is_skipped_when_periodic_and_refused_with_the_numbers_when_required(
+        tmp_path, monkeypatch):
+    """The free space is mocked (shutil.disk_usage): what is checked is the decision and the message;
+    benchmarks/faults.py fills a real tmpfs."""
+    import shutil
+    from collections import namedtuple
+
+    from mlu_dist.rundir import DiskFull
+
+    eng, ck, root = _three_checkpoints(tmp_path)
+    need = ck.expected_bytes()
+    assert need == sum(json.loads((root / "step_000003" / "COMPLETE").read_text())["files"].values())
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**12, 10**12 - need // 2, need // 2))
+    said = []
+    ck.say = said.append
+    assert ck.save(4, {"job": "test"}, optional=True) is None and not (root / "step_000004").exists()
+    assert said[-1].startswith("[mlu] WARNING: skipping the checkpoint at step 4: it needs")
+    with pytest.raises(DiskFull, match=rf"cannot write the checkpoint at step 4: it needs .* GB, .* GB free at {root}"):
+        ck.save(4, {"job": "test"})
+    monkeypatch.undo()
+
+    def failing_save(path, state):  # what a full disk does in the middle of torch.save
+        path.mkdir(parents=True)
+        (path / "half.pt").write_bytes(b"x")
+        raise RuntimeError("basic_ios::clear: iostream error")
+    monkeypatch.setattr(eng, "save", failing_save)
+    with pytest.raises(DiskFull, match=r"failed \(RuntimeError: basic_ios::clear: iostream error\); .* GB free there"):
+        ck.save(5, {"job": "test"})
+    assert not (root / "step_000005").exists() and ck.latest().name == "step_000003"

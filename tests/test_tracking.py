@@ -106,3 +106,24 @@ def test_jsonl_history_survives_a_torn_last_line_and_is_never_rewritten_in_place
     assert path.stat().st_ino != inode and not list(tmp_path.glob(".*.tmp*"))
     tracker.log({"loss": 0.9}, 3)
     assert read_jsonl(path)[-1] == {"step": 3, "loss": 0.9}
+
+
+def test_a_well_formed_key_with_no_network_degrades_to_offline_and_training_finishes(tmp_path):
+    """A 40-character key, online mode and a W&B server that does not answer (a closed local port):
+    the online start times out (tracking.init_timeout), the run falls back to offline, and the
+    job trains to the end."""
+    import subprocess
+
+    from conftest import QUICK, clean_env, mlu_cmd
+
+    env = clean_env(WANDB_API_KEY="0123456789abcdef0123456789abcdef01234567", WANDB_BASE_URL="http://127.0.0.1:9",
+                    WANDB_MODE="online")
+    proc = subprocess.run(mlu_cmd("base", "-c", str(QUICK), f"run.out_dir={tmp_path}", "engine.backend=torch",
+                                  "base.steps=3", "tracking.wandb=true", "tracking.mode=online",
+                                  "tracking.init_timeout=3"), capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert "[wandb] online init failed" in proc.stdout and "logging offline instead" in proc.stdout
+    run = next((tmp_path / "base").iterdir())
+    assert (run / "DONE.json").exists() and list(run.glob("wandb/offline-run-*"))
+    assert "0123456789abcdef0123456789abcdef01234567" not in "".join(
+        p.read_text(errors="replace") for p in run.rglob("*") if p.is_file() and p.suffix in (".json", ".yaml", ".jsonl"))

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from mlu_dist import comm
-from mlu_dist.rundir import ResumeError, atomic_write_text
+from mlu_dist.rundir import DiskFull, ResumeError, atomic_write_text
 
 PARTIAL = ".partial"
 """Suffix of a named checkpoint being written (``best.partial`` becomes ``best`` when complete)."""
@@ -63,6 +63,13 @@ def verify(path: Path) -> str | None:
         if f.stat().st_size != size:
             return f"{name} is {f.stat().st_size} bytes, the manifest says {size} (truncated or rewritten)"
     return None
+
+
+def _checkpoint_bytes(path: Path) -> int:
+    try:
+        return sum(json.loads((path / "COMPLETE").read_text())["files"].values())
+    except (OSError, ValueError, KeyError, TypeError):
+        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
 class Checkpointer:
@@ -153,16 +160,55 @@ class Checkpointer:
         raise ResumeError(f"no checkpoint in {self.root} loads (tried {', '.join(p.name for p in tried)}); nothing "
                           f"was deleted. Set resume=false to start over")
 
-    def save(self, step: int, client_state: dict, name: str | None = None) -> Path:
+    def expected_bytes(self) -> int:
+        """What the next checkpoint will take: the last one's size, else 16 bytes per parameter
+        element this rank holds (weights, fp32 master, Adam's two moments) times the ranks."""
+        done = self.candidates(quiet=True)
+        if done:
+            return _checkpoint_bytes(done[0])
+        module = getattr(self.engine, "module", None)
+        held = sum(getattr(p, "ds_tensor", p).numel() for p in module.parameters()) if module is not None else 0
+        return 16 * held * self.world_size
+
+    def room(self) -> str | None:
+        """Why the next checkpoint would not fit the free disk space (None when it fits); every
+        rank gets rank 0's answer."""
+        problem = None
+        if self.rank == 0:
+            self.root.mkdir(parents=True, exist_ok=True)
+            need, free = self.expected_bytes(), shutil.disk_usage(self.root).free
+            if need * 1.05 > free:
+                problem = f"needs {need / 1e9:.2f} GB, {free / 1e9:.2f} GB free at {self.root}"
+        return comm.all_gather_object(problem)[0]
+
+    def save(self, step: int, client_state: dict, name: str | None = None, optional: bool = False) -> Path | None:
         """Save on every rank as ``step_<step>`` (or as ``name``, e.g. ``best``, replaced only once the
-        new one is complete); returns the checkpoint directory."""
+        new one is complete); returns the checkpoint directory. A checkpoint that would not fit the
+        free space is skipped with a warning when ``optional`` (a periodic save: the last one stays
+        the resume point), else :class:`DiskFull`; a save that fails half-way leaves nothing behind."""
+        problem = self.room()
+        if problem:
+            if optional:
+                self.say(f"[mlu] WARNING: skipping the checkpoint at step {step}: it {problem}; the run resumes "
+                         f"from the previous one if it stops")
+                return None
+            raise DiskFull(f"cannot write the checkpoint at step {step}: it {problem}")
         final = self.root / (name or f"step_{step:06d}")
         path = final.with_name(final.name + PARTIAL) if name else final
         if self.rank == 0 and path.exists():
             shutil.rmtree(path)  # a save that died half-way
         self.engine.barrier()
-        self.engine.save(path, {"step": step, "world_size": self.world_size} | client_state)
-        torch.save(_rng_state(), path / f"rng_rank{self.rank}.pt")
+        try:
+            self.engine.save(path, {"step": step, "world_size": self.world_size} | client_state)
+            torch.save(_rng_state(), path / f"rng_rank{self.rank}.pt")
+        except Exception as exc:  # e.g. "basic_ios::clear: iostream error" when the disk fills
+            free = shutil.disk_usage(self.root).free
+            if self.rank == 0:  # another rank's leftovers go at the next start (clean_partial)
+                shutil.rmtree(path, ignore_errors=True)
+            raise DiskFull(f"writing the checkpoint at step {step} to {path} failed ({type(exc).__name__}: "
+                           f"{str(exc).splitlines()[0] if str(exc) else ''}); {free / 1e9:.2f} GB free there "
+                           f"now, the last one needed {self.expected_bytes() / 1e9:.2f} GB; the partial "
+                           f"checkpoint was removed") from exc
         self.engine.barrier()
         if self.rank == 0:
             manifest = {"step": step, "world_size": self.world_size, "files": _files(path)}

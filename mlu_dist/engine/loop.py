@@ -171,7 +171,7 @@ def _loop(engine, objective, plan, cfg, dist, tracker, checkpointer, hooks, star
             name = signal.Signals(result.signal).name
             return finish(Stop.INTERRUPTED, f"{name}: checkpoint at step {step}")
         if checkpointer is not None and cfg.save_every and step % cfg.save_every == 0 and step < cfg.steps:
-            checkpointer.save(step, hooks.checkpoint_state())
+            checkpointer.save(step, hooks.checkpoint_state(), optional=True)
         if cfg.stop_after and step - start_step >= cfg.stop_after and step < cfg.steps:
             if checkpointer is not None:
                 checkpointer.save(step, hooks.checkpoint_state())

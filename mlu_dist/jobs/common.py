@@ -146,8 +146,13 @@ def make_tracker(run_dir: Path, dist: DistInfo, start_step: int, job: str = "tra
         from mlu_dist.config import to_dict
         from mlu_dist.wandb_tracker import WandbTracker
 
-        trackers.append(WandbTracker(run_dir, job, to_dict(experiment), tracking.project, tracking.entity,
-                                     tracking.group, tracking.tags, tracking.mode, skip_until=jsonl.last_logged))
+        try:
+            trackers.append(WandbTracker(run_dir, job, to_dict(experiment), tracking.project, tracking.entity,
+                                         tracking.group, tracking.tags, tracking.mode, skip_until=jsonl.last_logged,
+                                         init_timeout=tracking.init_timeout))
+        except Exception as exc:  # tracking never kills training
+            print(f"[wandb] could not start ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+                  f"this run logs to {jsonl.path} only", flush=True)
     return FanOut(trackers)
 
 
