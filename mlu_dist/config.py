@@ -86,6 +86,8 @@ def load_config(cls: type[T], files: list[str | Path] = (), overrides: list[str]
             cfg = OmegaConf.merge(cfg, loaded)
         except OmegaConfBaseException as exc:
             raise explain_error(cls, exc, str(path)) from None
+        except (TypeError, ValueError) as exc:  # e.g. a mapping where a list belongs
+            raise ConfigError(f"{path}: a value does not fit its field: {exc}") from None
     bad = [o for o in overrides if "=" not in o]
     if bad:
         raise ConfigError(f"overrides must look like key=value, got: {', '.join(bad)}")
@@ -98,8 +100,20 @@ def load_config(cls: type[T], files: list[str | Path] = (), overrides: list[str]
         obj = OmegaConf.to_object(cfg)
     except OmegaConfBaseException as exc:
         raise explain_error(cls, exc, "command line") from None
+    except (TypeError, ValueError) as exc:  # e.g. a mapping where a list belongs: find the override
+        culprit = next((o for o in overrides if not _merges(cfg, o)), None)
+        where = f"bad value in '{culprit}'" if culprit else "bad value"
+        raise ConfigError(f"command line: {where}: {exc} (check the field's type with --show-fields)") from None
     validate(obj)
     return obj
+
+
+def _merges(cfg, override: str) -> bool:
+    try:
+        OmegaConf.to_object(OmegaConf.merge(cfg, OmegaConf.from_dotlist([override])))
+        return True
+    except Exception:  # noqa: BLE001 - any failure marks the culprit
+        return False
 
 
 def problems(obj: Any, prefix: str = "") -> list[str]:

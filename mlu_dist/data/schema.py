@@ -45,6 +45,12 @@ def record_problems(records: list[dict], langs: list[str] | None = None, limit: 
         if missing:
             found.append(f"{where}: missing field(s) {', '.join(missing)}")
             continue
+        not_text = [f for f in FIELDS if f not in ("fake_keywords", "real_qa") and rec.get(f) is not None
+                    and not isinstance(rec[f], str)]
+        if not_text:
+            found.append(f"{where}: field(s) {', '.join(not_text)} must be text, got "
+                         f"{', '.join(type(rec[f]).__name__ for f in not_text)}")
+            continue
         lang = rec["lang"]
         if lang not in LANGUAGES:
             found.append(f"{where}: unknown language '{lang}'; valid: {', '.join(ALL_LANGS)}")
@@ -53,6 +59,8 @@ def record_problems(records: list[dict], langs: list[str] | None = None, limit: 
             found.append(f"{where}: resource '{rec['resource']}' but {lang} is '{LANGUAGES[lang].resource}'")
         if not isinstance(rec["fake_keywords"], list) or not [k for k in rec["fake_keywords"] if str(k).strip()]:
             found.append(f"{where}: fake_keywords is empty (nothing to detect the fake detail by)")
+        elif not all(isinstance(k, str) for k in rec["fake_keywords"]):
+            found.append(f"{where}: fake_keywords must be a list of texts")
         for f in ("question", "fake_answer"):
             if not str(rec[f]).strip():
                 found.append(f"{where}: {f} is empty")
