@@ -138,7 +138,7 @@ def test_a_cancelled_sweep_is_reported_and_never_hangs_the_launcher(slurm_cluste
                                     "overrides=[inject.train.steps=100000,inject.train.eval_every=0]"),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=clean_env())
     root = out / "cancel"
-    deadline = time.time() + 120
+    deadline = time.time() + 240
     while time.time() < deadline:  # wait until the injections run
         if (root / "manifest.json").exists():
             m = json.loads((root / "manifest.json").read_text())
@@ -148,7 +148,9 @@ def test_a_cancelled_sweep_is_reported_and_never_hangs_the_launcher(slurm_cluste
             if jobs and set(jobs) <= running:
                 break
         time.sleep(1)
-    else:
+    else:  # leave no 100000-step job behind to block the tests after this one
+        subprocess.run(mlu_cmd("sweep", "cancel", str(root)), capture_output=True, env=clean_env())
+        proc.kill()
         pytest.fail("the injection tasks never ran")
     cancelled = subprocess.run(mlu_cmd("sweep", "cancel", str(root)), capture_output=True, text=True, env=clean_env())
     assert "cancelled Slurm job(s)" in cancelled.stdout
