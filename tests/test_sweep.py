@@ -325,3 +325,26 @@ def test_a_second_launcher_on_the_same_sweep_refuses_naming_the_first_or_waits(t
         assert time.time() - start > 1.0
     brief.wait()
     assert said[0].startswith(f"[sweep] waiting for the launcher that holds {root / 'launcher.lock'} (pid {brief.pid}")
+
+
+def test_a_sweep_whose_jobs_are_still_queued_is_not_submitted_twice(tmp_path, monkeypatch):
+    """After `mlu sweep --no-wait`, a second submission while the jobs are queued refuses instead of
+    running the cells twice. squeue is mocked here (the live job ids); the rest is the real launcher."""
+    from mlu_dist.launcher import slurm
+    from mlu_dist.launcher.lock import SweepLocked
+    from mlu_dist.launcher.run import Manifest, submit
+
+    spec = load_config(SweepSpec, [SWEEPS / "test.yaml"], [f"out_dir={tmp_path}", "name=queued", "executor=slurm",
+                                                          "axes.inject_langs=[de]", "axes.forget_langs=[en]"])
+    from mlu_dist.launcher.plan import expand, write_cells
+
+    cells = expand(spec)
+    root = write_cells(spec, cells)
+    manifest = Manifest(root)
+    for i, c in enumerate(cells):
+        manifest.update(c.id, stage=c.stage, status="submitted", job_id=f"7_{i}")
+    manifest.save()
+    monkeypatch.setattr(slurm, "_live_ids", lambda: {"7_0", "7_1"})
+    monkeypatch.setattr(slurm, "submit_slurm", lambda *a, **k: pytest.fail("submitted while queued"))
+    with pytest.raises(SweepLocked, match=r"2 cell\(s\) of this sweep are still queued or running in Slurm: .*job 7_0"):
+        submit(spec)

@@ -111,8 +111,16 @@ def _submit(spec: SweepSpec, cells: list[Cell], force: list[str], wait: bool) ->
     if not todo:
         return {"submitted": [], "skipped": skipped, "root": str(root)}
     if spec.executor == "slurm":
-        from mlu_dist.launcher.slurm import submit_slurm
+        from mlu_dist.launcher.lock import SweepLocked
+        from mlu_dist.launcher.slurm import queued, submit_slurm
 
+        # an earlier launcher (e.g. --no-wait) left jobs in the queue: submitting again would run them twice
+        busy = queued({c.id: manifest.cells.get(c.id, {}).get("job_id") for c in todo})
+        if busy:
+            listed = ", ".join(f"{cid} (job {job})" for cid, job in list(busy.items())[:5])
+            raise SweepLocked(f"{len(busy)} cell(s) of this sweep are still queued or running in Slurm: {listed}"
+                              f"{', ...' if len(busy) > 5 else ''}; wait for them (mlu sweep status {root}) or "
+                              f"cancel them (mlu sweep cancel {root}) before submitting again")
         results = submit_slurm(spec, cells, todo, manifest, wait=wait)
     else:
         results = run_locally(spec, cells, todo, manifest, in_process=spec.executor == "debug")

@@ -108,6 +108,14 @@ def submit_slurm(spec: SweepSpec, cells: list[Cell], todo: list[Cell], manifest,
     return wait_for(job_of, manifest)
 
 
+def queued(job_of_cell: dict[str, str | None]) -> dict[str, str]:
+    """The cells whose recorded Slurm job is still pending or running: {cell id: job id}."""
+    live = _live_ids()
+    if not live:
+        return {}
+    return {cid: job for cid, job in job_of_cell.items() if job and job in live}
+
+
 def _live_ids() -> set[str] | None:
     """Job and array-task ids Slurm still holds (pending or running), one per task; None if unknown."""
     import subprocess
