@@ -275,7 +275,12 @@ class EngineEvaluation:
         ev, dist = self.evaluator, self.dist
         copy = "full"
         if self.partitioned:
-            copy, why = model_copy_choice(self.setting, 3, self.engine.full_param_bytes(), dist, loaded=False)
+            from mlu_dist import comm
+
+            mine = model_copy_choice(self.setting, 3, self.engine.full_param_bytes(), dist, loaded=False)
+            # every rank must take the same path (free memory differs between GPUs): partitioned if any must
+            choices = comm.all_gather_object(mine)
+            copy, why = next((c for c in choices if c[0] == "partitioned"), choices[0])
             if not self.copies or copy != self.copies[-1]:
                 say(dist, f"eval: model copy: {copy} ({why})")
         self.copies.append(copy)

@@ -65,6 +65,12 @@ def evaluate_model(cfg: ExperimentConfig, model_path: Path, out_dir: Path, overw
 
         zero = cfg.engine.zero_for("eval")
         copy, why = model_copy_choice(cfg.eval.model_copy, zero.stage, full_param_bytes(model), dist, loaded=True)
+        if dist.world_size > 1 and zero.stage == 3:  # every rank takes the same path: partitioned if any must
+            from mlu_dist import comm
+
+            ensure_process_group(dist)
+            choices = comm.all_gather_object((copy, why))
+            copy, why = next((c for c in choices if c[0] == "partitioned"), choices[0])
         say(dist, f"eval: model copy: {copy} ({why})")
         lockstep = copy == "partitioned" and dist.world_size > 1
         engine = None
