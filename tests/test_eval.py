@@ -48,6 +48,38 @@ def test_ci_narrows_with_more_facts_and_covers_the_mean():
     assert bootstrap_ci([[1.0] * 20]) == {"mean": 1.0, "lo": 1.0, "hi": 1.0, "n": 20}
 
 
+# --- one utility measure ------------------------------------------------------------------------------
+SKEWED_NLL = {"en": {"a": 0.3, "b": 0.5}, "de": {"a": 0.6, "b": 0.8}, "ha": {"a": 0.9, "b": 0.7},
+              "zh": {"a": 3.6, "b": 4.0}}  # one badly modelled language (zh ppl ~ 45, the others 1.5-2.2)
+
+
+def test_utility_ppl_is_the_geometric_mean_over_languages_in_summary_and_guard():
+    import math
+
+    from mlu_dist.eval.summary import summarize, utility_ppl
+    from mlu_dist.jobs.unlearn import CurveHooks
+
+    per_lang = {lang: math.exp(sum(v.values()) / len(v)) for lang, v in SKEWED_NLL.items()}
+    geometric = math.prod(per_lang.values()) ** (1 / len(per_lang))
+    arithmetic = sum(per_lang.values()) / len(per_lang)
+    assert utility_ppl(SKEWED_NLL) == pytest.approx(geometric, rel=1e-12)
+    assert arithmetic > 3 * geometric  # the measure the report used to show
+    entry = summarize({"utility_nll": SKEWED_NLL}, ["de"])["utility_ppl"]
+    assert entry["all"]["mean"] == utility_ppl(SKEWED_NLL) and entry["all"]["langs"] == list(SKEWED_NLL)
+    assert entry["all"]["lo"] <= entry["all"]["mean"] <= entry["all"]["hi"]
+    assert {lang: s["mean"] for lang, s in entry["lang"].items()} == pytest.approx(per_lang)
+    # the unlearning guard's unlearn/ppl (its evaluate step on canned values; no model needed)
+    hooks = CurveHooks.__new__(CurveHooks)
+    hooks.engine = SimpleNamespace(module=SimpleNamespace(eval=lambda: None))
+    hooks.evaluator = SimpleNamespace(run=lambda metrics: {"utility_nll": SKEWED_NLL, "fake_rate": {
+        lang: {"a": 0.0} for lang in SKEWED_NLL}})
+    hooks.metrics, hooks.langs, hooks.curves, hooks.ppl0 = [], list(SKEWED_NLL), None, None
+    hooks.groups = {"en": ["en"]}
+    hooks.job, hooks.u = SimpleNamespace(forget_langs=["en"], best=(math.inf, None)), SimpleNamespace(best="last")
+    metrics = hooks.evaluate(0)
+    assert metrics["unlearn/ppl"] == entry["all"]["mean"] and metrics["unlearn/ppl_ratio"] == 1.0
+
+
 # --- a scripted model whose right answer is known ---------------------------------------------------
 class StepCache(SimpleNamespace):
     def batch_repeat_interleave(self, n):  # the scripted model's "cache" holds no per-row state

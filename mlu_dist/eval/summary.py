@@ -8,6 +8,7 @@ an injection they are simply ``en``, ``high``, ``low``.
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 from mlu_dist.eval.metrics import all_values, value_spec
 from mlu_dist.eval.stats import bootstrap_ci
@@ -32,11 +33,37 @@ def group_fact_means(by_lang: dict[str, dict[str, float]], members: list[str]) -
             max(1, sum(f in by_lang[lang] for lang in members)) for f in facts]
 
 
+def language_means(by_lang: dict[str, dict[str, float]], langs: list[str] | None = None) -> dict[str, float]:
+    """Per language, the mean of its per-fact values (0 for a language without facts)."""
+    return {lang: sum(by_lang[lang].values()) / max(1, len(by_lang[lang])) for lang in (langs or list(by_lang))}
+
+
+def over_languages(by_lang: dict[str, dict[str, float]], langs: list[str] | None = None,
+                   transform: Callable[[float], float] | None = None) -> float:
+    """A value over all languages: the mean over languages of each language's mean over facts
+    (every language weighs the same), then ``transform``. For utility_nll (exp) that is the
+    geometric mean over languages of the per-language perplexities."""
+    langs = langs or list(by_lang)
+    means = language_means(by_lang, langs)
+    mean = sum(means[lang] for lang in langs) / len(langs)
+    return transform(mean) if transform is not None else mean
+
+
+def utility_ppl(nll_by_lang: dict[str, dict[str, float]], langs: list[str] | None = None) -> float:
+    """The one utility measure: exp of the mean over languages of each language's mean per-token
+    NLL on the control facts' true articles (= the geometric mean over languages of per-language
+    perplexity). The unlearning guard (``unlearn/ppl``), SUMMARY.json's ``utility_ppl.all`` and
+    the report all use it; an arithmetic mean of perplexities would let one badly modelled
+    language dominate."""
+    return over_languages(nll_by_lang, langs, math.exp)
+
+
 def summarize(values: dict, inject_langs: list[str] | None = None, n_boot: int = 1000, level: float = 0.95,
               seed: int = 0) -> dict:
-    """``{name: {"lang": {lang: stats}, "group": {group: stats}}}``; stats = mean, lo, hi, n.
+    """``{name: {"lang": {lang: stats}, "group": {group: stats}, "all": stats}}``; stats = mean, lo, hi, n.
 
-    Group CIs resample facts (a fact's values in the group's languages move together). A value
+    Group CIs resample facts (a fact's values in the group's languages move together). ``all`` is
+    :func:`over_languages` (for utility_ppl: :func:`utility_ppl`), its CI over facts. A value
     with a ``transform`` (utility_nll -> perplexity) is reported transformed, under its summary name."""
     out = {}
     for name, by_lang in values.items():
@@ -53,6 +80,12 @@ def summarize(values: dict, inject_langs: list[str] | None = None, n_boot: int =
                 for stats in part.values():
                     for key in ("mean", "lo", "hi"):
                         stats[key] = spec.transform(stats[key]) if math.isfinite(stats[key]) else stats[key]
+        present = [lang for lang in langs if by_lang[lang]]
+        if present:
+            every = bootstrap_ci([group_fact_means(by_lang, present)], n_boot, level, seed)
+            if spec.transform is not None:
+                every |= {k: spec.transform(every[k]) for k in ("lo", "hi") if math.isfinite(every[k])}
+            entry["all"] = every | {"mean": over_languages(by_lang, present, spec.transform), "langs": present}
         out[spec.summary_key] = entry
     return out
 

@@ -21,7 +21,7 @@ from mlu_dist.engine.checkpoint import verify
 from mlu_dist.engine.dist import DistInfo, setup_env
 from mlu_dist.engine.loop import LoopHooks, Stop
 from mlu_dist.eval.metrics import METRICS
-from mlu_dist.eval.summary import language_groups
+from mlu_dist.eval.summary import language_groups, utility_ppl
 from mlu_dist.jobs.common import EngineEvaluation, activation_checkpointing, apply_lora, export_model, pretrained, say
 from mlu_dist.jobs.skeleton import HookContext, Trained, TrainingSetup, run_training
 from mlu_dist.layout import unlearn_run_dir
@@ -87,7 +87,7 @@ class CurveHooks:
         metrics |= {f"group/{g}/fake_rate": sum(table["fake_rate"][x] for x in members) / len(members)
                     for g, members in self.groups.items()}
         nll = values["utility_nll"]
-        ppl = math.exp(sum(sum(nll[lang].values()) / max(1, len(nll[lang])) for lang in self.langs) / len(self.langs))
+        ppl = utility_ppl(nll, self.langs)
         self.ppl0 = self.ppl0 or ppl
         forget = self.job.forget_langs
         metrics |= {"unlearn/ppl": ppl, "unlearn/ppl_ratio": ppl / self.ppl0,
