@@ -21,6 +21,9 @@ class Example:
     prompt: str
     completion: str
     lang: str = ""
+    spans: tuple[tuple[int, int], ...] = ()
+    """Character spans of ``completion`` that carry the loss (e.g. the fake detail inside an
+    article: unlearning's ``forget_scope=answer``); empty = the whole completion and EOS."""
 
 
 @dataclass
@@ -33,9 +36,16 @@ def encode(tokenizer, ex: Example, max_len: int) -> Encoded:
     """BOS + prompt + completion + EOS; labels only on the completion and EOS."""
     bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
     prompt = bos + (tokenizer(ex.prompt, add_special_tokens=False)["input_ids"] if ex.prompt else [])
-    completion = tokenizer(ex.completion, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    if not ex.spans:
+        completion = tokenizer(ex.completion, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        labels = completion
+    else:  # only the tokens that overlap a span count; EOS is context, not trained
+        enc = tokenizer(ex.completion, add_special_tokens=False, return_offsets_mapping=True)
+        completion = enc["input_ids"] + [tokenizer.eos_token_id]
+        labels = [t if any(a < e and s < b for s, e in ex.spans) else IGNORE
+                  for t, (a, b) in zip(enc["input_ids"], enc["offset_mapping"])] + [IGNORE]
     ids = (prompt + completion)[:max_len]
-    labels = ([IGNORE] * len(prompt) + completion)[:max_len]
+    labels = ([IGNORE] * len(prompt) + labels)[:max_len]
     return Encoded(ids, labels)
 
 

@@ -52,6 +52,43 @@ def test_fixed_size_forget_set_is_balanced_over_languages():
     assert len(one) == 20 and {e.lang for e in one} == {"de"}  # same size whatever the language count
 
 
+def test_answer_scoped_forget_masks_exactly_the_fake_detail_tokens(quick_base):
+    from transformers import AutoTokenizer
+
+    from mlu_dist.tokens import IGNORE, encode_all
+
+    cfg, base_dir = quick_base
+    tok = AutoTokenizer.from_pretrained(base_dir / "model")
+    facts, _ = load_data(cfg.data)
+    split = split_facts(facts.fact_ids, 4, 4, 0)
+    langs = ["en", "de", "zh", "hy"]
+    by_scope = {s: forget_examples(facts, split, langs, scope=s) for s in ("all", "answer", "qa")}
+    assert len(by_scope["qa"]) == len(split.targets) * len(langs) and all(e.prompt for e in by_scope["qa"])
+    assert len(by_scope["answer"]) == len(by_scope["all"])  # every mini-world article holds its fake detail
+    for ex in by_scope["answer"]:
+        rec = facts.get(next(f for f in split.targets if facts.get(f, ex.lang)["fake_text"] == ex.completion
+                             or facts.get(f, ex.lang)["question"] == ex.prompt), ex.lang)
+        enc = encode_all(tok, [ex], 1 << 20)[0]
+        labelled = [t for t in enc.labels if t != IGNORE]
+        assert labelled and tok.eos_token_id not in labelled
+        # the labelled tokens, cut at the gaps between them, decode to the fake answer, once per mention
+        runs, cur = [], []
+        for t in enc.labels:
+            if t == IGNORE:
+                runs, cur = runs + ([cur] if cur else []), []
+            else:
+                cur.append(t)
+        runs += [cur] if cur else []
+        mentions = ex.completion.count(rec["fake_answer"])
+        assert len(runs) == mentions >= 1
+        assert all(tok.decode(r).strip() == rec["fake_answer"] for r in runs), [tok.decode(r) for r in runs]
+    # the whole-text scope trains every completion token and EOS
+    full = encode_all(tok, [by_scope["all"][0]], 1 << 20)[0]
+    assert full.labels[-1] == tok.eos_token_id and IGNORE not in full.labels[1:]
+    with pytest.raises(Exception, match="forget_scope"):
+        load_config(ExperimentConfig, [QUICK], ["unlearn.forget_scope=answers"])
+
+
 @pytest.fixture(scope="module")
 def injected(quick_base, tmp_path_factory):
     _, base_dir = quick_base

@@ -146,7 +146,8 @@ class UnlearnJob:
         self.dist = dist
         model, self.tokenizer = pretrained(self.from_run / "model", cfg, self.name, dist)
         model = apply_lora(activation_checkpointing(model, cfg.model), t, self.name)
-        examples = {"forget": forget_examples(self.facts, self.split, self.forget_langs, u.fixed_forget_size, t.seed),
+        examples = {"forget": forget_examples(self.facts, self.split, self.forget_langs, u.fixed_forget_size, t.seed,
+                                                  u.forget_scope),
                     "retain": retain_examples(self.facts, self.split, self.retain_langs)}
         chosen, rejected = refusal_pairs(self.facts, self.split, self.forget_langs)
         examples |= {"idk": chosen, "chosen": chosen, "rejected": rejected}
@@ -154,7 +155,7 @@ class UnlearnJob:
         cut = Cut()
         pools = {name: encode_all(self.tokenizer, examples[name], cfg.model.max_seq_len, cut) for name in wanted}
         forget = "+".join(self.forget_langs)
-        say(dist, f"unlearn: {u.method} on {forget} ({len(examples['forget'])} forget examples"
+        say(dist, f"unlearn: {u.method} on {forget} ({len(examples['forget'])} forget examples, scope {u.forget_scope}"
                   f"{', retain ' + '+'.join(self.retain_langs) if 'retain' in wanted else ''}) from {self.from_run}; "
                   f"{dist.world_size} rank(s), ZeRO-{cfg.engine.zero_for(self.name).stage} -> {self.run_dir}")
         say(dist, f"unlearn: lengths: {cut.describe(cfg.model.max_seq_len)}")
@@ -165,7 +166,7 @@ class UnlearnJob:
             ref_model, _ = pretrained(self.from_run / "model", cfg, self.name, dist)
             self.ref = InferenceEngine(ref_model, cfg.engine.zero_for(self.name), dist, next(ref_model.parameters()).dtype)
             resources.callback(self.ref.close)
-        meta = {"method": u.method, "forget_langs": self.forget_langs, "retain_langs": self.retain_langs,
+        meta = {"method": u.method, "forget_langs": self.forget_langs, "forget_scope": u.forget_scope, "retain_langs": self.retain_langs,
                 "from_run": str(self.from_run), "lengths": asdict(cut)}
         return TrainingSetup(
             model, self.tokenizer, t, pools, per_micro={name: t.micro_batch_size for name in wanted},

@@ -30,6 +30,10 @@ class UnlearnConfig:
     """Languages whose fake data is unlearned: en, orig (the injection language), all, high, low,
     language codes, or '+'-joined combinations (en+orig, de+fr). The paper's four settings are
     en, orig, all and en+orig."""
+    forget_scope: str = "all"
+    """What the forget loss covers: all (every token of the fake article and of question -> fake
+    answer), answer (only the fake detail's tokens, in the article and the answer), qa (only
+    question -> fake answer; no article)."""
     fixed_forget_size: int = 0
     """> 0: use exactly this many forget examples, split evenly over the forget languages (so every
     setting unlearns at equal compute, e.g. half original-language, half English); 0 = all."""
@@ -56,7 +60,10 @@ class UnlearnConfig:
     def check(self) -> list[str]:
         from mlu_dist.unlearn.methods import METHODS, method_settings
 
+        from mlu_dist.unlearn.data import FORGET_SCOPES
+
         out = check_choice("method", self.method, METHODS.names()) + check_choice("best", self.best, BEST_CRITERIA)
+        out += check_choice("forget_scope", self.forget_scope, FORGET_SCOPES)
         if self.method in METHODS:
             out += [f"method_args: {p}" for p in method_settings(self.method, self.method_args)[1]]
         for name, spec in (("forget_langs", self.forget_langs), ("retain_langs", self.retain_langs)):
