@@ -5,6 +5,7 @@
     mlu data import|translate|check     your own / the paper's data: import a table, translate it, check it
     mlu base [-c FILE]... [key=value]...  train the base model on the true world (cached)
     mlu inject [...]                    inject fake facts in language(s) X
+    mlu relearn RUN                     relearning attack on an unlearned model: does the fake come back?
     mlu export RUN_DIR                  checkpoint -> HF model directory
     mlu sync DIR...                     upload offline W&B runs
 
@@ -112,6 +113,19 @@ def _add_study_commands(sub) -> None:
                      "unlearn.forget_langs). The paper's settings: forget_langs=en | orig | all | en+orig.")
     un.add_argument("--from", dest="from_run", required=True, metavar="INJECT_RUN",
                     help="the injection run directory (runs/inject/<run>)")
+    rl = _job_parser(sub, "relearn", "relearning attack: fine-tune an unlearned model a few steps, re-probe every language",
+                     "Is the fake really forgotten? Fine-tune a copy of RUN's model for a few steps (relearn.train) on "
+                     "attack data and probe every language at every eval step: the fake in one language (fake:en, "
+                     "fake:orig), a share of the fake QA (fake_qa:orig), or true text of other facts only "
+                     "(true_other:en). Writes RUN/relearn/<start>-<attack>-<hash>/ with curves.png and relearn.json "
+                     "(per language: before, after, right after injection, and the recovery ratio). --start injected "
+                     "/ base attack the never-unlearned and the base model the same way (the controls).")
+    rl.add_argument("run_dir", metavar="RUN", help="an unlearning run (runs/unlearn/...) or an injection run")
+    rl.add_argument("--attack", action="append", default=[], metavar="KIND[:LANGS]",
+                    help="attack data (repeatable; default relearn.attacks, else fake:en)")
+    rl.add_argument("--start", action="append", default=[], choices=("unlearned", "injected", "base"),
+                    help="model(s) to attack (repeatable; default: unlearned for an unlearning run, injected for an "
+                         "injection run)")
     ev = _job_parser(sub, "eval", "probe every language of a run's model: fake_rate, real_acc, fake_pref, utility",
                      "Evaluate a run's exported model (or --model PATH) in every probe language and write "
                      "eval/EVAL.json (per fact x language) and eval/SUMMARY.json (per language and resource group, "
@@ -262,6 +276,45 @@ def run_job(name: str, args, argv: list[str]) -> int:
     return 0
 
 
+def run_relearn_command(args, argv: list[str]) -> int:
+    import json
+    from pathlib import Path
+
+    from mlu_dist.config import describe, load_config
+    from mlu_dist.experiment import ExperimentConfig
+
+    if args.show_fields:
+        print("\n".join(line for line in describe(ExperimentConfig()) if line.startswith(("relearn.", "engine."))))
+        return 0
+    run = Path(args.run_dir)
+    if not (run / "config.yaml").exists():
+        raise FileNotFoundError(f"'{run}' is not a run directory (no config.yaml)")
+    overrides = list(args.overrides)
+    if args.attack:
+        overrides.append(f"relearn.attacks=[{','.join(args.attack)}]")
+    cfg = load_config(ExperimentConfig, [run / "config.yaml", *args.config], overrides)
+    if not cfg.relearn.attacks:
+        cfg.relearn.attacks = ["fake:en"]
+    if args.print_config:
+        from mlu_dist.config import to_yaml
+
+        print(to_yaml(cfg), end="")
+        return 0
+    if args.nproc and args.nproc > 1 and "TORCHELASTIC_RUN_ID" not in os.environ:
+        return _relaunch(_strip_nproc(argv), args.nproc)
+    job = json.loads((run / "meta.json").read_text()).get("job") if (run / "meta.json").exists() else None
+    starts = args.start or ["unlearned" if job == "unlearn" else "injected"]
+    from mlu_dist.jobs.relearn import run_attacks
+
+    dirs = run_attacks(cfg, run, starts)
+    from mlu_dist.engine.dist import shutdown, setup_env
+
+    if setup_env().is_main:
+        print("\n".join(f"relearn: {d}" for d in dirs))
+    shutdown()
+    return 0
+
+
 def run_sweep_command(args) -> int:
     from pathlib import Path
 
@@ -371,6 +424,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "eval":
             return run_eval_command(args, argv)
+        if args.command == "relearn":
+            return run_relearn_command(args, argv)
         if args.command == "demo":
             from mlu_dist.demo import run_demo
 

@@ -15,6 +15,7 @@ from mlu_dist.eval.config import EvalConfig
 from mlu_dist.inject.config import InjectConfig
 from mlu_dist.langs import ALL_LANGS
 from mlu_dist.modeling import ModelConfig
+from mlu_dist.relearn.config import RelearnConfig
 from mlu_dist.rundir import RunConfig
 from mlu_dist.tracking import TrackingConfig
 from mlu_dist.train_config import TrainConfig
@@ -45,6 +46,9 @@ class ExperimentConfig:
     """Multilingual evaluation (mlu eval, and the curves of training jobs)."""
     unlearn: UnlearnConfig = field(default_factory=UnlearnConfig)
     """Unlearning of the injected fake: method, forget-language set, stop rules."""
+    relearn: RelearnConfig = field(default_factory=RelearnConfig)
+    """Relearning attacks: fine-tune unlearned (and, as controls, injected and base) models a few steps
+    and re-probe every language."""
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     """W&B (offline-first) beside the always-written metrics.jsonl."""
 
@@ -57,9 +61,11 @@ class ExperimentConfig:
         if extra:
             out.append(f"eval.langs: {', '.join(extra)} not in data.langs {list(self.data.langs)}")
         for job, name, train in (("base", "base", self.base), ("inject", "inject.train", self.inject.train),
-                                 ("unlearn", "unlearn.train", self.unlearn.train)):
+                                 ("unlearn", "unlearn.train", self.unlearn.train),
+                                 ("relearn", "relearn.train", self.relearn.train)):
             if train.lora.enabled and self.engine.zero_for(job).stage == 3:
-                key = f"engine.jobs.{job}" if job in self.engine.jobs else "engine.zero"
+                key = f"engine.jobs.{job}" if job in self.engine.jobs else \
+                    ("engine.jobs.unlearn" if job == "relearn" and "unlearn" in self.engine.jobs else "engine.zero")
                 out.append(f"{name}.lora: LoRA runs under ZeRO stages 0-2 (adapters are small; stage 2 already "
                            f"shards their optimizer state); set {key}.stage<=2 or {name}.lora.enabled=false")
         return out

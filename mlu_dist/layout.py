@@ -33,3 +33,14 @@ def unlearn_run_dir(cfg: ExperimentConfig) -> Path:
     u = cfg.unlearn
     name = cfg.run.name or f"{u.method}-{u.forget_langs.replace('+', '_')}-{digest[:8]}"
     return Path(cfg.run.out_dir) / "unlearn" / Path(u.from_run).name / name
+
+
+RELEARN_DROP = ("relearn.attacks", "relearn.controls", "relearn.train.resume", "relearn.train.stop_after",
+                "relearn.train.log_every")
+
+
+def relearn_run_dir(cfg: ExperimentConfig, source_run: Path, start: str, attack) -> Path:
+    """``<source run>/relearn/<start>-<attack>-<hash of relearn>``: an attack lives beside the model it
+    attacked (an unlearning run; the injection run for the injected and base controls)."""
+    digest = rundir.config_hash(cfg, keep=("relearn",), drop=RELEARN_DROP)[:8]
+    return Path(source_run) / "relearn" / f"{start}-{attack.slug}-{digest}"

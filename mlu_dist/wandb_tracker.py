@@ -15,7 +15,7 @@ import struct
 from pathlib import Path
 
 STEP_AXES = {"forget/*": "unlearn/step", "retain/*": "unlearn/step", "group/*": "unlearn/step",
-             "spread/*": "inject/step", "base/*": "base/step"}
+             "spread/*": "inject/step", "base/*": "base/step", "relearn/*": "relearn/step"}
 
 
 def run_id(run_dir: Path, job: str) -> str:

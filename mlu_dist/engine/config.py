@@ -10,7 +10,7 @@ from mlu_dist.config import check_choice
 ZERO_STAGES = (0, 1, 2, 3)
 OFFLOAD_TARGETS = ("none", "optimizer", "optimizer+params")
 BACKENDS = ("deepspeed", "torch")
-ENGINE_JOBS = ("base", "inject", "unlearn", "eval")
+ENGINE_JOBS = ("base", "inject", "unlearn", "relearn", "eval")
 """Jobs that may have ZeRO settings of their own (``engine.jobs.<job>``)."""
 
 
@@ -55,14 +55,17 @@ class EngineConfig:
     full-model unlearning at ZeRO-3: engine.zero.stage=3 engine.jobs.inject.stage=2."""
 
     def zero_for(self, job: str) -> ZeroConfig:
-        """The ZeRO settings ``job`` runs with."""
+        """The ZeRO settings ``job`` runs with (a relearning attack runs as unlearning does unless
+        ``jobs.relearn`` says otherwise)."""
+        if job == "relearn" and "relearn" not in self.jobs:
+            job = "unlearn"
         return self.jobs.get(job, self.zero)
 
     def check(self) -> list[str]:
         out = check_choice("backend", self.backend, BACKENDS)
         for job, zero in self.jobs.items():
             out += check_choice("jobs", job, ENGINE_JOBS) + [f"jobs.{job}.{p}" for p in zero.check()]
-        for job in ("base", "inject", "unlearn"):
+        for job in ("base", "inject", "unlearn", "relearn"):
             zero = self.zero_for(job)
             if self.backend == "torch" and (zero.stage != 0 or zero.offload != "none"):
                 where = f"jobs.{job}" if job in self.jobs else "zero"

@@ -16,10 +16,10 @@ from mlu_dist.modeling import (PARTITION_MIN_BYTES, ModelConfig, build_tiny_mode
 from mlu_dist.tracking import FanOut, JsonlTracker, NullTracker
 from mlu_dist.train_config import TrainConfig
 
-TRAIN_KEYS = {"base": "base", "inject": "inject.train", "unlearn": "unlearn.train"}
+TRAIN_KEYS = {"base": "base", "inject": "inject.train", "unlearn": "unlearn.train", "relearn": "relearn.train"}
 """Where each job's TrainConfig sits in the experiment config (errors name the real dotted key)."""
 TRAIN_CONFIGS = {"base": lambda cfg: cfg.base, "inject": lambda cfg: cfg.inject.train,
-                 "unlearn": lambda cfg: cfg.unlearn.train}
+                 "unlearn": lambda cfg: cfg.unlearn.train, "relearn": lambda cfg: cfg.relearn.train}
 
 
 def say(dist: DistInfo, *msg) -> None:

@@ -61,6 +61,8 @@ class TrainingSetup:
     """Job-specific fields of meta.json."""
     streams: dict[str, str] | None = None
     """Pools walked in the same order (paired data)."""
+    final_checkpoint: bool = True
+    """Save a checkpoint when the loop finishes its steps (a relearning attack that keeps no model saves none)."""
 
 
 @dataclass
@@ -159,7 +161,7 @@ def _train(job: TrainingJob, setup: TrainingSetup, dist: DistInfo, resources: Ex
     hooks.checkpoint_state = lambda: {"job": job.name} | job_state()
     result = train_loop(engine, setup.objective(dist.world_size * t.grad_accum), plan, t, dist, tracker,
                         checkpointer, hooks, start, setup.tokenizer.pad_token_id, setup.desc)
-    if result.stop is Stop.FINISHED and result.end_step > result.start_step:
+    if result.stop is Stop.FINISHED and result.end_step > result.start_step and setup.final_checkpoint:
         checkpointer.save(result.end_step, hooks.checkpoint_state())
     return Trained(engine, tracker, result, dist, job.run_dir, setup)
 

@@ -38,7 +38,8 @@ class CurveWriter:
                                  for metric, by_lang in values.items() for lang, value in by_lang.items()])
 
 
-def plot_curves(run_dir: Path, metrics=None, title: str = "", forget_langs=(), out: Path | None = None) -> Path:
+def plot_curves(run_dir: Path, metrics=None, title: str = "", forget_langs=(), out: Path | None = None,
+                xlabel: str = "unlearning step") -> Path:
     """One panel per curve (default: every bounded 0-1 curve of the registered metrics, e.g.
     fake_rate and fake_pref), one line per language (colour = resource group; forget languages
     solid, the others dashed)."""
@@ -61,7 +62,7 @@ def plot_curves(run_dir: Path, metrics=None, title: str = "", forget_langs=(), o
                     color=GROUP_COLOURS[LANGUAGES[lang].resource], alpha=0.85, label=lang)
             if pts:
                 ax.annotate(lang, pts[-1], fontsize=7, xytext=(3, 0), textcoords="offset points")
-        ax.set_xlabel("unlearning step")
+        ax.set_xlabel(xlabel)
         ax.set_ylabel(metric)
         ax.set_ylim(-0.05, 1.05)
         ax.grid(alpha=0.3)
