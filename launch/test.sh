@@ -10,6 +10,12 @@ if [ "${CI:-}" = "true" ] || [ "${MLU_SLURM:-}" = "1" ]; then
   echo "[test] starting the local Slurm test cluster"
   bash slurm/cluster-up.sh
 fi
+if [ "${CI:-}" = "true" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! command -v chromium >/dev/null; then
+  # the report's page is checked in a real headless browser (tests/test_report.py)
+  echo "[test] installing chromium (apt)"
+  (apt-get install -y -qq chromium >/dev/null 2>&1 || { apt-get update -qq >/dev/null && apt-get install -y -qq chromium >/dev/null 2>&1; }) \
+    || echo "[test] could not install chromium; the report's browser test is skipped"
+fi
 # DeepSpeed's CPU all-reduce buffers (66 MB each in /dev/shm) survive killed runs; drop stale ones
 find /dev/shm -maxdepth 1 -name 'deepspeed_allreduce_buffer_*' -mmin +10 -delete 2>/dev/null || true
 echo "[test] running pytest ($(nproc) cores)"

@@ -9,6 +9,7 @@ a demo that was interrupted resumes where it stopped when run again.
 from __future__ import annotations
 
 import csv
+import json
 import time
 from pathlib import Path
 
@@ -71,6 +72,11 @@ def run_demo(quick: bool = False, seeds: list[int] | None = None, out_dir: str |
         text = grid_md.read_text(encoding="utf-8")
         print("\n## The paper's grid\n")
         print(text.split("## The paper's grid", 1)[1].split("## Utility", 1)[0].strip())
+    paper = json.loads((report / "grid.json").read_text()).get("paper") if (report / "grid.json").exists() else None
+    if paper:
+        from mlu_dist.report import agreement_line
+
+        print(f"\n[demo] against the paper: {agreement_line(paper)}")
     print(f"\n[demo] {len(out['submitted'])} cell(s) ran, {len(out['skipped'])} reused, "
           f"{time.time() - t0:.0f} s wall")
     if failed:

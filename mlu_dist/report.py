@@ -19,6 +19,14 @@ SETTING_NAMES = {"en": "English", "orig": "original", "all": "multilingual", "en
 GROUPS = ("en", "orig", "high", "low")
 GROUP_NAMES = {"en": "English", "orig": "original", "high": "high-resource", "low": "low-resource"}
 GROUP_COLOURS = {"en": "black", "high": "tab:blue", "low": "tab:orange"}
+PAPER = "Lu & Koehn, arXiv 2406.13748, Figure 1"
+# The paper's finding per forget setting and probe group: is the fake removed there (✓) or not (✗)?
+PAPER_EXPECTED = {
+    "en": {"en": True, "orig": False, "high": True, "low": False},
+    "orig": {"en": False, "orig": True, "high": False, "low": True},
+    "all": {"en": False, "orig": False, "high": False, "low": False},
+    "en+orig": {"en": True, "orig": True, "high": True, "low": True},
+}
 
 
 def _runs(root: Path, job: str) -> list[Path]:
@@ -70,42 +78,91 @@ def paper_grid(found: dict, threshold: float) -> list[dict]:
         groups = runs[0]["summary"]["fake_rate"]["group"] if len(runs) == 1 else \
             _pooled_groups(runs, inj.split("+"))
         cells = {}
+        # the paper's figure is of a non-English injection: without an "orig" group it says nothing
+        expected = PAPER_EXPECTED.get(setting, {}) if "orig" in groups else {}
         for group in GROUPS:
             stats = groups.get(group)
             if stats:
                 cells[group] = {"mean": stats["mean"], "lo": stats["lo"], "hi": stats["hi"],
                                 "removed": stats["mean"] < threshold}
+                if group in expected:
+                    cells[group] |= {"paper_removed": expected[group],
+                                     "agrees": cells[group]["removed"] == expected[group]}
         statuses = [r["done"].get("status", "finished") for r in runs]
         tripped = sum(s == "guard_tripped" for s in statuses)
+        compared = [c["agrees"] for c in cells.values() if "agrees" in c]
         rows.append({"inject": inj, "method": method, "setting": setting, "cells": cells, "runs": len(runs),
-                     "guard_tripped": tripped,
-                     "status": "guard_tripped" if tripped else statuses[0]})
+                     "guard_tripped": tripped, "status": "guard_tripped" if tripped else statuses[0],
+                     "paper_agree": sum(compared), "paper_cells": len(compared)})
     return rows
+
+
+def paper_agreement(rows: list[dict]) -> dict:
+    """How many grid cells agree with the paper's expected mark: overall and per injection x method."""
+    by = defaultdict(lambda: [0, 0])
+    for r in rows:
+        by[(r["inject"], r["method"])][0] += r.get("paper_agree", 0)
+        by[(r["inject"], r["method"])][1] += r.get("paper_cells", 0)
+    return {"source": PAPER, "expected": PAPER_EXPECTED,
+            "agree": sum(a for a, _ in by.values()), "cells": sum(n for _, n in by.values()),
+            "by": [{"inject": i, "method": m, "agree": a, "cells": n} for (i, m), (a, n) in sorted(by.items())]}
+
+
+def agreement_line(agreement: dict) -> str:
+    """'12/16 cells agree with the paper (...)', the grid's headline."""
+    if not agreement["cells"]:
+        return f"no cell can be compared with the paper ({PAPER}: non-English injections, its four forget settings)"
+    parts = ", ".join(f"{b['inject']}/{b['method']} {b['agree']}/{b['cells']}" for b in agreement["by"] if b["cells"])
+    return f"{agreement['agree']}/{agreement['cells']} cells agree with the paper ({parts})"
+
+
+def _aligned(table: list[list[str]]) -> list[str]:
+    """A pipe table whose columns line up in a terminal (``table[0]`` is the header)."""
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+
+    def line(row):
+        return "| " + " | ".join(cell.ljust(w) for cell, w in zip(row, widths)) + " |"
+
+    return [line(table[0]), "|" + "|".join("-" * (w + 2) for w in widths) + "|"] + [line(r) for r in table[1:]]
 
 
 def grid_markdown(rows: list[dict], threshold: float) -> str:
     seeds = sorted({r.get("runs", 1) for r in rows})
     over = "facts" if seeds == [1] else f"{'/'.join(map(str, seeds))} seeds and their facts"
-    lines = [f"✓ = fake_rate after unlearning below {threshold:.2f} (mean [95% CI] over {over}); "
-             "settings where a run's utility guard tripped are marked (!)", ""]
+    lines = [f"✓ = fake_rate after unlearning below {threshold:.2f} (mean [95% CI] over {over}); settings where "
+             f"a run's utility guard tripped are marked (!). Under each setting, the ↳ paper row holds the marks "
+             f"the paper expects ({PAPER}): forgetting in English removes the fake in English and the "
+             "high-resource languages, not in the original and low-resource ones; in the original language the "
+             "reverse; multilingual forgetting removes it nowhere; English + original everywhere. "
+             "≠ marks a measured cell that disagrees with it.", "",
+             f"**{agreement_line(paper_agreement(rows))}**", ""]
     for inj in sorted({r["inject"] for r in rows}):
         for method in sorted({r["method"] for r in rows if r["inject"] == inj}):
-            lines += [f"**injected in {inj}, unlearned with {method}**", "",
-                      "| forget setting | " + " | ".join(GROUP_NAMES[g] for g in GROUPS) + " |",
-                      "|---|" + "---|" * len(GROUPS)]
             mine = {r["setting"]: r for r in rows if r["inject"] == inj and r["method"] == method}
+            agree, compared = (sum(r.get(k, 0) for r in mine.values()) for k in ("paper_agree", "paper_cells"))
+            lines += [f"**injected in {inj}, unlearned with {method}**"
+                      + (f": {agree}/{compared} cells agree with the paper" if compared else ""), ""]
+            table = [["forget setting", *(GROUP_NAMES[g] for g in GROUPS), "agree"]]
             for setting in sorted(mine, key=lambda s: SETTINGS.index(s) if s in SETTINGS else 99):
-                r = mine[setting]
-                tripped = r.get("guard_tripped", int(r["status"] == "guard_tripped"))
-                flag = "" if not tripped else (" (!)" if r.get("runs", 1) == 1 else f" (!{tripped}/{r['runs']})")
-                cells = []
-                for g in GROUPS:
-                    c = r["cells"].get(g)
-                    cells.append("–" if c is None else
-                                 f"{'✓' if c['removed'] else '✗'} {c['mean']:.2f} [{c['lo']:.2f},{c['hi']:.2f}]")
-                lines.append(f"| {SETTING_NAMES.get(setting, setting)}{flag} | " + " | ".join(cells) + " |")
-            lines.append("")
+                table += _grid_rows(mine[setting])
+            lines += _aligned(table) + [""]
     return "\n".join(lines)
+
+
+def _grid_rows(r: dict) -> list[list[str]]:
+    """A setting's measured row and, when the paper has an expectation, its ↳ paper row beneath."""
+    tripped = r.get("guard_tripped", int(r["status"] == "guard_tripped"))
+    flag = "" if not tripped else (" (!)" if r.get("runs", 1) == 1 else f" (!{tripped}/{r['runs']})")
+    measured, paper = [f"{SETTING_NAMES.get(r['setting'], r['setting'])}{flag}"], ["↳ paper"]
+    for g in GROUPS:
+        c = r["cells"].get(g)
+        measured.append("–" if c is None else
+                        f"{'✓' if c['removed'] else '✗'} {c['mean']:.2f} [{c['lo']:.2f},{c['hi']:.2f}]")
+        paper.append("–" if c is None or "paper_removed" not in c else
+                     ("✓" if c["paper_removed"] else "✗") + ("" if c["agrees"] else " ≠"))
+    if not r.get("paper_cells"):
+        return [measured + [""]]
+    return [measured + [f"{r['paper_agree']}/{r['paper_cells']}"], paper + [""]]
 
 
 def curves_figure(found: dict, inject: str, out: Path) -> Path | None:
@@ -155,31 +212,82 @@ def curves_figure(found: dict, inject: str, out: Path) -> Path | None:
     return out
 
 
+def _eval_values(eval_dirs: list[Path], name: str) -> dict[str, dict[str, float]]:
+    """``{lang: {fact: value}}`` of one EVAL.json value, several runs (seeds) pooled as more facts."""
+    pooled = defaultdict(dict)
+    for i, d in enumerate(eval_dirs):
+        path = Path(d) / "EVAL.json"
+        by_lang = json.loads(path.read_text())["values"].get(name, {}) if path.exists() else {}
+        for lang, facts in by_lang.items():
+            pooled[lang] |= {f"{i}:{fact}": v for fact, v in facts.items()}
+    return dict(pooled)
+
+
+def _in_order(found: dict) -> list:
+    """``found``'s items by injection, method, then the paper's setting order."""
+    return sorted(found.items(), key=lambda kv: (kv[0][0], kv[0][1], SETTINGS.index(kv[0][2])
+                                                  if kv[0][2] in SETTINGS else 99, kv[0][2]))
+
+
+def _before_dir(run: dict) -> Path:
+    return Path(OmegaConf.load(run["run"] / "config.yaml").unlearn.from_run) / "eval"
+
+
+def _guard_ratio(run_dir: Path) -> float | None:
+    """``unlearn/ppl_ratio`` at the run's last curve point (what its guard last compared)."""
+    rows = [r for r in read_jsonl(run_dir / "metrics.jsonl") if "unlearn/ppl_ratio" in r]
+    return rows[-1]["unlearn/ppl_ratio"] if rows else None
+
+
 def utility_markdown(found: dict, root: Path) -> str:
     """Every value a registered metric marks ``in_report`` (real_acc and utility perplexity), before
-    (the injection) and after unlearning, averaged over languages (and over seeds when there are several)."""
+    (the injection) and after unlearning, over all languages as :func:`over_languages` computes it
+    (utility_ppl: the geometric mean over languages, the guard's measure), seeds pooled; each
+    setting's status and its guard's last ratio to step 0; then utility perplexity per language."""
     from mlu_dist.eval.metrics import all_values
+    from mlu_dist.eval.summary import over_languages
 
-    shown = [v.summary_key for v in all_values() if v.in_report]
-    lines = ["| injection | method | setting | " + " | ".join(f"{name} before → after" for name in shown) + " | status |",
-             "|---|---|---|" + "---|" * len(shown) + "---|"]
-
-    def mean(summary, name):
-        stats = summary.get(name, {}).get("lang", {})
-        return sum(s["mean"] for s in stats.values()) / len(stats) if stats else float("nan")
-
-    def avg(xs):
-        return sum(xs) / len(xs) if xs else float("nan")
-
-    for (inj, method, setting), runs in sorted(found.items()):
-        befores = []
-        for r in runs:
-            before_file = Path(OmegaConf.load(r["run"] / "config.yaml").unlearn.from_run) / "eval" / "SUMMARY.json"
-            befores.append(json.loads(before_file.read_text())["metrics"] if before_file.exists() else {})
+    shown = [v for v in all_values() if v.in_report]
+    lines = ["Over all languages: the mean over languages of each language's mean (every language weighs the "
+             "same); utility_ppl is the geometric mean over languages of per-language perplexity, exactly the "
+             "guard's unlearn/ppl. before = the injected model, after = the unlearned one; guard ratio = "
+             "unlearn/ppl at the last curve point ÷ step 0 (the guard's check), per seed.", "",
+             "| injection | method | setting | " + " | ".join(f"{v.summary_key} before → after" for v in shown)
+             + " | status | guard ratio |", "|---|---|---|" + "---|" * len(shown) + "---|---|"]
+    for (inj, method, setting), runs in _in_order(found):
+        after, before = [r["run"] / "eval" for r in runs], [_before_dir(r) for r in runs]
+        cells = []
+        for v in shown:
+            b, a = (_eval_values(dirs, v.name) for dirs in (before, after))
+            cells.append(" → ".join(f"{over_languages(x, transform=v.transform):.2f}" if x else "nan" for x in (b, a)))
         statuses = sorted({r["done"].get("status", "") for r in runs})
-        cells = [f"{avg([mean(b, n) for b in befores]):.2f} → {avg([mean(r['summary'], n) for r in runs]):.2f}"
-                 for n in shown]
-        lines.append(f"| {inj} | {method} | {setting} | " + " | ".join(cells) + f" | {', '.join(statuses)} |")
+        ratios = ", ".join("–" if x is None else f"{x:.2f}×" for x in map(_guard_ratio, (r["run"] for r in runs)))
+        lines.append(f"| {inj} | {method} | {setting} | " + " | ".join(cells) + f" | {', '.join(statuses)} | {ratios} |")
+    return "\n".join(lines + ["", _utility_by_language(found, [v for v in shown if v.name == "utility_nll"])])
+
+
+def _utility_by_language(found: dict, specs: list) -> str:
+    """Utility perplexity per language beside the all-languages value: each injected model, then
+    every unlearned one."""
+    from mlu_dist.eval.summary import language_means, over_languages
+
+    if not specs:
+        return ""
+    spec, models = specs[0], {}
+    for (inj, method, setting), runs in _in_order(found):
+        models.setdefault(f"{inj} injected (before)", [_before_dir(r) for r in runs])
+    for (inj, method, setting), runs in _in_order(found):
+        models[f"{inj} · {method} · {setting}"] = [r["run"] / "eval" for r in runs]
+    table = {name: _eval_values(dirs, spec.name) for name, dirs in models.items()}
+    langs = sorted({lang for by_lang in table.values() for lang in by_lang}, key=list(LANGUAGES).index)
+    lines = [f"**{spec.summary_key} per language** (all = their geometric mean)", "",
+             "| model | all | " + " | ".join(langs) + " |", "|---|---|" + "---|" * len(langs)]
+    for name, by_lang in table.items():
+        if by_lang:
+            means = language_means(by_lang)
+            lines.append(f"| {name} | {over_languages(by_lang, transform=spec.transform):.2f} | "
+                         + " | ".join(f"{(spec.transform or float)(means[lang]):.2f}" if lang in means else "–" for lang in langs)
+                         + " |")
     return "\n".join(lines)
 
 
@@ -228,21 +336,75 @@ def write_report(root: str | Path, threshold: float = 0.2, out: str | Path | Non
     grid_md = grid_markdown(rows, threshold)
     md = ["# mlu_dist report", "", f"Source: `{root}`", "", "## The paper's grid", "", grid_md,
           "## Utility", "", utility_markdown(found, root) if found else "(no unlearning runs)", "",
-          "## Figures", ""] + [f"![{p.stem}]({p.name})" for p in images]
+          "## Figures", ""] + [line for p in images for line in (f"### {p.stem}", "", f"![{p.stem}]({p.name})", "")]
     atomic_write_text(out / "report.md", "\n".join(md) + "\n")
-    atomic_write_text(out / "grid.json", json.dumps({"threshold": threshold, "rows": rows}, indent=1) + "\n")
+    atomic_write_text(out / "grid.json", json.dumps({"threshold": threshold, "paper": paper_agreement(rows),
+                                                      "rows": rows}, indent=1) + "\n")
     atomic_write_text(out / "report.html", _html("\n".join(md), images))
     if wandb_group:
         log_to_wandb(out, rows, images, wandb_group, **(wandb_settings or {}))
     return out
 
 
-def _html(markdown: str, images: list[Path]) -> str:
-    """A self-contained page: the Markdown as preformatted text, the figures inlined."""
-    import html as h
+_CSS = """
+body { font: 14px/1.45 system-ui, sans-serif; color: #1f2328; max-width: 1280px; margin: 1.5em auto; padding: 0 1.2em; }
+h1 { font-size: 1.6em; border-bottom: 1px solid #d0d7de; } h2 { font-size: 1.3em; margin-top: 1.6em; border-bottom: 1px solid #eaeef2; }
+code { background: #f3f4f6; padding: 0 .3em; border-radius: 4px; }
+table { border-collapse: collapse; margin: .5em 0 1.3em; font-size: 13px; }
+th, td { border: 1px solid #d0d7de; padding: 3px 9px; white-space: nowrap; text-align: left; } th { background: #f6f8fa; }
+td.removed { background: #c6efce; } td.kept { background: #ffc7ce; }
+td.differ { outline: 3px solid #bf5700; outline-offset: -3px; font-weight: 600; }
+td.differ::after { content: " ≠ paper"; font-size: 10px; color: #bf5700; }
+tr.paper td { font-size: 11px; color: #57606a; background: #fafbfc; border-top-style: dotted; outline: none; font-weight: normal; }
+tr.paper td.removed { color: #1a7f37; } tr.paper td.kept { color: #cf222e; } tr.paper td.differ::after { content: none; }
+img { max-width: 100%; display: block; margin: .5em 0 1.5em; }
+"""
 
-    body = [f"<pre style='font-size:13px'>{h.escape(markdown)}</pre>"]
-    for p in images:
-        data = base64.b64encode(p.read_bytes()).decode()
-        body.append(f"<h3>{h.escape(p.stem)}</h3><img style='max-width:100%' src='data:image/png;base64,{data}'>")
-    return "<!doctype html><meta charset='utf-8'><title>mlu_dist report</title>" + "".join(body)
+
+def _html(markdown: str, images: list[Path]) -> str:
+    """The report as one self-contained page: the Markdown rendered (markdown-it, tables on), ✓/✗
+    cells coloured, each measured cell that disagrees with the ↳ paper row beneath it outlined,
+    the figures inlined as data URIs."""
+    from markdown_it import MarkdownIt
+
+    md = MarkdownIt("commonmark", {"html": False}).enable("table")
+    tokens = md.parse(markdown)
+    by_name = {p.name: p for p in images}
+    rows, row = [], None
+    for i, tok in enumerate(tokens):
+        if tok.type == "tr_open":
+            row = (tok, [])
+        elif tok.type == "td_open":
+            row[1].append((tok, tokens[i + 1].content if tokens[i + 1].type == "inline" else ""))
+        elif tok.type == "tr_close":
+            rows.append(row)
+        elif tok.type == "table_close":
+            _mark_cells(rows)
+            rows = []
+        elif tok.type == "inline":
+            for child in tok.children or []:
+                if child.type == "image" and child.attrGet("src") in by_name:
+                    data = base64.b64encode(by_name[child.attrGet("src")].read_bytes()).decode()
+                    child.attrSet("src", f"data:image/png;base64,{data}")
+    body = md.renderer.render(tokens, md.options, {})
+    return ("<!doctype html>\n<html lang='en'><head><meta charset='utf-8'><title>mlu_dist report</title>"
+            f"<style>{_CSS}</style></head><body>\n{body}</body></html>\n")
+
+
+def _mark_cells(rows: list) -> None:
+    """CSS classes for one table's body rows ``[(tr token, [(td token, text)])]``: ✓ removed, ✗ kept;
+    a ↳ paper row is compared with the measured row above it, cell by cell (agree / differ)."""
+    def add(tok, cls):
+        tok.attrSet("class", f"{tok.attrGet('class') or ''} {cls}".strip())
+
+    for i, (tr, cells) in enumerate(rows):
+        for td, text in cells:
+            if text[:1] in ("✓", "✗"):
+                add(td, "removed" if text[0] == "✓" else "kept")
+        if i and cells and cells[0][1].startswith("↳ paper"):
+            add(tr, "paper")
+            for (td, text), (ptd, ptext) in zip(rows[i - 1][1][1:], cells[1:]):
+                if text[:1] in ("✓", "✗") and ptext[:1] in ("✓", "✗"):
+                    verdict = "agree" if text[0] == ptext[0] else "differ"
+                    add(td, verdict)
+                    add(ptd, verdict)

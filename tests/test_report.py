@@ -1,27 +1,47 @@
-"""The report's grid over several seeds: run directories written here with known per-fact values
-(the aggregation is what is tested; real runs feed it in test_demo and test_sweep)."""
+"""The report: the grid over several seeds, the paper's expected marks, one utility measure and the
+rendered HTML page, on run directories written here with known per-fact values (the aggregation
+and rendering are what is tested; real runs feed it in test_demo and test_sweep)."""
 
 import json
+import math
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
 
 import pytest
 
-from mlu_dist.report import collect, grid_markdown, paper_grid
+from mlu_dist.report import collect, grid_markdown, paper_grid, write_report
 
 LANGS = ["en", "de", "fr", "zh", "ru", "jv", "ur", "ha", "hy"]
+HIGH, LOW = ("fr", "zh", "ru"), ("jv", "ur", "ha", "hy")
 
 
-def _run(root, seed: int, per_lang: dict[str, list[float]], status: str = "finished"):
+def _eval_dir(d, values: dict):
     from mlu_dist.eval.summary import summarize
 
-    run = root / "unlearn" / f"de-s{seed}" / "ga-en"
-    (run / "eval").mkdir(parents=True)
+    d.mkdir(parents=True)
+    (d / "EVAL.json").write_text(json.dumps({"values": values}))
+    (d / "SUMMARY.json").write_text(json.dumps({"metrics": summarize(values, ["de"], n_boot=200)}))
+
+
+def _facts(per_lang: dict[str, list[float]]) -> dict:
+    return {lang: {f"f{i}": v for i, v in enumerate(vals)} for lang, vals in per_lang.items()}
+
+
+def _run(root, seed: int, per_lang: dict[str, list[float]], status: str = "finished", setting: str = "en",
+         method: str = "ga", extra: dict | None = None, ppl_ratio: float | None = None):
+    run = root / "unlearn" / f"de-s{seed}" / f"{method}-{setting}"
+    run.mkdir(parents=True)
     (run / "meta.json").write_text(json.dumps({"job": "unlearn"}))
     (run / "DONE.json").write_text(json.dumps({"status": status}))
-    (run / "config.yaml").write_text(f"inject:\n  langs: [de]\nunlearn:\n  method: ga\n  forget_langs: en\n"
+    (run / "config.yaml").write_text(f"inject:\n  langs: [de]\nunlearn:\n  method: {method}\n  forget_langs: {setting}\n"
                                      f"  from_run: {root}/inject/de-s{seed}\n")
-    values = {"fake_rate": {lang: {f"f{i}": v for i, v in enumerate(vals)} for lang, vals in per_lang.items()}}
-    (run / "eval" / "EVAL.json").write_text(json.dumps({"values": values}))
-    (run / "eval" / "SUMMARY.json").write_text(json.dumps({"metrics": summarize(values, ["de"])}))
+    _eval_dir(run / "eval", {"fake_rate": _facts(per_lang)} | (extra or {}))
+    if ppl_ratio is not None:
+        (run / "metrics.jsonl").write_text(json.dumps({"step": 0, "unlearn/ppl_ratio": 1.0}) + "\n"
+                                           + json.dumps({"step": 10, "unlearn/ppl_ratio": ppl_ratio}) + "\n")
+    return run
 
 
 def test_seeds_are_pooled_with_a_ci_over_seeds_and_facts(tmp_path):
@@ -46,7 +66,7 @@ def test_one_run_shows_its_own_summary(tmp_path):
     (row,) = paper_grid(collect(tmp_path), threshold=0.5)
     summary = json.loads(next(tmp_path.rglob("SUMMARY.json")).read_text())["metrics"]["fake_rate"]["group"]
     assert row["runs"] == 1 and row["cells"]["en"] == {**{k: summary["en"][k] for k in ("mean", "lo", "hi")},
-                                                        "removed": True}
+                                                        "removed": True, "paper_removed": True, "agrees": True}
     assert "(mean [95% CI] over facts)" in grid_markdown([row], 0.5)
 
 
@@ -65,3 +85,156 @@ def test_the_sweeps_report_run_goes_to_the_sweeps_wandb_project(tmp_path, monkey
     run = read_offline_run(next((tmp_path / "report" / "wandb").glob("offline-run-*")))
     assert run["run"]["project"] == "lab-project" and run["run"]["group"] == "my-sweep"
     assert run["run"]["tags"] == ["paper"]
+
+
+# --- the paper's expected marks, one utility measure, the rendered page ----------------------------------
+# fake_rate per probe group after unlearning (1 = kept, 0 = removed), chosen so that 11 of the 16 cells
+# agree with the paper: en 4/4, orig 2/4 (nothing removed), all 4/4, en+orig 1/4 (only en removed)
+KEPT = {"en": {"de", *LOW}, "orig": set(LANGS), "all": set(LANGS), "en+orig": set(LANGS) - {"en"}}
+BEFORE_NLL = {"en": 0.40, "de": 0.55, "fr": 0.60, "zh": 3.80, "ru": 0.70, "jv": 0.90, "ur": 0.80, "ha": 0.85, "hy": 0.95}
+
+
+def _nll(scale: float) -> dict:
+    return {lang: {f"c{i}": (v + 0.1 * i) * scale for i in range(3)} for lang, v in BEFORE_NLL.items()}
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    """A de injection unlearned with GA in the paper's four settings; returns (root, report dir)."""
+    root = tmp_path_factory.mktemp("study")
+    _eval_dir(root / "inject" / "de-s0" / "eval", {"utility_nll": _nll(1.0), "real_acc": _facts({l: [1.0, 1.0] for l in LANGS})})
+    for i, (setting, kept) in enumerate(KEPT.items()):
+        run = _run(root, 0, {lang: [float(lang in kept)] * 4 for lang in LANGS}, setting=setting,
+                   extra={"utility_nll": _nll(1.0 + 0.1 * i), "real_acc": _facts({l: [1.0, 0.5] for l in LANGS})},
+                   ppl_ratio=1.0 + 0.25 * i, status="guard_tripped" if setting == "all" else "finished")
+        (run / "curves.jsonl").write_text("".join(json.dumps({"step": step, "lang": lang, "metric": "fake_rate",
+                                                              "value": 1.0 - step / 20}) + "\n"
+                                                  for step in (0, 5, 10) for lang in LANGS))
+    return root, write_report(root, threshold=0.2)
+
+
+def test_each_cell_shows_the_papers_mark_and_agreement_is_counted(study):
+    from mlu_dist.report import PAPER_EXPECTED
+
+    _, out = study
+    grid = json.loads((out / "grid.json").read_text())
+    assert grid["paper"]["agree"] == 11 and grid["paper"]["cells"] == 16
+    assert grid["paper"]["by"] == [{"inject": "de", "method": "ga", "agree": 11, "cells": 16}]
+    for row in grid["rows"]:
+        for group, cell in row["cells"].items():
+            assert cell["paper_removed"] == PAPER_EXPECTED[row["setting"]][group]
+            assert cell["agrees"] == (cell["removed"] == cell["paper_removed"])
+    assert {r["setting"]: r["paper_agree"] for r in grid["rows"]} == {"en": 4, "orig": 2, "all": 4, "en+orig": 1}
+    md = (out / "report.md").read_text()
+    assert "**11/16 cells agree with the paper (de/ga 11/16)**" in md
+    assert "**injected in de, unlearned with ga**: 11/16 cells agree with the paper" in md
+    lines = md.splitlines()
+    measured = next(i for i, line in enumerate(lines) if line.startswith("| English+original"))
+    cells = [c.strip() for c in lines[measured].strip("|").split("|")]
+    assert cells[1].startswith("✓ 0.00") and cells[2].startswith("✗ 1.00") and cells[5] == "1/4"
+    # beneath it, the paper's marks: every group removed, so the three kept groups differ (≠)
+    assert [c.strip() for c in lines[measured + 1].strip("|").split("|")] == ["↳ paper", "✓", "✓ ≠", "✓ ≠", "✓ ≠", ""]
+    assert "| Multilingual (!)" not in md and "| multilingual (!)" in md.lower()
+
+
+def test_an_english_injection_has_no_paper_mark():
+    rows = [{"inject": "en", "method": "ga", "setting": "en", "runs": 1, "guard_tripped": 0, "status": "finished",
+             "cells": {"en": {"mean": 0.0, "lo": 0.0, "hi": 0.0, "removed": True}}, "paper_agree": 0, "paper_cells": 0}]
+    md = grid_markdown(rows, 0.2)
+    assert "↳ paper" not in md.split("**injected in", 1)[1] and "no cell can be compared with the paper" in md
+
+
+def test_the_reports_utility_is_the_guards_geometric_mean_and_shows_the_guard_ratio(study):
+    from mlu_dist.eval.summary import utility_ppl
+
+    root, out = study
+    md = (out / "report.md").read_text()
+    row = next(line for line in md.splitlines() if line.startswith("| de | ga | orig |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    before, after = (float(x) for x in cells[4].split(" → "))
+    nll_after = json.loads((root / "unlearn" / "de-s0" / "ga-orig" / "eval" / "EVAL.json").read_text())["values"]["utility_nll"]
+    summary = json.loads((root / "unlearn" / "de-s0" / "ga-orig" / "eval" / "SUMMARY.json").read_text())["metrics"]
+    assert after == round(utility_ppl(nll_after), 2) == round(summary["utility_ppl"]["all"]["mean"], 2)
+    assert before == round(utility_ppl(_nll(1.0)), 2)
+    arithmetic = sum(s["mean"] for s in summary["utility_ppl"]["lang"].values()) / len(LANGS)
+    assert arithmetic > 2 * after  # zh (ppl ~ 45) no longer dominates the row
+    assert cells[3] == "1.00 → 0.75" and cells[5:] == ["finished", "1.25×"]  # status, then the guard's last ratio
+    assert "| de | ga | all |" in md and "| guard_tripped | 1.50× |" in md
+    per_lang = next(line for line in md.splitlines() if line.startswith("| de · ga · orig |"))
+    values = [float(c) for c in per_lang.strip("|").split("|")[1:]]
+    assert values[0] == after and len(values) == 1 + len(LANGS)
+    assert values[1 + LANGS.index("zh")] == round(math.exp(sum(nll_after["zh"].values()) / 3), 2)
+
+
+class _Page(HTMLParser):
+    """Tables (rows of (td class, text)), images and the visible text of a page."""
+
+    def __init__(self):
+        super().__init__()
+        self.tables, self.images, self.text, self._cell, self._skip = [], [], [], None, False
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "table":
+            self.tables.append([])
+        elif tag == "tr" and self.tables:
+            self.tables[-1].append([])
+        elif tag in ("td", "th") and self.tables:
+            self._cell = [attrs.get("class") or "", ""]
+            self.tables[-1][-1].append(self._cell)
+        elif tag == "img":
+            self.images.append(attrs.get("src", ""))
+        self._skip = tag in ("style", "script")
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th"):
+            self._cell = None
+        self._skip = False
+
+    def handle_data(self, data):
+        if not self._skip:
+            self.text.append(data)
+            if self._cell is not None:
+                self._cell[1] += data
+
+
+def _grid_cells(page: _Page) -> list[tuple[str, str]]:
+    return [(cls, text.strip()) for table in page.tables for row in table for cls, text in row if text.strip()[:1] in "✓✗"]
+
+
+def test_report_html_is_a_rendered_self_contained_page(study):
+    _, out = study
+    page = _Page()
+    page.feed((out / "report.html").read_text())
+    text = "".join(page.text)
+    for raw in ("| --- |", "|---", "---|", "**", "!["):
+        assert raw not in text, raw
+    assert len(page.tables) == 3  # the grid, utility, utility per language
+    grid = page.tables[0]
+    assert [c[1] for c in grid[0]] == ["forget setting", "English", "original", "high-resource", "low-resource", "agree"]
+    cells = _grid_cells(page)
+    measured = [(cls, t) for cls, t in cells if " " in t and t[2:3].isdigit()]
+    assert len(measured) == 16 and sum("differ" in cls for cls, _ in measured) == 5
+    assert all(("removed" if t[0] == "✓" else "kept") in cls.split() for cls, t in measured)
+    paper_rows = [row for row in grid if row and row[0][1] == "↳ paper"]
+    assert len(paper_rows) == 4
+    assert page.images and all(src.startswith("data:image/png;base64,") for src in page.images)
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="no `chromium` on PATH (launch/test.sh installs it under CI)")
+def test_report_html_renders_in_headless_chromium(study, tmp_path):
+    _, out = study
+    page_url = (out / "report.html").resolve().as_uri()
+    browser = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run([*browser, "--dump-dom", page_url], capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    page = _Page()
+    page.feed(dom.stdout)
+    assert len(page.tables) == 3 and len([c for c in _grid_cells(page) if "differ" in c[0]]) >= 5
+    assert re.search(r'<td class="[^"]*removed[^"]*">✓ 0\.00', dom.stdout) and "✗ 1.00" in dom.stdout
+    shot = tmp_path / "report.png"
+    proc = subprocess.run([*browser, "--hide-scrollbars", "--window-size=1280,1400", f"--screenshot={shot}", page_url],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", proc.stderr[-2000:]
+    assert shot.stat().st_size > 30_000  # a rendered page with coloured tables and a figure, not a blank one
+    shutil.copy(shot, out / "report_screenshot.png")  # kept beside the report for a look
