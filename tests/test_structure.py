@@ -65,7 +65,8 @@ def test_configs_never_import_jobs():
 
 
 @pytest.mark.parametrize("library, allowed", [("deepspeed", "engine/deepspeed_engine.py"),
-                                              ("submitit", "launcher/slurm.py"), ("wandb", "wandb_tracker.py")])
+                                              ("submitit", "launcher/slurm.py"), ("wandb", "wandb_tracker.py"),
+                                              ("wandb_workspaces", "wandb_views.py")])
 def test_each_heavy_dependency_has_one_import_site(library, allowed):
     sites = sorted(str(p.relative_to(PKG)) for p in modules() for m in imports_of(p)
                    if m == library or m.startswith(library + "."))
