@@ -7,7 +7,8 @@
     mlu inject [...]                    inject fake facts in language(s) X
     mlu relearn RUN                     relearning attack on an unlearned model: does the fake come back?
     mlu export RUN_DIR                  checkpoint -> HF model directory
-    mlu sync DIR...                     upload offline W&B runs
+    mlu sync DIR...                     upload offline W&B runs (each said uploaded / failed and why), then dashboards
+    mlu dashboard SWEEP_DIR             the sweep's W&B workspace + report as code (saved offline, pushed when online)
 
 Every job takes YAML files (``-c``, merged in order; a name like ``deepspeed/zero3`` means
 ``configs/deepspeed/zero3.yaml``) and then ``key=value`` overrides; ``--show-fields`` lists every
@@ -33,6 +34,10 @@ EPILOG = textwrap.dedent("""\
                                            the same under ZeRO-3 on 2 local ranks
       mlu inject inject.langs=[de]         inject fake facts in German (+ English safe data)
       mlu export runs/inject/<run>         checkpoint -> HF model directory
+
+    W&B (nodes log offline; upload from a machine with network, e.g. the login node):
+      mlu dashboard runs/<sweep>           its workspace + report -> runs/<sweep>/report/dashboard.json
+      mlu sync runs/<sweep>                upload the runs, then push the dashboard (needs `wandb login`)
 
     Overrides use dotted keys:  mlu base model.hidden_size=64 data.langs=[en,de,hy]
     All keys of a job:          mlu base --show-fields
@@ -141,7 +146,7 @@ def _add_study_commands(sub) -> None:
 
 
 def _add_result_commands(sub) -> None:
-    """matrix, sweep, report, sync, export."""
+    """matrix, sweep, report, sync, dashboard, export."""
     mx = sub.add_parser("matrix", help="the spread matrix (injection language x probe language) of a set of runs",
                         description="Collect the evaluated injection runs under DIR (e.g. runs/) and write the "
                                     "spread matrix — rows: injection language, columns: probe language, cells: "
@@ -176,10 +181,32 @@ def _add_result_commands(sub) -> None:
     rp.add_argument("dir", help="a sweep directory (or any folder holding runs)")
     rp.add_argument("--threshold", type=float, default=0.2, help="fake_rate below which a cell counts as removed (0.2)")
     rp.add_argument("--out", help="output folder (default DIR/report)")
-    sy = sub.add_parser("sync", help="upload the offline W&B runs under a directory (wraps `wandb sync`)",
+    sy = sub.add_parser("sync", help="upload the offline W&B runs under a directory (wraps `wandb sync`), then "
+                                     "its dashboard",
                         description="Nodes without internet log W&B offline into each run directory; run this "
-                                    "on a machine with network (e.g. the login node) to upload them.")
+                                    "on a machine with network (e.g. the login node) to upload them, then each "
+                                    "sweep's saved dashboard (report/dashboard.json). Each run is reported uploaded, "
+                                    "already uploaded or failed (with the reason); exit 1 when any failed. Without a "
+                                    "reachable W&B server (WANDB_BASE_URL) or an API key (`wandb login`, "
+                                    "WANDB_API_KEY) it uploads nothing, says what is ready to push and exits 3.")
     sy.add_argument("paths", nargs="+", help="run or sweep directories")
+    sy.add_argument("--project", default="", help="W&B project for every run and dashboard (default: their own)")
+    sy.add_argument("--entity", default="", help="W&B entity (default: theirs, else your default entity)")
+    sy.add_argument("--timeout", type=float, default=1800.0, help="seconds `wandb sync` may take in all (1800)")
+    db = sub.add_parser("dashboard", help="the sweep's W&B workspace and report, as code (offline; pushed when online)",
+                        description="Build, from what the sweep's runs logged, a W&B workspace (one section per "
+                                    "injection language; per method x forget setting a forgetting-curve panel with "
+                                    "one line per probe language, coloured by resource group as in `mlu report`; "
+                                    "utility panels; runs filtered by the sweep's W&B group and job type) and a "
+                                    "report mirroring report/report.md. Every panel key is checked against the runs' "
+                                    "logged history (refused, listed, when missing). The definition is saved to "
+                                    "SWEEP_DIR/report/dashboard.json without network (every sweep writes it at its "
+                                    "end); it is pushed when the W&B server can be reached and a key is set, else "
+                                    "the command says what it would create (`mlu sync` pushes it later).")
+    db.add_argument("dir", help="a sweep directory (e.g. runs/demo)")
+    db.add_argument("--project", default="", help="W&B project (default: the sweep's tracking.project)")
+    db.add_argument("--entity", default="", help="W&B entity (default: the sweep's, else your default entity)")
+    db.add_argument("--offline", action="store_true", help="only write and check the definition; never push")
     e = sub.add_parser("export", help="consolidate a run's checkpoint (any ZeRO stage) into a HF model directory",
                        description="Turn the latest (or a given) checkpoint of a run into safetensors + tokenizer "
                                    "that AutoModelForCausalLM.from_pretrained loads. One process, no ranks.")
@@ -446,11 +473,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"report: {out}/report.html")
             return 0
         if args.command == "sync":
-            from mlu_dist.wandb_tracker import sync
+            from mlu_dist.cli_wandb import sync_command
 
-            runs = sync([Path(p) for p in args.paths])
-            print(f"synced {len(runs)} offline W&B run(s)")
-            return 0
+            return sync_command(args.paths, args.project, args.entity, args.timeout)
+        if args.command == "dashboard":
+            from mlu_dist.cli_wandb import dashboard_command
+
+            return dashboard_command(args.dir, args.project, args.entity, args.offline)
         if args.command == "export":
             from mlu_dist.jobs.export import export_run
 

@@ -102,20 +102,117 @@ class WandbTracker:
         self.run = None
 
 
-def sync(paths: list[Path]) -> list[Path]:
-    """Upload offline runs (``wandb sync``) found under ``paths``; returns the run folders."""
+DEFAULT_BASE_URL = "https://api.wandb.ai"
+
+
+def base_url() -> str:
+    """The W&B server runs go to: ``WANDB_BASE_URL``, else the host ``wandb login --host`` saved, else
+    the W&B cloud."""
+    import configparser
+
+    if os.environ.get("WANDB_BASE_URL"):
+        return os.environ["WANDB_BASE_URL"].rstrip("/")
+    settings = Path(os.environ.get("WANDB_CONFIG_DIR") or Path.home() / ".config" / "wandb") / "settings"
+    parser = configparser.ConfigParser()
+    try:
+        parser.read(settings)
+        return (parser.get("default", "base_url", fallback="") or DEFAULT_BASE_URL).rstrip("/")
+    except configparser.Error:
+        return DEFAULT_BASE_URL
+
+
+def credentials_source(url: str) -> str | None:
+    """Where the W&B client would find credentials for ``url`` (a name, never the key), or None."""
+    import netrc
+    from urllib.parse import urlparse
+
+    for var in ("WANDB_API_KEY", "WANDB_IDENTITY_TOKEN_FILE"):
+        if os.environ.get(var):
+            return var
+    path = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
+    try:
+        if netrc.netrc(str(path)).authenticators(urlparse(url).hostname or ""):
+            return str(path)
+    except (OSError, netrc.NetrcParseError):
+        pass
+    return None
+
+
+def unreachable(url: str, timeout: float = 3.0) -> str | None:
+    """Why the W&B server at ``url`` cannot be reached (a TCP connection to it, or to the proxy in
+    ``HTTPS_PROXY``/``HTTP_PROXY``, within ``timeout`` seconds), or None when it can."""
+    import socket
+    import urllib.request
+    from urllib.parse import urlparse
+
+    u = urlparse(url)
+    if not u.hostname or u.scheme not in ("http", "https"):
+        return f"{url!r} is not an http(s) URL (WANDB_BASE_URL)"
+    host, port, via = u.hostname, u.port or (443 if u.scheme == "https" else 80), ""
+    proxy = urllib.request.getproxies().get(u.scheme)
+    if proxy and not urllib.request.proxy_bypass(host):
+        p = urlparse(proxy if "://" in proxy else f"http://{proxy}")
+        host, port, via = p.hostname, p.port or 80, f" (the proxy for {u.hostname})"
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return None
+    except OSError as exc:
+        return f"no connection to {host}:{port}{via} within {timeout:g} s: {exc.strerror or exc}"
+
+
+def offline_runs(paths: list[Path]) -> list[Path]:
+    """The offline W&B run folders (``wandb/offline-run-*``) under ``paths``."""
+    return sorted({p for root in paths for p in Path(root).rglob("offline-run-*") if p.is_dir()})
+
+
+def is_uploaded(folder: Path) -> bool:
+    """``wandb sync`` leaves ``<run>.wandb.synced`` beside a transaction log it uploaded completely."""
+    return any(Path(folder).glob("*.wandb.synced"))
+
+
+def sync(folders: list[Path], project: str = "", entity: str = "", timeout: float = 1800.0) -> list[dict]:
+    """Upload offline run folders with ``wandb sync``; per folder ``{"folder", "status", "reason"}``,
+    status ``uploaded``, ``already uploaded`` or ``failed``. Success is the client's own marker
+    (``*.wandb.synced``), not its exit code: ``wandb sync`` exits 0 when an upload is refused."""
     import subprocess
     import sys
 
-    runs = sorted({p for root in paths for p in Path(root).rglob("offline-run-*") if p.is_dir()})
-    for run in runs:
-        subprocess.run([sys.executable, "-m", "wandb", "sync", str(run)], check=False)
-    return runs
+    todo = [f for f in folders if not is_uploaded(f)]
+    out, note = "", ""
+    if todo:
+        cmd = [sys.executable, "-m", "wandb", "sync", *(["--project", project] if project else []),
+               *(["--entity", entity] if entity else []), *map(str, todo)]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+            out, note = proc.stdout + proc.stderr, f"`wandb sync` exited {proc.returncode}"
+        except subprocess.TimeoutExpired as exc:
+            out = (exc.stdout or b"").decode(errors="replace") + (exc.stderr or b"").decode(errors="replace")
+            note = f"`wandb sync` did not finish within {timeout:g} s"
+    errors = [line.strip().removeprefix("wandb: ") for line in out.splitlines() if "error" in line.lower()]
+    results = []
+    for f in folders:
+        if f not in todo:
+            results.append({"folder": f, "status": "already uploaded", "reason": ""})
+        elif is_uploaded(f):
+            results.append({"folder": f, "status": "uploaded", "reason": ""})
+        else:
+            rid = f.name.split("-", 3)[-1]  # offline-run-<date>_<time>-<run id>
+            mine = [e for e in errors if rid in e] or errors[-1:]
+            results.append({"folder": f, "status": "failed",
+                            "reason": (mine[0] if mine else f"{note} without marking it uploaded")[:300]})
+    return results
+
+
+def default_entity() -> str:
+    """The logged-in user's default W&B entity (asks the server)."""
+    import wandb
+
+    return wandb.Api().default_entity or ""
 
 
 def read_offline_run(run_folder: Path) -> dict:
-    """History rows, summary, config and where it belongs (project, entity, group, tags) of an offline
-    run, read from its ``.wandb`` file (a 7-byte
+    """History rows, summary, config and where it belongs (project, entity, group, tags, id, job_type)
+    of an offline run, read from its ``.wandb`` file (a 7-byte
     header, then LevelDB-log framing of ``Record`` protobufs). For tests and reports."""
     import json
 
@@ -151,5 +248,5 @@ def read_offline_run(run_folder: Path) -> dict:
         elif kind_name == "run":  # the initial config travels with the run record
             config.update({key(i): json.loads(i.value_json) for i in rec.run.config.update})
             where = {"project": rec.run.project, "entity": rec.run.entity, "group": rec.run.run_group,
-                     "tags": list(rec.run.tags)}
+                     "tags": list(rec.run.tags), "id": rec.run.run_id, "job_type": rec.run.job_type}
     return {"history": history, "summary": summary, "config": config, "run": where}

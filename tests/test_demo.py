@@ -77,6 +77,32 @@ def test_the_quick_demo_writes_every_artefact_and_prints_the_grid_of_its_runs(de
         assert list(run.glob("wandb/offline-run-*")), run
 
 
+def test_the_quick_demo_saves_its_wandb_dashboard_offline_and_every_key_was_logged(demo_run, tmp_path):
+    """The sweep's end wrote report/dashboard.json: one workspace section per injection language,
+    per method x setting a curve panel; every key it names is in the runs' .wandb history; the
+    library's models load it; without network `mlu sync` uploads nothing and says what is ready."""
+    from test_dashboard import _closed_port, _env, assert_every_key_was_logged
+
+    from mlu_dist.wandb_views import load
+
+    root, proc = demo_run
+    path = root / "report" / "dashboard.json"
+    assert "[dashboard]" in (root / "logs" / "report.log").read_text()
+    d = json.loads(path.read_text())
+    sections = {s["name"]: [p["title"] for p in s["panels"]] for s in d["workspace"]["sections"]}
+    assert list(sections) == ["injected in en", "injected in de", "injected in ha"]
+    names = {"en": "English", "orig": "original", "all": "multilingual", "en+orig": "English+original"}
+    cells = [f"{m}: forget {names[s]}" for m in ("ga", "npo") for s in ("en", "orig", "all", "en+orig")]
+    assert [t for t in sections["injected in de"] if ": forget " in t] == cells
+    assert sum(t.startswith("utility") for t in sections["injected in de"]) == 2
+    assert assert_every_key_was_logged(root, d) >= 8 + 8 * 2
+    workspace, report = load(d["library"])
+    assert len(workspace.sections) == 3 and report.title == "mlu_dist: demo-quick"
+    out = subprocess.run(mlu_cmd("sync", str(root)), capture_output=True, text=True, timeout=120,
+                         env=_env(tmp_path, WANDB_BASE_URL=f"http://127.0.0.1:{_closed_port()}"))
+    assert out.returncode == 3 and f"ready to push: the dashboard {path}" in out.stdout, out.stdout + out.stderr
+
+
 def test_running_the_demo_again_reuses_every_finished_run(demo_run):
     root, _ = demo_run
     again = _demo(root.parent)

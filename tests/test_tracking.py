@@ -56,8 +56,11 @@ def test_per_language_curves_reach_wandb_with_their_step_axis(injected, monkeypa
     for r in rows:
         for lang in LANGS:
             assert local[r["unlearn/step"]][f"forget/{lang}/fake_rate"] == pytest.approx(r[f"forget/{lang}/fake_rate"])
-    # no secret in any file of the run directory
-    for path in run.rglob("*"):
+    # no secret in any file of the run directory, nor in the dashboard built from its runs
+    from mlu_dist.dashboard import write_dashboard
+
+    dashboard, _ = write_dashboard(out)
+    for path in [*run.rglob("*"), dashboard]:
         if path.is_file():
             assert SECRET.encode() not in path.read_bytes(), path
 

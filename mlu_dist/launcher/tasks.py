@@ -31,6 +31,8 @@ def run_cell(stage: str, config_path: str | None, root: str) -> dict:
             out = write_report(Path(root), wandb_group=spec.get("wandb_group"), wandb_settings=spec.get("wandb"))
         except FileNotFoundError as exc:  # nothing evaluated yet: nothing to draw
             return {"stage": stage, "run_dir": str(Path(root) / "report"), "status": f"skipped: {exc}"}
+        if spec.get("wandb_group"):
+            _write_dashboard(Path(root))
         (out / "DONE.json").write_text(json.dumps({"files": sorted(p.name for p in out.iterdir())}) + "\n")
         return {"stage": stage, "run_dir": str(out), "status": "finished"}
     if stage == "translate":
@@ -68,6 +70,21 @@ def run_cell(stage: str, config_path: str | None, root: str) -> dict:
     done = Path(run_dir) / "DONE.json"
     status = json.loads(done.read_text()).get("status", "finished") if done.exists() else "interrupted"
     return {"stage": stage, "run_dir": str(run_dir), "status": status}
+
+
+def _write_dashboard(root: Path) -> None:
+    """The sweep's W&B dashboard definition (report/dashboard.json, no network), an extra: a sweep
+    never fails because of it."""
+    try:
+        from mlu_dist.dashboard import write_dashboard
+
+        path, _ = write_dashboard(root)
+        print(f"[dashboard] {path} (pushed by `mlu sync {root}` where W&B can be reached)", flush=True)
+    except Exception as exc:  # the report is written; the dashboard can be rebuilt with `mlu dashboard`
+        (root / "report" / "dashboard.json").unlink(missing_ok=True)  # an older one would describe other runs
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        print(f"[dashboard] warning: not written ({type(exc).__name__}: {first}); `mlu dashboard {root}` tells more",
+              flush=True)
 
 
 def main(argv=None) -> int:
