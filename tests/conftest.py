@@ -57,6 +57,21 @@ def quick_base(tmp_path_factory):
     return cfg, run_dir
 
 
+@pytest.fixture(scope="session")
+def injected(quick_base, tmp_path_factory):
+    """A German injection into the quick base model (unlearning and relearning tests start here)."""
+    from mlu_dist.config import load_config
+    from mlu_dist.experiment import ExperimentConfig
+    from mlu_dist.jobs.inject import run_inject
+
+    _, base_dir = quick_base
+    out = tmp_path_factory.mktemp("unlearn")
+    cfg = load_config(ExperimentConfig, [QUICK], [f"run.out_dir={out}", "inject.langs=[de]",
+                                                  f"inject.from_model={base_dir / 'model'}", "inject.train.eval_every=0",
+                                                  "inject.train.steps=40"])
+    return out, run_inject(cfg)
+
+
 def _sinfo_ok() -> bool:
     import shutil
     import subprocess

@@ -16,7 +16,6 @@ from mlu_dist.data.splits import split_facts
 from mlu_dist.tokens import Example
 from mlu_dist.eval.likelihood import completion_logprobs, fake_preference
 from mlu_dist.experiment import ExperimentConfig
-from mlu_dist.jobs.inject import run_inject
 from mlu_dist.jobs.unlearn import run_unlearn
 from mlu_dist.modeling import load_pretrained
 from mlu_dist.tracking import read_jsonl
@@ -87,16 +86,6 @@ def test_answer_scoped_forget_masks_exactly_the_fake_detail_tokens(quick_base):
     assert full.labels[-1] == tok.eos_token_id and IGNORE not in full.labels[1:]
     with pytest.raises(Exception, match="forget_scope"):
         load_config(ExperimentConfig, [QUICK], ["unlearn.forget_scope=answers"])
-
-
-@pytest.fixture(scope="module")
-def injected(quick_base, tmp_path_factory):
-    _, base_dir = quick_base
-    out = tmp_path_factory.mktemp("unlearn")
-    cfg = load_config(ExperimentConfig, [QUICK], [f"run.out_dir={out}", "inject.langs=[de]",
-                                                  f"inject.from_model={base_dir / 'model'}", "inject.train.eval_every=0",
-                                                  "inject.train.steps=40"])
-    return out, run_inject(cfg)
 
 
 def unlearn_cfg(out, inject_run, method, *extra):

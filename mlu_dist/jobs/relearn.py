@@ -145,6 +145,10 @@ class RelearnJob:
                              f"relearn[{self.start}:{self.attack}]", self._hooks, meta,
                              final_checkpoint=cfg.relearn.keep_model)
 
+    def _source_fake_rate(self) -> dict[str, float]:
+        """Without a step-0 probe (eval_every=0): the attacked model's own evaluation, when it has one."""
+        return _summary_fake_rate(self.model_dir.parent / "eval" / "SUMMARY.json")
+
     def _hooks(self, engine, ctx: HookContext) -> LoopHooks:
         self.hooks = AttackHooks(self, engine, ctx)
         return LoopHooks(evaluate=self.hooks.evaluate)
@@ -165,13 +169,9 @@ class RelearnJob:
         run.engine.close()
         inject_langs = list(cfg.inject.langs)
         summary = summarize(values, inject_langs, cfg.eval.n_boot, cfg.eval.ci_level, cfg.eval.seed)
-        before = _lang_means(self.hooks.first) if self.hooks.first else {}
+        before = _lang_means(self.hooks.first) if self.hooks.first else self._source_fake_rate()
         after = _lang_means(values)
-        injected_file = self.inject_run / "eval" / "SUMMARY.json"
-        injected = {}
-        if injected_file.exists():
-            stats = json.loads(injected_file.read_text())["metrics"].get("fake_rate", {}).get("lang", {})
-            injected = {lang: s["mean"] for lang, s in stats.items()}
+        injected = _summary_fake_rate(self.inject_run / "eval" / "SUMMARY.json")
         hidden = [f for f in self.split.targets if f not in self.shown]
         unseen = _lang_means(values, facts=hidden) if hidden else {}
         langs = {lang: {"before": before.get(lang), "after": after[lang], "injected": injected.get(lang),
@@ -200,6 +200,13 @@ class RelearnJob:
             print(format_recovery(langs, self.start, str(self.attack)))
         return {"attack": str(self.attack), "start": self.start,
                 "recovery": {lang: row["recovery"] for lang, row in langs.items()}}
+
+
+def _summary_fake_rate(path: Path) -> dict[str, float]:
+    if not path.exists():
+        return {}
+    stats = json.loads(path.read_text())["metrics"].get("fake_rate", {}).get("lang", {})
+    return {lang: s["mean"] for lang, s in stats.items()}
 
 
 def format_recovery(langs: dict, start: str, attack: str) -> str:

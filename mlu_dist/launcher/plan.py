@@ -23,6 +23,8 @@ class Cell:
     config: ExperimentConfig | TranslateConfig | None
     run_dir: Path
     deps: list[str] = field(default_factory=list)  # ids of the cells this one waits for
+    outputs: list[Path] = field(default_factory=list)
+    """Further run directories the cell makes (its relearning attacks): finished only when each holds DONE.json."""
 
     def config_yaml(self) -> str:
         return to_yaml(self.config) if self.config is not None else ""
@@ -33,7 +35,8 @@ def sweep_dir(spec: SweepSpec) -> Path:
 
 
 def expand(spec: SweepSpec) -> list[Cell]:
-    from mlu_dist.layout import base_run_dir, inject_run_dir, unlearn_run_dir
+    from mlu_dist.layout import base_run_dir, inject_run_dir, relearn_run_dir, unlearn_run_dir
+    from mlu_dist.relearn.config import parse_attack
     from mlu_dist.unlearn.config import resolve_langs
 
     root = sweep_dir(spec)
@@ -47,19 +50,29 @@ def expand(spec: SweepSpec) -> list[Cell]:
     # injections that start from a given model (a pretrained 8B, say) need no base training
     cells = translate + ([] if base_cfg.inject.from_model else [base])
     injects, unlearns = [], []
+    axes = spec.axes
+    attacks = [parse_attack(a) for a in axes.relearn_attacks]
+    attack_list = f"relearn.attacks=[{','.join(str(a) for a in attacks)}]"
     for seed in spec.axes.seeds:
         for lang in spec.axes.inject_langs:
+            unlearned = not axes.unlearn_langs or lang in axes.unlearn_langs
             over = common + [f"inject.langs=[{lang}]", f"inject.split_seed={seed}", f"inject.train.seed={seed}",
-                             f"unlearn.train.seed={seed}"]
+                             f"unlearn.train.seed={seed}", f"relearn.train.seed={seed}",
+                             attack_list if unlearned else "relearn.attacks=[]"]
             cfg = load_config(ExperimentConfig, spec.configs, over)
             digest = rundir.config_hash(cfg, keep=("data", "model", "base", "inject"), drop=rundir.COMPARE_DROP)[:10]
             cfg.run.name = f"{lang}-s{seed}-{digest}"
             cell = Cell("inject", f"inject-{lang}-s{seed}-{digest}", f"inject {lang} seed {seed}", cfg,
                         inject_run_dir(cfg), [c.id for c in cells if c.stage == "base"] or [c.id for c in translate])
+            if unlearned and cfg.relearn.controls:  # the same attacks on the injected and the base model
+                cell.outputs = [relearn_run_dir(cfg, cell.run_dir, start, a) for a in attacks
+                                for start in ("injected", "base")]
             injects.append(cell)
-            if spec.axes.unlearn_langs and lang not in spec.axes.unlearn_langs:
+            if not unlearned:
                 continue
-            for method in spec.axes.methods:
+            for method, scope in ((m, s) for m in axes.methods for s in axes.forget_scopes):
+                attacked = not axes.relearn_methods or method in axes.relearn_methods
+                scoped = scope != "all" or len(axes.forget_scopes) > 1
                 planned: set[tuple[str, ...]] = set()
                 for forget in spec.axes.forget_langs:
                     # settings that name the same languages for this injection (en / orig / en+orig
@@ -69,13 +82,19 @@ def expand(spec: SweepSpec) -> list[Cell]:
                         continue
                     planned.add(langs)
                     ucfg = load_config(ExperimentConfig, [*spec.configs, f"methods/{method}"],
-                                       over + [f"unlearn.forget_langs={forget}", f"unlearn.from_run={cell.run_dir}"])
+                                       over + [f"unlearn.forget_langs={forget}", f"unlearn.from_run={cell.run_dir}",
+                                               f"unlearn.forget_scope={scope}",
+                                               attack_list if attacked else "relearn.attacks=[]"])
                     udigest = rundir.config_hash(ucfg, keep=("data", "model", "base", "inject", "unlearn"),
                                                  drop=rundir.COMPARE_DROP)[:10]
-                    ucfg.run.name = f"{method}-{forget.replace('+', '_')}-{udigest}"
-                    unlearns.append(Cell("unlearn", f"unlearn-{lang}-s{seed}-{method}-{forget.replace('+', '_')}-{udigest}",
-                                         f"unlearn {method} {forget} <- {lang} s{seed}", ucfg, unlearn_run_dir(ucfg),
-                                         [cell.id]))
+                    name = f"{method}-{forget.replace('+', '_')}" + (f"-{scope}" if scoped else "")
+                    ucfg.run.name = f"{name}-{udigest}"
+                    ucell = Cell("unlearn", f"unlearn-{lang}-s{seed}-{name}-{udigest}",
+                                 f"unlearn {method} {forget}{' ' + scope if scoped else ''} <- {lang} s{seed}", ucfg,
+                                 unlearn_run_dir(ucfg), [cell.id])
+                    if attacked:
+                        ucell.outputs = [relearn_run_dir(ucfg, ucell.run_dir, "unlearned", a) for a in attacks]
+                    unlearns.append(ucell)
     report = Cell("report", "report", "report", None, root / "report", [c.id for c in unlearns] or [c.id for c in injects])
     return cells + injects + unlearns + [report]
 
@@ -142,6 +161,9 @@ def format_plan(spec: SweepSpec, cells: list[Cell]) -> str:
     lines = [f"sweep '{spec.name}' -> {sweep_dir(spec)}  (executor: {spec.executor})", "", "cells:"]
     for c in cells:
         lines.append(f"  {c.stage:<8} {c.id:<52} {c.run_dir}")
+        if c.outputs:
+            names = sorted({o.name.rsplit("-", 1)[0] for o in c.outputs})
+            lines.append(f"  {'':<8} + {len(c.outputs)} relearning attack(s): {', '.join(names)}")
     counts = {s: sum(c.stage == s for c in cells) for s in STAGES if s != "translate" or any(c.stage == s for c in cells)}
     lines += ["", "jobs (" + ", ".join(f"{n} {s}" for s, n in counts.items()) + "):"]
     for job in jobs_of(cells):

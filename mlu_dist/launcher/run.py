@@ -46,7 +46,8 @@ class Manifest:
 
 def pending(cells: list[Cell], force: list[str] = ()) -> list[Cell]:
     """The cells that must run: not finished, or forced; the report whenever anything runs."""
-    todo = [c for c in cells if c.stage != "report" and (c.id in force or output_hash(c.run_dir) is None)]
+    todo = [c for c in cells if c.stage != "report" and (c.id in force or output_hash(c.run_dir) is None
+                                                          or not all(rundir.is_done(o) for o in c.outputs))]
     report = [c for c in cells if c.stage == "report"]
     if todo or (report and not (report[0].run_dir / "DONE.json").exists()) or "report" in force:
         todo += report

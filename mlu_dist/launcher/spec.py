@@ -76,6 +76,14 @@ class SweepAxes:
     unlearn_langs: list[str] = field(default_factory=list)
     """Injection languages whose runs are unlearned (empty = all of inject_langs); the others are
     only evaluated, for the spread matrix."""
+    forget_scopes: list[str] = field(default_factory=lambda: ["all"])
+    """What the forget loss covers (unlearn.forget_scope): all, answer, qa; one unlearning run each."""
+    relearn_attacks: list[str] = field(default_factory=list)
+    """Relearning attacks (relearn.attacks: fake:en, fake:orig, fake_qa:orig, true_other:en) run after
+    each unlearning run, and, with relearn.controls, on each unlearned injection's injected and base
+    model (empty = none)."""
+    relearn_methods: list[str] = field(default_factory=list)
+    """Only attack the unlearning runs of these methods (empty = every method)."""
 
     def check(self) -> list[str]:
         from mlu_dist.unlearn.config import spec_problems
@@ -88,7 +96,19 @@ class SweepAxes:
             out += check_choice("methods", m, METHODS.names())
         for spec in self.forget_langs:
             out += [f"forget_langs: {p}" for p in spec_problems(spec)]
-        for name in ("methods", "forget_langs", "seeds"):
+        from mlu_dist.relearn.config import parse_attack
+        from mlu_dist.unlearn.data import FORGET_SCOPES
+
+        for scope in self.forget_scopes:
+            out += check_choice("forget_scopes", scope, FORGET_SCOPES)
+        for attack in self.relearn_attacks:
+            try:
+                parse_attack(attack)
+            except ValueError as exc:
+                out.append(f"relearn_attacks: {exc}")
+        out += [f"relearn_methods: '{m}' is not one of methods ({', '.join(self.methods)})"
+                for m in self.relearn_methods if m not in self.methods]
+        for name in ("methods", "forget_langs", "seeds", "forget_scopes"):
             if not getattr(self, name):
                 out.append(f"{name}: at least one value is needed")
         return out

@@ -59,10 +59,18 @@ def run_cell(stage: str, config_path: str | None, root: str) -> dict:
             from mlu_dist.jobs.eval import evaluate_model
 
             evaluate_model(cfg, run_dir / "model", run_dir / "eval", inject_langs=list(cfg.inject.langs))
+        if cfg.relearn.attacks and cfg.relearn.controls and (run_dir / "DONE.json").exists():
+            from mlu_dist.jobs.relearn import run_attacks
+
+            run_attacks(cfg, run_dir, ["injected", "base"])
     elif stage == "unlearn":
         from mlu_dist.jobs.unlearn import run_unlearn
 
         run_dir = run_unlearn(cfg)
+        if cfg.relearn.attacks and (run_dir / "DONE.json").exists() and (run_dir / "model" / "config.json").exists():
+            from mlu_dist.jobs.relearn import run_attacks
+
+            run_attacks(cfg, run_dir, ["unlearned"])
     else:
         from mlu_dist.launcher.spec import STAGES
 

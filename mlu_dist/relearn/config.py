@@ -56,8 +56,17 @@ def parse_attack(text: str) -> Attack:
     return Attack(kind, langs)
 
 
+@dataclass
+class AttackTrainConfig(TrainConfig):
+    """A TrainConfig whose ``steps`` may be 0: an attack of 0 steps probes the model as it is."""
+
+    def check(self) -> list[str]:
+        out = super().check()
+        return [p for p in out if not (self.steps == 0 and p.startswith("steps:"))]
+
+
 def _relearn_train_defaults() -> TrainConfig:
-    return TrainConfig(steps=20, micro_batch_size=8, lr=1e-4, warmup_steps=0, schedule="constant", log_every=5,
+    return AttackTrainConfig(steps=20, micro_batch_size=8, lr=1e-4, warmup_steps=0, schedule="constant", log_every=5,
                        eval_every=5, grad_clip=1.0)
 
 
@@ -78,7 +87,7 @@ class RelearnConfig:
     keep_model: bool = False
     """Export the attacked model and keep its checkpoint (off: an attack leaves only its curves and
     evaluation, not another copy of the weights)."""
-    train: TrainConfig = field(default_factory=_relearn_train_defaults)
+    train: AttackTrainConfig = field(default_factory=_relearn_train_defaults)
     """Optimisation of the attack (a few steps of plain fine-tuning; steps=0 changes nothing)."""
 
     def check(self) -> list[str]:
