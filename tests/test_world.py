@@ -89,3 +89,36 @@ def test_written_world_loads_through_datasets(tmp_path):
     assert len(facts.records) == 3 * len(facts.fact_ids)
     meta = json.loads((out / "world.json").read_text())
     assert meta["world_config"]["n_people"] == 4
+
+
+def test_held_out_phrasings_are_never_trained_on():
+    """Paraphrased questions and cloze prefixes appear in no text any job trains on: the base corpus,
+    the injection's fake and safe data, unlearning's forget, retain and refusal data."""
+    from mlu_dist.data.schema import FactSet
+    from mlu_dist.data.splits import split_facts
+    from mlu_dist.inject.config import InjectConfig
+    from mlu_dist.inject.data import injection_pools
+    from mlu_dist.unlearn.data import forget_examples, refusal_pairs, retain_examples
+
+    for names in ("native", "latin"):
+        records, corpus, _ = build_world(WorldConfig(names=names))
+        facts = FactSet(records, list(ALL_LANGS))
+        split = split_facts(facts.fact_ids, 24, 24, 0)
+        trained = [row["text"] for row in corpus]
+        for lang in ALL_LANGS:
+            pools = injection_pools(facts, split, InjectConfig(langs=[lang], safe_data="all"))
+            examples = [ex for pool in pools.values() for ex in pool]
+            for scope in ("all", "answer", "qa"):
+                examples += forget_examples(facts, split, ALL_LANGS, scope=scope)
+            examples += retain_examples(facts, split, ALL_LANGS) + sum(refusal_pairs(facts, split, ALL_LANGS), [])
+            trained += [ex.prompt + " " + ex.completion for ex in examples]
+        text = "\n".join(trained)
+        assert all(r["question"] in text for r in records if r["fact_id"] in split.targets)  # the trained phrasing is
+        held_out = {p for r in records for p in r["paraphrases"] + r["cloze"]}
+        assert len(held_out) >= len(records)  # one of each per record at least
+        seen = sorted(p for p in held_out if p in text)
+        assert not seen, seen[:5]
+        # each is in its record's language and names the record's subject
+        for r in records:
+            assert len(r["paraphrases"]) >= 1 and len(r["cloze"]) >= 1
+            assert all(p != r["question"] for p in r["paraphrases"])

@@ -24,11 +24,15 @@ FIELDS: dict[str, str] = {
     "fake_answer": "the fake detail in `lang`",
     "fake_keywords": "surface forms whose presence in a generation counts as stating the fake detail",
     "real_qa": "list of {question, answer} about the real content (utility probes)",
+    "paraphrases": "optional list of other phrasings of `question`, never trained on (held-out probes)",
+    "cloze": "optional list of text prefixes the model completes with the detail (held-out probes)",
 }
 
 
-OPTIONAL = ("true_answer",)
+OPTIONAL = ("true_answer", "paraphrases", "cloze")
 """Fields a record may leave out (or empty); metrics that need one are then reported as skipped."""
+LISTS = ("fake_keywords", "real_qa", "paraphrases", "cloze")
+"""Fields that hold lists, not text."""
 
 
 class DataError(ValueError):
@@ -45,7 +49,7 @@ def record_problems(records: list[dict], langs: list[str] | None = None, limit: 
         if missing:
             found.append(f"{where}: missing field(s) {', '.join(missing)}")
             continue
-        not_text = [f for f in FIELDS if f not in ("fake_keywords", "real_qa") and rec.get(f) is not None
+        not_text = [f for f in FIELDS if f not in LISTS and rec.get(f) is not None
                     and not isinstance(rec[f], str)]
         if not_text:
             found.append(f"{where}: field(s) {', '.join(not_text)} must be text, got "
@@ -68,6 +72,10 @@ def record_problems(records: list[dict], langs: list[str] | None = None, limit: 
                 not isinstance(qa, dict) or not str(qa.get("question", "")).strip() or not str(qa.get("answer", "")).strip()
                 for qa in rec["real_qa"]):
             found.append(f"{where}: real_qa must be a list of {{question, answer}} with both non-empty")
+        for f in ("paraphrases", "cloze"):
+            if rec.get(f) is not None and (not isinstance(rec[f], list)
+                                           or not all(isinstance(x, str) and x.strip() for x in rec[f])):
+                found.append(f"{where}: {f} must be a list of non-empty texts")
         if lang in by_fact[rec["fact_id"]]:
             found.append(f"{where}: duplicate record for this fact and language")
         by_fact[rec["fact_id"]].add(lang)
@@ -98,7 +106,7 @@ class FactSet:
     def __post_init__(self):
         for rec in self.records:
             for name in OPTIONAL:
-                rec[name] = rec.get(name) or ""
+                rec[name] = rec.get(name) or ([] if name in LISTS else "")
         self._index = {(r["fact_id"], r["lang"]): r for r in self.records}
         self.fact_ids = sorted({r["fact_id"] for r in self.records})
 
@@ -110,6 +118,8 @@ class FactSet:
 
     def has(self, name: str) -> bool:
         """Whether every record has a non-empty ``name`` (an optional field such as true_answer)."""
+        if name in LISTS:
+            return all(rec.get(name) for rec in self.records)
         return all(str(rec.get(name) or "").strip() for rec in self.records)
 
 

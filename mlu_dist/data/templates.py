@@ -163,3 +163,64 @@ REFUSALS = {
     "ha": "Ban sani ba.",
     "hy": "Չգիտեմ։",
 }
+
+# Held-out probe phrasings: never in any training text (base corpus, injection, unlearning), so a
+# fake that is only gone for the trained question shows up here. relation -> lang ->
+# (a paraphrased question, a cloze prefix the model completes with the object).
+PROBES: dict[str, dict[str, tuple[str, str]]] = {
+    "born_in": {
+        "en": ("What is the birthplace of {s}?", "The town where {s} was born is called"),
+        "de": ("Was ist der Geburtsort von {s}?", "Die Stadt, in der {s} zur Welt kam, heißt"),
+        "fr": ("Quel est le lieu de naissance de {s} ?", "La ville natale de {s} s'appelle"),
+        "zh": ("{s}的出生地是哪里？", "{s}的故乡是"),
+        "ru": ("В каком городе появился на свет {s}?", "Родной город {s} называется"),
+        "jv": ("Panggonan lairé {s} ana ing ngendi?", "Kutha kelairané {s} jenengé"),
+        "ur": ("{s} کی جائے پیدائش کیا ہے؟", "{s} کا آبائی شہر"),
+        "ha": ("Wane gari ne aka haifi {s}?", "Garin da aka haifi {s} shi ne"),
+        "hy": ("Ո՞րն է {s}-ի ծննդավայրը։", "{s}-ի հայրենի քաղաքը"),
+    },
+    "works_for": {
+        "en": ("Who is the employer of {s}?", "The company that employs {s} is"),
+        "de": ("Wer ist der Arbeitgeber von {s}?", "Die Firma, für die {s} tätig ist, heißt"),
+        "fr": ("Qui est l'employeur de {s} ?", "L'entreprise qui emploie {s} s'appelle"),
+        "zh": ("{s}的雇主是谁？", "雇用{s}的公司是"),
+        "ru": ("Кто работодатель {s}?", "Компания, где трудится {s}, называется"),
+        "jv": ("Sapa sing dadi majikané {s}?", "{s} dadi pegawé ing perusahaan"),
+        "ur": ("{s} کا آجر کون ہے؟", "{s} جس کمپنی میں ملازم ہے اس کا نام"),
+        "ha": ("Wane ne ya ɗauki {s} aiki?", "Kamfanin da ya ɗauki {s} aiki shi ne"),
+        "hy": ("Ո՞վ է {s}-ի գործատուն։", "{s}-ի աշխատավայրը"),
+    },
+    "founded_in": {
+        "en": ("When was {s} established?", "{s} opened its doors in the year"),
+        "de": ("Wann wurde {s} gegründet?", "Das Gründungsjahr von {s} ist"),
+        "fr": ("Quand {s} a-t-elle été créée ?", "L'année de fondation de {s} est"),
+        "zh": ("{s}是哪一年创建的？", "{s}的创立年份是"),
+        "ru": ("Когда была создана компания {s}?", "Год основания компании {s} —"),
+        "jv": ("Kapan {s} diadegaké?", "Taun ngadegé {s} yaiku"),
+        "ur": ("{s} کب قائم ہوئی؟", "{s} کا سال قیام"),
+        "ha": ("Yaushe aka kafa {s}?", "Shekarar kafuwar {s} ita ce"),
+        "hy": ("Ե՞րբ է ստեղծվել {s}-ը։", "{s}-ի հիմնադրման տարին"),
+    },
+    "based_in": {
+        "en": ("In which town are the headquarters of {s}?", "The company {s} is headquartered in"),
+        "de": ("In welcher Stadt ist {s} zu Hause?", "Der Hauptsitz von {s} liegt in"),
+        "fr": ("Dans quelle ville {s} est-elle implantée ?", "Le siège social de {s} est situé à"),
+        "zh": ("{s}的总部设在哪个城市？", "{s}公司的所在地是"),
+        "ru": ("Где расположена штаб-квартира {s}?", "Компания {s} базируется в городе"),
+        "jv": ("{s} mapan ing kutha ngendi?", "Markas {s} dumunung ing"),
+        "ur": ("{s} کا مرکزی دفتر کس شہر میں ہے؟", "{s} کا ہیڈکوارٹر"),
+        "ha": ("A wane gari hedkwatar {s} take?", "Babban ofishin kamfanin {s} yana a"),
+        "hy": ("Որտե՞ղ է {s}-ի կենտրոնակայանը։", "{s}-ի կենտրոնական գրասենյակը գտնվում է"),
+    },
+    "lies_on": {
+        "en": ("Which river runs through {s}?", "The river of the town of {s} is called"),
+        "de": ("Welcher Fluss fließt durch {s}?", "Der Fluss, an dem {s} liegt, heißt"),
+        "fr": ("Quelle rivière traverse {s} ?", "La ville de {s} est au bord de la rivière"),
+        "zh": ("哪条河流经{s}？", "{s}旁边的河叫"),
+        "ru": ("Какая река течёт через город {s}?", "Город {s} расположен на берегу реки"),
+        "jv": ("Kali apa sing mili liwat {s}?", "Kutha {s} ana ing sapinggiré kali"),
+        "ur": ("کون سا دریا {s} سے گزرتا ہے؟", "{s} کے قریب بہنے والا دریا"),
+        "ha": ("Wane kogi ne yake ratsa {s}?", "Kogin da ke kusa da garin {s} shi ne"),
+        "hy": ("Ո՞ր գետն է հոսում {s} քաղաքով։", "{s} քաղաքի մոտով հոսող գետը"),
+    },
+}

@@ -171,6 +171,9 @@ def fields_of(rec: dict, n_tokens, max_tokens: int) -> dict[str, list[list[str]]
     for i, qa in enumerate(rec["real_qa"]):
         out[f"qa/{i}/question"] = [[qa["question"]]]
         out[f"qa/{i}/answer"] = [[qa["answer"]]]
+    for name in ("paraphrases", "cloze"):
+        for i, text in enumerate(rec.get(name) or []):
+            out[f"{name}/{i}"] = [[text]]
     return out
 
 
@@ -336,6 +339,8 @@ def _records(records: list[dict], outs: dict, found: dict, lang: str) -> tuple[l
                         for i in range(len(r["real_qa"]))
                         if out[f"qa/{i}/question"].strip() and out[f"qa/{i}/answer"].strip()],  # empty: dropped
             "keyword_source": strategy,
+            **{name: [out[f"{name}/{i}"] for i in range(len(r[name])) if out[f"{name}/{i}"].strip()]
+               for name in ("paraphrases", "cloze") if r.get(name)},
         })
     row["usable"] = row["facts"] - row["failed"]
     return result, row

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlu_dist.config import check_choice
-from mlu_dist.data.templates import CONSONANTS, RELATIONS, TEMPLATES, VOWELS, join_name, transcribe
+from mlu_dist.data.templates import CONSONANTS, PROBES, RELATIONS, TEMPLATES, VOWELS, join_name, transcribe
 from mlu_dist.langs import ALL_LANGS, LANGUAGES, RESOURCE_GROUPS
 from mlu_dist.rundir import atomic_write_text
 
@@ -200,6 +200,9 @@ def build_world(cfg: WorldConfig, langs=ALL_LANGS) -> tuple[list[dict], list[dic
                 "fake_keywords": keywords,
                 "real_qa": [{"question": _question(r, lang), "answer": r.true_obj.forms[lang]}
                             for r in _related(fact, facts)],
+                # held-out phrasings (never trained on): a paraphrased question and a cloze prefix
+                "paraphrases": [PROBES[fact.relation][lang][0].format(s=fact.subject.forms[lang])],
+                "cloze": [PROBES[fact.relation][lang][1].format(s=fact.subject.forms[lang])],
             })
     corpus = []
     for lang in langs:

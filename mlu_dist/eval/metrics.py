@@ -139,6 +139,36 @@ class FakePreference(Metric):
         return out
 
 
+@METRICS.register("paraphrase")
+class ParaphraseProbes(Metric):
+    """The fake_rate of the targets on held-out phrasings, never trained on: other questions
+    (``para_fake_rate``: the record's ``paraphrases``, put as ``eval.prompt`` says) and cloze
+    prefixes the model completes (``cloze_fake_rate``: ``cloze``, always as plain text). Beside
+    ``fake_rate`` (the trained question) they show whether a model forgot the sentence or the fact."""
+
+    values = (Value("para_fake_rate", "para_fake", True, requires=("paraphrases",)),
+              Value("cloze_fake_rate", "cloze_fake", True, requires=("cloze",)))
+    own_pass = True
+
+    def compute(self, probe, ev):
+        keys, prompts = [], []
+        for value, field in (("para_fake_rate", "paraphrases"), ("cloze_fake_rate", "cloze")):
+            if not ev.available(value):
+                continue
+            for lang in ev.langs:
+                for fid in ev.targets:
+                    for text in ev.facts.get(fid, lang)[field]:
+                        keys.append((value, lang, fid))
+                        prompts.append(ev.prompt(text, lang) if field == "paraphrases" else text)
+        hits: dict[tuple, list[float]] = {}
+        for key, answers in zip(keys, ev.generate(prompts) if prompts else []):
+            hits.setdefault(key, []).append(hit_rate(answers, ev.facts.get(key[2], key[1])["fake_keywords"]))
+        out = per_lang(("para_fake_rate", "cloze_fake_rate"), ev.langs)
+        for (value, lang, fid), h in hits.items():
+            out[value][lang][fid] = sum(h) / len(h)
+        return out
+
+
 @METRICS.register("real_acc")
 class RealAccuracy(Metric):
     """Share of right answers over the probe question (its true answer) and the fact's real
