@@ -34,7 +34,7 @@ def _unlearn_row(step: int, langs=LANGS) -> dict:
 
 
 def _run(root: Path, rel: str, job: str, inject: str, rows: list[tuple[int, dict]], method: str = "",
-         setting: str = "", wandb: bool = True) -> Path:
+         setting: str = "", wandb: bool = True, attacks=()) -> Path:
     from mlu_dist.tracking import append_jsonl
     from mlu_dist.wandb_tracker import WandbTracker
 
@@ -42,7 +42,7 @@ def _run(root: Path, rel: str, job: str, inject: str, rows: list[tuple[int, dict
     run.mkdir(parents=True)
     cfg = {"data": {"langs": LANGS}, "inject": {"langs": [inject], "split_seed": 0},
            "unlearn": {"method": method or "ga", "forget_langs": setting or "en"},
-           "tracking": {"group": root.name, "project": "lab", "entity": ""}}
+           "tracking": {"group": root.name, "project": "lab", "entity": ""}, "relearn": {"attacks": list(attacks)}}
     (run / "meta.json").write_text(json.dumps({"job": job}))
     (run / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(cfg)))
     append_jsonl(run / "metrics.jsonl", [{"step": step} | metrics for step, metrics in rows])
@@ -166,6 +166,30 @@ def test_a_key_a_run_never_logged_is_refused_with_the_missing_keys_listed(tmp_pa
     assert not (root / "report" / "dashboard.json").exists()
     assert main(["dashboard", str(root), "--offline"]) == 2
     assert "never logged forget/ha/fake_rate" in capfd.readouterr().err
+
+
+def test_relearning_panels_appear_only_when_the_runs_logged_relearn_keys(tmp_path):
+    from mlu_dist.dashboard import check, plan
+
+    root = tmp_path / "attacked"
+    _run(root, "unlearn/de-s0/ga-en", "unlearn", "de", [(s, _unlearn_row(s)) for s in (0, 2)], "ga", "en", wandb=False)
+    definition, runs = plan(root)
+    assert not [p for _, p in panels_of(definition) if "relearn" in p["x"]]
+    attack = [(s, {f"relearn/{lang}/fake_rate": 0.1 * s for lang in LANGS}) for s in (0, 5)]
+    _run(root, "unlearn/de-s0/ga-en/relearn/unlearned-fake-en-0a1b2c3d", "relearn", "de", attack, "ga", "en",
+         wandb=False, attacks=["fake:en"])
+    definition, runs = plan(root)
+    (p,) = [p for _, p in panels_of(definition) if "relearn" in p["x"]]
+    assert p["title"] == "ga: forget English, then relearning fake:en" and p["x"] == "relearn/step"
+    assert p["y"] == [f"relearn/{lang}/fake_rate" for lang in LANGS]
+    assert definition["workspace"]["job_types"] == ["relearn", "unlearn"]
+    check(definition, runs)
+
+
+def panels_of(definition):
+    from mlu_dist.dashboard import panels
+
+    return list(panels(definition))
 
 
 def _closed_port() -> int:
