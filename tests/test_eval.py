@@ -66,6 +66,9 @@ def test_utility_ppl_is_the_geometric_mean_over_languages_in_summary_and_guard()
     assert arithmetic > 3 * geometric  # the measure the report used to show
     entry = summarize({"utility_nll": SKEWED_NLL}, ["de"])["utility_ppl"]
     assert entry["all"]["mean"] == utility_ppl(SKEWED_NLL) and entry["all"]["langs"] == list(SKEWED_NLL)
+    # bit for bit whatever order languages and facts are stored in (EVAL.json sorts them)
+    shuffled = {lang: dict(reversed(SKEWED_NLL[lang].items())) for lang in sorted(SKEWED_NLL, reverse=True)}
+    assert utility_ppl(shuffled) == entry["all"]["mean"]
     assert entry["all"]["lo"] <= entry["all"]["mean"] <= entry["all"]["hi"]
     assert {lang: s["mean"] for lang, s in entry["lang"].items()} == pytest.approx(per_lang)
     # the unlearning guard's unlearn/ppl (its evaluate step on canned values; no model needed)

@@ -34,8 +34,9 @@ def group_fact_means(by_lang: dict[str, dict[str, float]], members: list[str]) -
 
 
 def language_means(by_lang: dict[str, dict[str, float]], langs: list[str] | None = None) -> dict[str, float]:
-    """Per language, the mean of its per-fact values (0 for a language without facts)."""
-    return {lang: sum(by_lang[lang].values()) / max(1, len(by_lang[lang])) for lang in (langs or list(by_lang))}
+    """Per language, the mean of its per-fact values (0 for a language without facts); exactly
+    summed (fsum), so the order facts are stored in (EVAL.json sorts them) cannot change a bit."""
+    return {lang: math.fsum(by_lang[lang].values()) / max(1, len(by_lang[lang])) for lang in (langs or list(by_lang))}
 
 
 def over_languages(by_lang: dict[str, dict[str, float]], langs: list[str] | None = None,
@@ -45,7 +46,7 @@ def over_languages(by_lang: dict[str, dict[str, float]], langs: list[str] | None
     geometric mean over languages of the per-language perplexities."""
     langs = langs or list(by_lang)
     means = language_means(by_lang, langs)
-    mean = sum(means[lang] for lang in langs) / len(langs)
+    mean = math.fsum(means[lang] for lang in langs) / len(langs)
     return transform(mean) if transform is not None else mean
 
 
