@@ -21,15 +21,26 @@ def base_run_dir(cfg: ExperimentConfig) -> Path:
     return Path(cfg.run.out_dir) / "base" / f"{digest}-w{FORMAT_VERSION}"
 
 
+def study_hash(cfg: ExperimentConfig, keep: tuple[str, ...]) -> str:
+    """The hash of a job's config sections and the world's format version (a run made under an older
+    format, e.g. another tokenizer, is never reused)."""
+    import hashlib
+
+    from mlu_dist.data.world import FORMAT_VERSION
+
+    digest = rundir.config_hash(cfg, keep=keep, drop=rundir.COMPARE_DROP)
+    return hashlib.sha256(f"{digest}:w{FORMAT_VERSION}".encode()).hexdigest()[:12]
+
+
 def inject_run_dir(cfg: ExperimentConfig) -> Path:
     """``runs/inject/<langs>-<hash of data + model + base + inject>`` (or ``run.name``)."""
-    digest = rundir.config_hash(cfg, keep=("data", "model", "base", "inject"), drop=rundir.COMPARE_DROP)
+    digest = study_hash(cfg, ("data", "model", "base", "inject"))
     return Path(cfg.run.out_dir) / "inject" / (cfg.run.name or f"{'+'.join(cfg.inject.langs)}-{digest}")
 
 
 def unlearn_run_dir(cfg: ExperimentConfig) -> Path:
     """``runs/unlearn/<injection run>/<method>-<forget set>-<hash>`` (or ``run.name``)."""
-    digest = rundir.config_hash(cfg, keep=("data", "model", "base", "inject", "unlearn"), drop=rundir.COMPARE_DROP)
+    digest = study_hash(cfg, ("data", "model", "base", "inject", "unlearn"))
     u = cfg.unlearn
     name = cfg.run.name or f"{u.method}-{u.forget_langs.replace('+', '_')}-{digest[:8]}"
     return Path(cfg.run.out_dir) / "unlearn" / Path(u.from_run).name / name

@@ -80,11 +80,17 @@ SPECIALS = {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>", "unk_
 
 def train_tokenizer(texts: list[str], vocab_size: int):
     """A byte-level BPE trained on ``texts``, wrapped as a HF fast tokenizer (round-trips any script)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    # Han text has no spaces, so ByteLevel's letter-run rule makes a whole clause, Latin names and
+    # all, one pre-token, and BPE learns clause-sized tokens that a fact missing from the zh corpus
+    # never uses (zh utility perplexity 25-45 against 1.4-2.6 elsewhere): split every Han character first.
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(r"\p{Han}"), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False),
+    ])
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,

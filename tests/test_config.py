@@ -55,12 +55,17 @@ def test_each_job_may_have_zero_settings_of_its_own():
     cfg = load_config(ExperimentConfig, [], ["engine.zero.stage=3", "engine.jobs.inject.stage=2",
                                              "inject.train.lora.enabled=true"])
     assert [cfg.engine.zero_for(j).stage for j in ("base", "inject", "unlearn", "eval")] == [3, 2, 3, 3]
+    # a relearning attack runs as unlearning does, unless it has settings of its own
+    split = load_config(ExperimentConfig, [], ["engine.jobs.unlearn.stage=2"])
+    assert (split.engine.zero_for("relearn").stage, split.engine.zero_for("base").stage) == (2, 0)
+    own = load_config(ExperimentConfig, [], ["engine.jobs.unlearn.stage=2", "engine.jobs.relearn.stage=3"])
+    assert own.engine.zero_for("relearn").stage == 3
     with pytest.raises(ConfigError, match=r"set engine.jobs.inject.stage<=2"):
         load_config(ExperimentConfig, [], ["engine.jobs.inject.stage=3", "inject.train.lora.enabled=true"])
     with pytest.raises(ConfigError) as err:
         load_config(ExperimentConfig, [], ["engine.jobs.injct.stage=2", "engine.jobs.unlearn.stage=7"])
     msg = str(err.value)
-    assert "engine.jobs: 'injct' is not valid (did you mean 'inject'?); valid: base, inject, unlearn, eval" in msg
+    assert "engine.jobs: 'injct' is not valid (did you mean 'inject'?); valid: base, inject, unlearn, relearn, eval" in msg
     assert "engine.jobs.unlearn.stage: '7' is not valid" in msg
     with pytest.raises(ConfigError, match=r"unknown config key 'engine.jobs.inject.stagee'. Did you mean 'stage'\?"):
         load_config(ExperimentConfig, [], ["engine.jobs.inject.stagee=2"])

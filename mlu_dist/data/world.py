@@ -24,7 +24,8 @@ from mlu_dist.langs import ALL_LANGS, LANGUAGES, RESOURCE_GROUPS
 from mlu_dist.rundir import atomic_write_text
 
 NAME_STYLES = ("native", "latin")
-FORMAT_VERSION = 2  # bump when generation changes, so cached base models are not reused across formats
+FORMAT_VERSION = 3  # bump when generation (or the tiny tokenizer) changes, so cached runs are not reused across formats
+# 3: the tiny tokenizer splits Han characters before BPE (modeling.train_tokenizer)
 SYLLABLES = {"person": (2, 3), "town": (3,), "company": (3,), "river": (2,)}
 
 

@@ -35,7 +35,7 @@ def sweep_dir(spec: SweepSpec) -> Path:
 
 
 def expand(spec: SweepSpec) -> list[Cell]:
-    from mlu_dist.layout import base_run_dir, inject_run_dir, relearn_run_dir, unlearn_run_dir
+    from mlu_dist.layout import base_run_dir, inject_run_dir, relearn_run_dir, study_hash, unlearn_run_dir
     from mlu_dist.relearn.config import parse_attack
     from mlu_dist.unlearn.config import resolve_langs
 
@@ -60,7 +60,7 @@ def expand(spec: SweepSpec) -> list[Cell]:
                              f"unlearn.train.seed={seed}", f"relearn.train.seed={seed}",
                              attack_list if unlearned else "relearn.attacks=[]"]
             cfg = load_config(ExperimentConfig, spec.configs, over)
-            digest = rundir.config_hash(cfg, keep=("data", "model", "base", "inject"), drop=rundir.COMPARE_DROP)[:10]
+            digest = study_hash(cfg, ("data", "model", "base", "inject"))[:10]
             cfg.run.name = f"{lang}-s{seed}-{digest}"
             cell = Cell("inject", f"inject-{lang}-s{seed}-{digest}", f"inject {lang} seed {seed}", cfg,
                         inject_run_dir(cfg), [c.id for c in cells if c.stage == "base"] or [c.id for c in translate])
@@ -85,8 +85,7 @@ def expand(spec: SweepSpec) -> list[Cell]:
                                        over + [f"unlearn.forget_langs={forget}", f"unlearn.from_run={cell.run_dir}",
                                                f"unlearn.forget_scope={scope}",
                                                attack_list if attacked else "relearn.attacks=[]"])
-                    udigest = rundir.config_hash(ucfg, keep=("data", "model", "base", "inject", "unlearn"),
-                                                 drop=rundir.COMPARE_DROP)[:10]
+                    udigest = study_hash(ucfg, ("data", "model", "base", "inject", "unlearn"))[:10]
                     name = f"{method}-{forget.replace('+', '_')}" + (f"-{scope}" if scoped else "")
                     ucfg.run.name = f"{name}-{udigest}"
                     ucell = Cell("unlearn", f"unlearn-{lang}-s{seed}-{name}-{udigest}",
