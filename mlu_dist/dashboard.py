@@ -15,6 +15,7 @@ without any network; ``mlu sync`` or ``mlu dashboard`` pushes them where W&B can
 from __future__ import annotations
 
 import json
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,7 +96,8 @@ def read_run(run_dir: Path, job: str) -> LoggedRun:
         logged = [read_offline_run(f) for f in folders]
         keys = {k for r in logged for row in r["history"] for k in row}
         where = logged[-1]["run"]
-        run = LoggedRun(Path(run_dir), job, where.get("id") or folders[-1].name.split("-", 3)[-1], keys,
+        folder_id = re.sub(r"^(offline-)?run-\d{8}_\d{6}-", "", folders[-1].name)  # [offline-]run-<time>-<id>
+        run = LoggedRun(Path(run_dir), job, where.get("id") or folder_id, keys,
                         ".wandb", where.get("group", ""), where.get("project", ""), where.get("entity", ""))
     else:
         run = LoggedRun(Path(run_dir), job, run_id(run_dir, job), _jsonl_keys(Path(run_dir) / "metrics.jsonl", job),
@@ -347,8 +349,12 @@ def write_dashboard(root: str | Path, project: str = "", entity: str = "") -> tu
     """Plan, check and write ``ROOT/report/dashboard.json`` (the plan plus the library's serialised
     workspace and report, made offline); returns its path and the plan."""
     from mlu_dist.rundir import atomic_write_json
-    from mlu_dist.wandb_views import serialise
 
+    try:
+        from mlu_dist.wandb_views import serialise
+    except ImportError as exc:
+        raise DashboardError(f"the dashboard needs the wandb-workspaces package ({exc}); install it with "
+                             f"`pip install wandb-workspaces` (a dependency of mlu_dist since #16)") from None
     definition, runs = plan(root, project, entity)
     check(definition, runs)
     definition["library"] = serialise(definition)
