@@ -77,6 +77,8 @@ def _cell(run: LoggedRun, run_dir: Path) -> None:
     run.langs = [x for x in (get("eval.langs", []) or get("data.langs", []) or []) if x in LANGUAGES]
     if run.job in ("unlearn", "relearn"):
         run.method, run.setting = str(get("unlearn.method")), str(get("unlearn.forget_langs"))
+        scope = str(get("unlearn.forget_scope", "all"))
+        run.method += f" ({scope})" if scope not in ("all", "") else ""  # forget_scope answer/qa: its own cell
     if run.job == "relearn":
         run.start, run.attack = run_dir.name.split("-", 1)[0], ",".join(get("relearn.attacks", []) or [])
         if run.start != "unlearned":

@@ -34,14 +34,14 @@ def _unlearn_row(step: int, langs=LANGS) -> dict:
 
 
 def _run(root: Path, rel: str, job: str, inject: str, rows: list[tuple[int, dict]], method: str = "",
-         setting: str = "", wandb: bool = True, attacks=()) -> Path:
+         setting: str = "", wandb: bool = True, attacks=(), scope: str = "all") -> Path:
     from mlu_dist.tracking import append_jsonl
     from mlu_dist.wandb_tracker import WandbTracker
 
     run = root / rel
     run.mkdir(parents=True)
     cfg = {"data": {"langs": LANGS}, "inject": {"langs": [inject], "split_seed": 0},
-           "unlearn": {"method": method or "ga", "forget_langs": setting or "en"},
+           "unlearn": {"method": method or "ga", "forget_langs": setting or "en", "forget_scope": scope},
            "tracking": {"group": root.name, "project": "lab", "entity": ""}, "relearn": {"attacks": list(attacks)}}
     (run / "meta.json").write_text(json.dumps({"job": job}))
     (run / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(cfg)))
@@ -184,6 +184,17 @@ def test_relearning_panels_appear_only_when_the_runs_logged_relearn_keys(tmp_pat
     assert p["y"] == [f"relearn/{lang}/fake_rate" for lang in LANGS]
     assert definition["workspace"]["job_types"] == ["relearn", "unlearn"]
     check(definition, runs)
+
+
+def test_each_forget_scope_is_its_own_cell(tmp_path):
+    from mlu_dist.dashboard import plan
+
+    root = tmp_path / "scopes"
+    for scope in ("all", "answer"):
+        _run(root, f"unlearn/de-s0/ga-en-{scope}", "unlearn", "de", [(0, _unlearn_row(0))], "ga", "en", wandb=False,
+             scope=scope)
+    titles = [p["title"] for _, p in panels_of(plan(root)[0]) if p["x"] == "unlearn/step" and len(p["y"]) > 1]
+    assert titles == ["ga: forget English", "ga (answer): forget English"] * 2  # workspace, then report
 
 
 def panels_of(definition):
