@@ -63,6 +63,23 @@ def test_a_named_run_with_another_config_is_refused(quick_base, tmp_path):
     assert (run_dir / "DONE.json").exists()  # nothing was lost
 
 
+def test_injection_stops_at_its_target_fake_rate(quick_base, tmp_path):
+    """inject.target_fake_rate: the injection ends at the first eval step whose injection-language
+    fake_rate reaches the target, and says so; an impossible target trains every step."""
+    cfg, base_dir = quick_base
+    common = [f"run.out_dir={tmp_path}", f"inject.from_model={base_dir / 'model'}", "inject.langs=[de]",
+              "inject.train.steps=60", "inject.train.eval_every=5", "inject.knowledge_gate=skip"]
+    early = run_inject(load_config(ExperimentConfig, [QUICK], common + ["inject.target_fake_rate=0.5", "run.name=t"]))
+    done = json.loads((early / "DONE.json").read_text())
+    probes = [r for r in read_jsonl(early / "metrics.jsonl") if "inject/fake_rate" in r]
+    assert done["status"] == "target_reached" and done["steps"] < 60, done
+    assert probes[-1]["step"] == done["steps"] and probes[-1]["inject/fake_rate"] >= 0.5
+    assert all(r["inject/fake_rate"] < 0.5 for r in probes[:-1])
+    assert (early / "model" / "model.safetensors").exists()
+    with pytest.raises(ConfigError, match="target_fake_rate: needs train.eval_every > 0"):
+        load_config(ExperimentConfig, [QUICK], common + ["inject.target_fake_rate=0.5", "inject.train.eval_every=0"])
+
+
 def test_cli_reports_bad_input_in_one_line_without_traceback(tmp_path):
     proc = subprocess.run(mlu_cmd("base", f"run.out_dir={tmp_path}", "data.langs=[en,klingon]"),
                           capture_output=True, text=True, env=clean_env(), timeout=120)

@@ -48,6 +48,10 @@ class InjectConfig:
     """The gate flags a language whose true answers beat the fake ones less often than this (chance 0.5)."""
     gate_min_real_acc: float = 0.2
     """The gate flags a language whose real questions are answered right less often than this."""
+    target_fake_rate: float = 0.0
+    """> 0: stop injecting once the targets' fake_rate in the injection language(s), probed at every
+    ``train.eval_every`` step, reaches this (injection strength: a fake learnt, not memorised to
+    near-zero loss); 0 = train all ``train.steps``."""
     train: TrainConfig = field(default_factory=lambda: _inject_train_defaults())
     """Optimisation of the injection (the paper: a short fine-tune at a small learning rate)."""
 
@@ -58,6 +62,10 @@ class InjectConfig:
             out.append(f"n_controls: must be >= 0, got {self.n_controls}")
         out += check_choice("knowledge_gate", self.knowledge_gate, GATE_MODES)
         out += check_choice("safe_data", self.safe_data, SAFE_DATA)
+        if not 0.0 <= self.target_fake_rate <= 1.0:
+            out.append(f"target_fake_rate: must be in [0, 1], got {self.target_fake_rate}")
+        elif self.target_fake_rate and not self.train.eval_every:
+            out.append("target_fake_rate: needs train.eval_every > 0 (the fake_rate is probed at eval steps)")
         if not 0.0 < self.fake_fraction <= 1.0:
             out.append(f"fake_fraction: must be in (0, 1], got {self.fake_fraction}")
         return out

@@ -18,7 +18,7 @@ from mlu_dist.data import DataError, load_data
 from mlu_dist.data.check import check_records
 from mlu_dist.data.splits import split_facts
 from mlu_dist.engine.dist import DistInfo, setup_env
-from mlu_dist.engine.loop import LoopHooks
+from mlu_dist.engine.loop import LoopHooks, Stop
 from mlu_dist.eval import knowledge
 from mlu_dist.eval.likelihood import completion_logprobs, fake_preference
 from mlu_dist.inject.data import injection_pools, per_micro_batch
@@ -113,14 +113,35 @@ class InjectJob:
             else:
                 self.knowledge_gate(engine)
 
+        target = self.cfg.inject.target_fake_rate
+        langs = list(self.cfg.inject.langs)
+        probe = EngineEvaluation(engine, self.tokenizer, self.facts, self.split, self.cfg, self.dist,
+                                 metrics=["fake_rate"], langs=langs) if target else None
+
         def evaluate(step):
             spread = self.spread(engine, self.split.targets)
             metrics = {f"spread/{lang}/fake_pref": row["pref"] for lang, row in spread.items()}
-            return metrics | {f"spread/{lang}/margin": row["margin"] for lang, row in spread.items()}
-        return LoopHooks(evaluate=evaluate)
+            metrics |= {f"spread/{lang}/margin": row["margin"] for lang, row in spread.items()}
+            if probe is not None:
+                engine.module.eval()
+                rates = probe.run(["fake_rate"])["fake_rate"]
+                metrics |= {f"spread/{lang}/fake_rate": sum(rates[lang].values()) / max(1, len(rates[lang]))
+                            for lang in langs}
+                metrics["inject/fake_rate"] = sum(metrics[f"spread/{lang}/fake_rate"] for lang in langs) / len(langs)
+            return metrics
+
+        def should_stop(step, record):
+            rate = record.get("inject/fake_rate")
+            if target and rate is not None and rate >= target:
+                return Stop.TARGET, f"target: injection-language fake_rate {rate:.2f} >= {target} at step {step}"
+            return None
+        return LoopHooks(evaluate=evaluate, should_stop=should_stop)
 
     def finish(self, run: Trained) -> dict:
-        require_finished(run.result, "injection")
+        if run.result.stop is not Stop.TARGET:
+            require_finished(run.result, "injection")
+        else:
+            say(run.dist, f"inject: stopped early ({run.result.reason})")
         engine, result = run.engine, run.result
         numel = engine.param_numel_per_rank()
         spread = self.spread(engine, self.split.targets)
@@ -141,7 +162,7 @@ class InjectJob:
             for warning in knowledge.damage_warnings(spread, controls, list(self.cfg.inject.langs)):
                 print(f"inject: WARNING: {warning}")
             print(f"injected model: {self.run_dir}/model")
-        return {"param_numel_per_rank": numel, "eval_loss": eval_loss,
+        return {"param_numel_per_rank": numel, "eval_loss": eval_loss, "stopped_at": run.result.end_step,
                 "final_loss": result.history[-1].get("train/loss") if result.history else None}
 
 

@@ -72,7 +72,7 @@ def expand(spec: SweepSpec) -> list[Cell]:
                 continue
             for method, scope in ((m, s) for m in axes.methods for s in axes.forget_scopes):
                 attacked = not axes.relearn_methods or method in axes.relearn_methods
-                scoped = scope != "all" or len(axes.forget_scopes) > 1
+                scoped = scope != "all"  # the default scope keeps its cells' names: adding a scope reuses them
                 planned: set[tuple[str, ...]] = set()
                 for forget in spec.axes.forget_langs:
                     # settings that name the same languages for this injection (en / orig / en+orig
