@@ -56,7 +56,7 @@ SKEWED_NLL = {"en": {"a": 0.3, "b": 0.5}, "de": {"a": 0.6, "b": 0.8}, "ha": {"a"
 def test_utility_ppl_is_the_geometric_mean_over_languages_in_summary_and_guard():
     import math
 
-    from mlu_dist.eval.summary import summarize, utility_ppl
+    from mlu_dist.eval.summary import format_table, summarize, utility_ppl
     from mlu_dist.jobs.unlearn import CurveHooks
 
     per_lang = {lang: math.exp(sum(v.values()) / len(v)) for lang, v in SKEWED_NLL.items()}
@@ -69,6 +69,8 @@ def test_utility_ppl_is_the_geometric_mean_over_languages_in_summary_and_guard()
     # bit for bit whatever order languages and facts are stored in (EVAL.json sorts them)
     shuffled = {lang: dict(reversed(SKEWED_NLL[lang].items())) for lang in sorted(SKEWED_NLL, reverse=True)}
     assert utility_ppl(shuffled) == entry["all"]["mean"]
+    table = format_table({"utility_ppl": entry}, list(SKEWED_NLL), ["de"]).splitlines()
+    assert next(line for line in table if line.startswith("all ")).split()[1] == f"{geometric:.2f}"
     assert entry["all"]["lo"] <= entry["all"]["mean"] <= entry["all"]["hi"]
     assert {lang: s["mean"] for lang, s in entry["lang"].items()} == pytest.approx(per_lang)
     # the unlearning guard's unlearn/ppl (its evaluate step on canned values; no model needed)

@@ -107,6 +107,10 @@ def format_table(summary: dict, langs: list[str], inject_langs: list[str] | None
     lines.append("-" * len(head))
     for g in groups:
         lines.append(f"{g:<6}" + "".join(f"{cell(summary[n]['group'][g]):>18}" for n, _ in cols))
+    if any("all" in summary[n] for n, _ in cols):  # util_ppl: the geometric mean over languages, the guard's
+        lines.append(f"{'all':<6}" + "".join(f"{cell(summary[n]['all']) if 'all' in summary[n] else '–':>18}"
+                                              for n, _ in cols))
     if inject_langs:
-        lines.append("* injection language; values: mean [95% CI] over facts")
+        lines.append("* injection language; values: mean [95% CI] over facts; all = over languages "
+                     "(util_ppl: their geometric mean)")
     return "\n".join(lines)
