@@ -181,6 +181,9 @@ def _add_result_commands(sub) -> None:
     rp.add_argument("dir", help="a sweep directory (or any folder holding runs)")
     rp.add_argument("--threshold", type=float, default=0.2, help="fake_rate below which a cell counts as removed (0.2)")
     rp.add_argument("--out", help="output folder (default DIR/report)")
+    rp.add_argument("--after", default="", metavar="relearn[:ATTACK]",
+                    help="draw the grid on the fake_rate after a relearning attack (e.g. relearn:fake:en) instead "
+                         "of right after unlearning")
     sy = sub.add_parser("sync", help="upload the offline W&B runs under a directory (wraps `wandb sync`), then "
                                      "its dashboard",
                         description="Nodes without internet log W&B offline into each run directory; run this "
@@ -468,7 +471,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "report":
             from mlu_dist.report import write_report
 
-            out = write_report(args.dir, args.threshold, args.out)
+            out = write_report(args.dir, args.threshold, args.out, after=args.after)
             print((out / "report.md").read_text().split("## Utility")[0])
             print(f"report: {out}/report.html")
             return 0

@@ -11,6 +11,8 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from mlu_dist.langs import LANGUAGES
+from mlu_dist.report_relearn import (after_attack, collect_attacks, method_label, phrasing_markdown, relearn_markdown,
+                                     relearn_rows)
 from mlu_dist.rundir import atomic_path, atomic_write_text
 from mlu_dist.tracking import read_jsonl
 
@@ -48,7 +50,7 @@ def collect(root: Path) -> dict:
         if not (summary.exists() and done.exists()):
             continue
         cfg = OmegaConf.load(run / "config.yaml")
-        key = ("+".join(cfg.inject.langs), cfg.unlearn.method, cfg.unlearn.forget_langs)
+        key = ("+".join(cfg.inject.langs), method_label(cfg), cfg.unlearn.forget_langs)
         found[key].append({"run": run, "summary": json.loads(summary.read_text())["metrics"],
                            "done": json.loads(done.read_text())})
     return dict(found)
@@ -311,10 +313,11 @@ def log_to_wandb(out: Path, rows: list[dict], images: list[Path], group: str, pr
 
 
 def write_report(root: str | Path, threshold: float = 0.2, out: str | Path | None = None,
-                 wandb_group: str | None = None, wandb_settings: dict | None = None) -> Path:
+                 wandb_group: str | None = None, wandb_settings: dict | None = None, after: str = "") -> Path:
     """Write ``out`` (default ROOT/report): report.md/.html, grid.json and figures; with
     ``wandb_group``, also a W&B run in that group (``wandb_settings``: the sweep's tracking
-    project, entity, mode and tags)."""
+    project, entity, mode and tags). ``after='relearn:ATTACK'`` draws the grid on the fake_rate
+    after that relearning attack instead of right after unlearning."""
     root = Path(root)
     out = Path(out) if out else root / "report"
     out.mkdir(parents=True, exist_ok=True)
@@ -328,18 +331,35 @@ def write_report(root: str | Path, threshold: float = 0.2, out: str | Path | Non
     found = collect(root)
     if not found and not images:
         raise FileNotFoundError(f"nothing to report under {root}: no evaluated injection or finished unlearning run")
-    rows = paper_grid(found, threshold)
+    attacks = collect_attacks(root)
+    grid_found, grid_note = found, ""
+    if after:
+        attack = after.partition(":")[2] or next((k[4] for k in sorted(attacks) if k[3] == "unlearned"), "")
+        if not after.startswith("relearn") or not attack:
+            raise FileNotFoundError(f"--after {after}: no relearning attack on an unlearned model under {root} "
+                                    f"(use --after relearn:ATTACK, e.g. relearn:fake:en)")
+        grid_found = after_attack(found, attack)
+        if not grid_found:
+            found_attacks = sorted({k[4] for k in attacks if k[3] == "unlearned"})
+            raise FileNotFoundError(f"--after {after}: no unlearning run under {root} was attacked with "
+                                    f"'{attack}'; attacks found: {', '.join(found_attacks) or 'none'}")
+        grid_note = f"Drawn on the fake_rate **after the relearning attack {attack}** (not right after unlearning)."
+    rows = paper_grid(grid_found, threshold)
     for inj in sorted({k[0] for k in found}):
         fig = curves_figure(found, inj, out / f"curves_{inj}.png")
         if fig:
             images.append(fig)
     grid_md = grid_markdown(rows, threshold)
-    md = ["# mlu_dist report", "", f"Source: `{root}`", "", "## The paper's grid", "", grid_md,
+    md = ["# mlu_dist report", "", f"Source: `{root}`", "", "## The paper's grid", "",
+          *([grid_note, ""] if grid_note else []), grid_md,
+          "## Relearning attacks", "", relearn_markdown(relearn_rows(attacks)), "",
+          "## Held-out phrasings", "", phrasing_markdown(found) if found else "(no unlearning runs)", "",
           "## Utility", "", utility_markdown(found, root) if found else "(no unlearning runs)", "",
           "## Figures", ""] + [line for p in images for line in (f"### {p.stem}", "", f"![{p.stem}]({p.name})", "")]
     atomic_write_text(out / "report.md", "\n".join(md) + "\n")
-    atomic_write_text(out / "grid.json", json.dumps({"threshold": threshold, "paper": paper_agreement(rows),
-                                                      "rows": rows}, indent=1) + "\n")
+    atomic_write_text(out / "grid.json", json.dumps({"threshold": threshold, "after": after or "unlearning",
+                                                      "paper": paper_agreement(rows), "rows": rows}, indent=1) + "\n")
+    atomic_write_text(out / "relearn.json", json.dumps(relearn_rows(attacks), indent=1, default=str) + "\n")
     atomic_write_text(out / "report.html", _html("\n".join(md), images))
     if wandb_group:
         log_to_wandb(out, rows, images, wandb_group, **(wandb_settings or {}))

@@ -238,3 +238,62 @@ def test_report_html_renders_in_headless_chromium(study, tmp_path):
     assert proc.returncode == 0 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", proc.stderr[-2000:]
     assert shot.stat().st_size > 30_000  # a rendered page with coloured tables and a figure, not a blank one
     shutil.copy(shot, out / "report_screenshot.png")  # kept beside the report for a look
+
+
+def _attack(run, inject_run, start: str, per_lang: dict[str, list[float]], attack: str = "fake:en"):
+    d = run / "relearn" / f"{start}-{attack.replace(':', '-')}-abc"
+    d.mkdir(parents=True)
+    (d / "meta.json").write_text(json.dumps({"job": "relearn", "start": start, "attack": attack,
+                                             "inject_run": str(inject_run)}))
+    (d / "DONE.json").write_text(json.dumps({"status": "finished"}))
+    (d / "config.yaml").write_text((run / "config.yaml").read_text() if (run / "config.yaml").exists()
+                                   else "inject:\n  langs: [de]\nunlearn:\n  method: ga\n  forget_langs: en+orig\n")
+    _eval_dir(d / "eval", {"fake_rate": _facts(per_lang)})
+    return d
+
+
+def test_the_relearning_section_and_the_grid_after_the_attack(tmp_path):
+    """Known values: injected 1.0 everywhere, unlearned to 0.0, the attack brings back 0.5 (recovery
+    0.5); the base control learns 0.25 from scratch. --after relearn draws the grid on 0.5."""
+    from mlu_dist.report_relearn import collect_attacks, relearn_rows
+
+    ones, zeros, halves = [1.0] * 4, [0.0] * 4, [0.5, 0.5, 0.0, 1.0]
+    inject = tmp_path / "inject" / "de-s0"
+    inject.mkdir(parents=True)
+    (inject / "config.yaml").write_text("inject:\n  langs: [de]\nunlearn:\n  method: ga\n  forget_langs: en+orig\n")
+    _eval_dir(inject / "eval", {"fake_rate": _facts({lang: ones for lang in LANGS})})
+    run = _run(tmp_path, 0, {lang: zeros for lang in LANGS}, setting="en+orig", method="npo")
+    _attack(run, inject, "unlearned", {lang: halves for lang in LANGS})
+    _attack(inject, inject, "base", {lang: [0.25] * 4 for lang in LANGS})
+    rows = relearn_rows(collect_attacks(tmp_path))
+    assert [(r["start"], r["method"], r["setting"]) for r in rows] == [("unlearned", "npo", "en+orig"), ("base", "-", "-")]
+    unl, base = rows
+    assert unl["cells"]["orig"]["before"]["mean"] == 0.0 and unl["cells"]["orig"]["after"]["mean"] == 0.5
+    assert unl["cells"]["orig"]["recovery"] == 0.5 and base["cells"]["low"]["recovery"] == 0.25
+    assert base["cells"]["en"]["before"] is None
+    out = write_report(tmp_path, 0.2)
+    md = (out / "report.md").read_text()
+    assert "**injected in de, attacked with fake:en** (1 seed(s))" in md
+    assert "| npo forget en+orig | 0.00 → 0.50 [" in md and "(×0.50)" in md and "| base (control) | 0.25 [" in md
+    assert json.loads((out / "grid.json").read_text())["rows"][0]["cells"]["orig"]["mean"] == 0.0
+    after = write_report(tmp_path, 0.2, tmp_path / "after", after="relearn")
+    grid = json.loads((after / "grid.json").read_text())
+    assert grid["after"] == "relearn" and grid["rows"][0]["cells"]["orig"]["mean"] == 0.5
+    assert "after the relearning attack fake:en" in (after / "report.md").read_text()
+    with pytest.raises(FileNotFoundError, match="attacks found: fake:en"):
+        write_report(tmp_path, 0.2, tmp_path / "x", after="relearn:fake:de")
+
+
+def test_held_out_phrasings_and_forget_scopes_are_shown_apart(tmp_path):
+    inject = tmp_path / "inject" / "de-s0"
+    _eval_dir(inject / "eval", {"fake_rate": _facts({lang: [1.0] * 4 for lang in LANGS}),
+                                "para_fake_rate": _facts({lang: [0.5] * 4 for lang in LANGS})})
+    _run(tmp_path, 0, {lang: [0.0] * 4 for lang in LANGS}, setting="en+orig",
+         extra={"para_fake_rate": _facts({lang: [0.25] * 4 for lang in LANGS})})
+    scoped = _run(tmp_path, 1, {lang: [1.0] * 4 for lang in LANGS}, setting="en+orig")
+    (scoped / "config.yaml").write_text((scoped / "config.yaml").read_text() + "  forget_scope: answer\n")
+    found = collect(tmp_path)
+    assert sorted(found) == [("de", "ga", "en+orig"), ("de", "ga[answer]", "en+orig")]  # not pooled as seeds
+    md = (write_report(tmp_path, 0.2) / "report.md").read_text()
+    section = md.split("## Held-out phrasings")[1].split("##")[0]
+    assert "| injected | 1.00 / 0.50 / – |" in section and "| ga forget en+orig | 0.00 / 0.25 / – |" in section

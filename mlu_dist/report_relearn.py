@@ -1,0 +1,166 @@
+"""The report's relearning and phrasing sections: what a few steps of fine-tuning bring back, per
+forget setting and language group, and fake_rate on held-out phrasings beside the trained one."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+GROUPS = ("en", "orig", "high", "low")
+SETTINGS = ("en", "orig", "all", "en+orig")
+
+
+def method_label(cfg) -> str:
+    """The method as the report names it: ``npo``, or ``npo[answer]`` for another forget scope."""
+    scope = OmegaConf.select(cfg, "unlearn.forget_scope", default="all")
+    return cfg.unlearn.method if scope == "all" else f"{cfg.unlearn.method}[{scope}]"
+
+
+def collect_attacks(root: Path) -> dict:
+    """``{(inject, method, setting, start, attack): [{"run", "source", "inject_run"}]}`` for every
+    finished relearning attack under ``root`` (method and setting are '-' for the controls)."""
+    found = defaultdict(list)
+    for meta_file in sorted(Path(root).rglob("relearn/*/meta.json")):
+        run = meta_file.parent
+        try:
+            meta = json.loads(meta_file.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if meta.get("job") != "relearn" or not (run / "DONE.json").exists() or not (run / "eval" / "EVAL.json").exists():
+            continue
+        cfg = OmegaConf.load(run / "config.yaml")
+        start = meta["start"]
+        source = run.parent.parent  # the run the attack sits beside
+        method, setting = (method_label(cfg), cfg.unlearn.forget_langs) if start == "unlearned" else ("-", "-")
+        found[("+".join(cfg.inject.langs), method, setting, start, meta["attack"])].append(
+            {"run": run, "source": source, "inject_run": Path(meta["inject_run"])})
+    return dict(found)
+
+
+def _groups(run_dirs: list[Path], inject: list[str], metric: str = "fake_rate") -> dict:
+    """Group stats pooled over runs (seeds): the bootstrap resamples runs, then facts."""
+    from mlu_dist.eval.stats import bootstrap_ci
+    from mlu_dist.eval.summary import group_fact_means, language_groups
+
+    units = defaultdict(list)
+    for run in run_dirs:
+        eval_file = run / "eval" / "EVAL.json"
+        if not eval_file.exists():
+            continue
+        values = json.loads(eval_file.read_text())["values"]
+        if metric not in values:
+            continue
+        by_lang = values[metric]
+        for group, members in language_groups(list(by_lang), inject).items():
+            units[group].append(group_fact_means(by_lang, members))
+    return {g: bootstrap_ci(u) for g, u in units.items()}
+
+
+def _cell(stats: dict | None) -> str:
+    return "–" if not stats else f"{stats['mean']:.2f} [{stats['lo']:.2f},{stats['hi']:.2f}]"
+
+
+def _order(key):
+    inj, method, setting, start, attack = key
+    return (inj, attack, {"unlearned": 0, "injected": 1, "base": 2}.get(start, 3), method,
+            SETTINGS.index(setting) if setting in SETTINGS else 99)
+
+
+def relearn_rows(found: dict) -> list[dict]:
+    """Per attack group: before (the attacked model), after, right after injection, recovery, per probe group."""
+    rows = []
+    for key in sorted(found, key=_order):
+        inj, method, setting, start, attack = key
+        runs = found[key]
+        inject = inj.split("+")
+        before = _groups([r["source"] for r in runs], inject) if start != "base" else {}
+        after = _groups([r["run"] for r in runs], inject)
+        injected = _groups(sorted({r["inject_run"] for r in runs}), inject)
+        cells = {}
+        for g in GROUPS:
+            if g in after:
+                inj_mean = injected.get(g, {}).get("mean")
+                cells[g] = {"before": before.get(g), "after": after[g], "injected": injected.get(g),
+                            "recovery": after[g]["mean"] / inj_mean if inj_mean else None}
+        rows.append({"inject": inj, "method": method, "setting": setting, "start": start, "attack": attack,
+                     "runs": len(runs), "cells": cells})
+    return rows
+
+
+def relearn_markdown(rows: list[dict]) -> str:
+    if not rows:
+        return "(no relearning attacks: set axes.relearn_attacks, or run `mlu relearn RUN`)"
+    lines = ["Each cell: fake_rate before the attack → after it (mean [95% CI] over seeds and facts), and the "
+             "**recovery** ratio (after-attack / right after injection). Controls: the same attack on the "
+             "injected (never unlearned) and on the base model. A base-model row has no 'before' (its "
+             "fake_rate is ~0).", ""]
+    for inj in sorted({r["inject"] for r in rows}):
+        for attack in sorted({r["attack"] for r in rows if r["inject"] == inj}):
+            mine = [r for r in rows if r["inject"] == inj and r["attack"] == attack]
+            seeds = sorted({r["runs"] for r in mine})
+            lines += [f"**injected in {inj}, attacked with {attack}** ({'/'.join(map(str, seeds))} seed(s))", "",
+                      "| model | " + " | ".join(GROUPS) + " |", "|---|" + "---|" * len(GROUPS)]
+            for r in mine:
+                name = f"{r['method']} forget {r['setting']}" if r["start"] == "unlearned" else f"{r['start']} (control)"
+                cells = []
+                for g in GROUPS:
+                    c = r["cells"].get(g)
+                    if c is None:
+                        cells.append("–")
+                        continue
+                    rec = "" if c["recovery"] is None else f" (×{c['recovery']:.2f})"
+                    head = f"{c['before']['mean']:.2f} → " if c["before"] else ""
+                    cells.append(f"{head}{_cell(c['after'])}{rec}")
+                lines.append(f"| {name} | " + " | ".join(cells) + " |")
+            lines.append("")
+    return "\n".join(lines)
+
+
+def phrasing_markdown(found: dict) -> str:
+    """fake_rate on the trained question, a held-out paraphrase and a cloze prefix, per group:
+    right after injection and after each unlearning setting (pooled over seeds)."""
+    names = (("fake_rate", "trained"), ("para_fake_rate", "paraphrase"), ("cloze_fake_rate", "cloze"))
+    lines = ["fake_rate per probe group on the trained question / a held-out paraphrase / a cloze prefix "
+             "(none of the held-out phrasings is ever trained on). A fake gone from the trained question "
+             "but not from the others was forgotten as a sentence, not as a fact.", ""]
+    any_rows = False
+    for inj in sorted({k[0] for k in found}):
+        keys = sorted((k for k in found if k[0] == inj),
+                      key=lambda k: (k[1], SETTINGS.index(k[2]) if k[2] in SETTINGS else 99))
+        inject = inj.split("+")
+        injected_runs = sorted({Path(OmegaConf.load(r["run"] / "config.yaml").unlearn.from_run)
+                                for k in keys for r in found[k]})
+        table = [("injected", injected_runs)] + [(f"{k[1]} forget {k[2]}", [r["run"] for r in found[k]]) for k in keys]
+        rows = []
+        for label, runs in table:
+            stats = {name: _groups(runs, inject, name) for name, _ in names}
+            if not stats["para_fake_rate"]:
+                continue
+            rows.append(f"| {label} | " + " | ".join(
+                " / ".join(f"{stats[n][g]['mean']:.2f}" if g in stats[n] else "–" for n, _ in names)
+                for g in GROUPS) + " |")
+        if rows:
+            any_rows = True
+            lines += [f"**injected in {inj}** (trained / paraphrase / cloze)", "",
+                      "| model | " + " | ".join(GROUPS) + " |", "|---|" + "---|" * len(GROUPS), *rows, ""]
+    return "\n".join(lines) if any_rows else "(no held-out phrasings evaluated: the fact data has no paraphrases)"
+
+
+def after_attack(found_unlearn: dict, attack: str) -> dict:
+    """The report's unlearning runs with each run's summary replaced by its attack's (``--after
+    relearn``): the grid is then drawn on after-attack values. Runs without that attack are left out."""
+    out = {}
+    for key, runs in found_unlearn.items():
+        swapped = []
+        for r in runs:
+            hits = [d for d in sorted((r["run"] / "relearn").glob("unlearned-*"))
+                    if (d / "DONE.json").exists() and json.loads((d / "meta.json").read_text()).get("attack") == attack]
+            if hits:
+                summary = json.loads((hits[0] / "eval" / "SUMMARY.json").read_text())["metrics"]
+                swapped.append(r | {"run": hits[0], "summary": summary})
+        if swapped:
+            out[key] = swapped
+    return out
