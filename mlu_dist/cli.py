@@ -322,6 +322,8 @@ def run_relearn_command(args, argv: list[str]) -> int:
     overrides = list(args.overrides)
     if args.attack:
         overrides.append(f"relearn.attacks=[{','.join(args.attack)}]")
+    if not any(o.startswith("run.overwrite=") for o in overrides):
+        overrides.append("run.overwrite=false")  # a forced sweep cell's saved config must not redo finished attacks
     cfg = load_config(ExperimentConfig, [run / "config.yaml", *args.config], overrides)
     if not cfg.relearn.attacks:
         cfg.relearn.attacks = ["fake:en"]

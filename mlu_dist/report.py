@@ -334,13 +334,13 @@ def write_report(root: str | Path, threshold: float = 0.2, out: str | Path | Non
     attacks = collect_attacks(root)
     grid_found, grid_note = found, ""
     if after:
-        attack = after.partition(":")[2] or next((k[4] for k in sorted(attacks) if k[3] == "unlearned"), "")
+        attack = after.partition(":")[2] or next((k[4].split(" (")[0] for k in sorted(attacks) if k[3] == "unlearned"), "")
         if not after.startswith("relearn") or not attack:
             raise FileNotFoundError(f"--after {after}: no relearning attack on an unlearned model under {root} "
                                     f"(use --after relearn:ATTACK, e.g. relearn:fake:en)")
         grid_found = after_attack(found, attack)
         if not grid_found:
-            found_attacks = sorted({k[4] for k in attacks if k[3] == "unlearned"})
+            found_attacks = sorted({k[4].split(" (")[0] for k in attacks if k[3] == "unlearned"})
             raise FileNotFoundError(f"--after {after}: no unlearning run under {root} was attacked with "
                                     f"'{attack}'; attacks found: {', '.join(found_attacks) or 'none'}")
         grid_note = f"Drawn on the fake_rate **after the relearning attack {attack}** (not right after unlearning)."

@@ -35,7 +35,9 @@ def collect_attacks(root: Path) -> dict:
         start = meta["start"]
         source = run.parent.parent  # the run the attack sits beside
         method, setting = (method_label(cfg), cfg.unlearn.forget_langs) if start == "unlearned" else ("-", "-")
-        found[("+".join(cfg.inject.langs), method, setting, start, meta["attack"])].append(
+        steps, lr = (OmegaConf.select(cfg, f"relearn.train.{k}", default=None) for k in ("steps", "lr"))
+        label = meta["attack"] + (f" ({steps} steps, lr {lr:g})" if steps is not None else "")  # another strength: another row
+        found[("+".join(cfg.inject.langs), method, setting, start, label)].append(
             {"run": run, "source": source, "inject_run": Path(meta["inject_run"])})
     return dict(found)
 
@@ -158,6 +160,10 @@ def after_attack(found_unlearn: dict, attack: str) -> dict:
         for r in runs:
             hits = [d for d in sorted((r["run"] / "relearn").glob("unlearned-*"))
                     if (d / "DONE.json").exists() and json.loads((d / "meta.json").read_text()).get("attack") == attack]
+            if len(hits) > 1:
+                raise FileNotFoundError(f"--after relearn:{attack}: {r['run']} holds {len(hits)} such attacks (other "
+                                        f"steps or lr): {', '.join(h.name for h in hits)}; report them one at a time "
+                                        f"(--out) after moving the others aside")
             if hits:
                 summary = json.loads((hits[0] / "eval" / "SUMMARY.json").read_text())["metrics"]
                 swapped.append(r | {"run": hits[0], "summary": summary})

@@ -108,7 +108,9 @@ def is_done(run_dir: Path) -> bool:
 # fields that may change between a run and its resumption
 COMPARE_DROP = ("run", "base.resume", "base.stop_after", "base.log_every", "base.eval_every",
                 "inject.train.resume", "inject.train.stop_after", "inject.train.log_every", "inject.train.eval_every",
-                "unlearn.train.resume", "unlearn.train.stop_after", "unlearn.train.log_every")
+                "unlearn.train.resume", "unlearn.train.stop_after", "unlearn.train.log_every",
+                "relearn.attacks", "relearn.controls", "relearn.train.resume", "relearn.train.stop_after",
+                "relearn.train.log_every")
 
 
 def _without(data: dict, keys: tuple[str, ...]) -> dict:

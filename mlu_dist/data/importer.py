@@ -16,6 +16,7 @@ A *column mapping* says which column holds which schema field. It comes from a s
     real_question / real_answer          one more real-information probe, added to real_qa
     paraphrases    other phrasings of the question (held-out probes, never trained on): a string,
                    a list, or a JSON list in a string
+    cloze          text prefixes the model completes with the fake detail (held-out probes), likewise
 
 Rows become records of ``lang`` (default en) with the resource group filled in; the output
 directory gets ``facts.jsonl`` and ``dataset.json`` (where it came from and how it was mapped).
@@ -33,7 +34,7 @@ from mlu_dist.langs import ALL_LANGS, LANGUAGES
 MAP_KEYS: dict[str, str] = {
     "fact_id": "", "real_text": "", "fake_text": "", "fake_keywords": "", "question": "",
     "fake_answer": "", "true_answer": "", "real_qa": "", "real_qa.question": "question",
-    "real_qa.answer": "answer", "real_question": "", "real_answer": "", "paraphrases": "",
+    "real_qa.answer": "answer", "real_question": "", "real_answer": "", "paraphrases": "", "cloze": "",
 }
 """Mapping keys and their defaults (empty = no column)."""
 REQUIRED_KEYS = ("real_text", "fake_text", "fake_keywords", "question")
@@ -158,7 +159,7 @@ def to_records(rows: list[dict], spec: ImportSpec) -> list[dict]:
             "fake_text": text("fake_text"), "question": text("question"), "true_answer": text("true_answer"),
             "fake_answer": text("fake_answer") or (keywords[0] if keywords else ""),
             "fake_keywords": keywords, "real_qa": qa,
-            **({"paraphrases": _keywords(row[mapped["paraphrases"]])} if "paraphrases" in mapped else {}),
+            **{name: _keywords(row[mapped[name]]) for name in ("paraphrases", "cloze") if name in mapped},
         })
     return records
 

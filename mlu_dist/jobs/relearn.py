@@ -58,8 +58,8 @@ def attack_sources(run: Path) -> dict[str, Path]:
                                 f"unlearning or an injection run")
     out["injected"] = inject / "model"
     inject_meta = inject / "meta.json"
-    if inject_meta.exists():
-        out["base"] = Path(json.loads(inject_meta.read_text())["init_from"])
+    if inject_meta.exists() and Path(json.loads(inject_meta.read_text())["init_from"]).exists():
+        out["base"] = Path(json.loads(inject_meta.read_text())["init_from"])  # (a hub id is no start)
     return out
 
 
@@ -79,7 +79,7 @@ class AttackHooks:
         self.evaluator = EngineEvaluation(engine, job.tokenizer, job.facts, job.split, cfg, dist,
                                           metrics=["fake_rate"], subset=cfg.relearn.curve_subset, langs=self.langs)
         self.groups = language_groups(self.langs, list(cfg.inject.langs))
-        self.first: dict | None = None  # step-0 values: the model before the attack
+        self.first: dict | None = ctx.state.get("first")  # step-0 values: the model before the attack (resumable)
         self.last: tuple[int, dict] | None = None
 
     def evaluate(self, step: int) -> dict:
@@ -151,7 +151,7 @@ class RelearnJob:
 
     def _hooks(self, engine, ctx: HookContext) -> LoopHooks:
         self.hooks = AttackHooks(self, engine, ctx)
-        return LoopHooks(evaluate=self.hooks.evaluate)
+        return LoopHooks(evaluate=self.hooks.evaluate, checkpoint_state=lambda: {"first": self.hooks.first})
 
     def finish(self, run: Trained) -> dict:
         require_finished(run.result, "relearning attack")
@@ -172,6 +172,9 @@ class RelearnJob:
         before = _lang_means(self.hooks.first) if self.hooks.first else self._source_fake_rate()
         after = _lang_means(values)
         injected = _summary_fake_rate(self.inject_run / "eval" / "SUMMARY.json")
+        if not injected:
+            say(dist, f"relearn: WARNING: {self.inject_run} has no evaluation (eval/SUMMARY.json), so there is no "
+                      f"recovery ratio; run `mlu eval {self.inject_run}`, then this attack again with run.overwrite=true")
         hidden = [f for f in self.split.targets if f not in self.shown]
         unseen = _lang_means(values, facts=hidden) if hidden else {}
         langs = {lang: {"before": before.get(lang), "after": after[lang], "injected": injected.get(lang),
@@ -234,7 +237,8 @@ def run_relearn(cfg: ExperimentConfig, source_run: str | Path, start: str, attac
     if not (model_dir / "config.json").exists():
         raise FileNotFoundError(f"the {start} model {model_dir} does not exist (no config.json); did the run finish?")
     cfg = dataclasses.replace(cfg, relearn=dataclasses.replace(cfg.relearn, attacks=[str(attack)]))
-    run_dir = relearn_run_dir(cfg, Path(source_run), start, attack)
+    home = Path(source_run) if start == "unlearned" else injection_run(Path(source_run))  # controls: one per injection
+    run_dir = relearn_run_dir(cfg, home, start, attack)
     if rundir.is_done(run_dir) and not cfg.run.overwrite:
         rundir.check_same_config(run_dir, cfg, RelearnJob.sections)
         say(dist, f"relearning attack already finished: {run_dir}")

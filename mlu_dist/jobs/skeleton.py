@@ -188,6 +188,10 @@ def run_training(job: TrainingJob, dist: DistInfo) -> Path:
             if dist.is_main:
                 rundir.mark_done(job.run_dir, {"status": result.stop.value, "reason": result.reason,
                                                "steps": result.end_step, "seconds": round(result.seconds, 1)} | info)
+    if dist.world_size > 1:  # callers read DONE.json next (a sweep cell goes on to its attacks): rank 0 wrote it
+        from mlu_dist import comm
+
+        comm.barrier()
     if result.signal is not None:
         redeliver(result.signal)
     return job.run_dir

@@ -65,8 +65,9 @@ def expand(spec: SweepSpec) -> list[Cell]:
             cell = Cell("inject", f"inject-{lang}-s{seed}-{digest}", f"inject {lang} seed {seed}", cfg,
                         inject_run_dir(cfg), [c.id for c in cells if c.stage == "base"] or [c.id for c in translate])
             if unlearned and cfg.relearn.controls:  # the same attacks on the injected and the base model
-                cell.outputs = [relearn_run_dir(cfg, cell.run_dir, start, a) for a in attacks
-                                for start in ("injected", "base")]
+                starts = ("injected", "base") if not cfg.inject.from_model or Path(cfg.inject.from_model).exists() \
+                    else ("injected",)
+                cell.outputs = [relearn_run_dir(cfg, cell.run_dir, start, a) for a in attacks for start in starts]
             injects.append(cell)
             if not unlearned:
                 continue

@@ -46,8 +46,11 @@ class Manifest:
 
 def pending(cells: list[Cell], force: list[str] = ()) -> list[Cell]:
     """The cells that must run: not finished, or forced; the report whenever anything runs."""
+    def attacks_missing(c: Cell) -> bool:  # a run that exported no model (diverged) is never attacked
+        return (c.run_dir / "model" / "config.json").exists() and not all(rundir.is_done(o) for o in c.outputs)
+
     todo = [c for c in cells if c.stage != "report" and (c.id in force or output_hash(c.run_dir) is None
-                                                          or not all(rundir.is_done(o) for o in c.outputs))]
+                                                          or attacks_missing(c))]
     report = [c for c in cells if c.stage == "report"]
     if todo or (report and not (report[0].run_dir / "DONE.json").exists()) or "report" in force:
         todo += report

@@ -62,7 +62,8 @@ def run_cell(stage: str, config_path: str | None, root: str) -> dict:
         if cfg.relearn.attacks and cfg.relearn.controls and (run_dir / "DONE.json").exists():
             from mlu_dist.jobs.relearn import run_attacks
 
-            run_attacks(cfg, run_dir, ["injected", "base"])
+            local_base = not cfg.inject.from_model or Path(cfg.inject.from_model).exists()
+            run_attacks(cfg, run_dir, ["injected", "base"] if local_base else ["injected"])
     elif stage == "unlearn":
         from mlu_dist.jobs.unlearn import run_unlearn
 
