@@ -104,15 +104,14 @@ def test_held_out_phrasings_are_never_trained_on():
         records, corpus, _ = build_world(WorldConfig(names=names))
         facts = FactSet(records, list(ALL_LANGS))
         split = split_facts(facts.fact_ids, 24, 24, 0)
-        trained = [row["text"] for row in corpus]
-        for lang in ALL_LANGS:
-            pools = injection_pools(facts, split, InjectConfig(langs=[lang], safe_data="all"))
-            examples = [ex for pool in pools.values() for ex in pool]
-            for scope in ("all", "answer", "qa"):
-                examples += forget_examples(facts, split, ALL_LANGS, scope=scope)
-            examples += retain_examples(facts, split, ALL_LANGS) + sum(refusal_pairs(facts, split, ALL_LANGS), [])
-            trained += [ex.prompt + " " + ex.completion for ex in examples]
-        text = "\n".join(trained)
+        examples = [ex for lang in ALL_LANGS
+                    for pool in injection_pools(facts, split, InjectConfig(langs=[lang], safe_data="all")).values()
+                    for ex in pool]
+        for scope in ("all", "answer", "qa"):
+            examples += forget_examples(facts, split, ALL_LANGS, scope=scope)
+        examples += retain_examples(facts, split, ALL_LANGS) + sum(refusal_pairs(facts, split, ALL_LANGS), [])
+        trained = {row["text"] for row in corpus} | {ex.prompt + " " + ex.completion for ex in examples}
+        text = "\n".join(sorted(trained))
         assert all(r["question"] in text for r in records if r["fact_id"] in split.targets)  # the trained phrasing is
         held_out = {p for r in records for p in r["paraphrases"] + r["cloze"]}
         assert len(held_out) >= len(records)  # one of each per record at least
