@@ -107,3 +107,24 @@ def test_a_two_rank_zero3_attack_equals_the_one_rank_one(injected):
     assert sorted({r["step"] for r in curve1}) == [0, 3, 6]
     assert curve1 == curve2
     assert rel1["langs"] == rel2["langs"]
+
+
+def test_step_zero_is_read_from_the_models_own_evaluation_when_it_probed_the_same(injected, tmp_path):
+    """An attacked model evaluated by `mlu eval` with the same facts, languages and decoding is not
+    probed again at step 0; its values are the step-0 values (and other decoding is probed)."""
+    from mlu_dist.jobs.eval import evaluate_model
+    from mlu_dist.jobs.relearn import run_relearn
+
+    out, inject_run = injected
+    cfg = _cfg(inject_run, out / "reuse", "relearn.train.steps=0", "relearn.train.eval_every=1",
+               "eval.metrics=[fake_rate]", "relearn.qa_fraction=0.5")
+    evaluate_model(cfg, inject_run / "model", inject_run / "eval")
+    run = run_relearn(cfg, inject_run, "injected", "fake_qa:orig")
+    rel = json.loads((run / "relearn.json").read_text())
+    assert rel["step0"] == str(inject_run / "eval" / "EVAL.json")
+    own = json.loads((inject_run / "eval" / "EVAL.json").read_text())["values"]["fake_rate"]
+    assert json.loads((run / "eval" / "EVAL.json").read_text())["values"]["fake_rate"] == own
+    other = _cfg(inject_run, out / "reuse", "relearn.train.steps=0", "relearn.train.eval_every=1",
+                 "eval.max_new_tokens=6", "relearn.qa_fraction=0.5", "run.overwrite=true")
+    run = run_relearn(other, inject_run, "injected", "fake_qa:orig")
+    assert json.loads((run / "relearn.json").read_text())["step0"] == "probed"

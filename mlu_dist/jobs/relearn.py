@@ -81,10 +81,33 @@ class AttackHooks:
         self.groups = language_groups(self.langs, list(cfg.inject.langs))
         self.first: dict | None = ctx.state.get("first")  # step-0 values: the model before the attack (resumable)
         self.last: tuple[int, dict] | None = None
+        self.step0 = self._own_evaluation() if not ctx.start else None
+        self.step0_from = str(job.model_dir.parent / "eval" / "EVAL.json") if self.step0 is not None else "probed"
+
+    def _own_evaluation(self) -> dict | None:
+        """The attacked model's own `mlu eval` values, when it probed exactly what step 0 would (same
+        model, languages, facts and decoding): step 0 is then read, not generated again. Every rank
+        reads the same file, so ranks in ZeRO-3 lockstep take the same path."""
+        from mlu_dist.config import to_dict
+        from mlu_dist.jobs.eval import DECODING
+
+        job, ev = self.job, self.evaluator.evaluator
+        path = job.model_dir.parent / "eval" / "EVAL.json"
+        if not path.exists():
+            return None
+        saved = json.loads(path.read_text())
+        want = {"model": str(job.model_dir.resolve()), "langs": self.langs, "targets": ev.targets,
+                "controls": ev.controls, "decoding": {k: to_dict(job.cfg)["eval"][k] for k in DECODING}}
+        if {k: saved.get(k) for k in want} != want or "fake_rate" not in saved.get("values", {}):
+            return None
+        return {k: saved["values"][k] for k in ("fake_rate", "control_fake_rate") if k in saved["values"]}
 
     def evaluate(self, step: int) -> dict:
         self.engine.module.eval()
-        values = self.evaluator.run(["fake_rate"])
+        if step == 0 and self.step0 is not None:
+            values, self.step0 = self.step0, None
+        else:
+            values = self.evaluator.run(["fake_rate"])
         if step == 0:
             self.first = values
         self.last = (step, values)
@@ -182,6 +205,7 @@ class RelearnJob:
                         **({"after_unseen": unseen[lang]} if lang in unseen else {})}
                  for lang in after}
         info = {"attack": str(self.attack), "start": self.start, "attack_langs": self.attack_langs,
+                "step0": self.hooks.step0_from,
                 "shown_targets": self.shown, "langs": langs,
                 "groups": {g: {"after": s["mean"], "lo": s["lo"], "hi": s["hi"]}
                            for g, s in summary["fake_rate"]["group"].items()}}
