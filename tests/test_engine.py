@@ -189,3 +189,15 @@ def test_a_stale_extension_lock_left_by_a_killed_job_does_not_hang_the_next_star
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=clean_env(), timeout=180)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "removed a stale torch-extension lock" in proc.stdout and not lock.exists()
+
+
+def test_a_single_cpu_rank_does_not_build_deepspeeds_shared_memory_comm_op(tmp_path):
+    """DeepSpeed builds its CPU shm all-reduce op at every start (a minute of C++ on a fresh machine);
+    one rank has nothing to all-reduce, so a 1-rank job must start without it (in an empty
+    extensions folder nothing is built) and still train."""
+    ext = tmp_path / "torch_extensions"
+    cmd = mlu_cmd("base", "-c", str(QUICK), f"run.out_dir={tmp_path}", "base.steps=2", "base.log_every=1")
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=clean_env(TORCH_EXTENSIONS_DIR=str(ext)), timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "shm_comm" not in proc.stdout + proc.stderr and not list(ext.glob("*/deepspeed_shm_comm"))
+    assert list(tmp_path.glob("base/*/model/config.json"))

@@ -90,7 +90,7 @@ def preload_comm_op() -> None:
     from torch.utils import cpp_extension
 
     builder = get_accelerator().create_op_builder("ShareMemCommBuilder")
-    if builder is None or not deepspeed.ops.__compatible_ops__.get(builder.NAME, False):
+    if builder is None or not _SHM_VERDICT.get(builder.NAME, deepspeed.ops.__compatible_ops__.get(builder.NAME, False)):
         return
     root = Path(cpp_extension.get_default_build_root())
     root.mkdir(parents=True, exist_ok=True)
@@ -105,11 +105,35 @@ def preload_comm_op() -> None:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def _shm_op_wanted(wanted: bool) -> None:
+    """Whether DeepSpeed's TorchBackend may load its CPU shared-memory comm op in this process.
+
+    A single CPU rank has nothing to all-reduce, yet DeepSpeed builds the op at every start: on a
+    fresh machine (or a new virtualenv) that is a minute of C++ compilation before the first
+    step. One rank marks the op incompatible for this process (DeepSpeed then uses plain
+    torch.distributed, which one rank never calls across processes); several ranks restore
+    DeepSpeed's own verdict and use it."""
+    import deepspeed.ops
+    from deepspeed.accelerator import get_accelerator
+
+    builder = get_accelerator().create_op_builder("ShareMemCommBuilder")
+    if builder is None:
+        return
+    compatible = deepspeed.ops.__compatible_ops__
+    verdict = _SHM_VERDICT.setdefault(builder.NAME, compatible.get(builder.NAME, False))
+    compatible[builder.NAME] = verdict and wanted
+
+
+_SHM_VERDICT: dict[str, bool] = {}
+
+
 def _init_comm(dist: DistInfo) -> None:
     import deepspeed
 
     if dist.device_type == "cpu":
-        preload_comm_op()
+        _shm_op_wanted(dist.world_size > 1)
+        if dist.world_size > 1:
+            preload_comm_op()
     if not torch.distributed.is_initialized():
         deepspeed.init_distributed(dist_backend="nccl" if dist.device_type == "cuda" else "gloo")
 
