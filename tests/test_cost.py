@@ -73,3 +73,28 @@ def test_per_job_zero_settings_are_costed_and_named_in_the_fix(tmp_path):
     assert rows == {"inject": "2", "unlearn": "3"}, msg
     assert "would fit with engine.jobs.unlearn.offload=optimizer" in msg
     assert not any(tmp_path.iterdir())
+
+
+def test_relearning_attacks_are_costed_on_their_cells_resources():
+    from mlu_dist.launcher.cost import sweep_cost
+    from mlu_dist.launcher.plan import expand
+
+    over = ["axes.inject_langs=[de]", "axes.seeds=[0]", "axes.methods=[npo]", "axes.relearn_attacks=[fake:en]",
+            "overrides=[relearn.train.steps=30,engine.jobs.relearn.stage=2]"]
+    spec = load_config(SweepSpec, ["sweeps/slurm-8b"], over)
+    cells = expand(spec)
+    table, problems = sweep_cost(spec, cells)
+    rows = [line.split() for line in table.splitlines() if line.startswith(("relearn x", "unlearn x"))]
+    attacks = [r for r in rows if r[0] == "relearn"]
+    # columns: jobs, count, ZeRO, GPUs, GB/GPU, weights, grads, optim, gather, frozen, ref, acts, steps, GPU-h, disk
+    # the 4 attacked NPO runs on the unlearning jobs' 4 GPUs, the injected control on the injection's 8
+    assert sorted((r[1], r[3]) for r in attacks) == [("x1", "8"), ("x4", "4")], table
+    assert all(r[2] == "2" and r[12] == "30" and r[14] == "0.0" for r in attacks), table  # no export kept
+    unlearn = next(r for r in rows if r[0] == "unlearn")
+    assert float(unlearn[10]) > 0 and all(float(r[10]) == 0 for r in attacks)  # no NPO reference
+    assert not problems
+    spec = load_config(SweepSpec, ["sweeps/slurm-8b"], over + ["resources.unlearn.gpu_mem_gb=60"])
+    _, problems = sweep_cost(spec, expand(spec))
+    # the unlearning jobs themselves fit 60 GB under ZeRO-3; the attacks, under ZeRO-2, do not
+    assert len(problems) == 1 and problems[0].startswith("4 relearning attack(s)"), problems
+    assert "resources.unlearn.gpu_mem_gb is 60" in problems[0] and "it would fit with" in problems[0]

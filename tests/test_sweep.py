@@ -348,3 +348,32 @@ def test_a_sweep_whose_jobs_are_still_queued_is_not_submitted_twice(tmp_path, mo
     monkeypatch.setattr(slurm, "submit_slurm", lambda *a, **k: pytest.fail("submitted while queued"))
     with pytest.raises(SweepLocked, match=r"2 cell\(s\) of this sweep are still queued or running in Slurm: .*job 7_0"):
         submit(spec)
+
+
+def test_status_counts_a_cells_relearning_attacks(tmp_path):
+    """A cell whose run finished but whose attacks have not is not 'finished' in `mlu sweep status`
+    (the launcher would run it again); its attacks are counted and the running one's step shown."""
+    from mlu_dist.launcher.plan import expand, write_cells
+    from mlu_dist.launcher.status import status_table
+
+    spec = load_config(SweepSpec, ["sweeps/demo"], [f"out_dir={tmp_path}", "axes.inject_langs=[de]",
+                                                    "axes.unlearn_langs=[de]", "axes.methods=[npo]",
+                                                    "axes.forget_langs=[en]"])
+    cells = expand(spec)
+    root = write_cells(spec, cells)
+    unlearn = next(c for c in cells if c.stage == "unlearn")
+    assert len(unlearn.outputs) == 1
+    for d in (unlearn.run_dir, unlearn.run_dir / "model"):
+        d.mkdir(parents=True, exist_ok=True)
+    (unlearn.run_dir / "DONE.json").write_text("{}")
+    (unlearn.run_dir / "model" / "config.json").write_text("{}")
+    attack = unlearn.outputs[0]
+    attack.mkdir(parents=True)
+    (attack / "metrics.jsonl").write_text(json.dumps({"step": 5, "train/loss": 1.0}) + "\n")
+
+    def row():
+        return next(r for r in status_table(root)[1] if r["id"] == unlearn.id)
+
+    assert (row()["status"], row()["attacks"], row()["progress"]) == ("not run", "0/1", "attack step 5")
+    (attack / "DONE.json").write_text("{}")
+    assert (row()["status"], row()["attacks"]) == ("finished", "1/1")

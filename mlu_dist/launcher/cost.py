@@ -153,9 +153,9 @@ MFU = 0.35
 """Assumed model-FLOPs utilisation for GPU-hours (torchtitan measures 33-39 % for Llama-3.1-8B on H100)."""
 
 
-def _train_of(cell):
+def _train_of(cell, job: str):
     cfg = cell.config
-    return {"base": cfg.base, "inject": cfg.inject.train, "unlearn": cfg.unlearn.train}[cell.stage]
+    return {"base": cfg.base, "inject": cfg.inject.train, "unlearn": cfg.unlearn.train, "relearn": cfg.relearn.train}[job]
 
 
 def _pool_examples(cell) -> int | None:
@@ -171,25 +171,32 @@ def _pool_examples(cell) -> int | None:
     return None
 
 
-def cell_cost(cell, res) -> dict:
-    """Memory per GPU, GPU-hours and disk of one training cell under its stage's resources."""
+def cell_cost(cell, res, job: str | None = None) -> dict:
+    """Memory per GPU, GPU-hours and disk of one training cell under its stage's resources; with
+    ``job="relearn"``, of one of its relearning attacks (they run inside the cell's job, on its
+    resources, with ``engine.zero_for("relearn")``; no reference model; an export only with
+    ``relearn.keep_model``)."""
     from mlu_dist.unlearn.methods import METHODS
 
-    cfg, train = cell.config, _train_of(cell)
+    job = job or cell.stage
+    cfg, train = cell.config, _train_of(cell, job)
     arch = arch_of(cfg.model)
     ranks = res.nodes * res.tasks_per_node
     gpus = res.nodes * res.gpus_per_node
-    reference = cell.stage == "unlearn" and METHODS[cfg.unlearn.method].needs_reference
+    reference = job == "unlearn" and METHODS[cfg.unlearn.method].needs_reference
     ckpt, seq = cfg.model.activation_checkpointing, cfg.model.max_seq_len
-    zero = cfg.engine.zero_for(cell.stage)
+    zero = cfg.engine.zero_for(job)
     mem = job_memory(arch, train, zero, max(gpus, 1), seq, ckpt, reference)
     steps = train.steps
-    if train.epochs and _pool_examples(cell):
+    if job != "relearn" and train.epochs and _pool_examples(cell):
         main = max(1, round(train.micro_batch_size * cfg.inject.fake_fraction)) if cell.stage == "inject" \
             else train.micro_batch_size
         steps = math.ceil(train.epochs * _pool_examples(cell) / (main * train.grad_accum * ranks))
     tokens = steps * train.micro_batch_size * train.grad_accum * ranks * seq
-    out = {"gpus": gpus, "memory": mem, "steps": steps, "tokens": tokens, "disk": disk_bytes(arch, train),
+    disk = disk_bytes(arch, train)
+    if job == "relearn" and not cfg.relearn.keep_model:
+        disk = {"export": 0, "checkpoint": 0}
+    out = {"gpus": gpus, "memory": mem, "steps": steps, "tokens": tokens, "disk": disk,
            "params": arch.params, "trained": arch.lora_params(train.lora.r, train.lora.targets)
            if train.lora.enabled else arch.params}
     if gpus:
@@ -197,7 +204,7 @@ def cell_cost(cell, res) -> dict:
         limit = res.gpu_mem_gb * GB
         out["fits"] = mem["total"] <= limit
         if not out["fits"]:
-            key = f"engine.jobs.{cell.stage}" if cell.stage in cfg.engine.jobs else "engine.zero"
+            key = f"engine.jobs.{job}" if job in cfg.engine.jobs else "engine.zero"
             out["suggest"] = suggest(arch, train, zero, gpus, seq, ckpt, reference, limit, key)
     return out
 
@@ -206,14 +213,14 @@ def sweep_cost(spec, cells) -> tuple[str, list[str]]:
     """The cost table of a sweep's training jobs (cells that cost the same share a row) and the jobs
     that cannot fit (empty when all do)."""
     groups: dict[tuple, list] = {}
-    for c in cells:
-        if c.stage not in ("base", "inject", "unlearn"):
-            continue
+    jobs = [(c, c.stage) for c in cells if c.stage in ("base", "inject", "unlearn")]
+    jobs += [(c, "relearn") for c in cells if c.stage in ("inject", "unlearn") for _ in c.outputs]
+    for c, job in jobs:
         res = getattr(spec.resources, c.stage)
-        cost = cell_cost(c, res)
-        zero = c.config.engine.zero_for(c.stage)
+        cost = cell_cost(c, res, job)
+        zero = c.config.engine.zero_for(job)
         cost["zero"] = f"{zero.stage}" + {"none": "", "optimizer": "+opt", "optimizer+params": "+all"}[zero.offload]
-        key = (c.stage, cost["zero"], cost["gpus"], round(cost["memory"]["total"] / GB, 1), cost["steps"],
+        key = (job, cost["zero"], cost["gpus"], round(cost["memory"]["total"] / GB, 1), cost["steps"],
                round(cost.get("gpu_hours", 0.0), 2), cost.get("fits"), cost.get("suggest", ""))
         groups.setdefault(key, []).append((c, cost, res))
     head = (f"{'jobs':<16} {'ZeRO':>4} {'GPUs':>4} {'GB/GPU':>7} {'weights':>8} {'grads':>6} {'optim':>6} {'gather':>6} "
@@ -232,8 +239,9 @@ def sweep_cost(spec, cells) -> tuple[str, list[str]]:
                     f"{m['activations']:>6.1f} {cost['steps']:>6} {cost.get('gpu_hours', 0.0):>7.2f} {disk:>8.1f}  {fits}")
         if cost["gpus"] and not cost["fits"]:
             fix = f"; it would fit with {cost['suggest']}" if cost.get("suggest") else "; nothing tried fits"
-            problems.append(f"{len(members)} {stage} job(s) (e.g. {c.id}) need {m['total']:.1f} GB per GPU, "
-                            f"resources.{stage}.gpu_mem_gb is {res.gpu_mem_gb:g}{fix}")
+            what = f"{stage} job(s) (e.g. {c.id})" if stage != "relearn" else f"relearning attack(s) (e.g. in {c.id})"
+            problems.append(f"{len(members)} {what} need {m['total']:.1f} GB per GPU, "
+                            f"resources.{c.stage}.gpu_mem_gb is {res.gpu_mem_gb:g}{fix}")
     first = next((c for c in cells if c.stage in ("base", "inject", "unlearn")), None)
     if first is not None:
         a = arch_of(first.config.model)

@@ -207,7 +207,8 @@ def write_cells(spec: SweepSpec, cells: list[Cell]) -> Path:
             text = c.config_yaml()
             if not path.exists() or path.read_text() != text:
                 rundir.atomic_write_text(path, text)
-    table = [{"id": c.id, "stage": c.stage, "label": c.label, "run_dir": str(c.run_dir), "deps": c.deps} for c in cells]
+    table = [{"id": c.id, "stage": c.stage, "label": c.label, "run_dir": str(c.run_dir), "deps": c.deps,
+              **({"outputs": [str(o) for o in c.outputs]} if c.outputs else {})} for c in cells]
     rundir.atomic_write_json(root / "cells.json", table)
     rundir.atomic_write_text(root / "sweep.yaml", to_yaml(spec))
     return root

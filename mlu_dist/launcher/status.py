@@ -48,6 +48,12 @@ def _fake_rate(run_dir: Path) -> str:
     return "-"
 
 
+def _newest(run_dirs: list[Path]) -> Path:
+    """The attack run that was written to last (the one in progress), or the first if none started."""
+    started = [d for d in run_dirs if (d / "metrics.jsonl").exists() and not (d / "DONE.json").exists()]
+    return max(started, key=lambda d: (d / "metrics.jsonl").stat().st_mtime) if started else run_dirs[0]
+
+
 def status_table(root: Path) -> tuple[str, list[dict]]:
     cells = load_cells(root)
     manifest = Manifest(root).cells
@@ -57,13 +63,23 @@ def status_table(root: Path) -> tuple[str, list[dict]]:
     for c in cells:
         m = manifest.get(c["id"], {})
         run_dir = Path(c["run_dir"])
-        done = (run_dir / "DONE.json").exists()
+        outputs = [Path(o) for o in c.get("outputs", [])]
+        attacked = sum((o / "DONE.json").exists() for o in outputs)
+        # a run that exported no model (it diverged) is never attacked, as in `pending`
+        attacks_due = attacked < len(outputs) and (run_dir / "model" / "config.json").exists()
+        done = (run_dir / "DONE.json").exists() and not attacks_due
         slurm = states.get(m.get("job_id", ""), m.get("slurm_state", ""))
         status = "finished" if done else (m.get("status") or "not run")
+        if status == "finished" and not done:  # the manifest predates the attacks (added to the sweep later)
+            status = "attacks pending"
         if slurm in ("CANCELLED", "FAILED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL") and not done:
             status = slurm.lower()
+        progress = "-" if c["stage"] == "report" else _progress(run_dir)
+        if (run_dir / "DONE.json").exists() and attacks_due:
+            progress = f"attack {_progress(_newest(outputs))}"
         rows.append({"id": c["id"], "stage": c["stage"], "status": status, "slurm": slurm or "-",
-                     "job": m.get("job_id", "-"), "progress": _progress(run_dir) if c["stage"] != "report" else "-",
+                     "job": m.get("job_id", "-"), "progress": progress,
+                     "attacks": f"{attacked}/{len(outputs)}" if outputs else "-",
                      "fake_rate": _fake_rate(run_dir) if c["stage"] != "report" else "-"})
     widths = {k: max(len(k), *(len(str(r[k])) for r in rows)) for k in rows[0]}
     head = "  ".join(k.ljust(widths[k]) for k in rows[0])
