@@ -109,6 +109,7 @@ class FactSet:
                 rec[name] = rec.get(name) or ([] if name in LISTS else "")
         self._index = {(r["fact_id"], r["lang"]): r for r in self.records}
         self.fact_ids = sorted({r["fact_id"] for r in self.records})
+        self._has: dict[str, bool] = {}
 
     def get(self, fact_id: str, lang: str) -> dict:
         return self._index[(fact_id, lang)]
@@ -117,10 +118,15 @@ class FactSet:
         return [self._index[(f, lang)] for f in self.fact_ids]
 
     def has(self, name: str) -> bool:
-        """Whether every record has a non-empty ``name`` (an optional field such as true_answer)."""
-        if name in LISTS:
-            return all(rec.get(name) for rec in self.records)
-        return all(str(rec.get(name) or "").strip() for rec in self.records)
+        """Whether every record has a non-empty ``name`` (an optional field such as true_answer).
+        Asked once per value per evaluation, so the answer is kept (records are not edited after
+        loading)."""
+        if name not in self._has:
+            if name in LISTS:
+                self._has[name] = all(rec.get(name) for rec in self.records)
+            else:
+                self._has[name] = all(str(rec.get(name) or "").strip() for rec in self.records)
+        return self._has[name]
 
 
 TABLE_KINDS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
