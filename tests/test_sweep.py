@@ -377,3 +377,53 @@ def test_status_counts_a_cells_relearning_attacks(tmp_path):
     assert (row()["status"], row()["attacks"], row()["progress"]) == ("not run", "0/1", "attack step 5")
     (attack / "DONE.json").write_text("{}")
     assert (row()["status"], row()["attacks"]) == ("finished", "1/1")
+
+
+def test_a_worker_reports_each_cells_exit_code_and_a_killed_worker_is_a_failed_cell(tmp_path):
+    import os
+    import signal
+
+    from mlu_dist.launcher.worker import Worker
+
+    w = Worker(clean_env())
+    try:
+        w.submit("bad", ["inject", "--no-such-flag", "--root", str(tmp_path)], str(tmp_path / "bad.log"))
+        deadline = time.time() + 120
+        while (rc := w.poll()) is None and time.time() < deadline:
+            time.sleep(0.1)
+        assert rc == 2 and w.busy is None and w.alive  # argparse's exit code; the worker goes on
+        assert "unrecognized arguments: --no-such-flag" in (tmp_path / "bad.log").read_text()
+        w.submit("killed", ["inject", "--root", str(tmp_path)], str(tmp_path / "killed.log"))
+        os.kill(w.pid, signal.SIGKILL)
+        while (rc := w.poll()) is None and time.time() < deadline:
+            time.sleep(0.1)
+        assert rc == -signal.SIGKILL and not w.alive
+    finally:
+        w.close()
+
+
+def test_cells_in_a_reused_worker_give_the_results_of_a_process_each(quick_base, tmp_path):
+    """The local executor runs the injection and both unlearning cells in one worker process; every
+    value they write equals the run with a process per cell (local_reuse=false)."""
+    _, base_dir = quick_base
+    args = (str(SWEEPS / "test.yaml"), "executor=local", "local_workers=1", "axes.inject_langs=[de]",
+            "axes.forget_langs=[en,en+orig]", f"overrides=[inject.from_model={base_dir / 'model'},"
+            "inject.train.eval_every=0,unlearn.train.steps=2,unlearn.train.eval_every=1]")
+    sweep(*args, f"out_dir={tmp_path / 'reused'}")
+    sweep(*args, f"out_dir={tmp_path / 'own'}", "local_reuse=false")
+    manifests = {k: json.loads((tmp_path / k / "test" / "manifest.json").read_text()) for k in ("reused", "own")}
+    pids = {k: {m["pid"] for cid, m in man.items() if not cid.startswith("report")} for k, man in manifests.items()}
+    assert len(pids["reused"]) == 1 and len(pids["own"]) == 3, pids
+    assert {m["status"] for man in manifests.values() for m in man.values()} == {"finished"}
+    def files(kind: str, pattern: str) -> dict[str, Path]:  # unlearning run names hash from_run, a path
+        root = tmp_path / kind / "test"
+        return {re.sub(r"-[0-9a-f]{10}(?=/)", "", str(p.relative_to(root))): p for p in root.rglob(pattern)}
+
+    evals, twins = files("own", "eval/*.json"), files("reused", "eval/*.json")
+    assert len(evals) == 6 and evals.keys() == twins.keys()  # EVAL + SUMMARY of inject and 2 unlearning runs
+    for name, path in evals.items():
+        mine, theirs = json.loads(twins[name].read_text()), json.loads(path.read_text())
+        for key in ("values", "metrics"):
+            assert mine.get(key) == theirs.get(key), name
+    curves, twins = files("own", "curves.jsonl"), files("reused", "curves.jsonl")
+    assert len(curves) == 2 and all(twins[n].read_text() == c.read_text() for n, c in curves.items())

@@ -17,6 +17,7 @@ from pathlib import Path
 from mlu_dist import rundir
 from mlu_dist.launcher.plan import Cell, expand, sweep_dir, write_cells
 from mlu_dist.launcher.spec import SweepSpec
+from mlu_dist.launcher.worker import Worker
 
 
 def output_hash(run_dir: Path) -> str | None:
@@ -157,57 +158,84 @@ def run_locally(spec: SweepSpec, cells: list[Cell], todo: list[Cell], manifest: 
             return os.environ["OMP_NUM_THREADS"]
         return str(cpus if c.stage in ("base", "report") else max(1, cpus // spec.local_workers))
 
+    # cells other than the base and the report run in reused worker processes (launcher/worker.py:
+    # Python, torch and DeepSpeed are imported once, not once a cell), each with its fixed share
+    # of the cores; spec.local_reuse=false gives every cell a process of its own
+    workers: list[Worker] = []
+
+    def free_worker(c: Cell) -> Worker:
+        for w in list(workers):
+            if w.busy is None and w.alive:
+                return w
+            if not w.alive:  # a cell took it down; a new one takes its place
+                w.close()
+                workers.remove(w)
+        w = Worker(env | {"OMP_NUM_THREADS": threads_for(c)})
+        workers.append(w)
+        return w
+
     total, t_start = len(todo), time.time()
 
     def progress() -> str:
         done = sum(1 for c in todo if c.id in results)
         return f"[sweep {done}/{total} done, {time.time() - t_start:.0f} s]"
 
-    while waiting or running:
-        for cid, (proc, c, t0) in list(running.items()):
-            if proc.poll() is None:
-                continue
-            ok = proc.returncode == 0
-            state[cid] = "finished" if ok else f"failed (exit {proc.returncode})"
-            results[cid] = state[cid]
-            manifest.update(cid, status=state[cid], seconds=round(time.time() - t0, 1), output_hash=output_hash(c.run_dir))
-            manifest.save()
-            print(f"{progress()} {c.label}: {state[cid]} ({time.time() - t0:.0f} s)", flush=True)
-            del running[cid]
-        for c in list(waiting):
-            deps = [state.get(d) for d in c.deps]
-            if any(s is not None and s != "finished" for s in deps) and c.stage != "report":
-                state[c.id] = "skipped (a dependency failed)"
-                results[c.id] = state[c.id]
-                manifest.update(c.id, status=state[c.id])
-                waiting.remove(c)
-                continue
-            if not all(s is not None for s in deps) or len(running) >= spec.local_workers:
-                continue
-            waiting.remove(c)
-            print(f"{progress()} start {c.label}", flush=True)
-            if in_process:
-                from mlu_dist.launcher.tasks import run_cell
-
-                t0 = time.time()
-                cfg = str(root / "cells" / f"{c.id}.yaml") if c.config is not None else None
-                try:
-                    out = run_cell(c.stage, cfg, str(root))
-                    state[c.id] = "finished" if out["status"] != "interrupted" else "interrupted"
-                except Exception as exc:  # the debug executor reports and goes on like the others
-                    state[c.id] = f"failed ({type(exc).__name__}: {exc})"
-                results[c.id] = state[c.id]
-                manifest.update(c.id, status=state[c.id], seconds=round(time.time() - t0, 1),
+    try:
+        while waiting or running:
+            for cid, (proc, c, t0) in list(running.items()):
+                rc = proc.poll()
+                if rc is None:
+                    continue
+                ok = rc == 0
+                state[cid] = "finished" if ok else f"failed (exit {rc})"
+                results[cid] = state[cid]
+                manifest.update(cid, status=state[cid], seconds=round(time.time() - t0, 1),
                                 output_hash=output_hash(c.run_dir))
                 manifest.save()
-                print(f"{progress()} {c.label}: {state[c.id]}", flush=True)
-            else:
-                log = open(root / "logs" / f"{c.id}.log", "a")  # an earlier attempt's log is kept
-                proc = subprocess.Popen(_cell_cmd(c, root), stdout=log, stderr=subprocess.STDOUT,
-                                        env=env | {"OMP_NUM_THREADS": threads_for(c)})
-                running[c.id] = (proc, c, time.time())
-                manifest.update(c.id, status="running", pid=proc.pid)
-                manifest.save()
-        if running:
-            time.sleep(0.2)
+                print(f"{progress()} {c.label}: {state[cid]} ({time.time() - t0:.0f} s)", flush=True)
+                del running[cid]
+            for c in list(waiting):
+                deps = [state.get(d) for d in c.deps]
+                if any(s is not None and s != "finished" for s in deps) and c.stage != "report":
+                    state[c.id] = "skipped (a dependency failed)"
+                    results[c.id] = state[c.id]
+                    manifest.update(c.id, status=state[c.id])
+                    waiting.remove(c)
+                    continue
+                if not all(s is not None for s in deps) or len(running) >= spec.local_workers:
+                    continue
+                waiting.remove(c)
+                print(f"{progress()} start {c.label}", flush=True)
+                if in_process:
+                    from mlu_dist.launcher.tasks import run_cell
+
+                    t0 = time.time()
+                    cfg = str(root / "cells" / f"{c.id}.yaml") if c.config is not None else None
+                    try:
+                        out = run_cell(c.stage, cfg, str(root))
+                        state[c.id] = "finished" if out["status"] != "interrupted" else "interrupted"
+                    except Exception as exc:  # the debug executor reports and goes on like the others
+                        state[c.id] = f"failed ({type(exc).__name__}: {exc})"
+                    results[c.id] = state[c.id]
+                    manifest.update(c.id, status=state[c.id], seconds=round(time.time() - t0, 1),
+                                    output_hash=output_hash(c.run_dir))
+                    manifest.save()
+                    print(f"{progress()} {c.label}: {state[c.id]}", flush=True)
+                else:
+                    log_path = root / "logs" / f"{c.id}.log"  # an earlier attempt's log is kept
+                    if spec.local_reuse and c.stage not in ("base", "report"):
+                        proc = free_worker(c)
+                        proc.submit(c.id, _cell_cmd(c, root)[3:], str(log_path))
+                    else:
+                        with open(log_path, "a") as log:
+                            proc = subprocess.Popen(_cell_cmd(c, root), stdout=log, stderr=subprocess.STDOUT,
+                                                    env=env | {"OMP_NUM_THREADS": threads_for(c)})
+                    running[c.id] = (proc, c, time.time())
+                    manifest.update(c.id, status="running", pid=proc.pid)
+                    manifest.save()
+            if running:
+                time.sleep(0.2)
+    finally:
+        for w in workers:
+            w.close()
     return results

@@ -134,6 +134,9 @@ class SweepSpec:
     """slurm (submitit job arrays with dependencies), local (subprocesses here), debug (in-process)."""
     local_workers: int = 1
     """Cells the local executor runs at once (respecting dependencies)."""
+    local_reuse: bool = True
+    """The local executor runs injection and unlearning cells in reused worker processes (imports
+    paid once, not once a cell: 7-8 s a cell on 2 cores); false: a new process per cell."""
     translate: TranslateConfig = field(default_factory=lambda: TranslateConfig(to=[]))
     """Data made before the injections: with ``translate.source`` set (a raw one-language table with
     ``mapping``/``map``, or a fact set), one translate task per other language of data.langs writes

@@ -96,18 +96,26 @@ def _write_dashboard(root: Path) -> None:
               flush=True)
 
 
-def main(argv=None) -> int:
+def run_argv(argv=None) -> int:
+    """Run the cell ``argv`` names; its exit code (3: interrupted). The process group stays up (a
+    local worker runs its next cell in it; DeepSpeed keeps its groups)."""
     ap = argparse.ArgumentParser(description="Run one cell of a sweep (used by the local executor and sbatch).")
     ap.add_argument("stage")
     ap.add_argument("config", nargs="?")
     ap.add_argument("--root", required=True)
     args = ap.parse_args(argv)
     result = run_cell(args.stage, args.config, args.root)
-    from mlu_dist.engine.dist import shutdown
-
-    shutdown()
-    print(json.dumps(result))
+    print(json.dumps(result), flush=True)
     return 0 if result["status"] != "interrupted" else 3
+
+
+def main(argv=None) -> int:
+    try:
+        return run_argv(argv)
+    finally:
+        from mlu_dist.engine.dist import shutdown
+
+        shutdown()
 
 
 if __name__ == "__main__":
