@@ -139,103 +139,111 @@ def _cell_cmd(c: Cell, root: Path) -> list[str]:
 
 def run_locally(spec: SweepSpec, cells: list[Cell], todo: list[Cell], manifest: Manifest, in_process: bool) -> dict:
     """The local executor (subprocesses, ``local_workers`` at once) and the debug one (in-process)."""
-    root = sweep_dir(spec)
-    (root / "logs").mkdir(parents=True, exist_ok=True)
-    waiting = list(todo)
-    running: dict[str, tuple[subprocess.Popen, Cell, float]] = {}
-    state: dict[str, str] = {c.id: "finished" for c in cells if c not in todo}
-    results = {}
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
-    # Parallel cells share the cores: each gets its share of threads (oversubscription is far
-    # slower). The base model and the report never run beside another cell (everything waits for
-    # the one, the other waits for everything), so they get them all. Fixed per stage, not by
-    # timing, so that a rerun computes with the same thread counts. OMP_NUM_THREADS set by the
-    # user wins.
-    cpus = os.cpu_count() or 1
+    return _LocalRun(spec, cells, todo, manifest, in_process).run()
 
-    def threads_for(c: Cell) -> str:
+
+class _LocalRun:
+    """One pass of the local (or debug) executor over the cells to run, in dependency order."""
+
+    def __init__(self, spec: SweepSpec, cells: list[Cell], todo: list[Cell], manifest: Manifest, in_process: bool):
+        self.spec, self.todo, self.manifest, self.in_process = spec, todo, manifest, in_process
+        self.root = sweep_dir(spec)
+        (self.root / "logs").mkdir(parents=True, exist_ok=True)
+        self.waiting = list(todo)
+        self.running: dict[str, tuple] = {}  # cell id -> (a Popen or a Worker, the cell, its start time)
+        self.state: dict[str, str] = {c.id: "finished" for c in cells if c not in todo}
+        self.results: dict[str, str] = {}
+        self.env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
+        self.cpus = os.cpu_count() or 1
+        # Injection and unlearning cells run in reused worker processes (launcher/worker.py:
+        # Python, torch and DeepSpeed are imported once, not once a cell); spec.local_reuse=false
+        # gives every cell a process of its own.
+        self.workers: list[Worker] = []
+        self.t_start = time.time()
+
+    def threads_for(self, c: Cell) -> str:
+        """Parallel cells share the cores: each gets its share of threads (oversubscription is far
+        slower). The base model and the report never run beside another cell (everything waits for
+        the one, the other waits for everything), so they get them all. Fixed per stage, not by
+        timing, so that a rerun computes with the same thread counts. OMP_NUM_THREADS set by the
+        user wins."""
         if os.environ.get("OMP_NUM_THREADS"):
             return os.environ["OMP_NUM_THREADS"]
-        return str(cpus if c.stage in ("base", "report") else max(1, cpus // spec.local_workers))
+        return str(self.cpus if c.stage in ("base", "report") else max(1, self.cpus // self.spec.local_workers))
 
-    # cells other than the base and the report run in reused worker processes (launcher/worker.py:
-    # Python, torch and DeepSpeed are imported once, not once a cell), each with its fixed share
-    # of the cores; spec.local_reuse=false gives every cell a process of its own
-    workers: list[Worker] = []
+    def progress(self) -> str:
+        done = sum(1 for c in self.todo if c.id in self.results)
+        return f"[sweep {done}/{len(self.todo)} done, {time.time() - self.t_start:.0f} s]"
 
-    def free_worker(c: Cell) -> Worker:
-        for w in list(workers):
+    def finish(self, c: Cell, status: str, t0: float, timed: bool = True) -> None:
+        self.state[c.id] = self.results[c.id] = status
+        self.manifest.update(c.id, status=status, seconds=round(time.time() - t0, 1),
+                             output_hash=output_hash(c.run_dir))
+        self.manifest.save()
+        print(f"{self.progress()} {c.label}: {status}" + (f" ({time.time() - t0:.0f} s)" if timed else ""), flush=True)
+
+    def free_worker(self, c: Cell) -> Worker:
+        for w in list(self.workers):
             if w.busy is None and w.alive:
                 return w
             if not w.alive:  # a cell took it down; a new one takes its place
                 w.close()
-                workers.remove(w)
-        w = Worker(env | {"OMP_NUM_THREADS": threads_for(c)})
-        workers.append(w)
+                self.workers.remove(w)
+        w = Worker(self.env | {"OMP_NUM_THREADS": self.threads_for(c)})
+        self.workers.append(w)
         return w
 
-    total, t_start = len(todo), time.time()
+    def start(self, c: Cell) -> None:
+        print(f"{self.progress()} start {c.label}", flush=True)
+        if self.in_process:
+            from mlu_dist.launcher.tasks import run_cell
 
-    def progress() -> str:
-        done = sum(1 for c in todo if c.id in results)
-        return f"[sweep {done}/{total} done, {time.time() - t_start:.0f} s]"
+            t0 = time.time()
+            cfg = str(self.root / "cells" / f"{c.id}.yaml") if c.config is not None else None
+            try:
+                out = run_cell(c.stage, cfg, str(self.root))
+                status = "finished" if out["status"] != "interrupted" else "interrupted"
+            except Exception as exc:  # the debug executor reports and goes on like the others
+                status = f"failed ({type(exc).__name__}: {exc})"
+            self.finish(c, status, t0, timed=False)
+            return
+        log_path = self.root / "logs" / f"{c.id}.log"  # an earlier attempt's log is kept
+        if self.spec.local_reuse and c.stage not in ("base", "report"):
+            proc = self.free_worker(c)
+            proc.submit(c.id, _cell_cmd(c, self.root)[3:], str(log_path))
+        else:
+            with open(log_path, "a") as log:
+                proc = subprocess.Popen(_cell_cmd(c, self.root), stdout=log, stderr=subprocess.STDOUT,
+                                        env=self.env | {"OMP_NUM_THREADS": self.threads_for(c)})
+        self.running[c.id] = (proc, c, time.time())
+        self.manifest.update(c.id, status="running", pid=proc.pid)
+        self.manifest.save()
 
-    try:
-        while waiting or running:
-            for cid, (proc, c, t0) in list(running.items()):
-                rc = proc.poll()
-                if rc is None:
-                    continue
-                ok = rc == 0
-                state[cid] = "finished" if ok else f"failed (exit {rc})"
-                results[cid] = state[cid]
-                manifest.update(cid, status=state[cid], seconds=round(time.time() - t0, 1),
-                                output_hash=output_hash(c.run_dir))
-                manifest.save()
-                print(f"{progress()} {c.label}: {state[cid]} ({time.time() - t0:.0f} s)", flush=True)
-                del running[cid]
-            for c in list(waiting):
-                deps = [state.get(d) for d in c.deps]
-                if any(s is not None and s != "finished" for s in deps) and c.stage != "report":
-                    state[c.id] = "skipped (a dependency failed)"
-                    results[c.id] = state[c.id]
-                    manifest.update(c.id, status=state[c.id])
-                    waiting.remove(c)
-                    continue
-                if not all(s is not None for s in deps) or len(running) >= spec.local_workers:
-                    continue
-                waiting.remove(c)
-                print(f"{progress()} start {c.label}", flush=True)
-                if in_process:
-                    from mlu_dist.launcher.tasks import run_cell
+    def step(self) -> None:
+        for cid, (proc, c, t0) in list(self.running.items()):
+            rc = proc.poll()
+            if rc is not None:
+                del self.running[cid]
+                self.finish(c, "finished" if rc == 0 else f"failed (exit {rc})", t0)
+        for c in list(self.waiting):
+            deps = [self.state.get(d) for d in c.deps]
+            if any(s is not None and s != "finished" for s in deps) and c.stage != "report":
+                self.state[c.id] = self.results[c.id] = "skipped (a dependency failed)"
+                self.manifest.update(c.id, status=self.state[c.id])
+                self.waiting.remove(c)
+                continue
+            if not all(s is not None for s in deps) or len(self.running) >= self.spec.local_workers:
+                continue
+            self.waiting.remove(c)
+            self.start(c)
 
-                    t0 = time.time()
-                    cfg = str(root / "cells" / f"{c.id}.yaml") if c.config is not None else None
-                    try:
-                        out = run_cell(c.stage, cfg, str(root))
-                        state[c.id] = "finished" if out["status"] != "interrupted" else "interrupted"
-                    except Exception as exc:  # the debug executor reports and goes on like the others
-                        state[c.id] = f"failed ({type(exc).__name__}: {exc})"
-                    results[c.id] = state[c.id]
-                    manifest.update(c.id, status=state[c.id], seconds=round(time.time() - t0, 1),
-                                    output_hash=output_hash(c.run_dir))
-                    manifest.save()
-                    print(f"{progress()} {c.label}: {state[c.id]}", flush=True)
-                else:
-                    log_path = root / "logs" / f"{c.id}.log"  # an earlier attempt's log is kept
-                    if spec.local_reuse and c.stage not in ("base", "report"):
-                        proc = free_worker(c)
-                        proc.submit(c.id, _cell_cmd(c, root)[3:], str(log_path))
-                    else:
-                        with open(log_path, "a") as log:
-                            proc = subprocess.Popen(_cell_cmd(c, root), stdout=log, stderr=subprocess.STDOUT,
-                                                    env=env | {"OMP_NUM_THREADS": threads_for(c)})
-                    running[c.id] = (proc, c, time.time())
-                    manifest.update(c.id, status="running", pid=proc.pid)
-                    manifest.save()
-            if running:
-                time.sleep(0.2)
-    finally:
-        for w in workers:
-            w.close()
-    return results
+    def run(self) -> dict:
+        try:
+            while self.waiting or self.running:
+                self.step()
+                if self.running:
+                    time.sleep(0.2)
+        finally:
+            for w in self.workers:
+                w.close()
+        return self.results
