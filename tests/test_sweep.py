@@ -427,3 +427,18 @@ def test_cells_in_a_reused_worker_give_the_results_of_a_process_each(quick_base,
             assert mine.get(key) == theirs.get(key), name
     curves, twins = files("own", "curves.jsonl"), files("reused", "curves.jsonl")
     assert len(curves) == 2 and all(twins[n].read_text() == c.read_text() for n, c in curves.items())
+
+
+def test_attacks_that_name_the_same_languages_for_an_injection_are_planned_once(tmp_path):
+    spec = load_config(SweepSpec, ["sweeps/demo"], [f"out_dir={tmp_path}", "axes.inject_langs=[de,ha]",
+                                                    "axes.methods=[npo]", "axes.forget_langs=[en]",
+                                                    "axes.relearn_attacks=[fake:en,fake:orig,fake:de]"])
+    cells = expand(spec)
+    for lang in ("de", "ha"):
+        unlearn = next(c for c in cells if c.stage == "unlearn" and f"<- {lang} " in c.label)
+        inject = next(c for c in cells if c.stage == "inject" and f" {lang} " in c.label)
+        names = sorted(o.name.rsplit("-", 1)[0] for o in unlearn.outputs)
+        # for de, fake:de is fake:orig (planned once); for ha it is a third attack
+        assert names == (["unlearned-fake-en", "unlearned-fake-orig"] if lang == "de"
+                         else ["unlearned-fake-de", "unlearned-fake-en", "unlearned-fake-orig"]), names
+        assert len(inject.outputs) == 2 * len(names)  # the injected and the base control of each

@@ -272,4 +272,5 @@ def run_relearn(cfg: ExperimentConfig, source_run: str | Path, start: str, attac
 
 def run_attacks(cfg: ExperimentConfig, source_run: str | Path, starts: list[str]) -> list[Path]:
     """Every attack of ``relearn.attacks`` from each of ``starts``."""
-    return [run_relearn(cfg, source_run, start, attack) for attack in cfg.relearn.parsed() for start in starts]
+    attacks = cfg.relearn.parsed(list(cfg.inject.langs), list(cfg.data.langs))
+    return [run_relearn(cfg, source_run, start, attack) for attack in attacks for start in starts]
