@@ -160,7 +160,7 @@ def _add_result_commands(sub) -> None:
                         description="mlu sweep SWEEP.yaml [key=value ...]   run / submit the unfinished cells\n"
                                     "mlu sweep plan SWEEP.yaml [--cost]     print cells, jobs, arrays, dependency edges\n"
                                     "                                       (--cost: memory per GPU, GPU-hours, disk)\n"
-                                    "mlu sweep status SWEEP_DIR             cells x stage: state, Slurm state, progress, fake_rate\n"
+                                    "mlu sweep status SWEEP_DIR             cells x stage: state, Slurm state, progress, attacks, fake_rate\n"
                                     "mlu sweep cancel SWEEP_DIR             scancel the sweep's jobs\n\n"
                                     "A sweep YAML (configs/sweeps/) names experiment configs and axes (inject_langs, "
                                     "methods, forget_langs, seeds). Re-running is idempotent: finished cells are "
