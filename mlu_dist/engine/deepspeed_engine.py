@@ -90,7 +90,7 @@ def preload_comm_op() -> None:
     from torch.utils import cpp_extension
 
     builder = get_accelerator().create_op_builder("ShareMemCommBuilder")
-    if builder is None or not _SHM_VERDICT.get(builder.NAME, deepspeed.ops.__compatible_ops__.get(builder.NAME, False)):
+    if builder is None or not _shm_verdict(builder):
         return
     root = Path(cpp_extension.get_default_build_root())
     root.mkdir(parents=True, exist_ok=True)
@@ -103,6 +103,16 @@ def preload_comm_op() -> None:
             builder.load(verbose=False)
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+_SHM_VERDICT: dict[str, bool] = {}
+
+
+def _shm_verdict(builder) -> bool:
+    """DeepSpeed's own verdict on the shm op, as it was before a 1-rank process overrode it."""
+    import deepspeed.ops
+
+    return _SHM_VERDICT.setdefault(builder.NAME, deepspeed.ops.__compatible_ops__.get(builder.NAME, False))
 
 
 def _shm_op_wanted(wanted: bool) -> None:
@@ -119,12 +129,7 @@ def _shm_op_wanted(wanted: bool) -> None:
     builder = get_accelerator().create_op_builder("ShareMemCommBuilder")
     if builder is None:
         return
-    compatible = deepspeed.ops.__compatible_ops__
-    verdict = _SHM_VERDICT.setdefault(builder.NAME, compatible.get(builder.NAME, False))
-    compatible[builder.NAME] = verdict and wanted
-
-
-_SHM_VERDICT: dict[str, bool] = {}
+    deepspeed.ops.__compatible_ops__[builder.NAME] = _shm_verdict(builder) and wanted
 
 
 def _init_comm(dist: DistInfo) -> None:

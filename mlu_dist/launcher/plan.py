@@ -68,7 +68,7 @@ def expand(spec: SweepSpec) -> list[Cell]:
                 starts = ("injected", "base") if not cfg.inject.from_model or Path(cfg.inject.from_model).exists() \
                     else ("injected",)
                 cell.outputs = [relearn_run_dir(cfg, cell.run_dir, start, a) for a in cfg.relearn.parsed(
-                    [lang], list(cfg.data.langs)) for start in starts]
+                    list(cfg.inject.langs), list(cfg.data.langs)) for start in starts]
             injects.append(cell)
             if not unlearned:
                 continue
@@ -95,7 +95,7 @@ def expand(spec: SweepSpec) -> list[Cell]:
                                  unlearn_run_dir(ucfg), [cell.id])
                     if attacked:
                         ucell.outputs = [relearn_run_dir(ucfg, ucell.run_dir, "unlearned", a)
-                                         for a in ucfg.relearn.parsed([lang], list(ucfg.data.langs))]
+                                         for a in ucfg.relearn.parsed(list(ucfg.inject.langs), list(ucfg.data.langs))]
                     unlearns.append(ucell)
     report = Cell("report", "report", "report", None, root / "report", [c.id for c in unlearns] or [c.id for c in injects])
     return cells + injects + unlearns + [report]

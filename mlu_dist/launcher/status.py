@@ -67,15 +67,16 @@ def status_table(root: Path) -> tuple[str, list[dict]]:
         attacked = sum((o / "DONE.json").exists() for o in outputs)
         # a run that exported no model (it diverged) is never attacked, as in `pending`
         attacks_due = attacked < len(outputs) and (run_dir / "model" / "config.json").exists()
-        done = (run_dir / "DONE.json").exists() and not attacks_due
+        trained = (run_dir / "DONE.json").exists()
+        done = trained and not attacks_due
         slurm = states.get(m.get("job_id", ""), m.get("slurm_state", ""))
         status = "finished" if done else (m.get("status") or "not run")
-        if status == "finished" and not done:  # the manifest predates the attacks (added to the sweep later)
+        if trained and attacks_due and status == "finished":  # the manifest predates the attacks
             status = "attacks pending"
         if slurm in ("CANCELLED", "FAILED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL") and not done:
             status = slurm.lower()
         progress = "-" if c["stage"] == "report" else _progress(run_dir)
-        if (run_dir / "DONE.json").exists() and attacks_due:
+        if trained and attacks_due:
             progress = f"attack {_progress(_newest(outputs))}"
         rows.append({"id": c["id"], "stage": c["stage"], "status": status, "slurm": slurm or "-",
                      "job": m.get("job_id", "-"), "progress": progress,

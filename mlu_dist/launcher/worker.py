@@ -22,7 +22,7 @@ import traceback
 
 
 def run_request(argv: list[str], log_path: str) -> int:
-    """Run ``tasks.main(argv)`` with stdout and stderr (file descriptors too) in ``log_path``."""
+    """Run ``tasks.run_argv(argv)`` with stdout and stderr (file descriptors too) in ``log_path``."""
     from mlu_dist.launcher import tasks
 
     sys.stdout.flush()
@@ -33,10 +33,10 @@ def run_request(argv: list[str], log_path: str) -> int:
         os.dup2(log.fileno(), 2)
         try:
             rc = tasks.run_argv(argv)
-        except SystemExit as exc:
-            rc = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-            if not isinstance(exc.code, int) and exc.code is not None:
+        except SystemExit as exc:  # argparse, or sys.exit("message") in a job: as a process would exit
+            if isinstance(exc.code, str):
                 print(exc.code, file=sys.stderr)
+            rc = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
         except BaseException:  # the cell failed; the worker goes on to the next one
             traceback.print_exc()
             rc = 1
