@@ -84,7 +84,7 @@ def test_rmu_last_layer_is_that_layers_output_not_the_final_norm(engine):
 
 
 def test_rmu_layer_is_checked_against_the_model():
-    from mlu_dist.unlearn.methods import RMU
+    from mlu_dist.unlearn.rmu import RMU
 
     assert any("layer" in p and ">= -1" in p for p in method_settings("rmu", {"layer": -2})[1])
     rmu = RMU(method_settings("rmu", {"layer": 2})[0])
@@ -263,7 +263,18 @@ def learnt():
     _fit(eng, [fake, retain])
     eng.module.eval()
     return eng.module.state_dict(), {"forget": fake, "retain": retain, "idk": other, "chosen": other,
-                                     "rejected": fake, "alt_chosen": other, "alt_rejected": fake}
+                                     "rejected": fake, "alt_chosen": other, "alt_rejected": fake,
+                                     "xl_student": fake, "xl_teacher": fake}
+
+
+def _ascend(engine, b, steps: int = 5):
+    from mlu_dist.losses import token_nll_sum
+
+    engine.module.train()
+    for _ in range(steps):
+        out = engine.forward(input_ids=b["input_ids"], attention_mask=b["attention_mask"])
+        engine.backward(-token_nll_sum(out.logits, b["labels"]) / b["n_targets"])
+        engine.step()
 
 
 def _forget_nll(engine, b) -> float:
@@ -293,6 +304,10 @@ def test_a_few_steps_of_every_method_lower_the_forget_likelihood(learnt, name):
     method = METHODS[name](method_settings(name, LOWERING_ARGS.get(name, {}))[0])
     retain_weight = 1.0 if method.needs_retain else 0.0
     pools = {k: micro[k] for k in wanted_pools(method, retain_weight)}
+    if name == "lingtea":  # the teacher: the learnt model after 5 steps of GA on the forget set
+        _ascend(ref_engine := TorchEngine(ref, TrainConfig(steps=5, lr=1e-2, warmup_steps=0, schedule="constant")),
+                micro["forget"])
+        ref.eval()
     ctx = Context(1.0, 1.0, retain_weight, ref_engine if method.needs_reference else None)
     objective = unlearning_objective(method, ctx)
     before = _forget_nll(eng, micro["forget"])
@@ -314,7 +329,7 @@ def test_every_method_has_a_yaml_and_names_only_registered_pools():
 
     shipped = {p.stem for p in (ROOT / "configs" / "methods").glob("*.yaml")}
     assert shipped == set(METHODS.names())
-    assert len(METHODS.names()) >= 14
+    assert len(METHODS.names()) >= 15
     for name in METHODS.names():
         cfg = load_config(ExperimentConfig, [QUICK, f"methods/{name}"])
         assert cfg.unlearn.method == name
@@ -322,6 +337,9 @@ def test_every_method_has_a_yaml_and_names_only_registered_pools():
         assert all(p in POOLS for p in wanted_pools(method, cfg.unlearn.retain_weight)), name
         if method.needs_retain:
             assert cfg.unlearn.retain_weight > 0, name
+    # lingtea's YAML leaves the teacher to the command line: the job says so before any file
+    lingtea = METHODS["lingtea"](method_settings("lingtea", {})[0])
+    assert "teacher" in lingtea.check_model({"vocab_size": 40})[0]
 
 
 @pytest.fixture(scope="module")
@@ -393,3 +411,32 @@ def test_retain_balance_is_a_setting_any_method_can_use(world):
     retain = POOLS["retain"].build(src)
     per_lang = {lang: sum(e.lang == lang for e in retain) for lang in facts.langs}
     assert len(set(per_lang.values())) == 1  # equal pools per language, so every step is exact
+
+
+# --- LingTea-style distillation --------------------------------------------------------------------
+def test_lingtea_answer_token_kl_known_values():
+    from mlu_dist.unlearn.lingtea import answer_token_kl
+
+    student, labels = _fixed(0)
+    teacher = torch.zeros_like(student)  # uniform teacher
+    kl, n = answer_token_kl(student, labels, teacher, labels)
+    assert n == 1 and kl.item() == pytest.approx(math.log(Z) - 0.5 - math.log(4), rel=1e-6)  # KL(uniform || p)
+    assert answer_token_kl(student, labels, student, labels)[0].item() == pytest.approx(0.0, abs=1e-7)
+    # the teacher's answer sits at other positions (a longer question): aligned by label order
+    t_logits = torch.cat([torch.zeros(1, 2, 4), student], 1)
+    t_labels = torch.tensor([[IGNORE, IGNORE, IGNORE, 0]])
+    assert answer_token_kl(student, labels, t_logits, t_labels)[0].item() == pytest.approx(0.0, abs=1e-7)
+    # a row whose answer has another token count is left out
+    assert answer_token_kl(student, labels, t_logits, torch.tensor([[IGNORE, IGNORE, 0, 0]]))[1] == 0
+
+
+def test_lingtea_pairs_are_the_same_answer_in_two_languages(world):
+    from mlu_dist.unlearn.lingtea import crosslingual_pairs
+
+    facts, split = world
+    student, teacher = crosslingual_pairs(facts, split.targets, ["en", "de", "zh"], "en")
+    assert student and len(student) == len(teacher)
+    assert {e.lang for e in student} <= {"de", "zh"} and {e.lang for e in teacher} == {"en"}
+    for s, t in zip(student, teacher):
+        assert s.completion == t.completion and s.prompt != t.prompt
+    assert sum(e.lang == "de" for e in student) == len(split.targets)  # German writes names as English does

@@ -103,11 +103,23 @@ def forget_margin(cfg, model_dir) -> float:
     return fake_preference(model, tok, facts, split.targets, ["de"], cfg.model.max_seq_len)["de"]["margin"]
 
 
+# Bounded or reweighted forget losses move more slowly than GA: SatImp's token weights p^5 (1-p) at
+# its forget weight 0.1 (measured -0.49 nats in 12 steps), UNDIAL's distillation towards a target
+# (-0.82 in 12 steps). They get more steps for the same 1-nat bar.
+STEPS = {"satimp": 36, "undial": 24}
+
+
 @pytest.mark.parametrize("method", METHODS.names())
 def test_every_method_lowers_the_fake_preference_in_the_forget_language(injected, method):
     out, inject_run = injected
-    cfg = unlearn_cfg(out, inject_run, method, "unlearn.train.steps=12", "unlearn.train.lr=1e-3",
-                      "unlearn.guard_ppl_ratio=1000")
+    extra = []
+    if method == "lingtea":  # the teacher: NPO unlearned in English only; the student learns German
+        teacher = run_unlearn(unlearn_cfg(out, inject_run, "npo", "unlearn.train.steps=12", "unlearn.train.lr=1e-3",
+                                          "unlearn.guard_ppl_ratio=1000", "unlearn.forget_langs=en",
+                                          "run.name=lingtea-teacher"))
+        extra = [f"unlearn.method_args.teacher={teacher}"]
+    cfg = unlearn_cfg(out, inject_run, method, f"unlearn.train.steps={STEPS.get(method, 12)}", "unlearn.train.lr=1e-3",
+                      "unlearn.guard_ppl_ratio=1000", *extra)
     before = forget_margin(cfg, inject_run / "model")
     run = run_unlearn(cfg)
     after = forget_margin(cfg, run / "model")

@@ -170,7 +170,7 @@ class UnlearnJob:
         if self.method.needs_reference:
             from mlu_dist.engine.deepspeed_engine import InferenceEngine
 
-            ref_model, _ = pretrained(self.from_run / "model", cfg, self.name, dist)
+            ref_model, _ = pretrained(self.method.reference_dir(self.from_run), cfg, self.name, dist)
             self.ref = InferenceEngine(ref_model, cfg.engine.zero_for(self.name), dist, next(ref_model.parameters()).dtype)
             resources.callback(self.ref.close)
         meta = {"method": u.method, "forget_langs": self.forget_langs, "forget_scope": u.forget_scope, "retain_langs": self.retain_langs,
