@@ -264,3 +264,29 @@ def test_zero3_curves_from_a_gathered_copy_equal_the_partitioned_ones_and_partit
     assert digests[0] == digests[1]
     injected_digest = state_digest(load_pretrained(inject_run / "model")[0].state_dict())
     assert {json.loads((run / "DONE.json").read_text())["reference_digest"] for run in (part, full)} == {injected_digest}
+
+
+@pytest.mark.parametrize("method", ["pdu", "rmu"])
+def test_method_state_survives_a_resume(injected, method):
+    """PDU's dual variable is saved in the checkpoint and RMU's direction is redrawn from the seed:
+    a run stopped and resumed every 2 steps ends where the whole run ends."""
+    from mlu_dist.engine.deepspeed_engine import state_digest
+
+    out, inject_run = injected
+    common = ["unlearn.train.steps=4", "unlearn.train.lr=1e-3", "unlearn.train.log_every=1", "unlearn.guard_ppl_ratio=1e9"]
+    if method == "pdu":
+        common.append("unlearn.method_args.eps=0.0")  # lambda grows every step
+    whole = run_unlearn(unlearn_cfg(out, inject_run, method, *common, f"run.name={method}-whole"))
+    for _ in range(2):
+        parts = run_unlearn(unlearn_cfg(out, inject_run, method, *common, f"run.name={method}-parts",
+                                        "unlearn.train.stop_after=2"))
+    key = "train/pdu_lambda" if method == "pdu" else "train/rmu_forget_mse"
+    logged = [[(r["step"], r[key]) for r in read_jsonl(run / "metrics.jsonl") if key in r] for run in (whole, parts)]
+    assert [s for s, _ in logged[0]] == [1, 2, 3, 4]
+    assert [s for s, _ in logged[1]] == [1, 2, 3, 4]
+    assert [v for _, v in logged[0]] == pytest.approx([v for _, v in logged[1]], rel=1e-5)
+    if method == "pdu":
+        lam = [v for _, v in logged[0]]
+        assert lam[0] == pytest.approx(1.0) and lam[-1] > lam[0]  # starts at retain_weight, grows with eps 0
+    digests = [state_digest(load_pretrained(run / "model")[0].state_dict()) for run in (whole, parts)]
+    assert digests[0] == digests[1]
