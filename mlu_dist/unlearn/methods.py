@@ -313,4 +313,6 @@ def method_settings(name: str, args: dict) -> tuple[Any, list[str]]:
 
 
 # The rest of the zoo registers itself on import (a method, with any pool only it needs, is one module).
-from mlu_dist.unlearn import lingtea, rmu, zoo  # noqa: E402,F401
+from mlu_dist.unlearn import rmu  # noqa: E402,F401
+from mlu_dist.unlearn import zoo  # noqa: E402,F401
+from mlu_dist.unlearn import lingtea  # noqa: E402,F401  (last: its order in --show-fields and sweeps)
