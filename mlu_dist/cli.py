@@ -96,7 +96,7 @@ def _add_study_commands(sub) -> None:
     dm.add_argument("--plan", action="store_true", help="print the demo's cells and jobs (as `mlu sweep plan`) and exit")
     w = sub.add_parser("world", help="write the built-in mini-world dataset to a directory",
                        description="Write the mini-world (facts.jsonl, corpus.jsonl, world.json). Your own data "
-                                   "must follow the same record schema (README: 'Fact schema').")
+                                   "must follow the same record schema (docs/data.md: 'Fact schema').")
     w.add_argument("--out", required=True, help="output directory")
     w.add_argument("-c", "--config", action="append", default=[], metavar="FILE",
                    help="YAML config; key=value overrides (e.g. data.world.seed=1 data.langs=[en,de]) may follow")
