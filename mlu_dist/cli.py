@@ -116,8 +116,8 @@ def _add_study_commands(sub) -> None:
                      "The injection run's config.yaml is the base config; -c methods/<name> picks a method's "
                      "settings. Shorthands: method=npo forget_langs=en+orig (= unlearn.method / "
                      "unlearn.forget_langs). The paper's settings: forget_langs=en | orig | all | en+orig.")
-    un.add_argument("--from", dest="from_run", required=True, metavar="INJECT_RUN",
-                    help="the injection run directory (runs/inject/<run>)")
+    un.add_argument("--from", dest="from_run", metavar="INJECT_RUN",
+                    help="the injection run directory (runs/inject/<run>); needed for everything but --show-fields")
     rl = _job_parser(sub, "relearn", "relearning attack: fine-tune an unlearned model a few steps, re-probe every language",
                      "Is the fake really forgotten? Fine-tune a copy of RUN's model for a few steps (relearn.train) on "
                      "attack data and probe every language at every eval step: the fake in one language (fake:en, "
@@ -280,6 +280,9 @@ def run_job(name: str, args, argv: list[str]) -> int:
     if name == "unlearn":
         from pathlib import Path
 
+        if not args.from_run:
+            raise FileNotFoundError("mlu unlearn needs --from INJECT_RUN (an injection run directory, runs/inject/<run>)")
+
         from mlu_dist.unlearn.config import UnlearnConfig
 
         saved = Path(args.from_run) / "config.yaml"
@@ -432,7 +435,12 @@ def main(argv: list[str] | None = None) -> int:
     # key=value overrides may stand anywhere (between -c options too); argparse gets the rest
     overrides = [a for a in argv[1:] if "=" in a and not a.startswith("-")]
     rest = [a for i, a in enumerate(argv) if i == 0 or a not in overrides]
-    args = parser.parse_args(rest)
+    args, unknown = parser.parse_known_args(rest)
+    if args.command == "sweep":  # `mlu sweep plan --cost FILE`: positionals may follow the flags
+        args.target += [a for a in unknown if not a.startswith("-")]
+        unknown = [a for a in unknown if a.startswith("-")]
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     args.overrides = overrides
     if args.command is None:
         parser.print_help()

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 
@@ -53,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--batch-size", type=int, default=16)
     tr.add_argument("--max-tokens", type=int, default=200, help="longest source segment in MT tokens")
     tr.add_argument("--nproc", type=int, default=0, metavar="N", help="run N local ranks through torchrun")
+    tr.add_argument("-c", "--config", action="append", default=[], metavar="FILE",
+                    help="YAML with translation settings (keys: see mlu_dist/data/translate.py TranslateConfig); "
+                         "key=value overrides of the same keys may follow anywhere")
     ck = sub.add_parser("check", help="validate a fact set; per-language report",
                         description="Ids aligned across languages, fields present, fake keyword in each language's "
                                     "fake text and not in its real text (errors); text mostly in the language's "
@@ -63,7 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    args.overrides = [a for a in unknown if "=" in a and not a.startswith("-")] if args.action == "translate" else []
+    if set(unknown) - set(args.overrides):
+        parser.error(f"unrecognized arguments: {' '.join(a for a in unknown if a not in args.overrides)}")
     from mlu_dist.config import ConfigError
     from mlu_dist.data.schema import DataError
 
@@ -94,12 +102,22 @@ def _translate(args, argv) -> int:
     from mlu_dist.engine.dist import shutdown
     from mlu_dist.jobs.translate import run_translate
 
-    cfg = TranslateConfig(source=args.source, to=[s for s in args.to.split(",") if s], model=args.model, out=args.out,
-                          mapping=args.mapping, map=list(args.map), num_beams=args.num_beams,
-                          batch_size=args.batch_size, max_tokens=args.max_tokens)
-    run_translate(cfg)
+    run_translate(translate_config(args))
     shutdown()
     return 0
+
+
+def translate_config(args):
+    """The translation's config, loaded strictly like every job's: defaults <- -c files <- the flags <-
+    key=value overrides (each value checked, problems reported together)."""
+    from mlu_dist.config import load_config
+    from mlu_dist.data.translate import TranslateConfig
+
+    flags = {"source": args.source, "to": [s for s in args.to.split(",") if s], "model": args.model, "out": args.out,
+             "mapping": args.mapping, "map": list(args.map), "num_beams": args.num_beams,
+             "batch_size": args.batch_size, "max_tokens": args.max_tokens}
+    given = [f"{key}={json.dumps(value, ensure_ascii=False)}" for key, value in flags.items()]
+    return load_config(TranslateConfig, args.config, given + list(args.overrides))
 
 
 def _check(args, argv) -> int:

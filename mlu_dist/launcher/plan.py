@@ -3,13 +3,14 @@ an unlearning run per injection x method x forget setting, and one report."""
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlu_dist import rundir
-from mlu_dist.config import load_config, resolve_config_path, to_yaml
+from mlu_dist.config import load_config, resolve_config_path, to_yaml, validate
 from mlu_dist.data.translate import TranslateConfig
 from mlu_dist.experiment import ExperimentConfig
 from mlu_dist.launcher.spec import STAGES, SweepSpec
@@ -76,6 +77,9 @@ def expand(spec: SweepSpec) -> list[Cell]:
                 attacked = not axes.relearn_methods or method in axes.relearn_methods
                 scoped = scope != "all"  # the default scope keeps its cells' names: adding a scope reuses them
                 planned: set[tuple[str, ...]] = set()
+                method_cfg = load_config(ExperimentConfig, [*spec.configs, f"methods/{method}"],
+                                         over + [f"unlearn.from_run={cell.run_dir}", f"unlearn.forget_scope={scope}",
+                                                 attack_list if attacked else "relearn.attacks=[]"])
                 for forget in spec.axes.forget_langs:
                     # settings that name the same languages for this injection (en / orig / en+orig
                     # for an English injection) would be the same run: plan it once
@@ -83,10 +87,9 @@ def expand(spec: SweepSpec) -> list[Cell]:
                     if langs in planned:
                         continue
                     planned.add(langs)
-                    ucfg = load_config(ExperimentConfig, [*spec.configs, f"methods/{method}"],
-                                       over + [f"unlearn.forget_langs={forget}", f"unlearn.from_run={cell.run_dir}",
-                                               f"unlearn.forget_scope={scope}",
-                                               attack_list if attacked else "relearn.attacks=[]"])
+                    ucfg = copy.deepcopy(method_cfg)  # one config load per method, not per setting
+                    ucfg.unlearn.forget_langs = forget
+                    validate(ucfg)
                     udigest = study_hash(ucfg, ("data", "model", "base", "inject", "unlearn"))[:10]
                     name = f"{method}-{forget.replace('+', '_')}" + (f"-{scope}" if scoped else "")
                     ucfg.run.name = f"{name}-{udigest}"
