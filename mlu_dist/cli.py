@@ -425,8 +425,75 @@ def run_eval_command(args, argv: list[str]) -> int:
     return 0
 
 
+def _world(args, argv) -> int:
+    from mlu_dist.config import load_config
+    from mlu_dist.data.world import write_world
+    from mlu_dist.experiment import ExperimentConfig
+
+    cfg = load_config(ExperimentConfig, args.config, args.overrides)
+    out = write_world(cfg.data.world, args.out, cfg.data.langs)
+    print(f"wrote {out}/facts.jsonl, corpus.jsonl, world.json")
+    return 0
+
+
+def _demo(args, argv) -> int:
+    from mlu_dist.demo import run_demo
+
+    return run_demo(args.quick, args.seeds, args.out, args.workers, args.overrides, args.plan)
+
+
+def _matrix(args, argv) -> int:
+    from mlu_dist.eval.matrix import write_matrix
+
+    paths = write_matrix(args.dir, args.metric, args.out)
+    print("\n".join(f"wrote {p}" for p in paths))
+    return 0
+
+
+def _report(args, argv) -> int:
+    from mlu_dist.report import write_report
+
+    out = write_report(args.dir, args.threshold, args.out, after=args.after)
+    print((out / "report.md").read_text().split("## Utility")[0])
+    print(f"report: {out}/report.html")
+    return 0
+
+
+def _sync(args, argv) -> int:
+    from mlu_dist.cli_wandb import sync_command
+
+    return sync_command(args.paths, args.project, args.entity, args.timeout)
+
+
+def _dashboard(args, argv) -> int:
+    from mlu_dist.cli_wandb import dashboard_command
+
+    return dashboard_command(args.dir, args.project, args.entity, args.offline)
+
+
+def _export(args, argv) -> int:
+    from mlu_dist.jobs.export import export_run
+
+    out = export_run(args.run_dir, args.out, args.checkpoint, merge_lora=not args.no_merge_lora, dtype=args.dtype)
+    print(f"exported {out}")
+    return 0
+
+
+# command -> handler(args, argv); the jobs (base, inject, unlearn) go to run_job
+HANDLERS = {"world": _world, "demo": _demo, "eval": run_eval_command, "relearn": run_relearn_command,
+            "sweep": lambda args, argv: run_sweep_command(args), "matrix": _matrix, "report": _report,
+            "sync": _sync, "dashboard": _dashboard, "export": _export}
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    from mlu_dist.plugins import PluginError, load_plugins
+
+    try:  # a plugin's methods, metrics, trackers and executors must be registered before configs load
+        load_plugins()
+    except PluginError as exc:
+        print(f"mlu: error: {exc}", file=sys.stderr)
+        return 2
     if argv[:1] == ["data"]:  # its own parser: --map key=column is no config override
         from mlu_dist.cli_data import main as data_main
 
@@ -445,62 +512,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    from pathlib import Path
-
     from mlu_dist.config import ConfigError
     from mlu_dist.data.schema import DataError
     from mlu_dist.launcher.lock import SweepLocked
     from mlu_dist.rundir import DiskFull, ResumeError
 
     try:
-        if args.command == "world":
-            from mlu_dist.config import load_config
-            from mlu_dist.data.world import write_world
-            from mlu_dist.experiment import ExperimentConfig
-
-            cfg = load_config(ExperimentConfig, args.config, args.overrides)
-            out = write_world(cfg.data.world, args.out, cfg.data.langs)
-            print(f"wrote {out}/facts.jsonl, corpus.jsonl, world.json")
-            return 0
-        if args.command == "eval":
-            return run_eval_command(args, argv)
-        if args.command == "relearn":
-            return run_relearn_command(args, argv)
-        if args.command == "demo":
-            from mlu_dist.demo import run_demo
-
-            return run_demo(args.quick, args.seeds, args.out, args.workers, args.overrides, args.plan)
-        if args.command == "sweep":
-            return run_sweep_command(args)
-        if args.command == "matrix":
-            from mlu_dist.eval.matrix import write_matrix
-
-            paths = write_matrix(args.dir, args.metric, args.out)
-            print("\n".join(f"wrote {p}" for p in paths))
-            return 0
-        if args.command == "report":
-            from mlu_dist.report import write_report
-
-            out = write_report(args.dir, args.threshold, args.out, after=args.after)
-            print((out / "report.md").read_text().split("## Utility")[0])
-            print(f"report: {out}/report.html")
-            return 0
-        if args.command == "sync":
-            from mlu_dist.cli_wandb import sync_command
-
-            return sync_command(args.paths, args.project, args.entity, args.timeout)
-        if args.command == "dashboard":
-            from mlu_dist.cli_wandb import dashboard_command
-
-            return dashboard_command(args.dir, args.project, args.entity, args.offline)
-        if args.command == "export":
-            from mlu_dist.jobs.export import export_run
-
-            out = export_run(args.run_dir, args.out, args.checkpoint, merge_lora=not args.no_merge_lora,
-                             dtype=args.dtype)
-            print(f"exported {out}")
-            return 0
-        return run_job(args.command, args, argv)
+        return HANDLERS.get(args.command, lambda a, v: run_job(a.command, a, v))(args, argv)
     except (ConfigError, DataError, ResumeError, SweepLocked, DiskFull, FileNotFoundError) as exc:
         print(f"mlu {args.command}: error: {exc}", file=sys.stderr)
         return 2

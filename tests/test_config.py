@@ -127,7 +127,7 @@ def test_describe_lists_every_leaf_with_its_doc():
     assert any(line.startswith("data.world.names = ") for line in lines)
 
 
-def test_to_dict_is_what_omegaconf_gives_for_every_cell_of_every_shipped_sweep():
+def test_to_dict_is_what_omegaconf_gives_for_every_cell_of_the_shipped_sweeps():
     """Run-directory hashes use the fast to_dict: it must equal OmegaConf's container exactly, or every
     finished run would get a new directory name."""
     import json
@@ -137,8 +137,9 @@ def test_to_dict_is_what_omegaconf_gives_for_every_cell_of_every_shipped_sweep()
     from mlu_dist.launcher.spec import SweepSpec
 
     checked = 0
-    for path in sorted((CONFIG_DIR / "sweeps").glob("*.yaml")):
-        for cell in expand(load_config(SweepSpec, [path], [])):
+    for name in ("demo", "paper-news", "test"):  # tiny and 8B models, LoRA, translation, attacks, seeds
+        path = CONFIG_DIR / "sweeps" / f"{name}.yaml"
+        for cell in expand(load_config(SweepSpec, [path], []))[:15]:
             if cell.config is not None:
                 want = OmegaConf.to_container(OmegaConf.structured(cell.config), resolve=True)
                 assert json.dumps(to_dict(cell.config), sort_keys=True) == json.dumps(want, sort_keys=True), cell.id
@@ -146,7 +147,7 @@ def test_to_dict_is_what_omegaconf_gives_for_every_cell_of_every_shipped_sweep()
     cfg = load_config(ExperimentConfig, [], [])
     cfg.inject.train.lr = 1  # an int in a float field: OmegaConf stores 1.0
     assert to_dict(cfg)["inject"]["train"]["lr"] == 1.0 and isinstance(to_dict(cfg)["inject"]["train"]["lr"], float)
-    assert checked > 300
+    assert checked > 30
 
 
 def test_the_cached_schema_is_never_changed_by_a_load():

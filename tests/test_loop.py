@@ -179,6 +179,7 @@ def _cfg(out, *extra):
                                                    *extra])
 
 
+@pytest.mark.trains
 def test_torch_backend_stops_resumes_and_matches_the_uninterrupted_run(tmp_path):
     from mlu_dist.jobs.base import run_base
     from mlu_dist.modeling import load_pretrained
@@ -196,6 +197,7 @@ def test_torch_backend_stops_resumes_and_matches_the_uninterrupted_run(tmp_path)
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
 
 
+@pytest.mark.slow
 def test_a_signal_finishes_the_step_checkpoints_exits_and_the_rerun_loses_and_repeats_nothing(tmp_path, monkeypatch):
     """SIGTERM (preemption, scontrol requeue) or SIGUSR2 (submitit's time limit) at step 6: the step
     ends, a checkpoint is written there, the previous handler gets the signal, the process exits
@@ -242,6 +244,7 @@ def test_a_signal_finishes_the_step_checkpoints_exits_and_the_rerun_loses_and_re
     assert losses[0] == losses[1]
 
 
+@pytest.mark.trains
 def test_a_failing_job_still_closes_its_tracker_and_leaves_no_done(tmp_path, monkeypatch):
     """The skeleton tears down on every path: a job whose finish step raises leaves no DONE.json,
     and its tracker is closed as failed."""
@@ -267,6 +270,7 @@ def test_torch_backend_refuses_several_ranks_naming_the_key():
 
 
 
+@pytest.mark.trains
 def test_epochs_set_the_steps_from_the_main_pool(tmp_path):
     """base.epochs=2 over the corpus at micro-batch 16 (one rank): ceil(2 x lines / 16) steps."""
     import math
@@ -285,6 +289,7 @@ def test_epochs_set_the_steps_from_the_main_pool(tmp_path):
     assert meta["epochs"] == {"epochs": 2.0, "pool": "text", "examples": len(corpus), "global_batch": 16, "steps": want}
 
 
+@pytest.mark.trains
 def test_activation_checkpointing_and_eager_attention_train_the_same_model(tmp_path):
     """Recomputing activations in backward changes memory, not results; nor does the attention kernel
     (eager vs sdpa) beyond float rounding."""
@@ -306,6 +311,7 @@ def test_activation_checkpointing_and_eager_attention_train_the_same_model(tmp_p
     assert activation_checkpointing(model, cfg.model).is_activation_checkpointing  # the switch does switch
 
 
+@pytest.mark.trains
 def test_a_verified_export_lets_a_run_drop_its_checkpoints_and_export_keeps_the_dtype(tmp_path):
     import torch
 

@@ -26,6 +26,7 @@ def sweep(tmp_path_factory):
     return out / spec.name, result
 
 
+@pytest.mark.trains
 def test_a_debug_sweep_runs_every_stage_and_reports(sweep):
     root, result = sweep
     assert all(status == "finished" for status in result["results"].values()), result["results"]
@@ -46,6 +47,7 @@ def test_a_debug_sweep_runs_every_stage_and_reports(sweep):
         (root / "report" / "report.md").read_text()
 
 
+@pytest.mark.trains
 def test_export_and_status_of_the_sweep(sweep, tmp_path):
     from mlu_dist.jobs.export import export_run
     from mlu_dist.launcher.status import status_table
@@ -79,6 +81,7 @@ def test_deepspeed_config_is_derived_from_the_job():
     assert extra["optimizer"]["type"] == "AdamW"  # on GPU DeepSpeed builds its own fused Adam
 
 
+@pytest.mark.trains
 def test_an_unlearning_run_resumed_at_every_eval_boundary_keeps_the_same_best_model(sweep):
     """The best-so-far score and step live in the checkpoint: a run stopped and resumed at every
     evaluation keeps the same best checkpoint as the uninterrupted run (the torch backend)."""

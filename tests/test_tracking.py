@@ -38,6 +38,7 @@ def offline_runs(run_dir):
     return sorted((run_dir / "wandb").glob("offline-run-*"))
 
 
+@pytest.mark.slow
 def test_per_language_curves_reach_wandb_with_their_step_axis(injected, monkeypatch):
     out, inject_run = injected
     monkeypatch.setenv("WANDB_API_KEY", SECRET)  # a key is set, yet nothing may leak into the run dir
@@ -65,6 +66,7 @@ def test_per_language_curves_reach_wandb_with_their_step_axis(injected, monkeypa
             assert SECRET.encode() not in path.read_bytes(), path
 
 
+@pytest.mark.slow
 def test_no_key_no_network_still_completes_offline(injected, monkeypatch):
     out, inject_run = injected
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
@@ -78,6 +80,7 @@ def test_no_key_no_network_still_completes_offline(injected, monkeypatch):
     assert (run / "DONE.json").exists() and len(offline_runs(run)) == 1
 
 
+@pytest.mark.slow
 def test_a_requeued_run_continues_its_wandb_run_without_duplicate_steps(injected):
     out, inject_run = injected
     first = unlearn(out, inject_run, "requeued", "unlearn.train.stop_after=3")  # dies after step 3
@@ -111,6 +114,7 @@ def test_jsonl_history_survives_a_torn_last_line_and_is_never_rewritten_in_place
     assert read_jsonl(path)[-1] == {"step": 3, "loss": 0.9}
 
 
+@pytest.mark.slow
 def test_a_well_formed_key_with_no_network_degrades_to_offline_and_training_finishes(tmp_path):
     """A 40-character key, online mode and a W&B server that does not answer (a closed local port):
     the online start times out (tracking.init_timeout), the run falls back to offline, and the

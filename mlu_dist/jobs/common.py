@@ -13,7 +13,7 @@ from mlu_dist.engine.config import EngineConfig
 from mlu_dist.engine.dist import DistInfo
 from mlu_dist.modeling import (PARTITION_MIN_BYTES, ModelConfig, build_tiny_model, checkpoint_bytes, load_pretrained,
                                save_pretrained, torch_dtype, train_tokenizer)
-from mlu_dist.tracking import FanOut, JsonlTracker, NullTracker
+from mlu_dist.tracking import FanOut, JsonlTracker, NullTracker, TrackerContext, build_trackers
 from mlu_dist.train_config import TrainConfig
 
 TRAIN_KEYS = {"base": "base", "inject": "inject.train", "unlearn": "unlearn.train", "relearn": "relearn.train"}
@@ -136,24 +136,15 @@ def make_engine(model, cfg: TrainConfig, engine_cfg: EngineConfig, dist: DistInf
 
 
 def make_tracker(run_dir: Path, dist: DistInfo, start_step: int, job: str = "train", experiment=None):
-    """Rank 0: metrics.jsonl always, W&B when configured; other ranks log nothing."""
+    """Rank 0: metrics.jsonl always, plus the configured trackers (W&B, plugins); other ranks log nothing."""
     if not dist.is_main:
         return NullTracker()
     jsonl = JsonlTracker(run_dir, start_step)
-    trackers = [jsonl]
     tracking = getattr(experiment, "tracking", None)
-    if tracking is not None and tracking.wandb and tracking.mode != "disabled":
-        from mlu_dist.config import to_dict
-        from mlu_dist.wandb_tracker import WandbTracker
-
-        try:
-            trackers.append(WandbTracker(run_dir, job, to_dict(experiment), tracking.project, tracking.entity,
-                                         tracking.group, tracking.tags, tracking.mode, skip_until=jsonl.last_logged,
-                                         init_timeout=tracking.init_timeout))
-        except Exception as exc:  # tracking never kills training
-            print(f"[wandb] could not start ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
-                  f"this run logs to {jsonl.path} only", flush=True)
-    return FanOut(trackers)
+    if tracking is None:
+        return FanOut([jsonl])
+    ctx = TrackerContext(run_dir, job, experiment, skip_until=jsonl.last_logged)
+    return FanOut([jsonl, *build_trackers(tracking.names(), ctx)])
 
 
 def export_model(engine, tokenizer, out_dir: Path, dist: DistInfo, merge_lora: bool = True) -> Path | None:

@@ -156,3 +156,43 @@ def wait_for(job_of: dict, manifest, poll_s: float = 2.0) -> dict:
         if pending:
             time.sleep(poll_s)
     return results
+
+
+def sacct_states(job_ids: list[str]) -> dict[str, str]:
+    """Slurm's state of each job (sacct: accounting must be on, as submitit needs it anyway)."""
+    import subprocess
+
+    if not job_ids:
+        return {}
+    try:
+        out = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "JobID,State", "-j", ",".join(job_ids)],
+                             capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    states = {}
+    for line in out.splitlines():
+        if "|" in line:
+            jid, state = line.split("|", 1)
+            states[jid.strip()] = state.split()[0] if state.strip() else ""
+    return states
+
+
+class SlurmExecutor:
+    """Slurm through submitit: job arrays with per-task dependencies (see the module doc)."""
+
+    def submit(self, spec: SweepSpec, cells: list[Cell], todo: list[Cell], manifest, wait: bool) -> dict:
+        return submit_slurm(spec, cells, todo, manifest, wait=wait)
+
+    def queued(self, job_of_cell: dict[str, str | None]) -> dict[str, str]:
+        return queued(job_of_cell)
+
+    def states(self, job_ids: list[str]) -> dict[str, str]:
+        return sacct_states(job_ids)
+
+    def cancel(self, job_ids: list[str]) -> list[str]:
+        import subprocess
+
+        ids = sorted({j.split("_")[0] for j in job_ids})
+        if ids:
+            subprocess.run(["scancel", *ids], check=False)
+        return ids

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from mlu_dist.config import check_choice, check_positive
 from mlu_dist.data.translate import TranslateConfig
 from mlu_dist.langs import check_langs
+from mlu_dist.launcher.executors import EXECUTORS
 
-EXECUTORS = ("slurm", "local", "debug")
 STAGES = ("translate", "base", "inject", "unlearn", "report")
 
 
@@ -131,7 +131,8 @@ class SweepSpec:
     evaluate: bool = True
     """Run the full evaluation (mlu eval) after each injection, for the spread matrix."""
     executor: str = "local"
-    """slurm (submitit job arrays with dependencies), local (subprocesses here), debug (in-process)."""
+    """slurm (submitit job arrays with dependencies), local (subprocesses here), debug (in-process), or
+    any executor a plugin registers (launcher/executors.py)."""
     local_workers: int = 1
     """Cells the local executor runs at once (respecting dependencies)."""
     local_reuse: bool = True
@@ -146,7 +147,7 @@ class SweepSpec:
     """Per-stage Slurm resources."""
 
     def check(self) -> list[str]:
-        out = check_choice("executor", self.executor, EXECUTORS) + check_positive(self, "local_workers")
+        out = check_choice("executor", self.executor, EXECUTORS.names()) + check_positive(self, "local_workers")
         if "/" in self.name or not self.name:
             out.append(f"name: must be a plain, non-empty directory name, got {self.name!r}")
         return out
