@@ -77,8 +77,9 @@ def expand(spec: SweepSpec) -> list[Cell]:
                 attacked = not axes.relearn_methods or method in axes.relearn_methods
                 scoped = scope != "all"  # the default scope keeps its cells' names: adding a scope reuses them
                 planned: set[tuple[str, ...]] = set()
-                method_cfg = load_config(ExperimentConfig, [*spec.configs, f"methods/{method}"],
-                                         over + [f"unlearn.from_run={cell.run_dir}", f"unlearn.forget_scope={scope}",
+                method_cfg = load_config(ExperimentConfig, [*spec.configs, *method_files(method)],
+                                         over + [f"unlearn.method={method}", f"unlearn.from_run={cell.run_dir}",
+                                                 f"unlearn.forget_scope={scope}",
                                                  attack_list if attacked else "relearn.attacks=[]"])
                 for forget in spec.axes.forget_langs:
                     # settings that name the same languages for this injection (en / orig / en+orig
@@ -102,6 +103,18 @@ def expand(spec: SweepSpec) -> list[Cell]:
                     unlearns.append(ucell)
     report = Cell("report", "report", "report", None, root / "report", [c.id for c in unlearns] or [c.id for c in injects])
     return cells + injects + unlearns + [report]
+
+
+def method_files(method: str) -> list[str]:
+    """The method's shipped settings (configs/methods/<name>.yaml), or none for a method without a
+    file (a plugin's: its Settings defaults apply, ``unlearn.method_args`` overrides them)."""
+    from mlu_dist.config import ConfigError
+
+    try:
+        resolve_config_path(f"methods/{method}")
+    except ConfigError:
+        return []
+    return [f"methods/{method}"]
 
 
 def _source_lang(t: TranslateConfig) -> str:
