@@ -356,7 +356,7 @@ def write_dashboard(root: str | Path, project: str = "", entity: str = "") -> tu
         from mlu_dist.wandb_views import serialise
     except ImportError as exc:
         raise DashboardError(f"the dashboard needs the wandb-workspaces package ({exc}); install it with "
-                             f"`pip install wandb-workspaces` (a dependency of mlu_dist since #16)") from None
+                             f"`pip install wandb-workspaces` (a dependency of mlu_dist)") from None
     definition, runs = plan(root, project, entity)
     check(definition, runs)
     definition["library"] = serialise(definition)

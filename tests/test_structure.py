@@ -92,3 +92,18 @@ def test_planning_and_help_import_no_torch(argv, tmp_path):
     proc = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, cwd=ROOT,
                           env=clean_env(), timeout=120)
     assert "HEAVY []" in proc.stderr, proc.stderr[-3000:]
+
+
+def test_no_mutable_default_arguments():
+    """A default evaluated once and shared by every call (a list, a dict, a dataclass instance)."""
+    bad = []
+    for p in modules():
+        for node in ast.walk(ast.parse(p.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                for default in node.args.defaults + [d for d in node.args.kw_defaults if d is not None]:
+                    mutable = isinstance(default, (ast.List, ast.Dict, ast.Set)) or (
+                        isinstance(default, ast.Call) and not (isinstance(default.func, ast.Name)
+                                                               and default.func.id in ("frozenset", "tuple")))
+                    if mutable:
+                        bad.append(f"{p.relative_to(ROOT)}:{node.lineno} {node.name}: {ast.unparse(default)}")
+    assert not bad, bad

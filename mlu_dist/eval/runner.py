@@ -70,9 +70,9 @@ class ProbeRecord:
 
 
 class Evaluator:
-    def __init__(self, forward, tokenizer, facts, split: FactSplit, cfg: EvalConfig, who: Rank = Rank(),
+    def __init__(self, forward, tokenizer, facts, split: FactSplit, cfg: EvalConfig, who: Rank | None = None,
                  max_len: int = 128, cache_kw: str = "cache", stop_ids: list[int] | None = None):
-        self.forward, self.tok, self.facts, self.cfg, self.who = forward, tokenizer, facts, cfg, who
+        self.forward, self.tok, self.facts, self.cfg, self.who = forward, tokenizer, facts, cfg, who or Rank()
         self.max_len, self.cache_kw = max_len, cache_kw
         self.stop_ids = list(stop_ids or [tokenizer.eos_token_id])
         check_prompt_style(cfg.prompt, tokenizer)
