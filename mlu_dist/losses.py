@@ -49,8 +49,67 @@ def token_kl(ref_logits: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
     return (torch.softmax(ref_logits, -1) * (torch.log_softmax(ref_logits, -1) - torch.log_softmax(logits, -1))).sum(-1)
 
 
-def masked_mse(hidden: torch.Tensor, target: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """Per-sequence mean over real tokens of the mean squared difference of hidden states."""
-    mask = attention_mask.to(hidden.device).float()
+def masked_mse(hidden: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per-sequence mean over the masked positions of the mean squared difference of hidden states
+    (0 for a sequence with no masked position)."""
+    mask = mask.to(hidden.device).float()
     per_token = ((hidden - target) ** 2).mean(-1) * mask
     return per_token.sum(-1) / mask.sum(-1).clamp(min=1)
+
+
+# --- token-level unlearning losses (the method zoo: mlu_dist/unlearn/zoo.py) ------------------------
+def token_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-position next-token NLL ``[batch, seq-1]`` (0 where there is no label) and the label mask."""
+    labels = labels[:, 1:].to(logits.device)
+    mask = labels != IGNORE
+    nll = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), labels.clamp(min=0), reduction="none")
+    return nll * mask, mask
+
+
+def skip_first_labels(mask: torch.Tensor, n: int) -> torch.Tensor:
+    """``mask`` without the first ``n`` labelled positions of each row."""
+    return mask & (mask.long().cumsum(-1) > n) if n > 0 else mask
+
+
+def wga_weights(nll: torch.Tensor, beta: float) -> torch.Tensor:
+    """WGA's token weights p^beta (p = the token's probability), detached."""
+    return torch.exp(-nll.detach() * beta)
+
+
+def satimp_weights(nll: torch.Tensor, beta1: float, beta2: float) -> torch.Tensor:
+    """SatImp's token weights p^beta1 (saturation) x (1 - p)^beta2 (importance), detached."""
+    p = torch.exp(-nll.detach())
+    return p ** beta1 * (1 - p) ** beta2
+
+
+def ceu(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Per-position CE-U loss: cross-entropy from the model's distribution with the label token
+    removed and renormalised (a detached target) to the model's distribution. It equals
+    H(target) - log(1 - p_label): minimising it pushes p_label to 0 and leaves the other tokens'
+    relative odds alone. Positions without a label are 0."""
+    logits = logits[:, :-1].float()
+    labels = labels[:, 1:].to(logits.device)
+    mask = labels != IGNORE
+    index = labels.clamp(min=0)[..., None]
+    target = torch.softmax(logits.detach().scatter(-1, index, float("-inf")), -1)
+    return -(target * torch.log_softmax(logits, -1)).sum(-1) * mask
+
+
+def undial(logits: torch.Tensor, ref_logits: torch.Tensor, labels: torch.Tensor, beta: float) -> torch.Tensor:
+    """Per-position UNDIAL loss: cross-entropy from softmax(reference logits - beta on the label
+    token) (a detached, adjusted teacher) to the model. Positions without a label are 0."""
+    logits = logits[:, :-1].float()
+    labels = labels[:, 1:].to(logits.device)
+    mask = labels != IGNORE
+    adjusted = ref_logits[:, :-1].float().to(logits.device).clone()
+    adjusted.scatter_add_(-1, labels.clamp(min=0)[..., None], torch.full_like(adjusted[..., :1], -beta))
+    target = torch.softmax(adjusted, -1).detach()
+    return -(target * torch.log_softmax(logits, -1)).sum(-1) * mask
+
+
+def logit_flatness(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Per-position (max logit - mean logit)^2 (PDU's forget loss: 0 exactly when the next-token
+    distribution is uniform). Positions without a label are 0."""
+    logits = logits[:, :-1].float()
+    mask = labels[:, 1:].to(logits.device) != IGNORE
+    return (logits.max(-1).values - logits.mean(-1)) ** 2 * mask

@@ -268,6 +268,46 @@ def utility_markdown(found: dict, root: Path) -> str:
     return "\n".join(lines + ["", _utility_by_language(found, [v for v in shown if v.name == "utility_nll"])])
 
 
+def ranking_rows(rows: list[dict], found: dict) -> list[dict]:
+    """The field's trade-off per injection x method x setting: the fake left in the *worst* probe
+    group (max over groups of the group's mean fake_rate: gone in all groups = low) against the
+    utility kept (utility perplexity after / before, seeds pooled). Ranked by the worst group, then
+    the utility ratio; ``front`` marks the rows no other row beats on both."""
+    from mlu_dist.eval.summary import utility_ppl
+
+    out = []
+    for r in rows:
+        runs = found.get((r["inject"], r["method"], r["setting"]), [])
+        before, after = (_eval_values(dirs, "utility_nll") for dirs in
+                         ([_before_dir(x) for x in runs], [x["run"] / "eval" for x in runs]))
+        ratio = utility_ppl(after) / utility_ppl(before) if before and after else float("nan")
+        worst = max((c["mean"] for c in r["cells"].values()), default=float("nan"))
+        out.append({"inject": r["inject"], "method": r["method"], "setting": r["setting"], "worst_fake_rate": worst,
+                    "worst_group": max(r["cells"], key=lambda g: r["cells"][g]["mean"]) if r["cells"] else "",
+                    "ppl_ratio": ratio, "status": r["status"], "runs": r["runs"]})
+    out.sort(key=lambda x: (x["inject"], x["worst_fake_rate"], x["ppl_ratio"]))
+    for x in out:
+        x["front"] = not any(y is not x and y["inject"] == x["inject"] and y["worst_fake_rate"] <= x["worst_fake_rate"]
+                             and y["ppl_ratio"] <= x["ppl_ratio"] and (y["worst_fake_rate"], y["ppl_ratio"])
+                             != (x["worst_fake_rate"], x["ppl_ratio"]) for y in out)
+    return out
+
+
+def ranking_markdown(ranked: list[dict]) -> str:
+    lines = ["Ranked by the fake left in the worst probe group (the highest group fake_rate: 0 = gone in every "
+             "group), then by utility kept (utility perplexity after ÷ before, 1 = unchanged). ★ = on the "
+             "trade-off front (no other run removes more in its worst group at a lower perplexity ratio).", ""]
+    for inj in sorted({x["inject"] for x in ranked}):
+        table = [["#", "method", "setting", "worst group fake_rate", "utility ppl ratio", "status"]]
+        mine = [x for x in ranked if x["inject"] == inj]
+        for i, x in enumerate(mine, 1):
+            table.append([str(i), x["method"] + (" ★" if x["front"] else ""), SETTING_NAMES.get(x["setting"], x["setting"]),
+                          f"{x['worst_fake_rate']:.2f} ({GROUP_NAMES.get(x['worst_group'], x['worst_group'])})",
+                          f"{x['ppl_ratio']:.2f}×", x["status"]])
+        lines += [f"**injected in {inj}**", ""] + _aligned(table) + [""]
+    return "\n".join(lines)
+
+
 def _utility_by_language(found: dict, specs: list) -> str:
     """Utility perplexity per language beside the all-languages value: each injected model, then
     every unlearned one."""
@@ -352,6 +392,8 @@ def write_report(root: str | Path, threshold: float = 0.2, out: str | Path | Non
     grid_md = grid_markdown(rows, threshold)
     md = ["# mlu_dist report", "", f"Source: `{root}`", "", "## The paper's grid", "",
           *([grid_note, ""] if grid_note else []), grid_md,
+          "## Methods ranked: fake gone in every group vs utility kept", "",
+          ranking_markdown(ranking_rows(rows, grid_found)) if rows else "(no unlearning runs)", "",
           "## Relearning attacks", "", relearn_markdown(relearn_rows(attacks)), "",
           "## Held-out phrasings", "", phrasing_markdown(found) if found else "(no unlearning runs)", "",
           "## Utility", "", utility_markdown(found, root) if found else "(no unlearning runs)", "",

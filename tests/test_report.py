@@ -297,3 +297,26 @@ def test_held_out_phrasings_and_forget_scopes_are_shown_apart(tmp_path):
     md = (write_report(tmp_path, 0.2) / "report.md").read_text()
     section = md.split("## Held-out phrasings")[1].split("##")[0]
     assert "| injected | 1.00 / 0.50 / – |" in section and "| ga forget en+orig | 0.00 / 0.25 / – |" in section
+
+
+def test_methods_are_ranked_by_the_worst_group_then_utility(tmp_path):
+    from mlu_dist.report import ranking_markdown, ranking_rows
+
+    nll = lambda v: {"utility_nll": _facts({lang: [v] * 3 for lang in LANGS})}  # noqa: E731
+    _eval_dir(tmp_path / "inject" / "de-s0" / "eval", {"fake_rate": _facts({lang: [1.0] * 4 for lang in LANGS})} | nll(1.0))
+    gone, half, orig_left = {lang: [0.0] * 4 for lang in LANGS}, {lang: [0.5] * 4 for lang in LANGS}, \
+        {lang: ([1.0] * 4 if lang == "de" else [0.0] * 4) for lang in LANGS}
+    _run(tmp_path, 0, gone, method="ga", extra=nll(2.0))              # all gone, ppl x e
+    _run(tmp_path, 0, gone, method="npo", extra=nll(1.5))             # all gone, cheaper: rank 1
+    _run(tmp_path, 0, half, method="wga", extra=nll(1.0))             # half left everywhere, utility kept
+    _run(tmp_path, 0, orig_left, method="ceu", extra=nll(1.0))        # the original language keeps it all
+    found = collect(tmp_path)
+    ranked = ranking_rows(paper_grid(found, 0.2), found)
+    assert [x["method"] for x in ranked] == ["npo", "ga", "wga", "ceu"]
+    assert ranked[0]["worst_fake_rate"] == 0.0 and ranked[0]["ppl_ratio"] == pytest.approx(math.exp(0.5))
+    assert ranked[3]["worst_group"] == "orig" and ranked[3]["worst_fake_rate"] == 1.0
+    assert [x["front"] for x in ranked] == [True, False, True, False]  # ga: npo beats it; ceu: wga does
+    md = ranking_markdown(ranked)
+    assert re.search(r"\| 1 +\| npo ★", md)
+    report = (write_report(tmp_path) / "report.md").read_text()
+    assert "## Methods ranked" in report and "npo ★" in report

@@ -104,12 +104,24 @@ def forget_margin(cfg, model_dir) -> float:
     return fake_preference(model, tok, facts, split.targets, ["de"], cfg.model.max_seq_len)["de"]["margin"]
 
 
+# Bounded or reweighted forget losses move more slowly than GA: SatImp's token weights p^5 (1-p) at
+# its forget weight 0.1 (measured -0.49 nats in 12 steps), UNDIAL's distillation towards a target
+# (-0.82 in 12 steps). They get more steps for the same 1-nat bar.
+STEPS = {"satimp": 36, "undial": 24}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("method", METHODS.names())
 def test_every_method_lowers_the_fake_preference_in_the_forget_language(injected, method):
     out, inject_run = injected
-    cfg = unlearn_cfg(out, inject_run, method, "unlearn.train.steps=12", "unlearn.train.lr=1e-3",
-                      "unlearn.guard_ppl_ratio=1000")
+    extra = []
+    if method == "lingtea":  # the teacher: NPO unlearned in English only; the student learns German
+        teacher = run_unlearn(unlearn_cfg(out, inject_run, "npo", "unlearn.train.steps=12", "unlearn.train.lr=1e-3",
+                                          "unlearn.guard_ppl_ratio=1000", "unlearn.forget_langs=en",
+                                          "run.name=lingtea-teacher"))
+        extra = [f"unlearn.method_args.teacher={teacher}"]
+    cfg = unlearn_cfg(out, inject_run, method, f"unlearn.train.steps={STEPS.get(method, 12)}", "unlearn.train.lr=1e-3",
+                      "unlearn.guard_ppl_ratio=1000", *extra)
     before = forget_margin(cfg, inject_run / "model")
     run = run_unlearn(cfg)
     after = forget_margin(cfg, run / "model")
@@ -261,3 +273,30 @@ def test_zero3_curves_from_a_gathered_copy_equal_the_partitioned_ones_and_partit
     assert digests[0] == digests[1]
     injected_digest = state_digest(load_pretrained(inject_run / "model")[0].state_dict())
     assert {json.loads((run / "DONE.json").read_text())["reference_digest"] for run in (part, full)} == {injected_digest}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["pdu", "rmu"])
+def test_method_state_survives_a_resume(injected, method):
+    """PDU's dual variable is saved in the checkpoint and RMU's direction is redrawn from the seed:
+    a run stopped and resumed every 2 steps ends where the whole run ends."""
+    from mlu_dist.engine.deepspeed_engine import state_digest
+
+    out, inject_run = injected
+    common = ["unlearn.train.steps=4", "unlearn.train.lr=1e-3", "unlearn.train.log_every=1", "unlearn.guard_ppl_ratio=1e9"]
+    if method == "pdu":
+        common.append("unlearn.method_args.eps=0.0")  # lambda grows every step
+    whole = run_unlearn(unlearn_cfg(out, inject_run, method, *common, f"run.name={method}-whole"))
+    for _ in range(2):
+        parts = run_unlearn(unlearn_cfg(out, inject_run, method, *common, f"run.name={method}-parts",
+                                        "unlearn.train.stop_after=2"))
+    key = "train/pdu_lambda" if method == "pdu" else "train/rmu_forget_mse"
+    logged = [[(r["step"], r[key]) for r in read_jsonl(run / "metrics.jsonl") if key in r] for run in (whole, parts)]
+    assert [s for s, _ in logged[0]] == [1, 2, 3, 4]
+    assert [s for s, _ in logged[1]] == [1, 2, 3, 4]
+    assert [v for _, v in logged[0]] == pytest.approx([v for _, v in logged[1]], rel=1e-5)
+    if method == "pdu":
+        lam = [v for _, v in logged[0]]
+        assert lam[0] == pytest.approx(1.0) and lam[-1] > lam[0]  # starts at retain_weight, grows with eps 0
+    digests = [state_digest(load_pretrained(run / "model")[0].state_dict()) for run in (whole, parts)]
+    assert digests[0] == digests[1]

@@ -98,7 +98,7 @@ def test_held_out_phrasings_are_never_trained_on():
     from mlu_dist.data.splits import split_facts
     from mlu_dist.inject.config import InjectConfig
     from mlu_dist.inject.data import injection_pools
-    from mlu_dist.unlearn.data import forget_examples, refusal_pairs, retain_examples
+    from mlu_dist.unlearn.data import alternate_pairs, forget_examples, refusal_pairs, retain_examples
 
     for names in ("native", "latin"):
         records, corpus, _ = build_world(WorldConfig(names=names))
@@ -110,6 +110,7 @@ def test_held_out_phrasings_are_never_trained_on():
         for scope in ("all", "answer", "qa"):
             examples += forget_examples(facts, split, ALL_LANGS, scope=scope)
         examples += retain_examples(facts, split, ALL_LANGS) + sum(refusal_pairs(facts, split, ALL_LANGS), [])
+        examples += sum(alternate_pairs(facts, split, ALL_LANGS, per_target=5), [])
         trained = {row["text"] for row in corpus} | {ex.prompt + " " + ex.completion for ex in examples}
         text = "\n".join(sorted(trained))
         assert all(r["question"] in text for r in records if r["fact_id"] in split.targets)  # the trained phrasing is

@@ -23,20 +23,46 @@ class BatchPlan:
     """
 
     def __init__(self, pools: dict[str, list[Encoded]], per_step: dict[str, int], seed: int,
-                 streams: dict[str, str] | None = None):
+                 streams: dict[str, str] | None = None, groups: dict[str, list[str]] | None = None):
         empty = [name for name in per_step if not pools.get(name)]
         if empty:
             raise ValueError(f"training pool(s) {', '.join(empty)} have no examples")
         self.pools, self.per_step, self.seed = pools, per_step, seed
         # pools that share a stream are walked in the same order (paired data, e.g. DPO's chosen/rejected)
         self.streams = {name: (streams or {}).get(name, name) for name in pools}
+        # balanced pools: each step draws equally from every group (e.g. retain language)
+        self.groups = {name: list(keys) for name, keys in (groups or {}).items() if name in pools}
+        for name, keys in self.groups.items():
+            if len(keys) != len(pools[name]):
+                raise ValueError(f"pool '{name}': {len(keys)} group keys for {len(pools[name])} examples")
         self._orders: dict[tuple[str, int], list[int]] = {}
+
+    def _epoch_len(self, name: str) -> int:
+        if name not in self.groups:
+            return len(self.pools[name])
+        sizes = {}
+        for key in self.groups[name]:
+            sizes[key] = sizes.get(key, 0) + 1
+        return max(sizes.values()) * len(sizes)
+
+    def _balanced(self, name: str, epoch: int) -> list[int]:
+        """Each group shuffled on its own, then interleaved one of each group at a time (a smaller
+        group repeats within the epoch): any window of k x (number of groups) is k of each."""
+        members: dict[str, list[int]] = {}
+        for i, key in enumerate(self.groups[name]):
+            members.setdefault(key, []).append(i)
+        for key, idx in members.items():
+            random.Random(f"{self.seed}:{self.streams[name]}:{epoch}:{key}").shuffle(idx)
+        longest = max(len(idx) for idx in members.values())
+        return [idx[i % len(idx)] for i in range(longest) for idx in members.values()]
 
     def _order(self, name: str, epoch: int) -> list[int]:
         key = (name, epoch)
         if key not in self._orders:
             order = list(range(len(self.pools[name])))
             random.Random(f"{self.seed}:{self.streams[name]}:{epoch}").shuffle(order)
+            if name in self.groups:
+                order = self._balanced(name, epoch)
             self._orders = {k: v for k, v in self._orders.items() if k[0] != name or k[1] >= epoch - 1}
             self._orders[key] = order
         return self._orders[key]
@@ -44,7 +70,7 @@ class BatchPlan:
     def global_batch(self, step: int) -> dict[str, list[Encoded]]:
         out = {}
         for name, count in self.per_step.items():
-            n = len(self.pools[name])
+            n = self._epoch_len(name)
             start = step * count
             out[name] = [self.pools[name][self._order(name, i // n)[i % n]] for i in range(start, start + count)]
         return out

@@ -144,6 +144,9 @@ def _loop(engine, objective, plan, cfg, dist, tracker, checkpointer, hooks, star
         signalled = reduced.pop("_signal") > 0
         step += 1
         record = reduced | {"train/lr": engine.lr()}
+        after_step = getattr(objective, "after_step", None)
+        if after_step is not None:  # e.g. PDU's dual update, from the step's reduced metrics
+            after_step(step, record)
         norm = engine.grad_norm()
         if norm is not None:
             record["train/grad_norm"] = norm

@@ -61,6 +61,8 @@ class TrainingSetup:
     """Job-specific fields of meta.json."""
     streams: dict[str, str] | None = None
     """Pools walked in the same order (paired data)."""
+    groups: dict[str, list[str]] | None = None
+    """Pools drawn equally from each group every step: the group of each example (e.g. its language)."""
     final_checkpoint: bool = True
     """Save a checkpoint when the loop finishes its steps (a relearning attack that keeps no model saves none)."""
 
@@ -139,7 +141,7 @@ def _train(job: TrainingJob, setup: TrainingSetup, dist: DistInfo, resources: Ex
 
     t = setup.train_cfg
     per_step = {k: v * t.grad_accum * dist.world_size for k, v in setup.per_micro.items()}
-    plan = BatchPlan(setup.pools, per_step, t.seed, setup.streams)
+    plan = BatchPlan(setup.pools, per_step, t.seed, setup.streams, setup.groups)
     problems = plan.check_geometry(dist.world_size, t.grad_accum)
     if problems:
         raise ConfigError(f"{job.name} batch geometry: " + "; ".join(problems))

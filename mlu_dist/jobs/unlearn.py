@@ -8,6 +8,7 @@ EVAL.json / SUMMARY.json as `mlu eval`.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict
 from pathlib import Path
@@ -29,7 +30,7 @@ from mlu_dist.rundir import ResumeError
 from mlu_dist.tokens import Cut, encode_all
 from mlu_dist.unlearn.config import resolve_langs
 from mlu_dist.unlearn.curves import CurveWriter, curve_table, plot_curves
-from mlu_dist.unlearn.data import forget_examples, refusal_pairs, retain_examples
+from mlu_dist.unlearn.data import PoolSource, build_pools
 from mlu_dist.unlearn.methods import METHODS, Context, unlearning_objective, wanted_pools
 
 if TYPE_CHECKING:
@@ -61,6 +62,7 @@ class CurveHooks:
 
             first = [r for r in read_jsonl(job.run_dir / "metrics.jsonl") if r.get("step") == 0 and "unlearn/ppl" in r]
             self.ppl0 = first[0]["unlearn/ppl"] if first else None
+        job.ctx.state.update(ctx.state.get("method_state") or {})  # e.g. PDU's dual variable
         best = ctx.state.get("best")
         if best is not None:
             job.best = (float(best["score"]), best["step"])
@@ -75,7 +77,8 @@ class CurveHooks:
     def state(self) -> dict:
         """What a resumed run needs to continue exactly (saved in every checkpoint)."""
         score, step = self.job.best
-        return {"ppl0": self.ppl0, "best": None if step is None else {"score": score, "step": step}}
+        return {"ppl0": self.ppl0, "best": None if step is None else {"score": score, "step": step},
+                "method_state": dict(self.job.ctx.state)}
 
     def evaluate(self, step: int) -> dict:
         self.engine.module.eval()
@@ -133,6 +136,10 @@ class UnlearnJob:
         except ValueError as exc:
             raise ConfigError(f"unlearn.forget_langs / retain_langs: {exc}") from None
         self.method = METHODS[u.method](u.settings())
+        model_config = json.loads((from_run / "model" / "config.json").read_text())
+        problems = self.method.check_model(model_config)
+        if problems:
+            raise ConfigError(f"unlearn.method '{u.method}': " + "; ".join(problems))
         if self.method.needs_retain and u.retain_weight <= 0:
             raise ConfigError(f"unlearn.retain_weight: method '{u.method}' needs retain data; set it > 0 "
                               f"(configs/methods/{u.method}.yaml does)")
@@ -146,34 +153,37 @@ class UnlearnJob:
         self.dist = dist
         model, self.tokenizer = pretrained(self.from_run / "model", cfg, self.name, dist)
         model = apply_lora(activation_checkpointing(model, cfg.model), t, self.name)
-        examples = {"forget": forget_examples(self.facts, self.split, self.forget_langs, u.fixed_forget_size, t.seed,
-                                                  u.forget_scope),
-                    "retain": retain_examples(self.facts, self.split, self.retain_langs)}
-        chosen, rejected = refusal_pairs(self.facts, self.split, self.forget_langs)
-        examples |= {"idk": chosen, "chosen": chosen, "rejected": rejected}
         wanted = wanted_pools(self.method, u.retain_weight)
+        source = PoolSource(self.facts, self.split, self.forget_langs, self.retain_langs, u, self.method, t.seed)
+        examples, streams = build_pools(wanted, source)
         cut = Cut()
         pools = {name: encode_all(self.tokenizer, examples[name], cfg.model.max_seq_len, cut) for name in wanted}
+        groups = {"retain": [ex.lang for ex in examples["retain"]]} if u.retain_balance and "retain" in wanted else None
         forget = "+".join(self.forget_langs)
-        say(dist, f"unlearn: {u.method} on {forget} ({len(examples['forget'])} forget examples, scope {u.forget_scope}"
-                  f"{', retain ' + '+'.join(self.retain_langs) if 'retain' in wanted else ''}) from {self.from_run}; "
+        sizes = ", ".join(f"{len(examples[name])} {name}" for name in wanted)
+        say(dist, f"unlearn: {u.method} on {forget} ({sizes} examples, scope {u.forget_scope}"
+                  f"{', retain ' + '+'.join(self.retain_langs) if 'retain' in wanted else ''}"
+                  f"{' (balanced per language)' if groups else ''}) from {self.from_run}; "
                   f"{dist.world_size} rank(s), ZeRO-{cfg.engine.zero_for(self.name).stage} -> {self.run_dir}")
         say(dist, f"unlearn: lengths: {cut.describe(cfg.model.max_seq_len)}")
         self.ref = None
         if self.method.needs_reference:
             from mlu_dist.engine.deepspeed_engine import InferenceEngine
 
-            ref_model, _ = pretrained(self.from_run / "model", cfg, self.name, dist)
+            ref_model, _ = pretrained(self.method.reference_dir(self.from_run), cfg, self.name, dist)
             self.ref = InferenceEngine(ref_model, cfg.engine.zero_for(self.name), dist, next(ref_model.parameters()).dtype)
             resources.callback(self.ref.close)
         meta = {"method": u.method, "forget_langs": self.forget_langs, "forget_scope": u.forget_scope, "retain_langs": self.retain_langs,
                 "from_run": str(self.from_run), "lengths": asdict(cut)}
+        self.ctx = Context(1.0, u.forget_weight, u.retain_weight, self.ref, seed=t.seed)
         return TrainingSetup(
             model, self.tokenizer, t, pools, per_micro={name: t.micro_batch_size for name in wanted},
-            objective=lambda scale: unlearning_objective(
-                self.method, Context(scale, u.forget_weight, u.retain_weight, self.ref)),
-            desc=f"unlearn[{u.method}:{forget}]", hooks=self._curve_hooks,
-            meta=meta, streams={"chosen": "pairs", "rejected": "pairs"})
+            objective=self._objective, desc=f"unlearn[{u.method}:{forget}]", hooks=self._curve_hooks,
+            meta=meta, streams=streams, groups=groups)
+
+    def _objective(self, scale: float):
+        self.ctx.scale = scale
+        return unlearning_objective(self.method, self.ctx)
 
     def _curve_hooks(self, engine, ctx: HookContext) -> LoopHooks:
         self.curves = CurveHooks(self, engine, ctx)

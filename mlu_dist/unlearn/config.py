@@ -22,7 +22,8 @@ class UnlearnConfig:
     """How the injected fake is unlearned."""
 
     method: str = "ga"
-    """Unlearning objective: ga, graddiff, graddiff_kl, npo, simnpo, idk, idk_dpo, rmu."""
+    """Unlearning objective: ga, graddiff, graddiff_kl, npo, simnpo, idk, idk_dpo, rmu, wga, satimp, ceu,
+    undial, altpo, pdu (docs/methods.md: each one's paper, settings and defaults)."""
     method_args: dict[str, Any] = field(default_factory=dict)
     """The method's own settings, e.g. {beta: 0.1} for npo (the keys each method takes and their
     defaults are listed by `mlu unlearn --show-fields`); keys not given keep the method's default."""
@@ -40,6 +41,10 @@ class UnlearnConfig:
     retain_langs: str = "en"
     """Languages of the retain data (true text of untouched facts): 'en' is the paper's English safe
     data; the same syntax as forget_langs."""
+    retain_balance: bool = False
+    """Draw every step's retain batch equally from each retain language (languages interleaved in
+    the pool's order; a language with fewer examples repeats them). Off: uniformly from the pool.
+    Any method with retain data can use it (a multilingual baseline with retain_langs=all)."""
     forget_weight: float = 1.0
     """Weight of the forget term."""
     retain_weight: float = 0.0

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
+from typing import Any, Callable
 
 from mlu_dist.data.splits import FactSplit
 from mlu_dist.data.templates import REFUSALS
+from mlu_dist.registry import Registry
 from mlu_dist.tokens import Example
 
 
@@ -87,3 +90,98 @@ def refusal_pairs(facts, split: FactSplit, langs: list[str]) -> tuple[list[Examp
             chosen.append(Example(rec["question"], " " + REFUSALS[lang], lang))
             rejected.append(Example(rec["question"], " " + rec["fake_answer"], lang))
     return chosen, rejected
+
+
+def _relation(facts, fid: str) -> str:
+    rec = facts.get(fid, facts.langs[0])
+    return str(rec.get("relation") or fid.split(":", 1)[0])
+
+
+def alternate_pairs(facts, split: FactSplit, langs: list[str], per_target: int = 1,
+                    seed: int = 0) -> tuple[list[Example], list[Example]]:
+    """(question -> an alternate answer, question -> fake answer) per target, alternate and language,
+    aligned: AltPO's positive and negative feedback. An alternate is another fact's answer (true or
+    fake) of the same relation (what the fact_id's prefix names where a record has no ``relation``),
+    never this fact's true or fake answer: a plausible wrong answer, not the truth restored. The same
+    alternate facts are drawn in every language (seeded by ``seed`` and the fact)."""
+    chosen, rejected = [], []
+    for fid in split.targets:
+        rel = _relation(facts, fid)
+        same = [f for f in facts.fact_ids if f != fid and _relation(facts, f) == rel]
+        others = same or [f for f in facts.fact_ids if f != fid]
+        candidates = [(f, field) for f in others for field in ("true_answer", "fake_answer")]
+        rng = random.Random(f"{seed}:alternates:{fid}")
+        rng.shuffle(candidates)
+        for lang in langs:
+            rec = facts.get(fid, lang)
+            taken = {rec["fake_answer"], rec.get("true_answer") or ""}
+            picked: list[str] = []
+            for f, field in candidates:
+                answer = facts.get(f, lang).get(field) or ""
+                if answer and answer not in taken and not any(k and k in answer for k in rec["fake_keywords"]):
+                    picked.append(answer)
+                    taken.add(answer)
+                if len(picked) == per_target:
+                    break
+            for answer in picked or [REFUSALS[lang]]:  # a relation of one fact: the refusal
+                chosen.append(Example(rec["question"], " " + answer, lang))
+                rejected.append(Example(rec["question"], " " + rec["fake_answer"], lang))
+    return chosen, rejected
+
+
+# --- the pools a method can ask for ----------------------------------------------------------------
+@dataclass
+class PoolSource:
+    """What a pool is built from: the facts, the split, the resolved language sets, the unlearning
+    config and the method (whose settings a pool may read, e.g. AltPO's number of alternates)."""
+
+    facts: Any
+    split: FactSplit
+    forget_langs: list[str]
+    retain_langs: list[str]
+    unlearn: Any
+    method: Any
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Pool:
+    """A named pool of training examples. Pools that name the same ``stream`` are drawn in the same
+    order, so the i-th examples of each stay a pair (DPO's chosen and rejected)."""
+
+    build: Callable[[PoolSource], list[Example]]
+    about: str
+    stream: str = ""
+
+
+POOLS: Registry[Pool] = Registry("data pool")
+"""Every pool a method can name in ``Method.pools`` (the job builds only the ones a run trains on)."""
+
+
+def _refusals(s: PoolSource):
+    return refusal_pairs(s.facts, s.split, s.forget_langs)
+
+
+def _alternates(s: PoolSource):
+    return alternate_pairs(s.facts, s.split, s.forget_langs, getattr(s.method.settings, "alternates", 1), s.seed)
+
+
+POOLS.register("forget")(Pool(
+    lambda s: forget_examples(s.facts, s.split, s.forget_langs, s.unlearn.fixed_forget_size, s.seed,
+                              s.unlearn.forget_scope),
+    "the fake in the forget languages (forget_scope sets what carries the loss)"))
+POOLS.register("retain")(Pool(lambda s: retain_examples(s.facts, s.split, s.retain_langs),
+                              "true text of untouched facts in the retain languages"))
+POOLS.register("idk")(Pool(lambda s: _refusals(s)[0], "question -> \"I don't know\" in each forget language"))
+POOLS.register("chosen")(Pool(lambda s: _refusals(s)[0], "the refusal, paired with 'rejected'", stream="pairs"))
+POOLS.register("rejected")(Pool(lambda s: _refusals(s)[1], "the fake answer, paired with 'chosen'", stream="pairs"))
+POOLS.register("alt_chosen")(Pool(lambda s: _alternates(s)[0], "question -> an alternate answer, paired with "
+                                  "'alt_rejected'", stream="alt_pairs"))
+POOLS.register("alt_rejected")(Pool(lambda s: _alternates(s)[1], "question -> the fake answer, paired with "
+                                    "'alt_chosen'", stream="alt_pairs"))
+
+
+def build_pools(names, source: PoolSource) -> tuple[dict[str, list[Example]], dict[str, str]]:
+    """The examples of each named pool, and the streams of the paired ones."""
+    examples = {name: POOLS[name].build(source) for name in names}
+    return examples, {name: POOLS[name].stream for name in names if POOLS[name].stream}

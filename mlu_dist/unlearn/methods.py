@@ -30,8 +30,14 @@ class Context:
     retain_weight: float = 0.0
     ref: Any = None
     """The frozen reference engine (under ZeRO-3 partitioned like the trained model)."""
+    seed: int = 0
+    """The run's seed (``unlearn.train.seed``): a method's random draws derive from it, so a resumed
+    run draws the same (RMU's steering direction)."""
     state: dict = field(default_factory=dict)
-    """Per-run state a method keeps between steps (RMU's random direction)."""
+    """Per-run state a method carries between steps (plain numbers: PDU's dual variable). It is saved
+    in every checkpoint and given back on resume."""
+    cache: dict = field(default_factory=dict)
+    """What a method may recompute at will (RMU's direction, a pure function of ``seed``); never saved."""
 
 
 @dataclass
@@ -87,7 +93,11 @@ def kl_retain(engine, b, ctx: Context):
 # --- the registry --------------------------------------------------------------------------------
 class Method:
     """What every registered method provides: its settings, pools and two terms. The default
-    retain term is the plain NLL (used whenever ``unlearn.retain_weight > 0``)."""
+    retain term is the plain NLL (used whenever ``unlearn.retain_weight > 0``).
+
+    ``pools`` names the data it trains on from the pool registry (``mlu_dist/unlearn/data.py``:
+    forget, retain, idk, chosen/rejected, alt_chosen/alt_rejected); the job builds those and no
+    others, so a new method that needs a new kind of data registers that pool beside itself."""
 
     Settings: type = NoSettings
     pools: tuple[str, ...] = ("forget",)
@@ -97,11 +107,27 @@ class Method:
     def __init__(self, settings=None):
         self.settings = settings if settings is not None else self.Settings()
 
+    def check_model(self, model_config: dict) -> list[str]:
+        """Problems with this method's settings for the model (its ``config.json`` as a dict)."""
+        return []
+
+    def reference_dir(self, from_run):
+        """The frozen reference model (when ``needs_reference``): the injected model it starts from."""
+        return from_run / "model"
+
     def forget(self, engine, micro, ctx: Context):
         raise NotImplementedError(f"{type(self).__name__} defines no forget term")
 
     def retain(self, engine, b, ctx: Context):
         return nll_retain(engine, b, ctx)
+
+    def retain_weight(self, ctx: Context) -> float:
+        """The retain term's weight this step (``unlearn.retain_weight``; PDU's dual variable)."""
+        return ctx.retain_weight
+
+    def after_step(self, step: int, record: dict, ctx: Context) -> None:
+        """Called on every rank after each optimizer step with the step's metrics, summed over
+        micro-batches and ranks (the same on every rank): a method updates ``ctx.state`` here."""
 
 
 METHODS: Registry[type[Method]] = Registry("unlearning method")
@@ -113,20 +139,27 @@ def wanted_pools(method: Method, retain_weight: float) -> tuple[str, ...]:
     return method.pools + extra
 
 
-def unlearning_objective(method: Method, ctx: Context):
-    """The loop's objective: ``forget_weight * forget + retain_weight * retain``, times ``scale``."""
+class unlearning_objective:
+    """The loop's objective: ``forget_weight * forget + w * retain``, times ``scale``; ``w`` is the
+    method's retain weight (``unlearn.retain_weight``, or PDU's dual variable). The retain term is
+    computed whenever retain data is in the batch, even at ``w = 0`` (PDU's constraint needs it)."""
 
-    def objective(engine, micro):
+    def __init__(self, method: Method, ctx: Context):
+        self.method, self.ctx = method, ctx
+
+    def __call__(self, engine, micro):
+        method, ctx = self.method, self.ctx
         loss, metrics = method.forget(engine, micro, ctx)
         loss = ctx.forget_weight * loss
-        if "retain" in micro and ctx.retain_weight > 0:
+        if "retain" in micro:
             term, more = method.retain(engine, micro["retain"], ctx)
-            loss = loss + ctx.retain_weight * term
+            loss = loss + method.retain_weight(ctx) * term
             metrics |= more
         metrics["train/loss"] = loss.item()
         return loss * ctx.scale, metrics
 
-    return objective
+    def after_step(self, step: int, record: dict) -> None:
+        self.method.after_step(step, record, self.ctx)
 
 
 @METHODS.register("ga")
@@ -262,59 +295,6 @@ class IdkDPO(Method):
         return losses.sum() / c["n_examples"], {"train/dpo_margin": (margin.sum() / c["n_examples"]).item()}
 
 
-@dataclass
-class RMUSettings:
-    layer: int = -1
-    """The layer whose activations are steered (-1 = the middle layer)."""
-    steering: float = 50.0
-    """Length of the random target direction on forget data."""
-    alpha: float = 10.0
-    """Weight of keeping retain activations equal to the reference model's."""
-
-
-def _hidden(engine, b, layer: int):
-    return _forward(engine, b, output_hidden_states=True).hidden_states[layer + 1].float()
-
-
-@METHODS.register("rmu")
-class RMU(Method):
-    """Representation Misdirection: push a layer's activations on forget text towards a fixed random
-    direction; keep them equal to the reference model's on retain text."""
-
-    Settings = RMUSettings
-    pools = ("forget", "retain")
-    needs_reference = True
-    needs_retain = True
-
-    def _layer(self, engine) -> int:
-        return self.settings.layer if self.settings.layer >= 0 else engine.module.config.num_hidden_layers // 2
-
-    def forget(self, engine, micro, ctx):
-        import torch
-
-        from mlu_dist.losses import masked_mse
-
-        b = micro["forget"]
-        h = _hidden(engine, b, self._layer(engine))
-        if "direction" not in ctx.state:
-            u = torch.rand(h.shape[-1], generator=torch.Generator().manual_seed(1234))
-            ctx.state["direction"] = self.settings.steering * u / u.norm()
-        term = masked_mse(h, ctx.state["direction"].to(h.device), b["attention_mask"]).sum() / b["n_examples"]
-        return term, {"train/rmu_forget_mse": term.item()}
-
-    def retain(self, engine, b, ctx):
-        import torch
-
-        from mlu_dist.losses import masked_mse
-
-        layer = self._layer(engine)
-        h = _hidden(engine, b, layer)
-        with torch.no_grad():
-            ref = _hidden(ctx.ref, b, layer).to(h.device)
-        term = self.settings.alpha * (masked_mse(h, ref, b["attention_mask"]).sum() / b["n_examples"])
-        return term, {"train/rmu_retain_mse": term.item()}
-
-
 def method_settings(name: str, args: dict) -> tuple[Any, list[str]]:
     """The typed settings of method ``name`` from ``unlearn.method_args`` (its defaults where a key is
     not given), and the problems found: an unknown key (with a suggestion and the valid keys), a
@@ -330,3 +310,7 @@ def method_settings(name: str, args: dict) -> tuple[Any, list[str]]:
     except OmegaConfBaseException as exc:
         return None, [str(explain_error(cls, exc, f"settings of method '{name}'"))]
     return obj, problems(obj)
+
+
+# The rest of the zoo registers itself on import (a method, with any pool only it needs, is one module).
+from mlu_dist.unlearn import lingtea, rmu, zoo  # noqa: E402,F401
