@@ -42,7 +42,7 @@ def test_token_stats_equal_a_full_vocabulary_computation_in_any_batch(world, tin
     facts, tok = world
     examples = [Example("", facts.get(fid, lang)["fake_text"], lang) for fid, lang in zip(facts.fact_ids, ("de", "hy"))]
     examples.append(Example("Q?", " answer", "en"))
-    batched = token_stats(tiny_lm, tok, examples, chunk=3)  # several chunks per row
+    batched = token_stats(tiny_lm, tok, examples, max_floats=3 * len(tok))  # 3 positions per block
     sums = completion_logprobs(tiny_lm, tok, examples)
     for ex, s, (lp, n) in zip(examples, batched, sums):
         alone = token_stats(tiny_lm, tok, [ex])[0]

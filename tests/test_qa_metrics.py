@@ -164,7 +164,8 @@ def test_every_metric_matches_the_independent_reference():
 
 
 def table() -> str:
-    lines = ["| metric | input | mlu_dist | open-unlearning (by hand) |", "|---|---|---|---|"]
+    lines = ["| metric | input | mlu_dist | open-unlearning, followed by hand (MIA scores negated: theirs are higher = non-member) |",
+             "|---|---|---|---|"]
     lines += [f"| {n} | {i} | {o:.6g} | {t:.6g} |" for n, i, o, t in comparison_rows()]
     return "\n".join(lines)
 
