@@ -104,3 +104,16 @@ def test_mia_is_opt_in_and_needs_controls(world):
     ev = Evaluator(Memorizer(tok, []), tok, facts, FactSplit(facts.fact_ids[:2], [], []), EvalConfig(langs=["en"]))
     with pytest.raises(ValueError, match="n_controls"):
         ev.run(["mia"])
+
+
+def test_token_stats_never_holds_more_than_max_floats_of_the_vocabulary_at_once(world, tiny_lm, monkeypatch):
+    import mlu_dist.eval.token_stats as ts
+
+    facts, tok = world
+    seen, real = [], ts._stats
+    monkeypatch.setattr(ts, "_stats", lambda rows, targets: seen.append(rows.shape) or real(rows, targets))
+    examples = [Example("", facts.get(fid, "de")["fake_text"]) for fid in facts.fact_ids[:4]]
+    budget = 5 * len(tok)
+    stats = token_stats(tiny_lm, tok, examples, max_floats=budget)
+    assert all(rows * vocab <= budget for rows, vocab in seen) and len(seen) > 1
+    assert sum(rows for rows, _ in seen) == sum(len(s.logprobs) for s in stats)  # every scored token, once

@@ -98,6 +98,8 @@ def score_qa(ev, qa: dict[tuple[str, str, str], dict], splits=SPLITS, k: float =
 
     if ev.who.lockstep:
         raise ValueError("QA evaluation needs a whole model per rank (eval.model_copy=full), not ZeRO-3 lockstep")
+    if ev.cfg.prompt == "chat":  # the answer pass encodes BOS + prompt itself; a chat template carries its own
+        raise ValueError("QA evaluation supports eval.prompt=raw or qa, not chat (not implemented yet)")
     keys = sorted(key for key in qa if key[0] in splits and key[1] in ev.langs)
     cfg = ev.cfg
 
