@@ -24,6 +24,21 @@ from mlu_dist import comm
 from mlu_dist.rundir import DiskFull, ResumeError, atomic_write_text
 
 PARTIAL = ".partial"
+RANK_FILE_BYTES = 64 << 10
+"""Allowance per rank for the small files a checkpoint holds besides weights (RNG state, pickles)."""
+
+
+def weight_counts(module) -> tuple[int, int, int]:
+    """``(trainable elements, their weight bytes, frozen weight bytes)`` of a module's whole weights
+    (full sizes also where ZeRO-3 holds only this rank's shard)."""
+    trainable = trainable_bytes = frozen_bytes = 0
+    for p in module.parameters():
+        n = getattr(p, "ds_numel", p.numel())
+        if p.requires_grad:
+            trainable, trainable_bytes = trainable + n, trainable_bytes + n * p.element_size()
+        else:
+            frozen_bytes += n * p.element_size()
+    return trainable, trainable_bytes, frozen_bytes
 """Suffix of a named checkpoint being written (``best.partial`` becomes ``best`` when complete)."""
 
 
@@ -161,14 +176,13 @@ class Checkpointer:
                           f"was deleted. Set resume=false to start over")
 
     def expected_bytes(self) -> int:
-        """What the next checkpoint will take: the last one's size, else 16 bytes per parameter
-        element this rank holds (weights, fp32 master, Adam's two moments) times the ranks."""
+        """What the next checkpoint will take: the last one's size, else the engine's own count of
+        what its checkpoint holds (``engine.checkpoint_bytes()``: trainable weights with their
+        optimizer state, the frozen base only where the backend saves it; never times the ranks)."""
         done = self.candidates(quiet=True)
         if done:
             return _checkpoint_bytes(done[0])
-        module = getattr(self.engine, "module", None)
-        held = sum(getattr(p, "ds_tensor", p).numel() for p in module.parameters()) if module is not None else 0
-        return 16 * held * self.world_size
+        return self.engine.checkpoint_bytes() + RANK_FILE_BYTES * self.world_size if self.engine is not None else 0
 
     def room(self) -> str | None:
         """Why the next checkpoint would not fit the free disk space (None when it fits); every
