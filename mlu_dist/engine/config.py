@@ -10,6 +10,7 @@ from mlu_dist.config import check_choice
 ZERO_STAGES = (0, 1, 2, 3)
 OFFLOAD_TARGETS = ("none", "optimizer", "optimizer+params")
 BACKENDS = ("deepspeed", "torch")
+OPTIMIZERS = ("torch", "deepspeed")
 ENGINE_JOBS = ("base", "inject", "unlearn", "relearn", "eval")
 """Jobs that may have ZeRO settings of their own (``engine.jobs.<job>``)."""
 
@@ -22,11 +23,17 @@ class ZeroConfig:
     """ZeRO stage: 0 (plain data parallel), 1 (optimizer states sharded), 2 (+ gradients), 3 (+ parameters)."""
     offload: str = "none"
     """'none', 'optimizer' (stages 1-3: optimizer states in CPU memory) or 'optimizer+params' (stage 3 only)."""
+    optimizer: str = "torch"
+    """'torch': torch.optim.AdamW (fused on GPU), nothing to compile. 'deepspeed': DeepSpeed's FusedAdam
+    (CPU Adam under offload), JIT-compiled at first use (nvcc + ninja on the node, ~1-2 min) unless
+    installed prebuilt (DS_BUILD_FUSED_ADAM=1 / DS_BUILD_CPU_ADAM=1); a JIT build goes to a node-local
+    TORCH_EXTENSIONS_DIR when none is set."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Any further DeepSpeed config entries, merged last (e.g. {'zero_optimization': {'overlap_comm': true}})."""
 
     def check(self) -> list[str]:
         out = check_choice("stage", self.stage, ZERO_STAGES) + check_choice("offload", self.offload, OFFLOAD_TARGETS)
+        out += check_choice("optimizer", self.optimizer, OPTIMIZERS)
         if self.offload == "optimizer" and self.stage == 0:
             out.append("offload: optimizer offload needs ZeRO stage 1, 2 or 3 (got stage 0)")
         if self.offload == "optimizer+params" and self.stage != 3:
