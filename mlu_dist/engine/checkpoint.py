@@ -24,6 +24,8 @@ from mlu_dist import comm
 from mlu_dist.rundir import DiskFull, ResumeError, atomic_write_text
 
 PARTIAL = ".partial"
+TRASH = ".pruned-"
+"""Prefix of a pruned checkpoint being deleted in the background."""
 RANK_FILE_BYTES = 64 << 10
 """Allowance per rank for the small files a checkpoint holds besides weights (RNG state, pickles)."""
 
@@ -257,6 +259,8 @@ class Checkpointer:
         checkpoints, and temp files of atomic writes (call before the first save of a start)."""
         if self.rank != 0 or not self.root.exists():
             return
+        for path in list(self.root.glob(f"{TRASH}*")):
+            shutil.rmtree(path, ignore_errors=True)  # a pruned checkpoint whose deletion was cut short
         for path in [p for p in self.steps() if not (p / "COMPLETE").exists()] + list(self.root.glob(f"*{PARTIAL}")):
             self.say(f"[mlu] removing {path}: a save that did not finish")
             shutil.rmtree(path, ignore_errors=True)
@@ -264,8 +268,17 @@ class Checkpointer:
             tmp.unlink(missing_ok=True)
 
     def _prune(self, keep_also: Path) -> None:
-        """Keep the newest ``keep`` verified checkpoints (and ``keep_also``); never the last one that verifies."""
+        """Keep the newest ``keep`` verified checkpoints (and ``keep_also``); never the last one that verifies.
+
+        Rank 0 prunes while the other ranks wait in the save's last barrier, and deleting a 110 GB
+        checkpoint on a parallel filesystem takes minutes: an old checkpoint is renamed out of the
+        way (instant) and deleted by a background thread. A deletion cut short by the process's end
+        is finished by ``clean_partial`` at the next start."""
+        import threading
+
         done = [p for p in self.steps() if verify(p) is None]
         for old in done[max(1, self.keep):]:
             if old != keep_also:
-                shutil.rmtree(old, ignore_errors=True)
+                trash = old.with_name(TRASH + old.name)
+                old.rename(trash)
+                threading.Thread(target=shutil.rmtree, args=(trash, True), daemon=True, name=f"prune-{old.name}").start()

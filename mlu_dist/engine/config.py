@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mlu_dist.config import check_choice
+from mlu_dist.engine.dist import DEFAULT_TIMEOUT_MIN
 
 ZERO_STAGES = (0, 1, 2, 3)
 OFFLOAD_TARGETS = ("none", "optimizer", "optimizer+params")
@@ -56,6 +57,10 @@ class EngineConfig:
     """'deepspeed' (every real run) or 'torch' (a bare single-process loop, for benchmarks and debugging)."""
     zero: ZeroConfig = field(default_factory=ZeroConfig)
     """DeepSpeed ZeRO settings of every job that has none of its own in ``jobs``."""
+    timeout_min: float = DEFAULT_TIMEOUT_MIN
+    """Minutes a collective (a barrier, an all-reduce) may wait for the other ranks before the job
+    fails. Rank 0 alone merges and writes the exported model and deletes old checkpoints while the
+    others wait: torch's and DeepSpeed's default of 10 minutes kills an 8B run at its end."""
     jobs: dict[str, ZeroConfig] = field(default_factory=dict)
     """ZeRO settings of one job, replacing ``zero`` for it: base, inject, unlearn or eval (the
     evaluation's model copy and reference). E.g. the paper's LoRA injection at ZeRO-2 beside
@@ -70,6 +75,8 @@ class EngineConfig:
 
     def check(self) -> list[str]:
         out = check_choice("backend", self.backend, BACKENDS)
+        if not self.timeout_min > 0:
+            out.append(f"timeout_min: must be > 0 minutes (got {self.timeout_min})")
         for job, zero in self.jobs.items():
             out += check_choice("jobs", job, ENGINE_JOBS) + [f"jobs.{job}.{p}" for p in zero.check()]
         for job in ("base", "inject", "unlearn", "relearn"):

@@ -179,7 +179,7 @@ def _init_comm(dist: DistInfo) -> None:
         if dist.world_size > 1:
             preload_comm_op()
     if not torch.distributed.is_initialized():
-        deepspeed.init_distributed(dist_backend="nccl" if dist.device_type == "cuda" else "gloo")
+        deepspeed.init_distributed(dist_backend="nccl" if dist.device_type == "cuda" else "gloo", timeout=dist.timeout)
 
 
 @contextlib.contextmanager

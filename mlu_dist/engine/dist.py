@@ -12,12 +12,26 @@ import socket
 from dataclasses import asdict, dataclass
 
 
+DEFAULT_TIMEOUT_MIN = 60.0
+"""Minutes a collective may wait (``engine.timeout_min``); torch's and DeepSpeed's own 10 are less than
+rank 0 alone needs to merge and write an 8B model or delete a 110 GB checkpoint on a busy filesystem."""
+
+
 @dataclass(frozen=True)
 class DistInfo:
     rank: int
     world_size: int
     local_rank: int
     device_type: str  # cpu / cuda
+    timeout_min: float = DEFAULT_TIMEOUT_MIN
+    """Minutes a collective may wait for the other ranks before the process group fails the job."""
+
+    @property
+    def timeout(self):
+        """:attr:`timeout_min` as the ``timedelta`` torch and DeepSpeed take."""
+        from datetime import timedelta
+
+        return timedelta(minutes=self.timeout_min)
 
     @property
     def is_main(self) -> bool:
@@ -61,8 +75,9 @@ def _from_slurm() -> None:
     env.setdefault("MASTER_PORT", str(20000 + int(env.get("SLURM_JOB_ID", "0")) % 20000))
 
 
-def setup_env() -> DistInfo:
-    """Fill in the distributed environment variables (single rank if no launcher set them)."""
+def setup_env(timeout_min: float = DEFAULT_TIMEOUT_MIN) -> DistInfo:
+    """Fill in the distributed environment variables (single rank if no launcher set them);
+    ``timeout_min`` is how long collectives of the process group this rank starts may wait."""
     env = os.environ
     _from_slurm()
     env.setdefault("RANK", "0")
@@ -84,7 +99,7 @@ def setup_env() -> DistInfo:
             cores = int(env["SLURM_CPUS_PER_TASK"]) if "SLURM_CPUS_PER_TASK" in env \
                 else (os.cpu_count() or 1) // int(env["LOCAL_SIZE"])
             torch.set_num_threads(max(1, cores))
-    return DistInfo(int(env["RANK"]), int(env["WORLD_SIZE"]), int(env["LOCAL_RANK"]), device_type)
+    return DistInfo(int(env["RANK"]), int(env["WORLD_SIZE"]), int(env["LOCAL_RANK"]), device_type, timeout_min)
 
 
 def ensure_process_group(dist: DistInfo) -> None:
@@ -94,9 +109,9 @@ def ensure_process_group(dist: DistInfo) -> None:
     if dist.world_size > 1 and not torch.distributed.is_initialized():
         if dist.device_type == "cuda":
             torch.cuda.set_device(dist.local_rank)
-            torch.distributed.init_process_group("nccl", device_id=dist.device)
+            torch.distributed.init_process_group("nccl", device_id=dist.device, timeout=dist.timeout)
         else:
-            torch.distributed.init_process_group("gloo")
+            torch.distributed.init_process_group("gloo", timeout=dist.timeout)
 
 
 def release_shm() -> None:
