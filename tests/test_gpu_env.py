@@ -87,3 +87,92 @@ def test_pruning_an_old_checkpoint_does_not_hold_the_other_ranks(tmp_path, monke
             break
         time.sleep(0.1)
     assert not list(ck.root.glob(f"{TRASH}*"))
+
+
+# --- item 5: which device, which ranks ---------------------------------------------------------
+
+_DIST_VARS = ("SUBMITIT_EXECUTOR", "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "LOCAL_SIZE", "MASTER_ADDR", "MASTER_PORT",
+              "TORCHELASTIC_RUN_ID", "CROSS_RANK", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_STEP_ID",
+              "SLURM_STEP_NUM_TASKS", "SLURM_LOCALID", "SLURM_JOB_ID", "SLURM_JOB_NODELIST", "SLURM_STEP_NODELIST",
+              "SLURM_NODELIST", "SLURM_JOB_NUM_NODES", "SLURM_NNODES", "SLURM_NODEID", "SLURM_TASKS_PER_NODE")
+
+
+@pytest.fixture
+def env(monkeypatch):
+    """A clean distributed environment; every variable set here is undone after the test."""
+    for key in _DIST_VARS:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # setup_env then leaves torch's thread count alone
+
+    def put(**values):
+        for key, value in values.items():
+            monkeypatch.setenv(key, str(value))
+    return put
+
+
+def _gpus(monkeypatch, n: int):
+    """torch.cuda.is_available / device_count mocked: n visible GPUs."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: n)
+
+
+def test_one_gpu_per_task_means_cuda_0_whatever_the_local_rank(env, monkeypatch):
+    """--gpus-per-task=1: the task of local rank 3 sees one GPU, cuda:0 (cuda:3 = invalid ordinal)."""
+    import os
+
+    env(RANK=3, WORLD_SIZE=8, LOCAL_RANK=3, MASTER_ADDR="127.0.0.1", MASTER_PORT=29500)
+    _gpus(monkeypatch, 1)
+    d = dist_mod.setup_env()
+    assert (d.device_type, d.local_rank, d.rank) == ("cuda", 0, 3) and str(d.device) == "cuda:0"
+    assert os.environ["LOCAL_RANK"] == "0"  # what DeepSpeed's engine and zero.Init index devices by
+
+
+def test_a_task_that_sees_the_nodes_gpus_takes_its_local_rank_and_a_mismatch_is_named(env, monkeypatch):
+    env(RANK=3, WORLD_SIZE=8, LOCAL_RANK=3, MASTER_ADDR="127.0.0.1", MASTER_PORT=29500)
+    _gpus(monkeypatch, 8)
+    assert dist_mod.setup_env().local_rank == 3
+    env(LOCAL_RANK=3)
+    _gpus(monkeypatch, 2)
+    with pytest.raises(RuntimeError, match=r"LOCAL_RANK=3 but this task sees 2 GPUs.*--gpus-per-task=1"):
+        dist_mod.setup_env()
+
+
+def test_a_batch_script_is_one_process_whatever_slurm_ntasks_says(env):
+    """`mlu eval` run in an sbatch script with --ntasks=16, not under srun: one rank, not 1 of 16."""
+    env(SLURM_PROCID=0, SLURM_NTASKS=16, SLURM_LOCALID=0, SLURM_JOB_ID=77, SLURM_JOB_NODELIST="gpu[01-02]")
+    d = dist_mod.setup_env()
+    assert (d.rank, d.world_size) == (0, 1)
+
+
+def test_an_srun_task_takes_slurms_ranks_over_ones_inherited_from_the_shell(env, capsys):
+    import os
+
+    env(RANK=0, WORLD_SIZE=1, MASTER_ADDR="127.0.0.1", MASTER_PORT=29500,  # left by an earlier local run
+        SLURM_PROCID=0, SLURM_NTASKS=16, SLURM_STEP_ID=0, SLURM_STEP_NUM_TASKS=16, SLURM_LOCALID=0,
+        SLURM_JOB_ID=77, SLURM_STEP_NODELIST="gpu[03-04]", SLURM_JOB_NODELIST="gpu[03-04]")
+    d = dist_mod.setup_env()
+    assert (d.rank, d.world_size, d.local_rank) == (0, 16, 0)
+    assert os.environ["MASTER_ADDR"] == "gpu03" and os.environ["MASTER_PORT"] == str(20000 + 77)
+    assert "ignoring RANK=0 WORLD_SIZE=1" in capsys.readouterr().out
+
+
+def test_ranks_set_by_torchrun_inside_an_srun_task_are_kept(env):
+    env(RANK=9, WORLD_SIZE=16, LOCAL_RANK=1, TORCHELASTIC_RUN_ID="x", MASTER_ADDR="gpu03", MASTER_PORT=29500,
+        SLURM_PROCID=1, SLURM_STEP_ID=0, SLURM_STEP_NUM_TASKS=2, SLURM_LOCALID=0)
+    d = dist_mod.setup_env()
+    assert (d.rank, d.world_size, d.local_rank) == (9, 16, 1)
+
+
+def test_a_slurm_task_exports_its_own_ranks_over_the_submitting_shells(env):
+    """sbatch exports the shell's environment; submitit refused to export over an inherited RANK."""
+    pytest.importorskip("submitit")
+    import os
+
+    from mlu_dist.launcher.slurm import export_torch_env
+
+    env(RANK=0, WORLD_SIZE=1, LOCAL_RANK=0, MASTER_ADDR="127.0.0.1", MASTER_PORT=29500,
+        SUBMITIT_EXECUTOR="slurm", SLURM_JOB_ID=77, SLURM_PROCID=5, SLURM_NTASKS=16, SLURM_LOCALID=1, SLURM_NODEID=0,
+        SLURM_JOB_NODELIST="gpu[03-04]", SLURM_JOB_NUM_NODES=2, SLURM_TASKS_PER_NODE="8(x2)")
+    export_torch_env()
+    assert (os.environ["RANK"], os.environ["WORLD_SIZE"], os.environ["LOCAL_RANK"]) == ("5", "16", "1")
+    assert os.environ["MASTER_ADDR"] == "gpu03" and os.environ["MASTER_PORT"] != "29500"
