@@ -176,3 +176,43 @@ def test_a_slurm_task_exports_its_own_ranks_over_the_submitting_shells(env):
     export_torch_env()
     assert (os.environ["RANK"], os.environ["WORLD_SIZE"], os.environ["LOCAL_RANK"]) == ("5", "16", "1")
     assert os.environ["MASTER_ADDR"] == "gpu03" and os.environ["MASTER_PORT"] != "29500"
+
+
+def test_every_8b_sweep_saves_before_its_time_limit(tmp_path):
+    """A Slurm job stopped at its limit is requeued and resumes from its last checkpoint: with
+    save_every 0 that is step 0, every time."""
+    from pathlib import Path
+
+    from mlu_dist.config import load_config
+    from mlu_dist.launcher.plan import expand
+    from mlu_dist.launcher.spec import SweepSpec
+
+    sweeps = Path(__file__).resolve().parents[1] / "configs" / "sweeps"
+    checked = 0
+    for path in sorted(sweeps.glob("*.yaml")):
+        if "llama-3.1-8b" not in path.read_text():
+            continue
+        over = [f"out_dir={tmp_path}", "axes.seeds=[0]", "axes.inject_langs=[de]", "axes.forget_langs=[en]"]
+        for cell in expand(load_config(SweepSpec, [path], over)):
+            if cell.stage in ("inject", "unlearn"):
+                train = getattr(cell.config, cell.stage).train
+                assert train.save_every > 0, f"{path.name}: {cell.id} never saves before the end"
+                checked += 1
+    assert checked
+
+
+def test_a_checkpoint_keeps_the_gpus_random_state(tmp_path, monkeypatch):
+    """torch.cuda's generator is mocked (no GPU here): what is checked is that its state is saved per
+    rank and restored on load, so GPU dropout after a resume draws what the uninterrupted run drew."""
+    from mlu_dist.engine.torch_engine import TorchEngine
+    from mlu_dist.train_config import TrainConfig
+
+    gpu = {"state": torch.tensor([1, 2, 3], dtype=torch.uint8)}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda: gpu["state"].clone())
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda s: gpu.update(state=s))
+    ck = Checkpointer(tmp_path, TorchEngine(torch.nn.Linear(3, 2), TrainConfig(steps=3)), 0, 1)
+    ck.save(1, {})
+    gpu["state"] = torch.tensor([9, 9, 9], dtype=torch.uint8)  # training went on
+    ck.load(ck.latest())
+    assert gpu["state"].tolist() == [1, 2, 3]
