@@ -18,7 +18,7 @@ from mlu_dist import comm
 from mlu_dist.data.splits import FactSplit
 from mlu_dist.eval.config import EvalConfig
 from mlu_dist.eval.generate import probe
-from mlu_dist.eval.likelihood import completion_logprobs
+from mlu_dist.eval.likelihood import completion_logprobs, logit_rows
 from mlu_dist.eval.metrics import METRICS, ProbeNeeds, value_spec
 from mlu_dist.eval.prompts import check_prompt_style, format_prompt
 from mlu_dist.tokens import Example
@@ -118,9 +118,13 @@ class Evaluator:
         return [answers for answers, _ in self._probe(prompts, None, True)]
 
     def score(self, examples: list[Example]) -> list[tuple[float, int]]:
-        """``(sum log-prob, n tokens)`` of each example's completion given its prompt."""
+        """``(sum log-prob, n tokens)`` of each example's completion given its prompt.
+
+        A batch is one forward (ZeRO-3 lockstep counts forwards by batches), so the batch is cut to
+        what fits the logits bound here rather than inside ``completion_logprobs``."""
+        rows = min(self.cfg.batch_size, logit_rows(self.max_len, len(self.tok)))
         return run_sharded(
-            examples, lambda e: len(e.prompt) + len(e.completion), self.cfg.batch_size,
+            examples, lambda e: len(e.prompt) + len(e.completion), rows,
             lambda batch: completion_logprobs(self.forward, self.tok, batch, self.max_len, len(batch)), self.who)
 
     # --- metrics -------------------------------------------------------------------------------

@@ -98,7 +98,7 @@ class BaseJob:
 
 def run_base(cfg: ExperimentConfig) -> Path:
     """Train (or reuse) the base model; returns its run directory, whose ``model/`` loads with HF."""
-    dist = setup_env()
+    dist = setup_env(cfg.engine.timeout_min)
     run_dir = base_run_dir(cfg)
     if rundir.is_done(run_dir) and not cfg.run.overwrite:
         say(dist, f"base model cached: {run_dir}/model (same data/model/base config; run.overwrite=true retrains)")

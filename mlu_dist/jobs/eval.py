@@ -40,7 +40,7 @@ def _identity(cfg: ExperimentConfig, langs: list[str], split, model_path: Path) 
 def evaluate_model(cfg: ExperimentConfig, model_path: Path, out_dir: Path, overwrite: bool = False,
                    inject_langs: list[str] | None = None) -> dict:
     """Evaluate ``model_path`` on the configured facts; returns the summary (every rank)."""
-    dist = setup_env()
+    dist = setup_env(cfg.engine.timeout_min)
     facts, _ = load_data(cfg.data)
     langs = list(cfg.eval.langs) or list(facts.langs)
     split = split_facts(facts.fact_ids, cfg.inject.n_targets, cfg.inject.n_controls, cfg.inject.split_seed)
@@ -132,7 +132,7 @@ def run_eval(cfg: ExperimentConfig, run_dir: str | None = None, model: str | Non
     if meta is not None and meta.exists() and json.loads(meta.read_text()).get("job") in ("inject", "unlearn"):
         inject_langs = list(cfg.inject.langs)
     summary = evaluate_model(cfg, model_path, out_dir, overwrite, inject_langs)
-    dist = setup_env()
+    dist = setup_env(cfg.engine.timeout_min)
     if dist.is_main:
         langs = list(cfg.eval.langs) or list(cfg.data.langs)
         print(format_table(summary, langs, inject_langs))

@@ -179,7 +179,7 @@ def check_data(cfg: ExperimentConfig, dist: DistInfo) -> None:
 
 def run_inject(cfg: ExperimentConfig) -> Path:
     """Inject (or reuse the finished injection of this config); returns its run directory."""
-    dist = setup_env()
+    dist = setup_env(cfg.engine.timeout_min)
     run_dir = inject_run_dir(cfg)
     sections = InjectJob.sections
     if rundir.is_done(run_dir) and not cfg.run.overwrite:

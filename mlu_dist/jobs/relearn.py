@@ -252,7 +252,7 @@ def format_recovery(langs: dict, start: str, attack: str) -> str:
 def run_relearn(cfg: ExperimentConfig, source_run: str | Path, start: str, attack: str | Attack) -> Path:
     """Run one attack (or reuse its finished run); returns its run directory."""
     attack = parse_attack(attack) if isinstance(attack, str) else attack
-    dist = setup_env()
+    dist = setup_env(cfg.engine.timeout_min)
     sources = attack_sources(Path(source_run))
     if start not in sources:
         raise ConfigError(f"relearn start '{start}': {source_run} offers {', '.join(sources)} "

@@ -236,7 +236,7 @@ class UnlearnJob:
 
 def run_unlearn(cfg: ExperimentConfig) -> Path:
     """Unlearn (or reuse the finished unlearning run of this config); returns its run directory."""
-    dist = setup_env()
+    dist = setup_env(cfg.engine.timeout_min)
     from_run = _check_from_run(cfg.unlearn.from_run)
     run_dir = unlearn_run_dir(cfg)
     if rundir.is_done(run_dir) and not cfg.run.overwrite:

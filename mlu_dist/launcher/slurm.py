@@ -17,15 +17,25 @@ from mlu_dist.launcher.plan import Cell, sweep_dir
 from mlu_dist.launcher.spec import Resources, SweepSpec
 
 
+def export_torch_env() -> None:
+    """In a multi-task job, the torch distributed variables from Slurm's (submitit's reading of them).
+
+    sbatch exports the submitting shell's environment: a RANK / MASTER_* left there by an earlier
+    torchrun or local run is not this job's (and submitit refuses to export over it), so it goes."""
+    import os
+
+    if int(os.environ.get("SLURM_NTASKS", "1")) > 1:
+        for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+            os.environ.pop(key, None)
+        submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+
+
 class CellTask(submitit.helpers.Checkpointable):
     """One sweep cell as a Slurm task. Multi-task jobs export the torch distributed environment
     (rank, world size, master address/port) from Slurm before DeepSpeed starts."""
 
     def __call__(self, stage: str, config: str | None, root: str) -> dict:
-        import os
-
-        if int(os.environ.get("SLURM_NTASKS", "1")) > 1:
-            submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+        export_torch_env()
         from mlu_dist.launcher.tasks import run_cell
 
         result = run_cell(stage, config, root)
