@@ -42,6 +42,16 @@ def collect_attacks(root: Path) -> dict:
     return dict(found)
 
 
+def _declared_groups(run: Path) -> dict:
+    """The run's data.groups (empty: the default groups)."""
+    from omegaconf import OmegaConf
+
+    if not (Path(run) / "config.yaml").exists():
+        return {}
+    groups = OmegaConf.select(OmegaConf.load(Path(run) / "config.yaml"), "data.groups", default=None)
+    return OmegaConf.to_container(groups) if groups else {}
+
+
 def _groups(run_dirs: list[Path], inject: list[str], metric: str = "fake_rate") -> dict:
     """Group stats pooled over runs (seeds): the bootstrap resamples runs, then facts."""
     from mlu_dist.eval.stats import bootstrap_ci
@@ -56,7 +66,7 @@ def _groups(run_dirs: list[Path], inject: list[str], metric: str = "fake_rate") 
         if metric not in values:
             continue
         by_lang = values[metric]
-        for group, members in language_groups(list(by_lang), inject).items():
+        for group, members in language_groups(list(by_lang), inject, _declared_groups(run)).items():
             units[group].append(group_fact_means(by_lang, members))
     return {g: bootstrap_ci(u) for g, u in units.items()}
 

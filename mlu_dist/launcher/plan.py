@@ -68,7 +68,7 @@ def expand(spec: SweepSpec) -> list[Cell]:
                 starts = ("injected", "base") if not cfg.inject.from_model or Path(cfg.inject.from_model).exists() \
                     else ("injected",)
                 cell.outputs = [relearn_run_dir(cfg, cell.run_dir, start, a) for a in cfg.relearn.parsed(
-                    list(cfg.inject.langs), list(cfg.data.langs)) for start in starts]
+                    list(cfg.inject.langs), list(cfg.data.langs), cfg.data.groups) for start in starts]
             injects.append(cell)
             if not unlearned:
                 continue
@@ -79,7 +79,7 @@ def expand(spec: SweepSpec) -> list[Cell]:
                 for forget in spec.axes.forget_langs:
                     # settings that name the same languages for this injection (en / orig / en+orig
                     # for an English injection) would be the same run: plan it once
-                    langs = tuple(resolve_langs(forget, [lang], list(cfg.data.langs)))
+                    langs = tuple(resolve_langs(forget, [lang], list(cfg.data.langs), cfg.data.groups))
                     if langs in planned:
                         continue
                     planned.add(langs)
@@ -95,7 +95,8 @@ def expand(spec: SweepSpec) -> list[Cell]:
                                  unlearn_run_dir(ucfg), [cell.id])
                     if attacked:
                         ucell.outputs = [relearn_run_dir(ucfg, ucell.run_dir, "unlearned", a)
-                                         for a in ucfg.relearn.parsed(list(ucfg.inject.langs), list(ucfg.data.langs))]
+                                         for a in ucfg.relearn.parsed(list(ucfg.inject.langs), list(ucfg.data.langs),
+                                                                     ucfg.data.groups)]
                     unlearns.append(ucell)
     report = Cell("report", "report", "report", None, root / "report", [c.id for c in unlearns] or [c.id for c in injects])
     return cells + injects + unlearns + [report]
