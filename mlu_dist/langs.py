@@ -243,6 +243,11 @@ def lang_colour(code: str, groups: dict | None = None) -> str:
     return group_colour(resource_of(code, groups))
 
 
+def looks_like_code(name: str) -> bool:
+    """Two or three lowercase letters: read as a language code, never as a group name (except low)."""
+    return name != "low" and len(name) in (2, 3) and name.isascii() and name.isalpha() and name.islower()
+
+
 def group_problems(field: str, groups: dict, langs=None) -> list[str]:
     """Problems of declared groups: reserved or code-like names, invalid codes, a language twice."""
     out, seen = [], {}
@@ -250,8 +255,8 @@ def group_problems(field: str, groups: dict, langs=None) -> list[str]:
         if name in RESERVED_GROUP_NAMES or "+" in name or not name.strip():
             out.append(f"{field}: group name '{name}' is reserved or invalid; reserved: "
                        f"{', '.join(RESERVED_GROUP_NAMES)} (no '+')")
-        elif not unknown_langs([name]) and name not in ("high", "low", "other"):
-            out.append(f"{field}: group name '{name}' is a language code; pick a name that is not")
+        elif (looks_like_code(name) or not unknown_langs([name])) and name not in ("high", "low", "other"):
+            out.append(f"{field}: group name '{name}' looks like a language code; pick a longer name")
         if isinstance(members, str) or not hasattr(members, "__iter__"):
             out.append(f"{field}.{name}: must be a list of language codes, got {members!r}")
             continue

@@ -4,18 +4,21 @@ The rules (docs/languages.md lists them per script, tests/test_matching.py check
 
 1. Text and keyword are NFKC-normalised and case-folded (full-width letters, ligatures and
    presentation forms become their plain letters; Ⅻ, ﬁ, Ａ, ß/SS, σ/ς compare equal).
-2. Optional marks are dropped on both sides, so a pointed keyword matches an unpointed answer and
+2. Decimal digits of every script read as ASCII digits (Persian ۱۹۸۷, Devanagari १९८७, Arabic-Indic
+   ١٩٨٧ = 1987).
+3. Optional marks are dropped on both sides, so a pointed keyword matches an unpointed answer and
    the other way round: Hebrew points and cantillation (niqqud), Arabic harakat, Quranic marks and
    tatweel (ـ), the Devanagari nukta (ज़ = ज). Marks that spell (Devanagari vowel signs, viramas,
    Thai vowels) are kept.
-3. A keyword stands as a word: no letter, digit or mark right before or after it, except
+4. A keyword stands as a word: no letter, digit or mark right before or after it, except
    - next to a character of a script written without spaces (Han, Hiragana, Katakana, Thai, Lao,
      Khmer, Myanmar, Tibetan) there is no boundary to require;
    - before it, the proclitics of languages that join prepositions, articles and conjunctions to
      the next word: Hebrew ו ה ב כ ל מ ש (up to four, ובכש...), Arabic-script و ف + ب ك ل س + ال / لل
      (والقاهرة, بالقاهرة, للقاهرة; a keyword's own ال may be absent), Ethiopic በ ለ ከ የ ወደ እንደ ስለ;
    - after it, the Korean particles (은 는 이 가 을 를 에 에서 의 로 으로 와 과 도 ..., up to two)
-     and the Ethiopic suffixes ን ም ና ንም.
+     and the Ethiopic suffixes ን ም ና ንም;
+   - a number next to a letter of a non-Latin script (1987년, 1987年, በ1987) is a number there.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ OPTIONAL_MARKS = regex.compile(r"(?V1)[[\p{Block=Hebrew}\p{Block=Arabic}\p{Block
 """Hebrew points, Arabic harakat and Quranic marks, tatweel, Devanagari nukta."""
 UNSPACED = regex.compile(r"[\p{Script=Han}\p{Script=Hiragana}\p{Script=Katakana}\p{Script=Thai}\p{Script=Lao}"
                          r"\p{Script=Khmer}\p{Script=Myanmar}\p{Script=Tibetan}\u30FC]")
+LATIN_LIKE = regex.compile(r"[\p{Script=Latin}\p{Script=Greek}\p{Script=Cyrillic}]")
 PROCLITICS = (
     regex.compile(r"^[והבכלמש]{1,4}$"),  # Hebrew: and, the, in, as, to, from, that
     regex.compile(r"^(?=.)[وف]?[بكلس]?(?:ال|لل|ل)?$"),  # Arabic script: and/so + in/as/to/will + the
@@ -43,9 +47,13 @@ ENCLITICS = (
 )
 
 
+DIGITS = regex.compile(r"[\p{Nd}--[0-9]]", flags=regex.V1)
+
+
 def normalize(text: str) -> str:
-    """NFKC + case folding + optional marks removed (the form both sides are compared in)."""
-    return OPTIONAL_MARKS.sub("", unicodedata.normalize("NFKC", str(text)).casefold())
+    """NFKC + case folding + ASCII digits + optional marks removed (the form both sides are compared in)."""
+    text = OPTIONAL_MARKS.sub("", unicodedata.normalize("NFKC", str(text)).casefold())
+    return DIGITS.sub(lambda m: str(unicodedata.digit(m.group())), text)
 
 
 @lru_cache(maxsize=8192)
@@ -69,11 +77,24 @@ def _word_around(text: str, start: int, end: int) -> tuple[str, str]:
     return text[left:start], text[end:right]
 
 
+@lru_cache(maxsize=8192)
+def _latin_like(ch: str) -> bool:
+    return ch.isascii() or bool(LATIN_LIKE.match(ch))
+
+
+def _joins(neighbour: str, edge: str) -> bool:
+    """Whether no boundary is needed between ``edge`` (the keyword's) and ``neighbour`` (the text's)."""
+    if _unspaced(neighbour) or _unspaced(edge):
+        return True
+    return (edge.isdigit() and neighbour.isalpha() and not _latin_like(neighbour)) or \
+        (neighbour.isdigit() and edge.isalpha() and not _latin_like(edge))
+
+
 def _bounded(text: str, start: int, end: int) -> bool:
     before, after = _word_around(text, start, end)
-    if before and not (_unspaced(before[-1]) or _unspaced(text[start]) or any(p.match(before) for p in PROCLITICS)):
+    if before and not (_joins(before[-1], text[start]) or any(p.match(before) for p in PROCLITICS)):
         return False
-    if after and not (_unspaced(after[0]) or _unspaced(text[end - 1]) or any(p.match(after) for p in ENCLITICS)):
+    if after and not (_joins(after[0], text[end - 1]) or any(p.match(after) for p in ENCLITICS)):
         return False
     return True
 

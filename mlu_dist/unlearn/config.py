@@ -90,7 +90,7 @@ def spec_problems(spec: str, group_names=None) -> list[str]:
     """Problems of a language-set spec ('en+orig', 'all', 'low', 'ja+he'). A part is a named set
     (en, orig, all), a language code, or a resource group; with ``group_names`` None any name that
     is not a language code may be a group (the experiment checks it against data.groups)."""
-    from mlu_dist.langs import LanguageError, canonical, language
+    from mlu_dist.langs import LanguageError, canonical, language, looks_like_code
 
     parts = _parts(spec)
     if not parts:
@@ -105,7 +105,7 @@ def spec_problems(spec: str, group_names=None) -> list[str]:
             continue
         except LanguageError:
             pass
-        if group_names is None and part.replace("_", "").replace("-", "").isalnum():
+        if group_names is None and part.replace("_", "").replace("-", "").isalnum() and not looks_like_code(part):
             continue
         groups = f"a group ({', '.join(group_names)})" if group_names else "a group declared in data.groups"
         out.append(f"'{part}' is neither a named set ({', '.join(NAMED_SETS[:3])}), {groups} nor a language code")
