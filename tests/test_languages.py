@@ -3,6 +3,7 @@
 
 import copy
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -83,14 +84,14 @@ def test_check_flags_planted_problems_per_language():
 
 def test_declared_groups_drive_forget_sets_and_summary_groups():
     langs = ["en", "ja", "ko", "zh", "ar", "he", "am", "sw"]
-    groups = {"cjk": ["ja", "ko", "zh"], "semitic": ["ar", "he", "am"]}
+    groups = {"east_asian": ["ja", "ko", "zh"], "semitic": ["ar", "he", "am"]}
     # the paper's languages first (zh), then the data's order
-    assert effective_groups(langs, groups) == {"cjk": ["zh", "ja", "ko"], "semitic": ["ar", "he", "am"],
+    assert effective_groups(langs, groups) == {"east_asian": ["zh", "ja", "ko"], "semitic": ["ar", "he", "am"],
                                                "other": ["sw"]}
     assert resolve_langs("en+orig", ["ja"], langs, groups) == ["en", "ja"]
     assert resolve_langs("semitic+orig", ["ja"], langs, groups) == ["ja", "ar", "he", "am"]
     assert resolve_langs("other", ["ja"], langs) == ["ja", "ko", "ar", "he", "am", "sw"]  # zh: the paper's high
-    assert language_groups(langs, ["he"], groups) == {"en": ["en"], "orig": ["he"], "cjk": ["zh", "ja", "ko"],
+    assert language_groups(langs, ["he"], groups) == {"en": ["en"], "orig": ["he"], "east_asian": ["zh", "ja", "ko"],
                                                       "semitic": ["ar", "am"], "other": ["sw"]}
     assert spec_problems("en+semtic", tuple(groups)) and not spec_problems("en+semitic", tuple(groups))
     assert spec_problems("fake+xx") and not spec_problems("en+semitic")  # unknown groups: checked later
@@ -200,3 +201,32 @@ def test_import_splits_names_misaligned_and_missing_data(tmp_path):
         read_splits(tmp_path / "b", "forget01")
     with pytest.raises(DataError, match="no 'forget05_<lang>' folders.*forget01"):
         read_splits(tmp_path / "b", "forget05")
+
+
+@pytest.mark.slow
+def test_a_quick_sweep_injects_in_ja_and_he_and_reports_the_declared_groups(tmp_path, monkeypatch):
+    """The debug executor in this process, torch backend, the polyglot facts (Hebrew stored as iw):
+    base, injections in ja and he, GA unlearning in en+orig and in the declared group 'semitic'."""
+    from mlu_dist.config import load_config
+    from mlu_dist.launcher.run import submit
+    from mlu_dist.launcher.spec import SweepSpec
+
+    monkeypatch.setenv("MLU_PROGRESS", "0")
+    over = [f"out_dir={tmp_path}", "executor=debug", "name=langs", "axes.inject_langs=[ja,he]", "axes.methods=[ga]",
+            "axes.forget_langs=[en+orig,semitic]"]
+    spec = load_config(SweepSpec, [], over)
+    spec.overrides = ["engine.backend=torch", f"data.source={POLYGLOT}", "data.langs=[en,ja,ko,he,ar]",
+                      "data.groups={east_asian: [ja, ko], semitic: [he, ar]}", "inject.langs=[ja]", "tracking.wandb=false", "base.steps=10",
+                      "model.max_seq_len=64", "model.vocab_size=600", "inject.n_targets=1", "inject.n_controls=1",
+                      "inject.train.steps=2", "inject.train.eval_every=2", "unlearn.train.steps=2",
+                      "unlearn.train.eval_every=2", "eval.n_boot=20", "eval.max_new_tokens=4"]
+    result = submit(spec)
+    assert all(s == "finished" for s in result["results"].values()), result["results"]
+    grid = json.loads((tmp_path / "langs" / "report" / "grid.json").read_text())
+    settings = {(r["inject"], r["setting"]): set(r["cells"]) for r in grid["rows"]}
+    assert settings[("ja", "semitic")] == {"en", "orig", "east_asian", "semitic"}  # ja's east_asian group keeps ko
+    assert settings[("he", "en+orig")] == {"en", "orig", "east_asian", "semitic"}  # he's semitic group keeps ar
+    report = (tmp_path / "langs" / "report" / "report.md").read_text()
+    assert re.search(r"\| forget setting +\| English +\| original +\| east_asian +\| semitic +\| agree \|", report)
+    groups_csv = next((tmp_path / "langs").rglob("groups_fake_rate.csv")).read_text()
+    assert ",semitic," in groups_csv and ",east_asian," in groups_csv and ",high," not in groups_csv

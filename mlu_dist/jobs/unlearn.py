@@ -151,9 +151,10 @@ class UnlearnJob:
         examples = {"forget": forget_examples(self.facts, self.split, self.forget_langs, u.fixed_forget_size, t.seed,
                                                   u.forget_scope),
                     "retain": retain_examples(self.facts, self.split, self.retain_langs)}
-        chosen, rejected = refusal_pairs(self.facts, self.split, self.forget_langs)
-        examples |= {"idk": chosen, "chosen": chosen, "rejected": rejected}
         wanted = wanted_pools(self.method, u.retain_weight)
+        if {"idk", "chosen", "rejected"} & set(wanted):  # only IdK-style methods need an "I don't know"
+            chosen, rejected = refusal_pairs(self.facts, self.split, self.forget_langs)
+            examples |= {"idk": chosen, "chosen": chosen, "rejected": rejected}
         cut = Cut()
         pools = {name: encode_all(self.tokenizer, examples[name], cfg.model.max_seq_len, cut) for name in wanted}
         forget = "+".join(self.forget_langs)
