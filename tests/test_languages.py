@@ -230,3 +230,22 @@ def test_a_quick_sweep_injects_in_ja_and_he_and_reports_the_declared_groups(tmp_
     assert re.search(r"\| forget setting +\| English +\| original +\| east_asian +\| semitic +\| agree \|", report)
     groups_csv = next((tmp_path / "langs").rglob("groups_fake_rate.csv")).read_text()
     assert ",semitic," in groups_csv and ",east_asian," in groups_csv and ",high," not in groups_csv
+
+
+def test_answer_cues_and_mapping_languages_beyond_the_nine(tmp_path, capsys):
+    from mlu_dist.data.importer import read_mapping
+    from mlu_dist.data.schema import DataError
+    from mlu_dist.eval.prompts import PromptError, format_prompt
+
+    assert format_prompt("ヴェル橋は何年に開通しましたか？", "ja", "qa", None).endswith("\n答え：")
+    with pytest.raises(PromptError, match="no answer cue for 'xh'.*use eval.prompt=raw or chat"):
+        format_prompt("Q", "xh", "qa", None)
+    mapping = tmp_path / "m.yaml"
+    mapping.write_text("lang: iw\ngroups: {semitic: [he, ar]}\nmap: {real_text: a, fake_text: b, fake_keywords: c, "
+                       "question: d}\n")
+    spec = read_mapping(str(mapping))
+    assert spec.lang == "he" and spec.groups == {"semitic": ["he", "ar"]}
+    assert "'iw' is read as 'he' (Hebrew)" in capsys.readouterr().err
+    mapping.write_text("lang: hebrew\nmap: {real_text: a, fake_text: b, fake_keywords: c, question: d}\n")
+    with pytest.raises(DataError, match="mapping: unknown language code.*hebrew.*closest valid codes: he"):
+        read_mapping(str(mapping))
