@@ -77,7 +77,8 @@ class ExperimentConfig:
         from mlu_dist.unlearn.config import spec_problems
 
         names = tuple(dict.fromkeys([*self.data.resource_groups(), "high", "low", "other"]))
-        specs = [("unlearn.forget_langs", self.unlearn.forget_langs), ("unlearn.retain_langs", self.unlearn.retain_langs)]
+        specs = [("unlearn.forget_langs", self.unlearn.forget_langs),
+                 ("unlearn.retain_langs", self.unlearn.retain_langs)]
         for attack in self.relearn.attacks:
             try:
                 specs.append(("relearn.attacks", parse_attack(attack).langs))

@@ -130,7 +130,8 @@ def read_splits(root: str | Path, split: str, groups: dict | None = None, langs=
     records = [rec for c in codes for rec in _records(c, *rows[c], split, groups or {})]
     for note in notes:
         print(f"warning: {note}", file=sys.stderr)
-    others = sorted({p.name.rsplit("_", 1)[0] for p in Path(root).iterdir() if p.is_dir()} - {split, f"{split}_{PERTURBED}"})
+    others = sorted({p.name.rsplit("_", 1)[0] for p in Path(root).iterdir() if p.is_dir()}
+                    - {split, f"{split}_{PERTURBED}"})
     return records, {"kind": "imported-splits", "source": str(root), "split": split,
                      "langs": order_langs(set(codes.values())), "rows": len(next(iter(rows.values()))[0]),
                      "notes": notes, "not_imported": others, "groups": groups or {}}
