@@ -250,3 +250,14 @@ def test_answer_cues_and_mapping_languages_beyond_the_nine(tmp_path, capsys):
     mapping.write_text("lang: hebrew\nmap: {real_text: a, fake_text: b, fake_keywords: c, question: d}\n")
     with pytest.raises(DataError, match="mapping: unknown language code.*hebrew.*closest valid codes: he"):
         read_mapping(str(mapping))
+
+
+def test_lists_saved_as_text_are_read_in_both_importers():
+    from mlu_dist.data.importer import _keywords
+    from mlu_dist.data.qa_splits import as_list
+    from mlu_dist.data.schema import DataError
+
+    assert _keywords("['Oslo', 'オスロ']") == _keywords('["Oslo", "オスロ"]') == ["Oslo", "オスロ"]
+    assert as_list("['אוסלו', None, '']", "x") == ["אוסלו"] and as_list(None, "x") == [] and as_list("Oslo", "x") == ["Oslo"]
+    with pytest.raises(DataError, match="forget01_perturbed_he row 3: perturbed_answer: a list stored as text"):
+        as_list("['a', 'b'", "forget01_perturbed_he row 3: perturbed_answer")

@@ -24,6 +24,7 @@ directory gets ``facts.jsonl`` and ``dataset.json`` (where it came from and how 
 
 from __future__ import annotations
 
+import ast
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,10 +114,16 @@ def mapping_lang(code: str) -> str:
 
 
 def _as_list(value):
+    """A list cell as a list, also when saved as JSON or as a Python repr ("['a', 'b']")."""
     if isinstance(value, str) and value.strip().startswith("["):
         try:
             return json.loads(value)
         except json.JSONDecodeError:
+            pass
+        try:
+            parsed = ast.literal_eval(value.strip())
+            return parsed if isinstance(parsed, list) else value
+        except (ValueError, SyntaxError):
             pass
     return value
 
