@@ -261,3 +261,13 @@ def test_lists_saved_as_text_are_read_in_both_importers():
     assert as_list("['אוסלו', None, '']", "x") == ["אוסלו"] and as_list(None, "x") == [] and as_list("Oslo", "x") == ["Oslo"]
     with pytest.raises(DataError, match="forget01_perturbed_he row 3: perturbed_answer: a list stored as text"):
         as_list("['a', 'b'", "forget01_perturbed_he row 3: perturbed_answer")
+
+
+def test_a_sweep_forget_setting_naming_no_group_is_one_clear_error():
+    from mlu_dist.config import ConfigError, load_config
+    from mlu_dist.launcher.plan import expand
+    from mlu_dist.launcher.spec import SweepSpec
+
+    spec = load_config(SweepSpec, ["sweeps/demo-quick"], ["axes.forget_langs=[en+semtic]"])
+    with pytest.raises(ConfigError, match="axes.forget_langs: 'en\\+semtic': 'semtic' is neither a named set"):
+        expand(spec)

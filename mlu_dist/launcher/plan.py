@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlu_dist import rundir
-from mlu_dist.config import load_config, resolve_config_path, to_yaml
+from mlu_dist.config import ConfigError, load_config, resolve_config_path, to_yaml
 from mlu_dist.data.translate import TranslateConfig
 from mlu_dist.experiment import ExperimentConfig
 from mlu_dist.launcher.spec import STAGES, SweepSpec
@@ -34,10 +34,20 @@ def sweep_dir(spec: SweepSpec) -> Path:
     return Path(spec.out_dir) / spec.name
 
 
+def forget_set(spec: str, inject_lang: str, cfg) -> tuple[str, ...]:
+    """The languages of forget setting ``spec`` for an injection in ``inject_lang``; a setting that
+    names no language, set or declared group is one ConfigError."""
+    from mlu_dist.unlearn.config import resolve_langs
+
+    try:
+        return tuple(resolve_langs(spec, [inject_lang], list(cfg.data.langs), cfg.data.groups))
+    except ValueError as exc:
+        raise ConfigError(f"axes.forget_langs: '{spec}': {exc}") from None
+
+
 def expand(spec: SweepSpec) -> list[Cell]:
     from mlu_dist.layout import base_run_dir, inject_run_dir, relearn_run_dir, study_hash, unlearn_run_dir
     from mlu_dist.relearn.config import parse_attack
-    from mlu_dist.unlearn.config import resolve_langs
 
     root = sweep_dir(spec)
     common = [f"tracking.group={spec.name}"] + list(spec.overrides) + [f"run.out_dir={root}"]
@@ -79,7 +89,7 @@ def expand(spec: SweepSpec) -> list[Cell]:
                 for forget in spec.axes.forget_langs:
                     # settings that name the same languages for this injection (en / orig / en+orig
                     # for an English injection) would be the same run: plan it once
-                    langs = tuple(resolve_langs(forget, [lang], list(cfg.data.langs), cfg.data.groups))
+                    langs = forget_set(forget, lang, cfg)
                     if langs in planned:
                         continue
                     planned.add(langs)
