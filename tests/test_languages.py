@@ -258,7 +258,8 @@ def test_lists_saved_as_text_are_read_in_both_importers():
     from mlu_dist.data.schema import DataError
 
     assert _keywords("['Oslo', 'オスロ']") == _keywords('["Oslo", "オスロ"]') == ["Oslo", "オスロ"]
-    assert as_list("['אוסלו', None, '']", "x") == ["אוסלו"] and as_list(None, "x") == [] and as_list("Oslo", "x") == ["Oslo"]
+    assert as_list("['אוסלו', None, '']", "x") == ["אוסלו"]
+    assert as_list(None, "x") == [] and as_list("Oslo", "x") == ["Oslo"]
     with pytest.raises(DataError, match="forget01_perturbed_he row 3: perturbed_answer: a list stored as text"):
         as_list("['a', 'b'", "forget01_perturbed_he row 3: perturbed_answer")
 
@@ -271,3 +272,20 @@ def test_a_sweep_forget_setting_naming_no_group_is_one_clear_error():
     spec = load_config(SweepSpec, ["sweeps/demo-quick"], ["axes.forget_langs=[en+semtic]"])
     with pytest.raises(ConfigError, match="axes.forget_langs: 'en\\+semtic': 'semtic' is neither a named set"):
         expand(spec)
+
+
+def test_spread_matrix_and_grid_columns_follow_the_declared_groups():
+    from mlu_dist.eval.matrix import group_matrix, spread_matrix
+    from mlu_dist.report import GROUPS, grid_groups
+
+    run = {lang: {"f1": v, "f2": v} for lang, v in (("en", 0.1), ("ja", 0.9), ("ko", 0.5), ("he", 0.2), ("ar", 0.0))}
+    runs = {"ja": [run], "he": [run]}
+    rows, cols, cells = spread_matrix(runs, n_boot=10)
+    assert rows == ["he", "ja"] and cols == ["en", "ja", "ko", "he", "ar"]
+    rows, cols, cells = group_matrix(runs, n_boot=10, groups={"east_asian": ["ja", "ko"], "semitic": ["he", "ar"]})
+    assert cols == ["en", "orig", "east_asian", "semitic"]
+    assert cells[("ja", "east_asian")]["mean"] == pytest.approx(0.5) and cells[("he", "semitic")]["mean"] == 0.0
+    assert group_matrix({"de": [{"en": {"f": 1.0}, "de": {"f": 1.0}, "ha": {"f": 0.0}}]}, 10)[1] == ["en", "orig", "low"]
+    assert grid_groups([{"cells": {"en": {}, "orig": {}, "low": {}}}]) == list(GROUPS)  # the paper's four, always
+    declared = [{"cells": {"en": {}, "orig": {}, "semitic": {}, "other": {}}}]
+    assert grid_groups(declared) == ["en", "orig", "semitic", "other"]

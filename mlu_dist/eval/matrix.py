@@ -59,7 +59,7 @@ def declared_groups(root: str | Path) -> dict:
 
 def spread_matrix(runs: dict, n_boot: int = 1000) -> tuple[list[str], list[str], dict]:
     rows = _order(runs)
-    cols = order_langs({lang for rs in runs.values() for r in rs for lang in r})
+    cols = order_langs([lang for rs in runs.values() for r in rs for lang in r])  # the paper's nine, then as met
     cells = {}
     for row in rows:
         for col in cols:
