@@ -285,7 +285,8 @@ def test_spread_matrix_and_grid_columns_follow_the_declared_groups():
     rows, cols, cells = group_matrix(runs, n_boot=10, groups={"east_asian": ["ja", "ko"], "semitic": ["he", "ar"]})
     assert cols == ["en", "orig", "east_asian", "semitic"]
     assert cells[("ja", "east_asian")]["mean"] == pytest.approx(0.5) and cells[("he", "semitic")]["mean"] == 0.0
-    assert group_matrix({"de": [{"en": {"f": 1.0}, "de": {"f": 1.0}, "ha": {"f": 0.0}}]}, 10)[1] == ["en", "orig", "low"]
+    paper = {"de": [{"en": {"f": 1.0}, "de": {"f": 1.0}, "ha": {"f": 0.0}}]}
+    assert group_matrix(paper, 10)[1] == ["en", "orig", "low"]
     assert grid_groups([{"cells": {"en": {}, "orig": {}, "low": {}}}]) == list(GROUPS)  # the paper's four, always
     declared = [{"cells": {"en": {}, "orig": {}, "semitic": {}, "other": {}}}]
     assert grid_groups(declared) == ["en", "orig", "semitic", "other"]
