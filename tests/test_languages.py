@@ -290,3 +290,15 @@ def test_spread_matrix_and_grid_columns_follow_the_declared_groups():
     assert grid_groups([{"cells": {"en": {}, "orig": {}, "low": {}}}]) == list(GROUPS)  # the paper's four, always
     declared = [{"cells": {"en": {}, "orig": {}, "semitic": {}, "other": {}}}]
     assert grid_groups(declared) == ["en", "orig", "semitic", "other"]
+
+
+def test_mlu_data_check_on_the_polyglot_set(tmp_path, capsys):
+    from mlu_dist.cli_data import main
+
+    assert main(["check", str(POLYGLOT)]) == 0
+    out = capsys.readouterr().out
+    assert "data check: OK" in out and "note    language code 'iw' read as 'he'" in out
+    bad = [dict(r, fake_keywords=["Oslo"]) if r["lang"] == "ja" else r for r in polyglot()]
+    (tmp_path / "facts.jsonl").write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in bad))
+    assert main(["check", str(tmp_path / "facts.jsonl"), "--langs", "en,ja,he"]) == 1
+    assert "ERROR   ja: 2 fact(s) whose fake keyword is not in the fake text" in capsys.readouterr().out
