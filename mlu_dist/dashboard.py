@@ -20,8 +20,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mlu_dist.langs import LANGUAGES
-from mlu_dist.report import GROUP_COLOURS, GROUP_NAMES, GROUPS, SETTING_NAMES, SETTINGS
+from mlu_dist.langs import group_columns, group_label, lang_colour, lang_index, unknown_langs
+from mlu_dist.report import GROUPS, SETTING_NAMES, SETTINGS
 
 FORMAT = "mlu_dist-dashboard/1"
 FILE = Path("report") / "dashboard.json"
@@ -51,6 +51,8 @@ class LoggedRun:
     setting: str = ""
     seed: int = 0
     langs: list[str] = field(default_factory=list)
+    groups: dict = field(default_factory=dict)
+    """The resource groups the run declared (data.groups; empty = the defaults)."""
     start: str = ""
     """Relearning attacks: the model attacked (unlearned, injected, base)."""
     attack: str = ""
@@ -74,7 +76,9 @@ def _cell(run: LoggedRun, run_dir: Path) -> None:
     get = lambda key, default="": OmegaConf.select(cfg, key, default=default)  # noqa: E731
     run.inject = "+".join(get("inject.langs", []) or [])
     run.seed = int(get("inject.split_seed", 0) or 0)
-    run.langs = [x for x in (get("eval.langs", []) or get("data.langs", []) or []) if x in LANGUAGES]
+    run.langs = [x for x in (get("eval.langs", []) or get("data.langs", []) or []) if not unknown_langs([x])]
+    groups = get("data.groups", None)
+    run.groups = OmegaConf.to_container(groups) if groups else {}
     if run.job in ("unlearn", "relearn"):
         run.method, run.setting = str(get("unlearn.method")), str(get("unlearn.forget_langs"))
         scope = str(get("unlearn.forget_scope", "all"))
@@ -125,12 +129,12 @@ def sweep_runs(root: Path) -> list[LoggedRun]:
 
 
 def _lang_order(langs) -> list[str]:
-    return sorted(set(langs), key=list(LANGUAGES).index)
+    return sorted(set(langs), key=lambda x: (lang_index(x), x))
 
 
-def colour(lang: str) -> str:
+def colour(lang: str, groups: dict | None = None) -> str:
     """The colour of a probe language's line: its resource group's, as in ``mlu report``'s curves."""
-    name = GROUP_COLOURS[LANGUAGES[lang].resource]
+    name = lang_colour(lang, groups)
     return HEX.get(name) or name
 
 
@@ -146,7 +150,7 @@ def curve_panel(title: str, step: str, prefix: str, metric: str, cell: list[Logg
     y = [f"{prefix}/{lang}/{metric}" for lang in langs]
     seeds = len({r.seed for r in cell}) > 1
     series = {f"{r.id}:{prefix}/{lang}/{metric}": {
-        "color": colour(lang), "title": f"{lang} (seed {r.seed})" if seeds else lang,
+        "color": colour(lang, r.groups), "title": f"{lang} (seed {r.seed})" if seeds else lang,
         "mark": "solid" if lang in inject.split("+") else "dashed"} for r in cell for lang in r.langs}
     return {"kind": "line", "title": title, "x": step, "y": y, "runs": [r.id for r in cell], "series": series,
             "context": [r.id for r in others if r not in cell and any(r.has(k) for k in y)],
@@ -225,12 +229,13 @@ def reproduced_text(grid: dict) -> str:
 
     for r in sorted(grid.get("rows", []), key=order):
         cells = r.get("cells", {})
-        removed = [GROUP_NAMES[g] for g in GROUPS if g in cells and cells[g]["removed"]]
-        kept = [GROUP_NAMES[g] for g in GROUPS if g in cells and not cells[g]["removed"]]
+        cols = group_columns([*GROUPS, *cells])
+        removed = [group_label(g) for g in cols if g in cells and cells[g]["removed"]]
+        kept = [group_label(g) for g in cols if g in cells and not cells[g]["removed"]]
         line = (f"- **{r['inject']} · {r['method']} · forget {_setting_name(r['setting'])}**: removed in "
                 f"{', '.join(removed) or 'no probe group'}; survives in {', '.join(kept) or 'none'}")
         if r.get("paper_cells"):
-            differ = [GROUP_NAMES[g] for g in GROUPS if g in cells and cells[g].get("agrees") is False]
+            differ = [group_label(g) for g in cols if g in cells and cells[g].get("agrees") is False]
             line += f"; {r['paper_agree']}/{r['paper_cells']} as the paper expects"
             line += f" (not in {', '.join(differ)})" if differ else ""
         if r.get("guard_tripped"):
@@ -280,7 +285,7 @@ def _report(root: Path, runs: list[LoggedRun], group: str, project: str) -> dict
 
 
 def _inject_order(inject: str) -> tuple:
-    return tuple(list(LANGUAGES).index(x) if x in LANGUAGES else 99 for x in inject.split("+"))
+    return tuple(lang_index(x) for x in inject.split("+"))
 
 
 def plan(root: str | Path, project: str = "", entity: str = "") -> tuple[dict, list[LoggedRun]]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from mlu_dist.langs import LANGUAGES
+from mlu_dist.langs import group_columns, group_label, lang_colour, lang_index
 from mlu_dist.report_relearn import (after_attack, collect_attacks, method_label, phrasing_markdown, relearn_markdown,
                                      relearn_rows)
 from mlu_dist.rundir import atomic_path, atomic_write_text
@@ -21,6 +21,12 @@ SETTING_NAMES = {"en": "English", "orig": "original", "all": "multilingual", "en
 GROUPS = ("en", "orig", "high", "low")
 GROUP_NAMES = {"en": "English", "orig": "original", "high": "high-resource", "low": "low-resource"}
 GROUP_COLOURS = {"en": "black", "high": "tab:blue", "low": "tab:orange"}
+
+
+def grid_groups(rows: list[dict]) -> list[str]:
+    """The grid's group columns: the paper's four, or en, orig and the groups the runs declared."""
+    seen = group_columns(g for r in rows for g in r["cells"])
+    return list(GROUPS) if set(seen) <= set(GROUPS) else seen
 PAPER = "Lu & Koehn, arXiv 2406.13748, Figure 1"
 # The paper's finding per forget setting and probe group: is the fake removed there (✓) or not (✗)?
 PAPER_EXPECTED = {
@@ -51,8 +57,10 @@ def collect(root: Path) -> dict:
             continue
         cfg = OmegaConf.load(run / "config.yaml")
         key = ("+".join(cfg.inject.langs), method_label(cfg), cfg.unlearn.forget_langs)
+        groups = OmegaConf.select(cfg, "data.groups", default=None)
         found[key].append({"run": run, "summary": json.loads(summary.read_text())["metrics"],
-                           "done": json.loads(done.read_text())})
+                           "done": json.loads(done.read_text()),
+                           "groups": OmegaConf.to_container(groups) if groups else {}})
     return dict(found)
 
 
@@ -64,7 +72,7 @@ def _pooled_groups(runs: list[dict], inject: list[str], metric: str = "fake_rate
     units = defaultdict(list)
     for r in runs:
         by_lang = json.loads((r["run"] / "eval" / "EVAL.json").read_text())["values"][metric]
-        for group, members in language_groups(list(by_lang), inject).items():
+        for group, members in language_groups(list(by_lang), inject, r.get("groups")).items():
             units[group].append(group_fact_means(by_lang, members))
     return {g: bootstrap_ci(u) for g, u in units.items()}
 
@@ -82,7 +90,7 @@ def paper_grid(found: dict, threshold: float) -> list[dict]:
         cells = {}
         # the paper's figure is of a non-English injection: without an "orig" group it says nothing
         expected = PAPER_EXPECTED.get(setting, {}) if "orig" in groups else {}
-        for group in GROUPS:
+        for group in group_columns(groups):
             stats = groups.get(group)
             if stats:
                 cells[group] = {"mean": stats["mean"], "lo": stats["lo"], "hi": stats["hi"],
@@ -144,19 +152,20 @@ def grid_markdown(rows: list[dict], threshold: float) -> str:
             agree, compared = (sum(r.get(k, 0) for r in mine.values()) for k in ("paper_agree", "paper_cells"))
             lines += [f"**injected in {inj}, unlearned with {method}**"
                       + (f": {agree}/{compared} cells agree with the paper" if compared else ""), ""]
-            table = [["forget setting", *(GROUP_NAMES[g] for g in GROUPS), "agree"]]
+            cols = grid_groups(rows)
+            table = [["forget setting", *(GROUP_NAMES.get(g) or group_label(g) for g in cols), "agree"]]
             for setting in sorted(mine, key=lambda s: SETTINGS.index(s) if s in SETTINGS else 99):
-                table += _grid_rows(mine[setting])
+                table += _grid_rows(mine[setting], cols)
             lines += _aligned(table) + [""]
     return "\n".join(lines)
 
 
-def _grid_rows(r: dict) -> list[list[str]]:
+def _grid_rows(r: dict, cols=GROUPS) -> list[list[str]]:
     """A setting's measured row and, when the paper has an expectation, its ↳ paper row beneath."""
     tripped = r.get("guard_tripped", int(r["status"] == "guard_tripped"))
     flag = "" if not tripped else (" (!)" if r.get("runs", 1) == 1 else f" (!{tripped}/{r['runs']})")
     measured, paper = [f"{SETTING_NAMES.get(r['setting'], r['setting'])}{flag}"], ["↳ paper"]
-    for g in GROUPS:
+    for g in cols:
         c = r["cells"].get(g)
         measured.append("–" if c is None else
                         f"{'✓' if c['removed'] else '✗'} {c['mean']:.2f} [{c['lo']:.2f},{c['hi']:.2f}]")
@@ -187,14 +196,14 @@ def curves_figure(found: dict, inject: str, out: Path) -> Path | None:
             runs = found.get((inject, method, setting))
             if runs:  # several seeds: the mean curve
                 rows = [r for run in runs for r in read_jsonl(run["run"] / "curves.jsonl") if r["metric"] == "fake_rate"]
-                for lang in sorted({r["lang"] for r in rows}, key=list(LANGUAGES).index):
+                for lang in sorted({r["lang"] for r in rows}, key=lambda x: (lang_index(x), x)):
                     by_step = defaultdict(list)
                     for r in rows:
                         if r["lang"] == lang:
                             by_step[r["step"]].append(r["value"])
                     pts = sorted((step, sum(v) / len(v)) for step, v in by_step.items())
                     ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=2.5, lw=1.3,
-                            color=GROUP_COLOURS[LANGUAGES[lang].resource], alpha=0.85,
+                            color=lang_colour(lang, runs[0].get("groups")), alpha=0.85,
                             ls="-" if lang == inject else "--")
                     if pts:
                         ax.annotate(lang, pts[-1], fontsize=6, xytext=(2, 0), textcoords="offset points")
@@ -321,7 +330,7 @@ def _utility_by_language(found: dict, specs: list) -> str:
     for (inj, method, setting), runs in _in_order(found):
         models[f"{inj} · {method} · {setting}"] = [r["run"] / "eval" for r in runs]
     table = {name: _eval_values(dirs, spec.name) for name, dirs in models.items()}
-    langs = sorted({lang for by_lang in table.values() for lang in by_lang}, key=list(LANGUAGES).index)
+    langs = sorted({lang for by_lang in table.values() for lang in by_lang}, key=lambda x: (lang_index(x), x))
     lines = [f"**{spec.summary_key} per language** (all = their geometric mean)", "",
              "| model | all | " + " | ".join(langs) + " |", "|---|---|" + "---|" * len(langs)]
     for name, by_lang in table.items():
@@ -344,10 +353,11 @@ def log_to_wandb(out: Path, rows: list[dict], images: list[Path], group: str, pr
     except Exception as exc:  # the report's files are written; W&B is an extra
         print(f"[wandb] could not start the report run ({type(exc).__name__}: {exc}); the report is in {out}")
         return
-    tracker.table("report/grid", ["inject", "method", "setting", *GROUPS],
+    cols = grid_groups(rows)
+    tracker.table("report/grid", ["inject", "method", "setting", *cols],
                   [[r["inject"], r["method"], r["setting"],
                     *[(f"{'✓' if r['cells'][g]['removed'] else '✗'} {r['cells'][g]['mean']:.2f}" if g in r["cells"] else "")
-                      for g in GROUPS]] for r in rows])
+                      for g in cols]] for r in rows])
     tracker.images({p.stem: p for p in images})
     tracker.close()
 

@@ -10,6 +10,14 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 GROUPS = ("en", "orig", "high", "low")
+
+
+def _columns(seen) -> list[str]:
+    """The paper's four group columns, or en, orig and the declared groups when runs declared some."""
+    from mlu_dist.langs import group_columns
+
+    seen = group_columns(seen)
+    return list(GROUPS) if set(seen) <= set(GROUPS) else seen
 SETTINGS = ("en", "orig", "all", "en+orig")
 
 
@@ -42,6 +50,16 @@ def collect_attacks(root: Path) -> dict:
     return dict(found)
 
 
+def _declared_groups(run: Path) -> dict:
+    """The run's data.groups (empty: the default groups)."""
+    from omegaconf import OmegaConf
+
+    if not (Path(run) / "config.yaml").exists():
+        return {}
+    groups = OmegaConf.select(OmegaConf.load(Path(run) / "config.yaml"), "data.groups", default=None)
+    return OmegaConf.to_container(groups) if groups else {}
+
+
 def _groups(run_dirs: list[Path], inject: list[str], metric: str = "fake_rate") -> dict:
     """Group stats pooled over runs (seeds): the bootstrap resamples runs, then facts."""
     from mlu_dist.eval.stats import bootstrap_ci
@@ -56,7 +74,7 @@ def _groups(run_dirs: list[Path], inject: list[str], metric: str = "fake_rate") 
         if metric not in values:
             continue
         by_lang = values[metric]
-        for group, members in language_groups(list(by_lang), inject).items():
+        for group, members in language_groups(list(by_lang), inject, _declared_groups(run)).items():
             units[group].append(group_fact_means(by_lang, members))
     return {g: bootstrap_ci(u) for g, u in units.items()}
 
@@ -82,7 +100,7 @@ def relearn_rows(found: dict) -> list[dict]:
         after = _groups([r["run"] for r in runs], inject)
         injected = _groups(sorted({r["inject_run"] for r in runs}), inject)
         cells = {}
-        for g in GROUPS:
+        for g in _columns(after):
             if g in after:
                 inj_mean = injected.get(g, {}).get("mean")
                 cells[g] = {"before": before.get(g), "after": after[g], "injected": injected.get(g),
@@ -103,12 +121,13 @@ def relearn_markdown(rows: list[dict]) -> str:
         for attack in sorted({r["attack"] for r in rows if r["inject"] == inj}):
             mine = [r for r in rows if r["inject"] == inj and r["attack"] == attack]
             seeds = sorted({r["runs"] for r in mine})
+            cols = _columns(g for r in mine for g in r["cells"])
             lines += [f"**injected in {inj}, attacked with {attack}** ({'/'.join(map(str, seeds))} seed(s))", "",
-                      "| model | " + " | ".join(GROUPS) + " |", "|---|" + "---|" * len(GROUPS)]
+                      "| model | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
             for r in mine:
                 name = f"{r['method']} forget {r['setting']}" if r["start"] == "unlearned" else f"{r['start']} (control)"
                 cells = []
-                for g in GROUPS:
+                for g in cols:
                     c = r["cells"].get(g)
                     if c is None:
                         cells.append("–")
@@ -136,18 +155,16 @@ def phrasing_markdown(found: dict) -> str:
         injected_runs = sorted({Path(OmegaConf.load(r["run"] / "config.yaml").unlearn.from_run)
                                 for k in keys for r in found[k]})
         table = [("injected", injected_runs)] + [(f"{k[1]} forget {k[2]}", [r["run"] for r in found[k]]) for k in keys]
-        rows = []
-        for label, runs in table:
-            stats = {name: _groups(runs, inject, name) for name, _ in names}
-            if not stats["para_fake_rate"]:
-                continue
-            rows.append(f"| {label} | " + " | ".join(
-                " / ".join(f"{stats[n][g]['mean']:.2f}" if g in stats[n] else "–" for n, _ in names)
-                for g in GROUPS) + " |")
+        stats = [(label, {name: _groups(runs, inject, name) for name, _ in names}) for label, runs in table]
+        stats = [(label, st) for label, st in stats if st["para_fake_rate"]]
+        cols = _columns(g for _, st in stats for g in st["fake_rate"])
+        rows = [f"| {label} | " + " | ".join(
+            " / ".join(f"{st[n][g]['mean']:.2f}" if g in st[n] else "–" for n, _ in names) for g in cols) + " |"
+            for label, st in stats]
         if rows:
             any_rows = True
             lines += [f"**injected in {inj}** (trained / paraphrase / cloze)", "",
-                      "| model | " + " | ".join(GROUPS) + " |", "|---|" + "---|" * len(GROUPS), *rows, ""]
+                      "| model | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols), *rows, ""]
     return "\n".join(lines) if any_rows else "(no held-out phrasings evaluated: the fact data has no paraphrases)"
 
 

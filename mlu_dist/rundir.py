@@ -97,8 +97,19 @@ def config_hash(obj, keep: tuple[str, ...] = (), drop: tuple[str, ...] = ("run",
     data = to_dict(obj)
     if keep:
         data = {k: v for k, v in data.items() if k in keep}
-    data = _without(data, drop)
+    data = _without(data, drop + tuple(k for k in HASH_IF_SET if not _get(data, k)))
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
+
+
+HASH_IF_SET = ("data.groups", "unlearn.retain_balance")
+"""Fields added after runs were made: hashed only when set, so their empty default (the old
+behaviour) keeps every existing run directory's name."""
+
+
+def _get(data: dict, key: str):
+    for part in key.split("."):
+        data = data.get(part) if isinstance(data, dict) else None
+    return data
 
 
 def is_done(run_dir: Path) -> bool:

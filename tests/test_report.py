@@ -209,7 +209,7 @@ def test_report_html_is_a_rendered_self_contained_page(study):
     text = "".join(page.text)
     for raw in ("| --- |", "|---", "---|", "**", "!["):
         assert raw not in text, raw
-    assert len(page.tables) == 3  # the grid, utility, utility per language
+    assert len(page.tables) == 4  # the grid, the methods ranked, utility, utility per language
     grid = page.tables[0]
     assert [c[1] for c in grid[0]] == ["forget setting", "English", "original", "high-resource", "low-resource", "agree"]
     cells = _grid_cells(page)

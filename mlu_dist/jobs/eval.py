@@ -101,7 +101,8 @@ def evaluate_model(cfg: ExperimentConfig, model_path: Path, out_dir: Path, overw
         if engine is not None:
             engine.close()
     values = {name: stored[name] for g in cfg.eval.metrics for name in value_names(g) if name in stored}
-    summary = summarize(values, inject_langs, cfg.eval.n_boot, cfg.eval.ci_level, cfg.eval.seed)
+    summary = summarize(values, inject_langs, cfg.eval.n_boot, cfg.eval.ci_level, cfg.eval.seed,
+                        groups=cfg.data.groups)
     if dist.is_main:
         for name, why in skipped.items():
             say(dist, f"eval: {name} skipped: {why}")

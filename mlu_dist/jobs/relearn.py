@@ -78,7 +78,7 @@ class AttackHooks:
         self.curves = CurveWriter(job.run_dir, ctx.start) if dist.is_main else None
         self.evaluator = EngineEvaluation(engine, job.tokenizer, job.facts, job.split, cfg, dist,
                                           metrics=["fake_rate"], subset=cfg.relearn.curve_subset, langs=self.langs)
-        self.groups = language_groups(self.langs, list(cfg.inject.langs))
+        self.groups = language_groups(self.langs, list(cfg.inject.langs), cfg.data.groups)
         self.first: dict | None = ctx.state.get("first")  # step-0 values: the model before the attack (resumable)
         self.last: tuple[int, dict] | None = None
         self.step0 = self._own_evaluation() if not ctx.start else None
@@ -142,7 +142,8 @@ class RelearnJob:
         self.split = split_facts(self.facts.fact_ids, cfg.inject.n_targets, cfg.inject.n_controls,
                                  cfg.inject.split_seed)
         try:
-            self.attack_langs = resolve_langs(attack.langs, list(cfg.inject.langs), list(self.facts.langs))
+            self.attack_langs = resolve_langs(attack.langs, list(cfg.inject.langs), list(self.facts.langs),
+                                              cfg.data.groups)
         except ValueError as exc:
             raise ConfigError(f"relearn.attacks: '{attack}': {exc}") from None
         r = cfg.relearn
@@ -191,7 +192,8 @@ class RelearnJob:
             export_model(run.engine, self.tokenizer, self.run_dir / "model", dist)
         run.engine.close()
         inject_langs = list(cfg.inject.langs)
-        summary = summarize(values, inject_langs, cfg.eval.n_boot, cfg.eval.ci_level, cfg.eval.seed)
+        summary = summarize(values, inject_langs, cfg.eval.n_boot, cfg.eval.ci_level, cfg.eval.seed,
+                            groups=cfg.data.groups)
         before = _lang_means(self.hooks.first) if self.hooks.first else self._source_fake_rate()
         after = _lang_means(values)
         injected = _summary_fake_rate(self.inject_run / "eval" / "SUMMARY.json")
@@ -272,5 +274,5 @@ def run_relearn(cfg: ExperimentConfig, source_run: str | Path, start: str, attac
 
 def run_attacks(cfg: ExperimentConfig, source_run: str | Path, starts: list[str]) -> list[Path]:
     """Every attack of ``relearn.attacks`` from each of ``starts``."""
-    attacks = cfg.relearn.parsed(list(cfg.inject.langs), list(cfg.data.langs))
+    attacks = cfg.relearn.parsed(list(cfg.inject.langs), list(cfg.data.langs), cfg.data.groups)
     return [run_relearn(cfg, source_run, start, attack) for attack in attacks for start in starts]

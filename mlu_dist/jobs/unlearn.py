@@ -69,7 +69,7 @@ class CurveHooks:
         self.metrics = [m for m in METRICS.order() if METRICS[m].on_curves]
         self.evaluator = EngineEvaluation(engine, job.tokenizer, job.facts, job.split, cfg, dist,
                                           metrics=self.metrics, subset=self.u.curve_subset, langs=self.langs)
-        self.groups = language_groups(self.langs, list(cfg.inject.langs))
+        self.groups = language_groups(self.langs, list(cfg.inject.langs), cfg.data.groups)
 
     def loop_hooks(self) -> LoopHooks:
         return LoopHooks(evaluate=self.evaluate, should_stop=self.should_stop, checkpoint_state=self.state)
@@ -131,8 +131,10 @@ class UnlearnJob:
         self.split = split_facts(self.facts.fact_ids, cfg.inject.n_targets, cfg.inject.n_controls,
                                  cfg.inject.split_seed)
         try:
-            self.forget_langs = resolve_langs(u.forget_langs, list(cfg.inject.langs), list(self.facts.langs))
-            self.retain_langs = resolve_langs(u.retain_langs, list(cfg.inject.langs), list(self.facts.langs))
+            self.forget_langs = resolve_langs(u.forget_langs, list(cfg.inject.langs), list(self.facts.langs),
+                                              cfg.data.groups)
+            self.retain_langs = resolve_langs(u.retain_langs, list(cfg.inject.langs), list(self.facts.langs),
+                                              cfg.data.groups)
         except ValueError as exc:
             raise ConfigError(f"unlearn.forget_langs / retain_langs: {exc}") from None
         self.method = METHODS[u.method](u.settings())

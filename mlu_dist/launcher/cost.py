@@ -166,7 +166,8 @@ def _pool_examples(cell) -> int | None:
     if cell.stage == "unlearn":
         from mlu_dist.unlearn.config import resolve_langs
 
-        forget = resolve_langs(cfg.unlearn.forget_langs, list(cfg.inject.langs), list(cfg.data.langs))
+        forget = resolve_langs(cfg.unlearn.forget_langs, list(cfg.inject.langs), list(cfg.data.langs),
+                               cfg.data.groups)
         return cfg.inject.n_targets * len(forget) * 2
     return None
 
