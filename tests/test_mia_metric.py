@@ -106,7 +106,7 @@ def test_mia_is_opt_in_and_needs_controls(world):
         ev.run(["mia"])
 
 
-def test_token_stats_never_holds_more_than_max_floats_of_the_vocabulary_at_once(world, tiny_lm, monkeypatch):
+def test_token_stats_caps_rows_per_forward_and_floats_per_block(world, tiny_lm, monkeypatch):
     import mlu_dist.eval.token_stats as ts
 
     facts, tok = world
@@ -117,6 +117,12 @@ def test_token_stats_never_holds_more_than_max_floats_of_the_vocabulary_at_once(
     stats = token_stats(tiny_lm, tok, examples, max_floats=budget)
     assert all(rows * vocab <= budget for rows, vocab in seen) and len(seen) > 1
     assert sum(rows for rows, _ in seen) == sum(len(s.logprobs) for s in stats)  # every scored token, once
+    calls = []
+    capped = token_stats(lambda **kw: calls.append(kw["input_ids"].shape[0]) or tiny_lm(**kw), tok, examples,
+                         max_len=32, logits_budget=2 * 32 * len(tok) * 4)  # logits of 2 rows per forward
+    assert calls == [2, 2]
+    for a, b in zip(capped, token_stats(tiny_lm, tok, examples, 32)):  # the same numbers as one forward
+        assert a.logprobs == pytest.approx(b.logprobs, abs=1e-5) and a.var == pytest.approx(b.var, abs=1e-5)
 
 
 def test_mlu_eval_writes_mia_per_language_only_when_asked(injected, tmp_path):
