@@ -106,7 +106,7 @@ def test_mia_is_opt_in_and_needs_controls(world):
         ev.run(["mia"])
 
 
-def test_token_stats_never_holds_more_than_max_floats_of_the_vocabulary_at_once(world, tiny_lm, monkeypatch):
+def test_token_stats_caps_rows_per_forward_and_floats_per_block(world, tiny_lm, monkeypatch):
     import mlu_dist.eval.token_stats as ts
 
     facts, tok = world
@@ -117,3 +117,35 @@ def test_token_stats_never_holds_more_than_max_floats_of_the_vocabulary_at_once(
     stats = token_stats(tiny_lm, tok, examples, max_floats=budget)
     assert all(rows * vocab <= budget for rows, vocab in seen) and len(seen) > 1
     assert sum(rows for rows, _ in seen) == sum(len(s.logprobs) for s in stats)  # every scored token, once
+    calls = []
+    capped = token_stats(lambda **kw: calls.append(kw["input_ids"].shape[0]) or tiny_lm(**kw), tok, examples,
+                         max_len=32, logits_budget=2 * 32 * len(tok) * 4)  # logits of 2 rows per forward
+    assert calls == [2, 2]
+    for a, b in zip(capped, token_stats(tiny_lm, tok, examples, 32)):  # the same numbers as one forward
+        assert a.logprobs == pytest.approx(b.logprobs, abs=1e-5) and a.var == pytest.approx(b.var, abs=1e-5)
+
+
+def test_mlu_eval_writes_mia_per_language_only_when_asked(injected, tmp_path):
+    """A real injection through `mlu eval`: the opt-in metric reaches EVAL.json, SUMMARY.json and the
+    terminal table; the default metric list leaves both files as they were."""
+    import json
+    import subprocess
+
+    from conftest import clean_env, mlu_cmd
+
+    _, run = injected
+
+    def mlu_eval(out, metrics):
+        proc = subprocess.run(mlu_cmd("eval", str(run), "--out", str(out), "--metrics", metrics), capture_output=True,
+                              text=True, env=clean_env(), timeout=300)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        return proc.stdout, json.loads((out / "SUMMARY.json").read_text())["metrics"]
+
+    stdout, summary = mlu_eval(tmp_path / "with", "fake_rate,mia")
+    assert "mia_loss" in next(line for line in stdout.splitlines() if line.startswith("lang "))  # the table's head
+    for attack in mia.ATTACKS:
+        by_lang = summary[f"mia_auc_{attack}"]["lang"]
+        assert set(by_lang) == set(summary["fake_rate"]["lang"]) and all(0 <= s["mean"] <= 1 for s in by_lang.values())
+    _, plain = mlu_eval(tmp_path / "without", "fake_rate")
+    assert set(plain) == {"fake_rate", "control_fake_rate"}
+    assert plain["fake_rate"] == summary["fake_rate"]  # asking for mia changes no other value

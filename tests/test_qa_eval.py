@@ -138,3 +138,19 @@ def test_a_broken_qa_set_is_one_error_listing_every_problem(tmp_path):
     msg = str(err.value)
     assert "missing or empty field(s) answer" in msg and "unknown split 'forgetting'" in msg
     assert "language hi lacks 1 question(s), e.g. ['forget1']" in msg
+
+
+def test_mia_heatmap_and_tradeoff_figures_read_plain_data(tmp_path):
+    from mlu_dist.eval.qa_figures import mia_matrix, plot_mia_heatmap, plot_tradeoff
+
+    summaries = {"en": {"mia_auc_min_k": {"lang": {"en": {"mean": 0.5}, "ha": {"mean": 0.9}}}},
+                 "all": {"mia_auc_min_k": {"lang": {"en": {"mean": 0.45}, "ja": {"mean": 0.55}}}}}
+    settings, langs, rows = mia_matrix(summaries)
+    assert settings == ["en", "all"] and langs == ["en", "ha", "ja"]
+    assert rows[0][:2] == [0.5, 0.9] and rows[1][0] == 0.45 and rows[0][2] != rows[0][2]  # NaN: no ja there
+    assert plot_mia_heatmap(summaries, tmp_path / "mia.png").stat().st_size > 1000
+    with pytest.raises(KeyError, match="eval.metrics"):
+        mia_matrix({"x": {"fake_rate": {}}})
+    points = [{"lang": lang, "label": "ga-en", "forget_quality": 1e-5, "model_utility": 0.4} for lang in ("en", "ja")]
+    points.append({"lang": "en", "label": "retain", "forget_quality": 1.0, "model_utility": 0.6, "reference": "retain"})
+    assert plot_tradeoff(points, tmp_path / "tradeoff.png").stat().st_size > 1000
