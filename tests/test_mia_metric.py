@@ -125,6 +125,7 @@ def test_token_stats_caps_rows_per_forward_and_floats_per_block(world, tiny_lm, 
         assert a.logprobs == pytest.approx(b.logprobs, abs=1e-5) and a.var == pytest.approx(b.var, abs=1e-5)
 
 
+@pytest.mark.slow
 def test_mlu_eval_writes_mia_per_language_only_when_asked(injected, tmp_path):
     """A real injection through `mlu eval`: the opt-in metric reaches EVAL.json, SUMMARY.json and the
     terminal table; the default metric list leaves both files as they were."""
