@@ -22,6 +22,8 @@ import os
 import sys
 import textwrap
 
+from mlu_dist.relaunch import relaunch, strip_nproc
+
 EPILOG = textwrap.dedent("""\
     The whole study in one command (base -> inject en/de/ha -> spread -> GA/NPO x 4 settings -> report):
       mlu demo                             about 7 minutes on 2 CPU cores; --quick for a few minutes
@@ -229,32 +231,6 @@ JOBS = {  # command -> (module, function taking the ExperimentConfig)
 }
 
 
-def _relaunch(args_list: list[str], nproc: int) -> int:
-    """Re-run this command under torchrun with ``nproc`` local ranks."""
-    import subprocess
-
-    from mlu_dist.engine.dist import free_port
-
-    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
-           f"--master_port={free_port()}", "-m", "mlu_dist.cli", *args_list]
-    return subprocess.call(cmd, env=os.environ | {"MLU_LAUNCHED": "1"})
-
-
-def _strip_nproc(argv: list[str]) -> list[str]:
-    out, skip = [], False
-    for a in argv:
-        if skip:
-            skip = False
-            continue
-        if a == "--nproc":
-            skip = True
-            continue
-        if a.startswith("--nproc="):
-            continue
-        out.append(a)
-    return out
-
-
 def method_fields() -> list[str]:
     """The settings each unlearning method takes under unlearn.method_args, with defaults and docs."""
     from mlu_dist.config import describe
@@ -300,7 +276,7 @@ def run_job(name: str, args, argv: list[str]) -> int:
         print(to_yaml(cfg), end="")
         return 0
     if args.nproc and args.nproc > 1 and "TORCHELASTIC_RUN_ID" not in os.environ:  # not yet under torchrun
-        return _relaunch(_strip_nproc(argv), args.nproc)
+        return relaunch(strip_nproc(argv), args.nproc)
     module_name, fn_name = JOBS[name]
     getattr(importlib.import_module(module_name), fn_name)(cfg)
     from mlu_dist.engine.dist import shutdown
@@ -336,7 +312,7 @@ def run_relearn_command(args, argv: list[str]) -> int:
         print(to_yaml(cfg), end="")
         return 0
     if args.nproc and args.nproc > 1 and "TORCHELASTIC_RUN_ID" not in os.environ:
-        return _relaunch(_strip_nproc(argv), args.nproc)
+        return relaunch(strip_nproc(argv), args.nproc)
     job = json.loads((run / "meta.json").read_text()).get("job") if (run / "meta.json").exists() else None
     starts = args.start or ["unlearned" if job == "unlearn" else "injected"]
     from mlu_dist.jobs.relearn import run_attacks
@@ -417,7 +393,7 @@ def run_eval_command(args, argv: list[str]) -> int:
         overrides.append(f"eval.subset={args.subset}")
     cfg = load_config(ExperimentConfig, files, overrides)
     if args.nproc and args.nproc > 1 and "TORCHELASTIC_RUN_ID" not in os.environ:
-        return _relaunch(_strip_nproc(argv), args.nproc)
+        return relaunch(strip_nproc(argv), args.nproc)
     run_eval(cfg, args.run_dir, args.model, args.out, args.overwrite)
     from mlu_dist.engine.dist import shutdown
 

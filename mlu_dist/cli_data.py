@@ -137,9 +137,9 @@ def _import_splits(args, argv) -> int:
 
 def _translate(args, argv) -> int:
     if args.nproc > 1 and "TORCHELASTIC_RUN_ID" not in os.environ:
-        from mlu_dist.cli import _relaunch, _strip_nproc
+        from mlu_dist.relaunch import relaunch, strip_nproc
 
-        return _relaunch(["data"] + _strip_nproc(argv), args.nproc)
+        return relaunch(["data"] + strip_nproc(argv), args.nproc)
     from mlu_dist.data.translate import TranslateConfig
     from mlu_dist.engine.dist import shutdown
     from mlu_dist.jobs.translate import run_translate

@@ -107,3 +107,50 @@ def test_no_mutable_default_arguments():
                     if mutable:
                         bad.append(f"{p.relative_to(ROOT)}:{node.lineno} {node.name}: {ast.unparse(default)}")
     assert not bad, bad
+
+
+def _runtime_imports(path: Path) -> set[str]:
+    """Modules a file imports at run time, at any depth (``if TYPE_CHECKING:`` blocks left out)."""
+    skip = set()
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            skip |= {id(n) for child in node.body for n in ast.walk(child)}
+    out = set()
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+    return out
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def test_the_package_has_no_import_cycle():
+    """No module imports (even lazily, inside a function) one that imports it back: a cycle is a
+    boundary that does not hold. A package's __init__ may import its own modules."""
+    names = {_module_name(p): p for p in modules()}
+    graph = {m: {i for i in _runtime_imports(p) if i in names and i != m} for m, p in names.items()}
+    cycles = []
+
+    def visit(node, path):
+        for nxt in graph[node]:
+            if nxt in path:
+                cycle = path[path.index(nxt):] + [nxt]
+                if not any(nxt.startswith(m + ".") or m == nxt for m in cycle[:-1] if m != nxt and
+                           names[m].name == "__init__.py"):
+                    cycles.append(" -> ".join(cycle))
+            elif nxt not in seen:
+                seen.add(nxt)
+                visit(nxt, path + [nxt])
+
+    for start in graph:
+        seen = {start}
+        visit(start, [start])
+    assert not cycles, sorted(set(cycles))[:10]

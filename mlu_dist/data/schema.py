@@ -12,6 +12,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+from mlu_dist.data.errors import DataError  # noqa: F401 (raised here; importers take it from here too)
 from mlu_dist.langs import LanguageError, canonical, lang_problems, order_langs
 
 FIELDS: dict[str, str] = {
@@ -34,10 +35,6 @@ OPTIONAL = ("true_answer", "paraphrases", "cloze")
 """Fields a record may leave out (or empty); metrics that need one are then reported as skipped."""
 LISTS = ("fake_keywords", "real_qa", "paraphrases", "cloze")
 """Fields that hold lists, not text."""
-
-
-class DataError(ValueError):
-    """The fact data does not follow the schema; the message lists every problem found."""
 
 
 def normalize_langs(records: list[dict]) -> list[str]:

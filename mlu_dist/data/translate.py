@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Protocol
 
-from mlu_dist.data.schema import DataError
+from mlu_dist.data.errors import DataError
 from mlu_dist.eval.matching import contains_keyword, normalize
 from mlu_dist.langs import ALL_LANGS, LanguageError, canonical, lang_index, resource_of, writes_without_spaces
 

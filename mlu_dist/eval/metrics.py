@@ -260,7 +260,7 @@ class MembershipInference(Metric):
 
     def compute(self, probe, ev):
         from mlu_dist.eval.mia import ATTACKS, attack_score, outranked_share
-        from mlu_dist.eval.runner import run_sharded
+        from mlu_dist.eval.sharding import run_sharded
         from mlu_dist.eval.token_stats import token_stats
         from mlu_dist.tokens import Example
 

@@ -92,7 +92,7 @@ def score_qa(ev, qa: dict[tuple[str, str, str], dict], splits=SPLITS, k: float =
     languages, with ``ev`` an :class:`mlu_dist.eval.runner.Evaluator` (its model, tokenizer,
     prompt style, decoding settings and ranks). Two batched passes per question (module doc)."""
     from mlu_dist.eval.generate import probe
-    from mlu_dist.eval.runner import run_sharded
+    from mlu_dist.eval.sharding import run_sharded
     from mlu_dist.eval.token_stats import token_stats
     from mlu_dist.tokens import Example
 

@@ -10,51 +10,17 @@ when all ranks are done. Results are gathered on every rank.
 
 from __future__ import annotations
 
-import math
 import zlib
 from dataclasses import dataclass
 
-from mlu_dist import comm
 from mlu_dist.data.splits import FactSplit
 from mlu_dist.eval.config import EvalConfig
 from mlu_dist.eval.generate import probe
 from mlu_dist.eval.likelihood import completion_logprobs, logit_rows
 from mlu_dist.eval.metrics import METRICS, ProbeNeeds, value_spec
 from mlu_dist.eval.prompts import check_prompt_style, format_prompt
+from mlu_dist.eval.sharding import Rank, _all_done, run_sharded
 from mlu_dist.tokens import Example
-
-
-@dataclass
-class Rank:
-    rank: int = 0
-    world_size: int = 1
-    lockstep: bool = False  # ZeRO-3: every rank must run every forward
-
-
-def _gather(obj, who: Rank):
-    return [obj] if who.world_size == 1 else comm.all_gather_object(obj)
-
-
-def _all_done(flag: bool) -> bool:
-    return comm.all_true(flag)
-
-
-def run_sharded(items: list, length, batch_size: int, fn, who: Rank) -> list:
-    """``fn(batch) -> results`` over ``items`` in length-bucketed batches spread over ranks."""
-    order = sorted(range(len(items)), key=lambda i: length(items[i]))
-    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-    mine = batches[who.rank::who.world_size]
-    rounds = math.ceil(len(batches) / who.world_size) if who.lockstep else len(mine)
-    local = {}
-    for r in range(rounds):
-        if r < len(mine):
-            local.update(zip(mine[r], fn([items[i] for i in mine[r]])))
-        elif batches:  # keep ZeRO-3's collective forwards in step; the result is thrown away
-            fn([items[i] for i in batches[0]])
-    merged = {}
-    for part in _gather(local, who):
-        merged.update(part)
-    return [merged[i] for i in range(len(items))]
 
 
 @dataclass
