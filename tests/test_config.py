@@ -169,7 +169,7 @@ def test_cli_small_things_a_user_trips_over(capsys):
 
 
 def test_data_translate_loads_its_config_strictly(capsys):
-    from mlu_dist.cli_data import main
+    from mlu_dist.cli.data import main
 
     assert main(["translate", "src", "--to", "de", "--model", "m", "--out", "o", "num_beam=3"]) == 2
     err = capsys.readouterr().err

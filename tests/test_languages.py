@@ -164,7 +164,7 @@ def _save_splits(root: Path, records: list[dict], langs: list[str], stringify: s
 
 
 def test_import_splits_takes_every_language_of_a_benchmark_folder(tmp_path, capsys):
-    from mlu_dist.cli_data import main
+    from mlu_dist.cli.data import main
 
     langs = ["en", "ja", "iw", "ar", "th"]
     _save_splits(tmp_path / "bench", polyglot(), langs, stringify="ar")
@@ -293,7 +293,7 @@ def test_spread_matrix_and_grid_columns_follow_the_declared_groups():
 
 
 def test_mlu_data_check_on_the_polyglot_set(tmp_path, capsys):
-    from mlu_dist.cli_data import main
+    from mlu_dist.cli.data import main
 
     assert main(["check", str(POLYGLOT)]) == 0
     out = capsys.readouterr().out

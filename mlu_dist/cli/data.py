@@ -140,7 +140,6 @@ def _translate(args, argv) -> int:
         from mlu_dist.relaunch import relaunch, strip_nproc
 
         return relaunch(["data"] + strip_nproc(argv), args.nproc)
-    from mlu_dist.data.translate import TranslateConfig
     from mlu_dist.engine.dist import shutdown
     from mlu_dist.jobs.translate import run_translate
 
