@@ -216,3 +216,10 @@ def test_a_checkpoint_keeps_the_gpus_random_state(tmp_path, monkeypatch):
     gpu["state"] = torch.tensor([9, 9, 9], dtype=torch.uint8)  # training went on
     ck.load(ck.latest())
     assert gpu["state"].tolist() == [1, 2, 3]
+
+
+def test_a_one_task_slurm_job_is_not_one_rank_of_a_world_inherited_from_the_shell(env):
+    env(RANK=3, WORLD_SIZE=4, MASTER_ADDR="127.0.0.1", MASTER_PORT=29500,
+        SLURM_PROCID=0, SLURM_NTASKS=1, SLURM_STEP_ID=0, SLURM_STEP_NUM_TASKS=1, SLURM_LOCALID=0, SLURM_JOB_ID=77)
+    d = dist_mod.setup_env()
+    assert (d.rank, d.world_size) == (0, 1)
