@@ -223,3 +223,14 @@ def test_a_one_task_slurm_job_is_not_one_rank_of_a_world_inherited_from_the_shel
         SLURM_PROCID=0, SLURM_NTASKS=1, SLURM_STEP_ID=0, SLURM_STEP_NUM_TASKS=1, SLURM_LOCALID=0, SLURM_JOB_ID=77)
     d = dist_mod.setup_env()
     assert (d.rank, d.world_size) == (0, 1)
+
+
+def test_the_eval_mode_is_chosen_after_the_allocator_releases_its_cache(monkeypatch):
+    """torch.cuda mocked: 30 GB free of which 20 GB only once the caching allocator releases them."""
+    from mlu_dist.jobs.common import model_copy_choice
+
+    state = {"released": False}
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: state.update(released=True))
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda i: ((30e9 if state["released"] else 10e9), 80e9))
+    mode, why = model_copy_choice("auto", 3, int(16e9), DistInfo(0, 16, 0, "cuda"), loaded=False)
+    assert mode == "full" and "30.0 GB free" in why
