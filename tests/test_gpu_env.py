@@ -234,3 +234,25 @@ def test_the_eval_mode_is_chosen_after_the_allocator_releases_its_cache(monkeypa
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda i: ((30e9 if state["released"] else 10e9), 80e9))
     mode, why = model_copy_choice("auto", 3, int(16e9), DistInfo(0, 16, 0, "cuda"), loaded=False)
     assert mode == "full" and "30.0 GB free" in why
+
+
+def test_the_planner_counts_evaluation(tmp_path):
+    """paper-news evaluates generation in nine languages at every curve point: counted, not skipped."""
+    from mlu_dist.config import load_config
+    from mlu_dist.launcher.cost import PROMPT_TOKENS, cell_cost, eval_tokens, sweep_cost
+    from mlu_dist.launcher.plan import expand
+    from mlu_dist.launcher.spec import SweepSpec
+
+    spec = load_config(SweepSpec, ["sweeps/paper-news"], [f"out_dir={tmp_path}", "axes.inject_langs=[de]",
+                                                          "axes.forget_langs=[en]"])
+    cells = expand(spec)
+    unlearn = next(c for c in cells if c.stage == "unlearn")
+    cfg, steps = unlearn.config, cell_cost(unlearn, spec.resources.unlearn)["steps"]
+    points = steps // cfg.unlearn.train.eval_every + 1
+    per_point = min(cfg.unlearn.curve_subset, cfg.inject.n_targets) + min(cfg.unlearn.curve_subset, cfg.inject.n_controls)
+    facts = points * per_point + cfg.inject.n_targets + cfg.inject.n_controls
+    assert eval_tokens(unlearn, "unlearn", steps) == facts * 9 * (PROMPT_TOKENS + 48)
+    assert cell_cost(unlearn, spec.resources.unlearn)["eval_gpu_hours"] > 0
+    table, _ = sweep_cost(spec, cells)
+    total = table.splitlines()[-1] if not table.splitlines()[-1].startswith("DOES") else table
+    assert "GPU-hours of evaluation" in table and "0.0 GPU-hours of evaluation" not in table, total
