@@ -70,3 +70,10 @@ def test_a_needed_build_goes_to_a_node_local_extensions_dir(tmp_path, monkeypatc
     deepspeed_engine.preload_adam_op(ZeroConfig(stage=2, offload="optimizer", optimizer="deepspeed"), cpu)
     assert loaded == ["cpu_adam"]
     assert os.environ["TORCH_EXTENSIONS_DIR"] == str(tmp_path / f"torch_extensions-{os.getuid()}")
+
+
+def test_zero2_on_gpus_overlaps_gradient_reduction_with_the_backward():
+    """DeepSpeed's default overlap_comm is on only at stage 3; CPU configs stay as they were."""
+    gpu = build_ds_config(TrainConfig(), ZeroConfig(stage=2), 16, "cuda", torch.bfloat16, 4096)["zero_optimization"]
+    assert gpu["overlap_comm"] is True and gpu["reduce_bucket_size"] == 4096 * 4096
+    assert "overlap_comm" not in build_ds_config(TrainConfig(), ZeroConfig(stage=2), 2, "cpu")["zero_optimization"]
