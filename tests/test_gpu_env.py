@@ -256,3 +256,21 @@ def test_the_planner_counts_evaluation(tmp_path):
     table, _ = sweep_cost(spec, cells)
     total = table.splitlines()[-1] if not table.splitlines()[-1].startswith("DOES") else table
     assert "GPU-hours of evaluation" in table and "0.0 GPU-hours of evaluation" not in table, total
+
+
+def test_the_time_limit_signal_leaves_time_to_save_the_planned_checkpoint(tmp_path):
+    """An 8B full fine-tuning checkpoint (96 GB) at 1 GB/s needs 96 s: the old 90 s signal was too late."""
+    pytest.importorskip("submitit")
+    from mlu_dist.config import load_config
+    from mlu_dist.launcher.plan import expand
+    from mlu_dist.launcher.slurm import _save_bytes, signal_delay_s
+    from mlu_dist.launcher.spec import Resources, SweepSpec
+
+    spec = load_config(SweepSpec, ["sweeps/slurm-8b"], [f"out_dir={tmp_path}", "axes.seeds=[0]",
+                                                        "axes.inject_langs=[de]", "axes.forget_langs=[en]"])
+    injects = [c for c in expand(spec) if c.stage == "inject"]
+    size = _save_bytes(injects, "inject")
+    assert size == pytest.approx(12 * 8.03e9, rel=0.01)
+    assert signal_delay_s(spec.resources.inject, size) == 97 + 60  # write + the step in flight
+    assert signal_delay_s(Resources(time_min=240, fs_gb_per_s=5.0), size) == 90  # fast disk: the usual delay
+    assert signal_delay_s(Resources(time_min=2)) == 12  # small jobs: a tenth of the limit, as before
