@@ -10,7 +10,8 @@ import torch
 
 from mlu_dist.engine import deepspeed_engine
 from mlu_dist.engine.config import ZeroConfig
-from mlu_dist.engine.deepspeed_engine import build_ds_config, load_op_under_lock
+from mlu_dist.engine.deepspeed_engine import build_ds_config
+from mlu_dist.engine.op_lock import load_op_under_lock
 from mlu_dist.engine.dist import DistInfo
 from mlu_dist.train_config import TrainConfig
 
