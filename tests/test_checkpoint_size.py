@@ -122,3 +122,26 @@ def test_the_count_matches_what_deepspeed_writes_at_every_stage(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     for dtype, stage, need, written in json.loads(proc.stdout.strip().splitlines()[-1]):
         assert written <= need < 1.03 * written, (dtype, stage, need, written)
+
+
+def test_the_planner_counts_the_checkpoint_the_engine_counts(tmp_path):
+    """`mlu sweep plan --cost`: per job, the checkpoint a running 8B job writes (the engine's count)."""
+    from mlu_dist.config import load_config
+    from mlu_dist.launcher.cost import cell_cost, sweep_cost
+    from mlu_dist.launcher.plan import expand
+    from mlu_dist.launcher.spec import SweepSpec
+
+    over = [f"out_dir={tmp_path}", "axes.seeds=[0]", "axes.inject_langs=[de]", "axes.forget_langs=[en]"]
+    for sweep, lora, stage in (("slurm-8b", False, 3), ("paper-news", True, 2)):
+        spec = load_config(SweepSpec, [f"sweeps/{sweep}"], over)
+        cells = expand(spec)
+        cell = next(c for c in cells if c.stage == "inject")
+        assert cell.config.inject.train.lora.enabled == lora and cell.config.engine.zero_for("inject").stage == stage
+        disk = cell_cost(cell, spec.resources.inject)["disk"]
+        keep = cell.config.inject.train.keep_checkpoints
+        one = 2 * BASE_8B + 14 * LORA_2048 if lora else 12 * BASE_8B  # as DeepSpeedEngine.checkpoint_bytes
+        assert disk["running"] == pytest.approx((keep + 1) * one, rel=0.01), (sweep, disk)
+        if lora:
+            continue
+        table, _ = sweep_cost(spec, cells)
+        assert "ckpt GB while running" in table and f"{(keep + 1) * one / 1e9:.1f}" in table, table

@@ -10,7 +10,8 @@ import torch
 
 from mlu_dist.engine import deepspeed_engine
 from mlu_dist.engine.config import ZeroConfig
-from mlu_dist.engine.deepspeed_engine import build_ds_config, load_op_under_lock
+from mlu_dist.engine.deepspeed_engine import build_ds_config
+from mlu_dist.engine.op_lock import load_op_under_lock
 from mlu_dist.engine.dist import DistInfo
 from mlu_dist.train_config import TrainConfig
 
@@ -70,3 +71,10 @@ def test_a_needed_build_goes_to_a_node_local_extensions_dir(tmp_path, monkeypatc
     deepspeed_engine.preload_adam_op(ZeroConfig(stage=2, offload="optimizer", optimizer="deepspeed"), cpu)
     assert loaded == ["cpu_adam"]
     assert os.environ["TORCH_EXTENSIONS_DIR"] == str(tmp_path / f"torch_extensions-{os.getuid()}")
+
+
+def test_zero2_on_gpus_overlaps_gradient_reduction_with_the_backward():
+    """DeepSpeed's default overlap_comm is on only at stage 3; CPU configs stay as they were."""
+    gpu = build_ds_config(TrainConfig(), ZeroConfig(stage=2), 16, "cuda", torch.bfloat16, 4096)["zero_optimization"]
+    assert gpu["overlap_comm"] is True and gpu["reduce_bucket_size"] == 4096 * 4096
+    assert "overlap_comm" not in build_ds_config(TrainConfig(), ZeroConfig(stage=2), 2, "cpu")["zero_optimization"]

@@ -216,3 +216,61 @@ def test_a_checkpoint_keeps_the_gpus_random_state(tmp_path, monkeypatch):
     gpu["state"] = torch.tensor([9, 9, 9], dtype=torch.uint8)  # training went on
     ck.load(ck.latest())
     assert gpu["state"].tolist() == [1, 2, 3]
+
+
+def test_a_one_task_slurm_job_is_not_one_rank_of_a_world_inherited_from_the_shell(env):
+    env(RANK=3, WORLD_SIZE=4, MASTER_ADDR="127.0.0.1", MASTER_PORT=29500,
+        SLURM_PROCID=0, SLURM_NTASKS=1, SLURM_STEP_ID=0, SLURM_STEP_NUM_TASKS=1, SLURM_LOCALID=0, SLURM_JOB_ID=77)
+    d = dist_mod.setup_env()
+    assert (d.rank, d.world_size) == (0, 1)
+
+
+def test_the_eval_mode_is_chosen_after_the_allocator_releases_its_cache(monkeypatch):
+    """torch.cuda mocked: 30 GB free of which 20 GB only once the caching allocator releases them."""
+    from mlu_dist.jobs.common import model_copy_choice
+
+    state = {"released": False}
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: state.update(released=True))
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda i: ((30e9 if state["released"] else 10e9), 80e9))
+    mode, why = model_copy_choice("auto", 3, int(16e9), DistInfo(0, 16, 0, "cuda"), loaded=False)
+    assert mode == "full" and "30.0 GB free" in why
+
+
+def test_the_planner_counts_evaluation(tmp_path):
+    """paper-news evaluates generation in nine languages at every curve point: counted, not skipped."""
+    from mlu_dist.config import load_config
+    from mlu_dist.launcher.cost import PROMPT_TOKENS, cell_cost, eval_tokens, sweep_cost
+    from mlu_dist.launcher.plan import expand
+    from mlu_dist.launcher.spec import SweepSpec
+
+    spec = load_config(SweepSpec, ["sweeps/paper-news"], [f"out_dir={tmp_path}", "axes.inject_langs=[de]",
+                                                          "axes.forget_langs=[en]"])
+    cells = expand(spec)
+    unlearn = next(c for c in cells if c.stage == "unlearn")
+    cfg, steps = unlearn.config, cell_cost(unlearn, spec.resources.unlearn)["steps"]
+    points = steps // cfg.unlearn.train.eval_every + 1
+    per_point = min(cfg.unlearn.curve_subset, cfg.inject.n_targets) + min(cfg.unlearn.curve_subset, cfg.inject.n_controls)
+    facts = points * per_point + cfg.inject.n_targets + cfg.inject.n_controls
+    assert eval_tokens(unlearn, "unlearn", steps) == facts * 9 * (PROMPT_TOKENS + 48)
+    assert cell_cost(unlearn, spec.resources.unlearn)["eval_gpu_hours"] > 0
+    table, _ = sweep_cost(spec, cells)
+    total = table.splitlines()[-1] if not table.splitlines()[-1].startswith("DOES") else table
+    assert "GPU-hours of evaluation" in table and "0.0 GPU-hours of evaluation" not in table, total
+
+
+def test_the_time_limit_signal_leaves_time_to_save_the_planned_checkpoint(tmp_path):
+    """An 8B full fine-tuning checkpoint (96 GB) at 1 GB/s needs 96 s: the old 90 s signal was too late."""
+    pytest.importorskip("submitit")
+    from mlu_dist.config import load_config
+    from mlu_dist.launcher.plan import expand
+    from mlu_dist.launcher.slurm import _save_bytes, signal_delay_s
+    from mlu_dist.launcher.spec import Resources, SweepSpec
+
+    spec = load_config(SweepSpec, ["sweeps/slurm-8b"], [f"out_dir={tmp_path}", "axes.seeds=[0]",
+                                                        "axes.inject_langs=[de]", "axes.forget_langs=[en]"])
+    injects = [c for c in expand(spec) if c.stage == "inject"]
+    size = _save_bytes(injects, "inject")
+    assert size == pytest.approx(12 * 8.03e9, rel=0.01)
+    assert signal_delay_s(spec.resources.inject, size) == 97 + 60  # write + the step in flight
+    assert signal_delay_s(Resources(time_min=240, fs_gb_per_s=5.0), size) == 90  # fast disk: the usual delay
+    assert signal_delay_s(Resources(time_min=2)) == 12  # small jobs: a tenth of the limit, as before

@@ -330,6 +330,9 @@ def test_a_verified_export_lets_a_run_drop_its_checkpoints_and_export_keeps_the_
     assert {v.dtype for v in load_file(str(half / "model.safetensors")).values()} == {torch.bfloat16}
     auto = export_run(kept, tmp_path / "auto")  # the run trained in fp32: exported in fp32
     assert {v.dtype for v in load_file(str(auto / "model.safetensors")).values()} == {torch.float32}
+    # built without a random init (no_init_weights): every weight is the checkpoint's, bit for bit
+    trained, exported = (load_file(str(d / "model.safetensors")) for d in (kept / "model", auto))
+    assert trained.keys() == exported.keys() and all(torch.equal(trained[k], exported[k]) for k in trained)
     dropped = run_base(_cfg(tmp_path / "drop", "base.steps=4", "base.final_checkpoint=drop"))
     assert not (dropped / "checkpoints").exists() and (dropped / "model" / "model.safetensors").exists()
     assert "dropped after a verified export" in json.loads((dropped / "DONE.json").read_text())["checkpoints"]

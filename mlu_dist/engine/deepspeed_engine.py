@@ -17,8 +17,10 @@ import torch
 
 from mlu_dist import comm
 from mlu_dist.engine.checkpoint import weight_counts
+from mlu_dist.engine.ckpt_size import ds_checkpoint_bytes
 from mlu_dist.engine.config import ZeroConfig
 from mlu_dist.engine.dist import DistInfo
+from mlu_dist.engine.op_lock import load_op_under_lock
 from mlu_dist.engine.optim import make_optimizer, make_scheduler, param_groups
 from mlu_dist.train_config import TrainConfig
 
@@ -42,6 +44,10 @@ def build_ds_config(cfg: TrainConfig, zcfg: ZeroConfig, world_size: int, device_
     if hidden_size and zcfg.stage >= 2:
         zero["reduce_bucket_size"] = hidden_size * hidden_size
         zero["allgather_bucket_size"] = max(hidden_size * hidden_size, 10**6)
+    if zcfg.stage == 2 and device_type == "cuda":
+        # DeepSpeed overlaps gradient reduction with the backward only at stage 3 by default; the
+        # paper's LoRA recipe runs at stage 2 (CPU runs keep the default: gloo gains nothing)
+        zero["overlap_comm"] = True
     if zcfg.stage == 3:
         zero["stage3_gather_16bit_weights_on_model_save"] = True  # else saved HF weights are placeholders
         if hidden_size:
@@ -71,42 +77,6 @@ def build_ds_config(cfg: TrainConfig, zcfg: ZeroConfig, world_size: int, device_
         ds["optimizer"] = {"type": "AdamW", "params": {"lr": cfg.lr, "betas": list(cfg.betas), "eps": 1e-8,
                                                        "weight_decay": cfg.weight_decay}}
     return _deep_merge(ds, dict(zcfg.extra))
-
-
-def extensions_root() -> Path:
-    """Where torch JIT-builds extensions: ``TORCH_EXTENSIONS_DIR``, else torch's default cache."""
-    import os
-
-    from torch.utils import cpp_extension
-
-    return Path(os.environ.get("TORCH_EXTENSIONS_DIR") or cpp_extension.get_default_build_root())
-
-
-def load_op_under_lock(builder, root: Path | None = None, say=print):
-    """Build or load a DeepSpeed op under a lock the kernel releases; returns the loaded module.
-
-    torch JIT-loads an op through its FileBaton: a ``lock`` file in the op's build directory that
-    every process creates and deletes around the build, and waits on with no timeout. A process
-    killed inside that window (a cancelled or requeued job, a Ctrl-C) leaves the file behind, and
-    every later start then waits for it forever. Here every mlu_dist process loads ops while holding
-    an flock on ``<root>/mlu_dist.lock``, so a baton file found while holding it was left by a dead
-    process: it is named and removed. The loaded module is cached by DeepSpeed, so its own load
-    later does not touch the baton. (A non-mlu_dist process building the same op at the same moment
-    would not be seen; that is the one case this does not cover.)"""
-    import fcntl
-
-    root = Path(root or extensions_root())
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / "mlu_dist.lock", "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            # <root>/<op>/lock under TORCH_EXTENSIONS_DIR, <root>/<py311_cu124>/<op>/lock under the default
-            for stale in [*root.glob(f"{builder.name}/lock"), *root.glob(f"*/{builder.name}/lock")]:
-                stale.unlink(missing_ok=True)
-                say(f"[mlu] removed a stale torch-extension lock left by a killed process: {stale}")
-            return builder.load(verbose=False)
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def preload_comm_op() -> None:
@@ -336,19 +306,6 @@ def consolidate_checkpoint(ckpt_dir: Path) -> dict:
 
     return get_fp32_state_dict_from_zero_checkpoint(str(ckpt_dir.parent), tag=ckpt_dir.name)
 
-
-
-def ds_checkpoint_bytes(trainable: int, trainable_bytes: int, frozen_bytes: int, stage: int, mixed: bool) -> int:
-    """What ``save_checkpoint`` writes, all ranks together, from the whole model's counts.
-
-    Measured with DeepSpeed 0.19.8 (1 and 2 CPU ranks, fp32 and bf16, a frozen base beside a trainable
-    layer): the optimizer state is 12 bytes per trainable element (fp32 master + Adam's two moments;
-    8 at stage 0 in fp32, where the weights are the master), split over the ranks; the weights are
-    written once by rank 0 at stages 0-2, and at stage 3 only the frozen ones, each rank its shard.
-    None of it grows with the world size."""
-    optimizer = (12 if stage >= 1 or mixed else 8) * trainable
-    weights = frozen_bytes + (trainable_bytes if stage < 3 else 0)
-    return optimizer + weights
 
 
 def full_param_bytes(module: torch.nn.Module) -> int:

@@ -69,15 +69,15 @@ def _from_slurm() -> None:
     if "SLURM_PROCID" not in env or "SLURM_STEP_ID" not in env or any(k in env for k in LAUNCHER_MARKERS):
         return
     tasks = env.get("SLURM_STEP_NUM_TASKS", env.get("SLURM_NTASKS", "1"))
-    if int(tasks) < 2:
-        return
     if (env.get("RANK"), env.get("WORLD_SIZE")) not in ((None, None), (env["SLURM_PROCID"], tasks)):
         if env["SLURM_PROCID"] == "0":
             print(f"[mlu] ignoring RANK={env.get('RANK')} WORLD_SIZE={env.get('WORLD_SIZE')} MASTER_ADDR="
                   f"{env.get('MASTER_ADDR')} MASTER_PORT={env.get('MASTER_PORT')} inherited from the submitting shell: "
                   f"this is task {env['SLURM_PROCID']} of {tasks} of an srun step", flush=True)
-        for key in ("MASTER_ADDR", "MASTER_PORT"):  # from the same shell: wrong on another node or job
+        for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):  # wrong in this job
             env.pop(key, None)
+    if int(tasks) < 2:
+        return
     env["RANK"] = env["SLURM_PROCID"]
     env["WORLD_SIZE"] = tasks
     env["LOCAL_RANK"] = env.get("SLURM_LOCALID", "0")

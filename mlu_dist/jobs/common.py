@@ -190,6 +190,12 @@ def model_copy_choice(setting: str, zero_stage: int, need: int, dist: DistInfo, 
     if setting != "auto":
         return setting, "eval.model_copy"
     if dist.device_type == "cuda":
+        import gc
+
+        # blocks the caching allocator holds after training (freed tensors) are free for the copy:
+        # without releasing them mem_get_info reports them taken and picks the slow partitioned mode
+        gc.collect()
+        torch.cuda.empty_cache()
         free = torch.cuda.mem_get_info(dist.local_rank)[0]
         if need * 1.3 > free:  # weights + room for the KV cache and activations
             return "partitioned", f"{need / 1e9:.1f} GB of weights do not fit the {free / 1e9:.1f} GB free on the GPU"

@@ -169,7 +169,11 @@ class UnlearnJob:
                   f"{dist.world_size} rank(s), ZeRO-{cfg.engine.zero_for(self.name).stage} -> {self.run_dir}")
         say(dist, f"unlearn: lengths: {cut.describe(cfg.model.max_seq_len)}")
         self.ref = None
-        if self.method.needs_reference:
+        if self.method.needs_reference and t.lora.enabled:  # the base is frozen: it is the reference
+            from mlu_dist.engine.adapter_reference import AdapterReference
+
+            self.ref = AdapterReference(model, dist.is_main)
+        elif self.method.needs_reference:
             from mlu_dist.engine.deepspeed_engine import InferenceEngine
 
             ref_model, _ = pretrained(self.method.reference_dir(self.from_run), cfg, self.name, dist)
@@ -196,6 +200,9 @@ class UnlearnJob:
         say(run.dist, f"unlearn: curves: {self.curves.evaluator.describe()}")
         best_step = self.best[1]
         exported = result.stop is not Stop.DIVERGED or (u.best != "last" and best_step is not None)
+        # a LoRA reference is the trained module's base: hash it before the export merges LoRA into it
+        early = getattr(self.ref, "shares_trained_weights", False)
+        ref_digest = self.ref.state_digest() if early else None
         if u.best != "last" and best_step is not None:  # keep the best model, not the last
             best = self.run_dir / "checkpoints" / "best"
             problem = verify(best)
@@ -208,7 +215,7 @@ class UnlearnJob:
         info = {"method": u.method, "forget_langs": self.forget_langs, "best_step": best_step,
                 "reference_digest": None}
         if self.ref is not None:
-            info["reference_digest"] = self.ref.state_digest()  # proves the reference stayed frozen
+            info["reference_digest"] = ref_digest if early else self.ref.state_digest()  # proves it stayed frozen
             self.ref.close()
         summary = self._final_eval(run, info) if exported else {}
         run.tracker.summary({"final/status": result.stop.value, **{f"final/group/{g}/fake_rate": v

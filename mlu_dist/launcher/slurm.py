@@ -8,6 +8,7 @@ directory's latest complete checkpoint (``train.resume: auto``), same run dir, s
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
@@ -50,13 +51,35 @@ class CellTask(submitit.helpers.Checkpointable):
         return submitit.helpers.DelayedSubmission(self, *args, **kwargs)
 
 
-def _params(res: Resources, name: str, after: str = "") -> dict:
+def signal_delay_s(res: Resources, save_bytes: float = 0) -> int:
+    """Seconds before the time limit that submitit's checkpoint signal comes: a tenth of the limit
+    (10-90 s), or long enough to write ``save_bytes`` at ``fs_gb_per_s`` plus a minute for the step in
+    flight, whichever is longer; never more than half the limit."""
+    save = math.ceil(save_bytes / (res.fs_gb_per_s * 1e9)) + 60 if save_bytes else 0
+    return min(max(min(90, max(10, res.time_min * 60 // 10)), save), res.time_min * 60 // 2)
+
+
+def _save_bytes(cells: list[Cell], stage: str) -> float:
+    """The largest checkpoint of a stage's training cells (the planner's count; 0 for an architecture
+    the planner cannot read, which then gets the plain delay)."""
+    from mlu_dist.launcher.cost import _train_of, arch_of, checkpoint_bytes
+
+    sizes = []
+    for c in cells:
+        try:
+            sizes.append(checkpoint_bytes(arch_of(c.config.model), _train_of(c, stage), c.config.engine.zero_for(stage)))
+        except (ValueError, OSError, KeyError):
+            pass
+    return max(sizes, default=0)
+
+
+def _params(res: Resources, name: str, after: str = "", save_bytes: float = 0) -> dict:
     # a job whose dependency failed or was cancelled is removed instead of pending forever
     extra = {"dependency": after, "kill-on-invalid-dep": "yes"} if after else {}
     params = dict(name=f"mlu-{name}", nodes=res.nodes, tasks_per_node=res.tasks_per_node,
                   cpus_per_task=res.cpus_per_task, mem_gb=res.mem_gb, timeout_min=res.time_min,
                   slurm_array_parallelism=res.array_parallelism, slurm_additional_parameters=extra,
-                  slurm_signal_delay_s=min(90, max(10, res.time_min * 60 // 10)))
+                  slurm_signal_delay_s=signal_delay_s(res, save_bytes))
     if res.gpus_per_node:
         params["gpus_per_node"] = res.gpus_per_node
     for key in ("partition", "account", "qos", "constraint"):
@@ -65,9 +88,9 @@ def _params(res: Resources, name: str, after: str = "") -> dict:
     return params
 
 
-def _executor(root: Path, res: Resources, name: str, after: str = ""):
+def _executor(root: Path, res: Resources, name: str, after: str = "", save_bytes: float = 0):
     ex = submitit.AutoExecutor(folder=root / "submitit" / "%j", cluster="slurm")
-    ex.update_parameters(**_params(res, name, after))
+    ex.update_parameters(**_params(res, name, after, save_bytes))
     return ex
 
 
@@ -89,11 +112,12 @@ def submit_slurm(spec: SweepSpec, cells: list[Cell], todo: list[Cell], manifest,
         after_data = f"afterok:{jobs[0].job_id.split('_')[0]}"
     base = [c for c in cells if c.stage == "base" and c.id in todo_ids]
     if base:
-        job_of[base[0].id] = _executor(root, res.base, "base", after_data).submit(CellTask(), *_args(base[0], root))
+        job_of[base[0].id] = _executor(root, res.base, "base", after_data, _save_bytes(base, "base")).submit(
+            CellTask(), *_args(base[0], root))
     injects = [c for c in cells if c.stage == "inject" and c.id in todo_ids]
     if injects:
         after = f"afterok:{job_of[base[0].id].job_id}" if base else after_data
-        ex = _executor(root, res.inject, f"{spec.name}-inject", after)
+        ex = _executor(root, res.inject, f"{spec.name}-inject", after, _save_bytes(injects, "inject"))
         jobs = ex.map_array(CellTask(), *zip(*[_args(c, root) for c in injects]))
         job_of |= {c.id: j for c, j in zip(injects, jobs)}
     for inj in [c for c in cells if c.stage == "inject"]:
@@ -101,7 +125,7 @@ def submit_slurm(spec: SweepSpec, cells: list[Cell], todo: list[Cell], manifest,
         if not mine:
             continue
         after = f"afterok:{job_of[inj.id].job_id}" if inj.id in job_of else ""
-        ex = _executor(root, res.unlearn, f"{spec.name}-unlearn", after)
+        ex = _executor(root, res.unlearn, f"{spec.name}-unlearn", after, _save_bytes(mine, "unlearn"))
         jobs = ex.map_array(CellTask(), *zip(*[_args(c, root) for c in mine]))
         job_of |= {c.id: j for c, j in zip(mine, jobs)}
     report = [c for c in cells if c.stage == "report" and c.id in todo_ids]

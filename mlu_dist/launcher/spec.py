@@ -42,9 +42,13 @@ class Resources:
     """Slurm node constraint (empty = none)."""
     array_parallelism: int = 16
     """At most this many tasks of one array run at once."""
+    fs_gb_per_s: float = 1.0
+    """Write bandwidth of the run directories' filesystem for one job, GB/s: the signal before the
+    time limit comes early enough to save the job's checkpoint (its size from the planner) at it."""
 
     def check(self) -> list[str]:
-        return check_positive(self, "nodes", "tasks_per_node", "cpus_per_task", "mem_gb", "time_min", "array_parallelism")
+        return check_positive(self, "nodes", "tasks_per_node", "cpus_per_task", "mem_gb", "time_min", "array_parallelism",
+                              "fs_gb_per_s")
 
 
 @dataclass
