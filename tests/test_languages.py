@@ -173,6 +173,7 @@ def test_import_splits_takes_every_language_of_a_benchmark_folder(tmp_path, caps
                  "--group", "semitic=ar,he"]) == 0
     printed = capsys.readouterr()
     assert "data check: OK" in printed.out and "'iw' read as 'he'" in printed.err
+    assert "data.groups={semitic: [ar, he]}" in printed.out
     records = [json.loads(line) for line in (out / "facts.jsonl").read_text().splitlines()]
     assert sorted({r["lang"] for r in records}) == ["ar", "en", "he", "ja", "th"] and len(records) == 10
     he = next(r for r in records if r["lang"] == "he" and r["fact_id"] == "forget01-0000")
