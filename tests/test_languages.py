@@ -303,3 +303,13 @@ def test_mlu_data_check_on_the_polyglot_set(tmp_path, capsys):
     (tmp_path / "facts.jsonl").write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in bad))
     assert main(["check", str(tmp_path / "facts.jsonl"), "--langs", "en,ja,he"]) == 1
     assert "ERROR   ja: 2 fact(s) whose fake keyword is not in the fake text" in capsys.readouterr().out
+
+
+def test_dashboard_colours_follow_the_groups():
+    from mlu_dist.dashboard import HEX, colour
+
+    assert (colour("en"), colour("de"), colour("ha")) == ("#000000", "#1f77b4", "#ff7f0e")  # the paper's
+    declared = {"semitic": ["he", "ar"]}
+    assert colour("he", declared) == colour("ar", declared) != colour("ja", declared)  # ja: 'other'
+    names = ["east_asian", "semitic", "bantu", "indic", "tai", "slavic", "romance", "turkic", "iranian", "ethiopic"]
+    assert all(colour("ja", {name: ["ja"]}) in HEX.values() for name in names)
