@@ -218,7 +218,7 @@ def test_a_quick_sweep_injects_in_ja_and_he_and_reports_the_declared_groups(tmp_
     spec = load_config(SweepSpec, [], over)
     spec.overrides = ["engine.backend=torch", f"data.source={POLYGLOT}", "data.langs=[en,ja,ko,he,ar]",
                       "data.groups={east_asian: [ja, ko], semitic: [he, ar]}", "inject.langs=[ja]",
-                      "tracking.wandb=false", "base.steps=10",
+                      "tracking.wandb=false", "base.steps=4", "model.num_layers=1",
                       "model.max_seq_len=64", "model.vocab_size=600", "inject.n_targets=1", "inject.n_controls=1",
                       "inject.train.steps=2", "inject.train.eval_every=2", "unlearn.train.steps=2",
                       "unlearn.train.eval_every=2", "eval.n_boot=20", "eval.max_new_tokens=4"]
