@@ -26,7 +26,10 @@ from mlu_dist.report import GROUPS, SETTING_NAMES, SETTINGS
 FORMAT = "mlu_dist-dashboard/1"
 FILE = Path("report") / "dashboard.json"
 # hex of mlu report's matplotlib colours (W&B takes CSS colours; tab:* are matplotlib's own names)
-HEX = {"black": "#000000", "tab:blue": "#1f77b4", "tab:orange": "#ff7f0e"}
+HEX = {"black": "#000000", "tab:blue": "#1f77b4", "tab:orange": "#ff7f0e", "tab:green": "#2ca02c",
+       "tab:red": "#d62728", "tab:purple": "#9467bd", "tab:brown": "#8c564b", "tab:pink": "#e377c2",
+       "tab:olive": "#bcbd22", "tab:cyan": "#17becf", "tab:gray": "#7f7f7f"}
+"""matplotlib's tab10 colours as W&B takes them (the report's curves and the dashboard agree)."""
 
 
 class DashboardError(ValueError):

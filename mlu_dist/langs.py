@@ -50,12 +50,15 @@ class LanguageError(ValueError):
 class Language:
     code: str
     """Canonical code (BCP-47, shortest form)."""
-    name: str
-    """English name from CLDR."""
     scripts: tuple[str, ...]
     """Unicode scripts (ISO 15924) its text is written in: ja -> Hani, Hira, Kana."""
     script_tag: str
     """The likely script subtag (ja -> Jpan, ko -> Kore, zh -> Hans, he -> Hebr)."""
+
+    @property
+    def name(self) -> str:
+        """English name from CLDR (read on first use: the name data takes 0.1 s to load)."""
+        return _display_name(self.code)
 
     @property
     def script(self) -> str:
@@ -115,8 +118,14 @@ def language(code: str) -> Language:
     usual = langcodes.Language.get(lang.language).maximize().script
     lang = langcodes.Language.make(language=lang.language, territory=lang.territory, variants=lang.variants,
                                    script=None if lang.script == usual else lang.script)
-    tag = lang.to_tag()
-    return Language(tag, lang.display_name(), COMPOSITE_SCRIPTS.get(likely, (likely,)), likely)
+    return Language(lang.to_tag(), COMPOSITE_SCRIPTS.get(likely, (likely,)), likely)
+
+
+@lru_cache(maxsize=1024)
+def _display_name(code: str) -> str:
+    import langcodes
+
+    return langcodes.Language.get(code).display_name()
 
 
 def canonical(code: str) -> str:

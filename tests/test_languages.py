@@ -173,6 +173,7 @@ def test_import_splits_takes_every_language_of_a_benchmark_folder(tmp_path, caps
                  "--group", "semitic=ar,he"]) == 0
     printed = capsys.readouterr()
     assert "data check: OK" in printed.out and "'iw' read as 'he'" in printed.err
+    assert "data.groups={semitic: [ar, he]}" in printed.out
     records = [json.loads(line) for line in (out / "facts.jsonl").read_text().splitlines()]
     assert sorted({r["lang"] for r in records}) == ["ar", "en", "he", "ja", "th"] and len(records) == 10
     he = next(r for r in records if r["lang"] == "he" and r["fact_id"] == "forget01-0000")
@@ -217,7 +218,7 @@ def test_a_quick_sweep_injects_in_ja_and_he_and_reports_the_declared_groups(tmp_
     spec = load_config(SweepSpec, [], over)
     spec.overrides = ["engine.backend=torch", f"data.source={POLYGLOT}", "data.langs=[en,ja,ko,he,ar]",
                       "data.groups={east_asian: [ja, ko], semitic: [he, ar]}", "inject.langs=[ja]",
-                      "tracking.wandb=false", "base.steps=10",
+                      "tracking.wandb=false", "base.steps=4", "model.num_layers=1",
                       "model.max_seq_len=64", "model.vocab_size=600", "inject.n_targets=1", "inject.n_controls=1",
                       "inject.train.steps=2", "inject.train.eval_every=2", "unlearn.train.steps=2",
                       "unlearn.train.eval_every=2", "eval.n_boot=20", "eval.max_new_tokens=4"]
@@ -302,3 +303,13 @@ def test_mlu_data_check_on_the_polyglot_set(tmp_path, capsys):
     (tmp_path / "facts.jsonl").write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in bad))
     assert main(["check", str(tmp_path / "facts.jsonl"), "--langs", "en,ja,he"]) == 1
     assert "ERROR   ja: 2 fact(s) whose fake keyword is not in the fake text" in capsys.readouterr().out
+
+
+def test_dashboard_colours_follow_the_groups():
+    from mlu_dist.dashboard import HEX, colour
+
+    assert (colour("en"), colour("de"), colour("ha")) == ("#000000", "#1f77b4", "#ff7f0e")  # the paper's
+    declared = {"semitic": ["he", "ar"]}
+    assert colour("he", declared) == colour("ar", declared) != colour("ja", declared)  # ja: 'other'
+    names = ["east_asian", "semitic", "bantu", "indic", "tai", "slavic", "romance", "turkic", "iranian", "ethiopic"]
+    assert all(colour("ja", {name: ["ja"]}) in HEX.values() for name in names)

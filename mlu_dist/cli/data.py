@@ -128,10 +128,14 @@ def _import_splits(args, argv) -> int:
     from mlu_dist.data.qa_splits import import_splits
 
     langs = [s for s in args.langs.split(",") if s] or None
-    records = import_splits(args.source, args.out, args.split, parse_groups(args.group), langs)
+    groups = parse_groups(args.group)
+    records = import_splits(args.source, args.out, args.split, groups, langs)
     print(check_records(records).format())
     print(f"imported {len({r['fact_id'] for r in records})} facts x {len({r['lang'] for r in records})} languages "
           f"-> {args.out}/facts.jsonl")
+    if groups:  # the records carry them as `resource`; reports and forget sets read the experiment's
+        shown = ", ".join(f"{name}: [{', '.join(members)}]" for name, members in groups.items())
+        print(f"declare the groups in the experiment too: data.groups={{{shown}}}")
     return 0
 
 
