@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlu_dist.langs import group_columns, group_label, lang_colour, lang_index, unknown_langs
+from mlu_dist.results import RunRecord, find_runs, method_label, record_at
 from mlu_dist.report import GROUPS, SETTING_NAMES, SETTINGS
 
 FORMAT = "mlu_dist-dashboard/1"
@@ -71,28 +72,23 @@ def _jsonl_keys(path: Path, job: str) -> set[str]:
     return (keys - {"step"}) | ({f"{job}/step"} if "step" in keys else set())
 
 
-def _cell(run: LoggedRun, run_dir: Path) -> None:
-    """Fill in the run's cell from its config.yaml (and, for an attack, its directory's name)."""
-    from omegaconf import OmegaConf
-
-    cfg = OmegaConf.load(run_dir / "config.yaml") if (run_dir / "config.yaml").exists() else OmegaConf.create()
-    get = lambda key, default="": OmegaConf.select(cfg, key, default=default)  # noqa: E731
-    run.inject = "+".join(get("inject.langs", []) or [])
-    run.seed = int(get("inject.split_seed", 0) or 0)
-    run.langs = [x for x in (get("eval.langs", []) or get("data.langs", []) or []) if not unknown_langs([x])]
-    groups = get("data.groups", None)
-    run.groups = OmegaConf.to_container(groups) if groups else {}
+def _cell(run: LoggedRun, record: RunRecord) -> None:
+    """Fill in the run's cell from the results index (and, for an attack, its directory's name)."""
+    run.inject = record.inject
+    run.seed = record.seed
+    run.langs = [x for x in (record.get("eval.langs", []) or record.get("data.langs", []) or [])
+                 if not unknown_langs([x])]
+    run.groups = record.groups
     if run.job in ("unlearn", "relearn"):
-        run.method, run.setting = str(get("unlearn.method")), str(get("unlearn.forget_langs"))
-        scope = str(get("unlearn.forget_scope", "all"))
-        run.method += f" ({scope})" if scope not in ("all", "") else ""  # forget_scope answer/qa: its own cell
+        run.method = method_label(str(record.get("unlearn.method")), str(record.get("unlearn.forget_scope", "all")))
+        run.setting = str(record.get("unlearn.forget_langs"))
     if run.job == "relearn":
-        run.start, run.attack = run_dir.name.split("-", 1)[0], ",".join(get("relearn.attacks", []) or [])
+        run.start, run.attack = record.run_dir.name.split("-", 1)[0], ",".join(record.get("relearn.attacks", []) or [])
         if run.start != "unlearned":
             run.method = run.setting = ""
     if not run.group:
-        run.group, run.project = str(get("tracking.group")), str(get("tracking.project"))
-        run.entity = str(get("tracking.entity"))
+        run.group, run.project = str(record.get("tracking.group")), str(record.get("tracking.project"))
+        run.entity = str(record.get("tracking.entity"))
 
 
 def read_run(run_dir: Path, job: str) -> LoggedRun:
@@ -111,20 +107,13 @@ def read_run(run_dir: Path, job: str) -> LoggedRun:
     else:
         run = LoggedRun(Path(run_dir), job, run_id(run_dir, job), _jsonl_keys(Path(run_dir) / "metrics.jsonl", job),
                         "metrics.jsonl")
-    _cell(run, Path(run_dir))
+    _cell(run, record_at(run_dir) if job != "report" else RunRecord(Path(run_dir), job))
     return run
 
 
 def sweep_runs(root: Path) -> list[LoggedRun]:
-    """Every run under ``root`` (run directories have meta.json; the report run lives in report/)."""
-    runs = []
-    for meta in sorted(Path(root).rglob("meta.json")):
-        try:
-            job = json.loads(meta.read_text()).get("job", "")
-        except (OSError, ValueError):
-            continue
-        if job and (meta.parent / "config.yaml").exists():
-            runs.append(read_run(meta.parent, job))
+    """Every run under ``root`` (the results index; the report run lives in report/)."""
+    runs = [read_run(record.run_dir, record.job) for record in find_runs(root)]
     report = Path(root) / "report"
     if list(report.glob("wandb/*run-*")):
         runs.append(read_run(report, "report"))

@@ -8,10 +8,9 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
 from mlu_dist.langs import group_columns, group_label, lang_colour, lang_index
-from mlu_dist.report_relearn import (after_attack, collect_attacks, method_label, phrasing_markdown, relearn_markdown,
+from mlu_dist.results import find_runs, pooled_groups, record_at
+from mlu_dist.report_relearn import (after_attack, collect_attacks, phrasing_markdown, relearn_markdown,
                                      relearn_rows)
 from mlu_dist.rundir import atomic_path, atomic_write_text
 from mlu_dist.tracking import read_jsonl
@@ -37,44 +36,19 @@ PAPER_EXPECTED = {
 }
 
 
-def _runs(root: Path, job: str) -> list[Path]:
-    out = []
-    for meta in sorted(Path(root).rglob("meta.json")):
-        try:
-            if json.loads(meta.read_text()).get("job") == job:
-                out.append(meta.parent)
-        except (OSError, json.JSONDecodeError):
-            continue
-    return out
-
-
 def collect(root: Path) -> dict:
-    """``{(inject_lang, method, setting): [per-run dict]}`` for every finished unlearning run."""
+    """``{(inject_lang, method, setting): [per-run dict]}`` for every finished, evaluated unlearning run."""
     found = defaultdict(list)
-    for run in _runs(root, "unlearn"):
-        summary, done = run / "eval" / "SUMMARY.json", run / "DONE.json"
-        if not (summary.exists() and done.exists()):
+    for run in find_runs(root, "unlearn"):
+        if run.summary is None or run.done is None:
             continue
-        cfg = OmegaConf.load(run / "config.yaml")
-        key = ("+".join(cfg.inject.langs), method_label(cfg), cfg.unlearn.forget_langs)
-        groups = OmegaConf.select(cfg, "data.groups", default=None)
-        found[key].append({"run": run, "summary": json.loads(summary.read_text())["metrics"],
-                           "done": json.loads(done.read_text()),
-                           "groups": OmegaConf.to_container(groups) if groups else {}})
+        found[(run.inject, run.method_label, run.setting)].append(
+            {"run": run.run_dir, "summary": run.summary, "done": run.done, "groups": run.groups})
     return dict(found)
 
 
 def _pooled_groups(runs: list[dict], inject: list[str], metric: str = "fake_rate") -> dict:
-    """Group stats pooled over several runs (seeds): the bootstrap resamples runs, then facts."""
-    from mlu_dist.eval.stats import bootstrap_ci
-    from mlu_dist.eval.summary import group_fact_means, language_groups
-
-    units = defaultdict(list)
-    for r in runs:
-        by_lang = json.loads((r["run"] / "eval" / "EVAL.json").read_text())["values"][metric]
-        for group, members in language_groups(list(by_lang), inject, r.get("groups")).items():
-            units[group].append(group_fact_means(by_lang, members))
-    return {g: bootstrap_ci(u) for g, u in units.items()}
+    return pooled_groups([record_at(r["run"]) for r in runs], inject, metric)
 
 
 def paper_grid(found: dict, threshold: float) -> list[dict]:
@@ -241,7 +215,7 @@ def _in_order(found: dict) -> list:
 
 
 def _before_dir(run: dict) -> Path:
-    return Path(OmegaConf.load(run["run"] / "config.yaml").unlearn.from_run) / "eval"
+    return Path(record_at(run["run"]).get("unlearn.from_run")) / "eval"
 
 
 def _guard_ratio(run_dir: Path) -> float | None:

@@ -132,3 +132,27 @@ def find_runs(root: str | Path, job: str | None = None, finished: bool = False) 
 def declared_groups(runs: list[RunRecord]) -> dict:
     """The resource groups the first run that declares any declared ({} = the defaults)."""
     return next((r.groups for r in runs if r.groups), {})
+
+
+def record_at(run_dir: str | Path) -> RunRecord:
+    """The record of one run directory named by path (its job from meta.json, '' if unreadable)."""
+    meta = _read_json(Path(run_dir) / "meta.json") or {}
+    return RunRecord(Path(run_dir), meta.get("job", ""), meta)
+
+
+def pooled_groups(runs: list[RunRecord], inject: list[str], metric: str = "fake_rate") -> dict:
+    """Per probe group, ``metric`` pooled over runs (seeds) with a 95 % CI: the bootstrap resamples
+    runs, then facts. Runs without the metric are left out. Every pooled table uses this."""
+    from collections import defaultdict
+
+    from mlu_dist.eval.stats import bootstrap_ci
+    from mlu_dist.eval.summary import group_fact_means, language_groups
+
+    units = defaultdict(list)
+    for run in runs:
+        by_lang = run.eval_values.get(metric)
+        if not by_lang:
+            continue
+        for group, members in language_groups(list(by_lang), inject, run.groups).items():
+            units[group].append(group_fact_means(by_lang, members))
+    return {g: bootstrap_ci(u) for g, u in units.items()}

@@ -194,7 +194,7 @@ def test_each_forget_scope_is_its_own_cell(tmp_path):
         _run(root, f"unlearn/de-s0/ga-en-{scope}", "unlearn", "de", [(0, _unlearn_row(0))], "ga", "en", wandb=False,
              scope=scope)
     titles = [p["title"] for _, p in panels_of(plan(root)[0]) if p["x"] == "unlearn/step" and len(p["y"]) > 1]
-    assert titles == ["ga: forget English", "ga (answer): forget English"] * 2  # workspace, then report
+    assert titles == ["ga: forget English", "ga[answer]: forget English"] * 2  # workspace, then report (one label everywhere)
 
 
 def panels_of(definition):

@@ -78,7 +78,9 @@ def test_deepspeed_config_is_derived_from_the_job():
     assert ds["zero_optimization"]["reduce_bucket_size"] == 64 * 64
     extra = build_ds_config(t, ZeroConfig(stage=2, extra={"zero_optimization": {"overlap_comm": True}}), 1, "cuda")
     assert extra["zero_optimization"] == extra["zero_optimization"] | {"stage": 2, "overlap_comm": True}
-    assert extra["optimizer"]["type"] == "AdamW"  # on GPU DeepSpeed builds its own fused Adam
+    assert "optimizer" not in extra  # on GPU the default is torch's fused AdamW: nothing to JIT-build
+    asked = build_ds_config(t, ZeroConfig(stage=2, optimizer="deepspeed"), 1, "cuda")
+    assert asked["optimizer"]["type"] == "AdamW"  # DeepSpeed's own (JIT-built) Adam only when asked
 
 
 @pytest.mark.trains

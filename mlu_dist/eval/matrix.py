@@ -8,7 +8,6 @@ English / original / the groups the runs declared (data.groups).
 from __future__ import annotations
 
 import csv
-import json
 from collections import defaultdict
 from pathlib import Path
 
@@ -23,19 +22,12 @@ GROUP_ORDER = ("en", "orig", "high", "low")
 
 def collect(root: str | Path, metric: str) -> dict[str, list[dict[str, dict[str, float]]]]:
     """``{inject key: [per-run {probe lang: {fact: value}}]}`` for every evaluated injection run under ``root``."""
-    from omegaconf import OmegaConf
+    from mlu_dist.results import find_runs
 
     runs: dict[str, list] = defaultdict(list)
-    for eval_file in sorted(Path(root).rglob("eval/EVAL.json")):
-        run_dir = eval_file.parent.parent
-        meta, cfg = run_dir / "meta.json", run_dir / "config.yaml"
-        if not (meta.exists() and cfg.exists()) or json.loads(meta.read_text()).get("job") != "inject":
-            continue
-        values = json.loads(eval_file.read_text())["values"]
-        if metric not in values:
-            continue
-        langs = list(OmegaConf.load(cfg).inject.langs)
-        runs["+".join(langs)].append(values[metric])
+    for run in find_runs(root, "inject"):
+        if metric in run.eval_values:
+            runs[run.inject].append(run.eval_values[metric])
     if not runs:
         raise FileNotFoundError(f"no evaluated injection runs with '{metric}' under {root} "
                                 f"(run `mlu inject` then `mlu eval RUN_DIR` first)")
@@ -47,14 +39,10 @@ def _order(keys):
 
 
 def declared_groups(root: str | Path) -> dict:
-    """The resource groups the injection runs under ``root`` declared (data.groups; {} = defaults)."""
-    from omegaconf import OmegaConf
+    """The resource groups the runs under ``root`` declared (data.groups; {} = defaults)."""
+    from mlu_dist import results
 
-    for cfg in sorted(Path(root).rglob("config.yaml")):
-        groups = OmegaConf.select(OmegaConf.load(cfg), "data.groups", default=None)
-        if groups:
-            return OmegaConf.to_container(groups)
-    return {}
+    return results.declared_groups(results.find_runs(root))
 
 
 def spread_matrix(runs: dict, n_boot: int = 1000) -> tuple[list[str], list[str], dict]:

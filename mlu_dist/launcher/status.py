@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from mlu_dist.launcher.plan import load_cells
 from mlu_dist.launcher.run import Manifest
+from mlu_dist.results import RunRecord
 from mlu_dist.tracking import read_jsonl
 
 
@@ -29,9 +29,9 @@ def _progress(run_dir: Path) -> str:
 
 
 def _fake_rate(run_dir: Path) -> str:
-    summary = run_dir / "eval" / "SUMMARY.json"
-    if summary.exists():
-        m = json.loads(summary.read_text())["metrics"].get("fake_rate")
+    summary = RunRecord(run_dir, "").summary
+    if summary:
+        m = summary.get("fake_rate")
         if m:
             return " ".join(f"{g}={s['mean']:.2f}" for g, s in m["group"].items())
     rows = [r for r in read_jsonl(run_dir / "curves.jsonl") if r["metric"] == "fake_rate"]
