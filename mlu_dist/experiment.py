@@ -16,7 +16,7 @@ from mlu_dist.inject.config import InjectConfig
 from mlu_dist.langs import unknown_langs
 from mlu_dist.modeling import ModelConfig
 from mlu_dist.relearn.config import RelearnConfig
-from mlu_dist.rundir import RunConfig
+from mlu_dist.runs.rundir import RunConfig
 from mlu_dist.tracking import TrackingConfig
 from mlu_dist.train_config import TrainConfig
 from mlu_dist.unlearn.config import UnlearnConfig

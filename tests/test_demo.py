@@ -85,7 +85,7 @@ def test_the_quick_demo_saves_its_wandb_dashboard_offline_and_every_key_was_logg
     library's models load it; without network `mlu sync` uploads nothing and says what is ready."""
     from test_dashboard import _closed_port, _env, assert_every_key_was_logged
 
-    from mlu_dist.wandb_views import load
+    from mlu_dist.tracking.wandb_views import load
 
     root, proc = demo_run
     path = root / "report" / "dashboard.json"

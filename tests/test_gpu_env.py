@@ -53,7 +53,7 @@ def test_a_run_dir_written_before_a_setting_existed_still_resumes(tmp_path):
 
     from mlu_dist.config import ConfigError, to_dict
     from mlu_dist.experiment import ExperimentConfig
-    from mlu_dist.rundir import check_same_config
+    from mlu_dist.runs.rundir import check_same_config
 
     cfg = ExperimentConfig()
     cfg.engine.jobs = {"inject": type(cfg.engine.zero)(stage=2)}

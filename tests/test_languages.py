@@ -306,7 +306,7 @@ def test_mlu_data_check_on_the_polyglot_set(tmp_path, capsys):
 
 
 def test_dashboard_colours_follow_the_groups():
-    from mlu_dist.dashboard import HEX, colour
+    from mlu_dist.tracking.dashboard import HEX, colour
 
     assert (colour("en"), colour("de"), colour("ha")) == ("#000000", "#1f77b4", "#ff7f0e")  # the paper's
     declared = {"semitic": ["he", "ar"]}

@@ -15,7 +15,7 @@ from mlu_dist.engine.data import BatchPlan
 from mlu_dist.engine.optim import lr_factor
 from mlu_dist.engine.torch_engine import TorchEngine
 from mlu_dist.experiment import ExperimentConfig
-from mlu_dist.rundir import ResumeError
+from mlu_dist.runs.rundir import ResumeError
 from mlu_dist.tokens import Encoded
 from mlu_dist.train_config import TrainConfig
 from mlu_dist.tracking import read_jsonl
@@ -319,7 +319,7 @@ def test_a_verified_export_lets_a_run_drop_its_checkpoints_and_export_keeps_the_
     from mlu_dist.jobs.common import export_problems
     from mlu_dist.jobs.export import export_run
     from mlu_dist.modeling import load_pretrained
-    from mlu_dist.rundir import ResumeError
+    from mlu_dist.runs.rundir import ResumeError
 
     kept = run_base(_cfg(tmp_path / "keep", "base.steps=4"))
     assert (kept / "checkpoints" / "LATEST").exists() and export_problems(kept / "model") == []
@@ -358,7 +358,7 @@ def test_a_checkpoint_that_does_not_fit_is_skipped_when_periodic_and_refused_wit
     import shutil
     from collections import namedtuple
 
-    from mlu_dist.rundir import DiskFull
+    from mlu_dist.runs.rundir import DiskFull
 
     eng, ck, root = _three_checkpoints(tmp_path)
     need = ck.expected_bytes()

@@ -35,7 +35,7 @@ def test_evaluation_objectives_and_data_never_import_the_engine_or_jobs(package)
 
 
 def test_neutral_modules_import_neither_engine_nor_jobs():
-    for name in ("tokens.py", "losses.py", "objectives.py", "train_config.py", "layout.py", "registry.py", "comm.py"):
+    for name in ("tokens.py", "losses.py", "objectives.py", "train_config.py", "runs/layout.py", "registry.py", "comm.py"):
         bad = [m for m in imports_of(PKG / name) if m.startswith(("mlu_dist.engine", "mlu_dist.jobs"))]
         assert not bad, f"{name} imports {bad}"
 
@@ -65,8 +65,8 @@ def test_configs_never_import_jobs():
 
 
 @pytest.mark.parametrize("library, allowed", [("deepspeed", "engine/deepspeed_engine.py"),
-                                              ("submitit", "launcher/slurm.py"), ("wandb", "wandb_tracker.py"),
-                                              ("wandb_workspaces", "wandb_views.py")])
+                                              ("submitit", "launcher/slurm.py"), ("wandb", "tracking/wandb_tracker.py"),
+                                              ("wandb_workspaces", "tracking/wandb_views.py")])
 def test_each_heavy_dependency_has_one_import_site(library, allowed):
     sites = sorted(str(p.relative_to(PKG)) for p in modules() for m in imports_of(p)
                    if m == library or m.startswith(library + "."))

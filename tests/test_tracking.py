@@ -10,7 +10,7 @@ from mlu_dist.experiment import ExperimentConfig
 from mlu_dist.jobs.inject import run_inject
 from mlu_dist.jobs.unlearn import run_unlearn
 from mlu_dist.tracking import read_jsonl
-from mlu_dist.wandb_tracker import read_offline_run, run_id
+from mlu_dist.tracking.wandb_tracker import read_offline_run, run_id
 
 LANGS = ["en", "de", "fr", "zh", "ru", "jv", "ur", "ha", "hy"]
 SECRET = "mlu-test-key-0123456789abcdef0123456789abcdef"
@@ -58,7 +58,7 @@ def test_per_language_curves_reach_wandb_with_their_step_axis(injected, monkeypa
         for lang in LANGS:
             assert local[r["unlearn/step"]][f"forget/{lang}/fake_rate"] == pytest.approx(r[f"forget/{lang}/fake_rate"])
     # no secret in any file of the run directory, nor in the dashboard built from its runs
-    from mlu_dist.dashboard import write_dashboard
+    from mlu_dist.tracking.dashboard import write_dashboard
 
     dashboard, _ = write_dashboard(out)
     for path in [*run.rglob("*"), dashboard]:

@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     from mlu_dist.config import ConfigError
     from mlu_dist.data.schema import DataError
     from mlu_dist.launcher.lock import SweepLocked
-    from mlu_dist.rundir import DiskFull, ResumeError
+    from mlu_dist.runs.rundir import DiskFull, ResumeError
 
     try:
         return HANDLERS.get(args.command, lambda a, v: run_job(a.command, a, v))(args, argv)

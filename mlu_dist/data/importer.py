@@ -191,7 +191,7 @@ def to_records(rows: list[dict], spec: ImportSpec) -> list[dict]:
 
 def import_table(source: str | Path, out: str | Path, spec: ImportSpec, limit: int = 0) -> list[dict]:
     """Read ``source``, map it, validate it and write ``out/facts.jsonl`` + ``out/dataset.json``."""
-    from mlu_dist import rundir
+    from mlu_dist.runs import rundir
 
     rows = read_table(source, "the table to import")
     if limit:

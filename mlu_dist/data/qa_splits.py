@@ -139,7 +139,7 @@ def read_splits(root: str | Path, split: str, groups: dict | None = None, langs=
 
 def import_splits(root: str | Path, out: str | Path, split: str, groups: dict | None = None, langs=None) -> list[dict]:
     """Read ``split`` of ``root``, validate it and write ``out/facts.jsonl`` + ``out/dataset.json``."""
-    from mlu_dist import rundir
+    from mlu_dist.runs import rundir
 
     records, manifest = read_splits(root, split, groups, langs)
     problems = record_problems(records, manifest["langs"])

@@ -365,7 +365,7 @@ def assemble(out_dir: Path, langs: list[str]) -> tuple[list[dict], dict] | None:
     facts whose keyword failed in any language. None while a language's part is not finished.
 
     Writes ``facts.jsonl`` and ``coverage.json`` (idempotent: any finishing task may call it)."""
-    from mlu_dist import rundir
+    from mlu_dist.runs import rundir
     from mlu_dist.tracking import read_jsonl
 
     out_dir = Path(out_dir)

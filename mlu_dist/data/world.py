@@ -21,7 +21,7 @@ from pathlib import Path
 from mlu_dist.config import check_choice
 from mlu_dist.data.templates import CONSONANTS, PROBES, RELATIONS, TEMPLATES, VOWELS, join_name, transcribe
 from mlu_dist.langs import ALL_LANGS, LANGUAGES, PAPER_LANGS, RESOURCE_GROUPS
-from mlu_dist.rundir import atomic_write_text
+from mlu_dist.runs.rundir import atomic_write_text
 
 NAME_STYLES = ("native", "latin")
 FORMAT_VERSION = 3  # bump when generation (or the tiny tokenizer) changes, so cached runs are not reused across formats

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from mlu_dist import comm
-from mlu_dist.rundir import DiskFull, ResumeError, atomic_write_text
+from mlu_dist.runs.rundir import DiskFull, ResumeError, atomic_write_text
 
 PARTIAL = ".partial"
 TRASH = ".pruned-"

@@ -14,7 +14,7 @@ from pathlib import Path
 from mlu_dist.eval.stats import bootstrap_ci
 from mlu_dist.eval.summary import group_fact_means, language_groups
 from mlu_dist.langs import group_columns, lang_index, order_langs
-from mlu_dist.rundir import atomic_path
+from mlu_dist.runs.rundir import atomic_path
 
 GROUP_ORDER = ("en", "orig", "high", "low")
 """The paper's group columns (declared groups replace high and low)."""

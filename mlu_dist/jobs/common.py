@@ -151,7 +151,7 @@ def export_model(engine, tokenizer, out_dir: Path, dist: DistInfo, merge_lora: b
     """Consolidate the engine's weights into a HF directory (safetensors + tokenizer) on rank 0.
 
     Every rank must call this (ZeRO-3 gathers parameters collectively)."""
-    from mlu_dist.rundir import atomic_dir
+    from mlu_dist.runs.rundir import atomic_dir
 
     state = engine.full_state_dict()
     if dist.is_main:

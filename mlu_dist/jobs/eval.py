@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mlu_dist import rundir
+from mlu_dist.runs import rundir
 from mlu_dist.config import to_dict
 from mlu_dist.data import load_data
 from mlu_dist.data.splits import split_facts

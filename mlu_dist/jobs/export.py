@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from mlu_dist.engine.checkpoint import Checkpointer
-from mlu_dist.rundir import ResumeError, atomic_dir
+from mlu_dist.runs.rundir import ResumeError, atomic_dir
 
 
 def _state_from_checkpoint(ckpt: Path) -> dict:

@@ -20,7 +20,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mlu_dist import rundir
+from mlu_dist.runs import rundir
 from mlu_dist.config import ConfigError
 from mlu_dist.data import load_data
 from mlu_dist.data.splits import split_facts
@@ -29,7 +29,7 @@ from mlu_dist.engine.loop import LoopHooks
 from mlu_dist.eval.summary import language_groups, summarize
 from mlu_dist.jobs.common import EngineEvaluation, activation_checkpointing, apply_lora, export_model, pretrained, say
 from mlu_dist.jobs.skeleton import HookContext, Trained, TrainingSetup, require_finished, run_training
-from mlu_dist.layout import relearn_run_dir
+from mlu_dist.runs.layout import relearn_run_dir
 from mlu_dist.objectives import NLLObjective
 from mlu_dist.relearn.config import STARTS, Attack, parse_attack
 from mlu_dist.relearn.data import attack_examples

@@ -13,7 +13,8 @@ import json
 import os
 from pathlib import Path
 
-from mlu_dist import comm, rundir
+from mlu_dist import comm
+from mlu_dist.runs import rundir
 from mlu_dist.data.check import unfit_facts
 from mlu_dist.data.importer import MAP_KEYS, import_table, read_mapping
 from mlu_dist.data.schema import load_facts

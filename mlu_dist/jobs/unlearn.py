@@ -14,7 +14,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mlu_dist import rundir
+from mlu_dist.runs import rundir
 from mlu_dist.config import ConfigError
 from mlu_dist.data import load_data
 from mlu_dist.data.splits import split_facts
@@ -25,8 +25,8 @@ from mlu_dist.eval.metrics import METRICS
 from mlu_dist.eval.summary import language_groups, utility_ppl
 from mlu_dist.jobs.common import EngineEvaluation, activation_checkpointing, apply_lora, export_model, pretrained, say
 from mlu_dist.jobs.skeleton import HookContext, Trained, TrainingSetup, run_training
-from mlu_dist.layout import unlearn_run_dir
-from mlu_dist.rundir import ResumeError
+from mlu_dist.runs.layout import unlearn_run_dir
+from mlu_dist.runs.rundir import ResumeError
 from mlu_dist.tokens import Cut, encode_all
 from mlu_dist.unlearn.config import resolve_langs
 from mlu_dist.unlearn.curves import CurveWriter, curve_table, plot_curves

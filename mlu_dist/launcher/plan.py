@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mlu_dist import rundir
+from mlu_dist.runs import rundir
 from mlu_dist.config import ConfigError, load_config, resolve_config_path, to_yaml, validate
 from mlu_dist.data.translate import TranslateConfig
 from mlu_dist.experiment import ExperimentConfig
@@ -47,7 +47,7 @@ def forget_set(spec: str, inject_lang: str, cfg) -> tuple[str, ...]:
 
 
 def expand(spec: SweepSpec) -> list[Cell]:
-    from mlu_dist.layout import base_run_dir, inject_run_dir, relearn_run_dir, study_hash, unlearn_run_dir
+    from mlu_dist.runs.layout import base_run_dir, inject_run_dir, relearn_run_dir, study_hash, unlearn_run_dir
     from mlu_dist.relearn.config import parse_attack
 
     root = sweep_dir(spec)

@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from mlu_dist import rundir
+from mlu_dist.runs import rundir
 from mlu_dist.launcher.plan import Cell, expand, sweep_dir, write_cells
 from mlu_dist.launcher.spec import SweepSpec
 from mlu_dist.launcher.worker import Worker

@@ -88,7 +88,7 @@ def _write_dashboard(root: Path) -> None:
     """The sweep's W&B dashboard definition (report/dashboard.json, no network), an extra: a sweep
     never fails because of it."""
     try:
-        from mlu_dist.dashboard import write_dashboard
+        from mlu_dist.tracking.dashboard import write_dashboard
 
         path, _ = write_dashboard(root)
         print(f"[dashboard] {path} (pushed by `mlu sync {root}` where W&B can be reached)", flush=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mlu_dist.langs import lang_colour, lang_index
-from mlu_dist.rundir import atomic_path
+from mlu_dist.runs.rundir import atomic_path
 from mlu_dist.tracking import append_jsonl, keep_rows, read_jsonl
 
 GROUP_COLOURS = {"en": "black", "high": "tab:blue", "low": "tab:orange"}

@@ -94,7 +94,7 @@ def _cell(run: LoggedRun, record: RunRecord) -> None:
 def read_run(run_dir: Path, job: str) -> LoggedRun:
     """What one run logged: the union of its ``.wandb`` files' history keys (a requeued run has one
     folder per process), else its ``metrics.jsonl``."""
-    from mlu_dist.wandb_tracker import read_offline_run, run_id
+    from mlu_dist.tracking.wandb_tracker import read_offline_run, run_id
 
     folders = sorted(p for p in Path(run_dir).glob("wandb/*run-*") if p.is_dir())
     if folders:
@@ -347,10 +347,10 @@ def check(definition: dict, runs: list[LoggedRun]) -> None:
 def write_dashboard(root: str | Path, project: str = "", entity: str = "") -> tuple[Path, dict]:
     """Plan, check and write ``ROOT/report/dashboard.json`` (the plan plus the library's serialised
     workspace and report, made offline); returns its path and the plan."""
-    from mlu_dist.rundir import atomic_write_json
+    from mlu_dist.runs.rundir import atomic_write_json
 
     try:
-        from mlu_dist.wandb_views import serialise
+        from mlu_dist.tracking.wandb_views import serialise
     except ImportError as exc:
         raise DashboardError(f"the dashboard needs the wandb-workspaces package ({exc}); install it with "
                              f"`pip install wandb-workspaces` (a dependency of mlu_dist)") from None

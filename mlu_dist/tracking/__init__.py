@@ -67,7 +67,7 @@ class TrackerContext:
 # Trackers besides metrics.jsonl (always written). A tracker is a callable TrackerContext -> Tracker;
 # a new one (MLflow, TensorBoard, ...) is one module that registers it (see docs/extending.md).
 TRACKERS: Registry = Registry("tracker")
-TRACKERS.register("wandb")("mlu_dist.wandb_tracker:build_wandb_tracker")  # by path: wandb is heavy
+TRACKERS.register("wandb")("mlu_dist.tracking.wandb_tracker:build_wandb_tracker")  # by path: wandb is heavy
 
 
 def build_trackers(names: list[str], ctx: TrackerContext) -> list:
@@ -129,13 +129,13 @@ class JsonlTracker:
         append_jsonl(self.path, [{"step": step} | {k: _clean(v) for k, v in metrics.items()}])
 
     def summary(self, metrics: dict) -> None:
-        from mlu_dist.rundir import atomic_write_json
+        from mlu_dist.runs.rundir import atomic_write_json
 
         self._summary |= {k: _clean(v) for k, v in metrics.items()}
         atomic_write_json(self.summary_path, self._summary)
 
     def table(self, key: str, columns: list[str], rows: list[list]) -> None:
-        from mlu_dist.rundir import atomic_write_json
+        from mlu_dist.runs.rundir import atomic_write_json
 
         atomic_write_json(self.path.with_name(key.replace("/", "_") + ".table.json"), {"columns": columns, "rows": rows})
 
@@ -211,7 +211,7 @@ def keep_rows(path: Path, keep) -> None:
     """Rewrite a JSONL file with only the rows for which ``keep(row)`` holds, to a temp file renamed
     over it (a kill never loses the history); a torn last line is dropped. No rewrite when
     nothing changes."""
-    from mlu_dist.rundir import atomic_write_text
+    from mlu_dist.runs.rundir import atomic_write_text
 
     path = Path(path)
     if not path.exists():

@@ -10,9 +10,9 @@ from pathlib import Path
 
 from mlu_dist.langs import group_columns, group_label, lang_colour, lang_index
 from mlu_dist.results import find_runs, pooled_groups, record_at
-from mlu_dist.report_relearn import (after_attack, collect_attacks, phrasing_markdown, relearn_markdown,
+from mlu_dist.report.relearn import (after_attack, collect_attacks, phrasing_markdown, relearn_markdown,
                                      relearn_rows)
-from mlu_dist.rundir import atomic_path, atomic_write_text
+from mlu_dist.runs.rundir import atomic_path, atomic_write_text
 from mlu_dist.tracking import read_jsonl
 
 SETTINGS = ("en", "orig", "all", "en+orig")
@@ -319,7 +319,7 @@ def _utility_by_language(found: dict, specs: list) -> str:
 def log_to_wandb(out: Path, rows: list[dict], images: list[Path], group: str, project: str = "mlu_dist",
                  entity: str = "", mode: str = "auto", tags=()) -> None:
     """The report's figures and grid as a W&B run of job_type 'report' in the sweep's group."""
-    from mlu_dist.wandb_tracker import WandbTracker
+    from mlu_dist.tracking.wandb_tracker import WandbTracker
 
     try:
         tracker = WandbTracker(out, "report", {"threshold": json.loads((out / "grid.json").read_text())["threshold"]},
