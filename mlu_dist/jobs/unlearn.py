@@ -22,14 +22,15 @@ from mlu_dist.engine.checkpoint import verify
 from mlu_dist.engine.dist import DistInfo, setup_env
 from mlu_dist.engine.loop import LoopHooks, Stop
 from mlu_dist.eval.metrics import METRICS
-from mlu_dist.eval.summary import language_groups, utility_ppl
-from mlu_dist.jobs.common import EngineEvaluation, activation_checkpointing, apply_lora, export_model, pretrained, say
+from mlu_dist.eval.summary import utility_ppl
+from mlu_dist.jobs.common import activation_checkpointing, apply_lora, export_model, pretrained, say
+from mlu_dist.jobs.curves import CurveRecorder
 from mlu_dist.jobs.skeleton import HookContext, Trained, TrainingSetup, run_training
 from mlu_dist.runs.layout import unlearn_run_dir
 from mlu_dist.runs.rundir import ResumeError
 from mlu_dist.tokens import Cut, encode_all
 from mlu_dist.unlearn.config import resolve_langs
-from mlu_dist.unlearn.curves import CurveWriter, curve_table, plot_curves
+from mlu_dist.unlearn.curves import plot_curves
 from mlu_dist.unlearn.data import PoolSource, build_pools
 from mlu_dist.unlearn.methods import METHODS, Context, unlearning_objective, wanted_pools
 
@@ -51,10 +52,8 @@ class CurveHooks:
     guard, the target rule and the best checkpoint."""
 
     def __init__(self, job: UnlearnJob, engine, ctx: HookContext):
-        cfg, dist = job.cfg, job.dist
+        cfg = job.cfg
         self.job, self.engine, self.u, self.checkpointer = job, engine, cfg.unlearn, ctx.checkpointer
-        self.langs = list(job.facts.langs)
-        self.curves = CurveWriter(job.run_dir, ctx.start) if dist.is_main else None
         # resumable state lives in the checkpoint: the guard's step-0 perplexity, the best so far
         self.ppl0 = ctx.state.get("ppl0")
         if ctx.start and self.ppl0 is None:  # a checkpoint from before the state was saved
@@ -67,9 +66,8 @@ class CurveHooks:
         if best is not None:
             job.best = (float(best["score"]), best["step"])
         self.metrics = [m for m in METRICS.order() if METRICS[m].on_curves]
-        self.evaluator = EngineEvaluation(engine, job.tokenizer, job.facts, job.split, cfg, dist,
-                                          metrics=self.metrics, subset=self.u.curve_subset, langs=self.langs)
-        self.groups = language_groups(self.langs, list(cfg.inject.langs), cfg.data.groups)
+        self.recorder = CurveRecorder(job, engine, ctx.start, self.metrics, self.u.curve_subset)
+        self.langs, self.curves, self.evaluator = self.recorder.langs, self.recorder.curves, self.recorder.evaluator
 
     def loop_hooks(self) -> LoopHooks:
         return LoopHooks(evaluate=self.evaluate, should_stop=self.should_stop, checkpoint_state=self.state)
@@ -82,13 +80,9 @@ class CurveHooks:
 
     def evaluate(self, step: int) -> dict:
         self.engine.module.eval()
-        values = self.evaluator.run(self.metrics)
-        table, keys = curve_table(values, self.langs)
-        if self.curves is not None:
-            self.curves.write(step, table)
+        values, table, keys = self.recorder.record(step)
         metrics = {f"{axis}/{lang}/{curve}": table[curve][lang] for curve, axis in keys for lang in self.langs}
-        metrics |= {f"group/{g}/fake_rate": sum(table["fake_rate"][x] for x in members) / len(members)
-                    for g, members in self.groups.items()}
+        metrics |= {f"group/{g}/fake_rate": mean for g, mean in self.recorder.group_means(table).items()}
         nll = values["utility_nll"]
         ppl = utility_ppl(nll, self.langs)
         self.ppl0 = self.ppl0 or ppl
