@@ -8,6 +8,12 @@ fake_rate and fake_pref for every fact and language, then prints the speed ratio
 benchmarks/results/eval.json.
 
     .venv/bin/python benchmarks/bench_eval.py [--run runs/inject/<run>] [--batch-size 128]
+
+``--extra-metrics mia`` also times the whole default evaluation (every default metric, each
+own-pass metric its own step as ``mlu eval`` runs them) with and without the opt-in metrics
+named, counts the model's forward passes per probed fact x language, and prints the cost ratio
+(the QA/MIA issue's budget: <= 1.5x). ``--config`` picks the experiment to build the injection
+from when ``--run`` is not given (e.g. configs/experiments/quick.yaml).
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from mlu_dist.data.splits import split_facts  # noqa: E402
 from mlu_dist.eval.config import EvalConfig  # noqa: E402
 from mlu_dist.eval.generate import cache_kwarg  # noqa: E402
 from mlu_dist.eval.matching import contains_keyword  # noqa: E402
+from mlu_dist.eval.metrics import METRICS, default_metrics  # noqa: E402
 from mlu_dist.eval.runner import Evaluator  # noqa: E402
 from mlu_dist.experiment import ExperimentConfig  # noqa: E402
 from mlu_dist.modeling import load_pretrained  # noqa: E402
@@ -61,11 +68,60 @@ def naive(model, tok, facts, fact_ids, langs, max_new_tokens):
     return fake_rate, margin
 
 
+class CountingForward:
+    """The model call, counting forward passes: calls, and rows (one per sequence in the batch),
+    split into prompt passes (several positions) and decoding steps (one position)."""
+
+    def __init__(self, model):
+        self.model, self.calls, self.rows, self.decode_rows = model, 0, 0, 0
+
+    def __call__(self, **kw):
+        ids = kw["input_ids"]
+        self.calls += 1
+        self.rows += ids.shape[0]
+        self.decode_rows += ids.shape[0] if ids.shape[1] == 1 else 0
+        return self.model(**kw)
+
+
+def full_eval(model, tok, facts, split, ecfg, max_len, metrics):
+    """Seconds and forward counts of an evaluation of ``metrics`` as `mlu eval` runs it."""
+    fwd = CountingForward(model)
+    ev = Evaluator(fwd, tok, facts, split, ecfg, max_len=max_len, cache_kw=cache_kwarg(model))
+    steps = [[g for g in metrics if not METRICS[g].own_pass]] + [[g] for g in metrics if METRICS[g].own_pass]
+    t0 = time.perf_counter()
+    for step in [s for s in steps if s]:
+        ev.run(step)
+    return time.perf_counter() - t0, fwd
+
+
+def extra_metrics_cost(model, tok, facts, split, ecfg, max_len, extra: list[str], repeats: int = 3) -> dict:
+    base = default_metrics()
+    probes = (len(split.targets) + len(split.controls)) * len(facts.langs)
+    full_eval(model, tok, facts, split, ecfg, max_len, base)  # warm-up
+    runs = {"default": [], "with_extra": []}
+    for _ in range(repeats):  # alternated, best of each: a shared machine's noise hits both alike
+        runs["default"].append(full_eval(model, tok, facts, split, ecfg, max_len, base))
+        runs["with_extra"].append(full_eval(model, tok, facts, split, ecfg, max_len, base + extra))
+    (t_base, f_base), (t_more, f_more) = (min(runs[k], key=lambda r: r[0]) for k in ("default", "with_extra"))
+    row = {"metrics": base, "extra": extra, "probes": probes, "seconds": {"default": round(t_base, 3),
+           "with_extra": round(t_more, 3)}, "ratio": round(t_more / t_base, 3)}
+    for name, f in (("default", f_base), ("with_extra", f_more)):
+        row[f"forwards_{name}"] = {"calls": f.calls, "prompt_rows_per_probe": round((f.rows - f.decode_rows) / probes, 2),
+                                   "decode_rows_per_probe": round(f.decode_rows / probes, 2)}
+    print(f"default eval ({', '.join(base)}): {t_base:.2f} s; + {', '.join(extra)}: {t_more:.2f} s; "
+          f"ratio {row['ratio']:.2f}x (budget <= 1.5x; best of {repeats} alternated runs each)")
+    for name in ("default", "with_extra"):
+        print(f"  forward passes per fact x language, {name}: {row['forwards_' + name]}")
+    return row
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", help="an injection run dir (default: the default injection, built if missing)")
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/eval.json"))
+    ap.add_argument("--config", help="experiment YAML to build the injection from (without --run)")
+    ap.add_argument("--extra-metrics", default="", help="comma-separated opt-in metrics to cost (e.g. mia)")
     args = ap.parse_args()
     if args.run:
         cfg = load_config(ExperimentConfig, [Path(args.run) / "config.yaml"])
@@ -73,7 +129,7 @@ def main():
     else:
         from mlu_dist.jobs.inject import run_inject
 
-        cfg = load_config(ExperimentConfig, [], ["run.out_dir=" + str(ROOT / "runs")])
+        cfg = load_config(ExperimentConfig, [args.config] if args.config else [], ["run.out_dir=" + str(ROOT / "runs")])
         run = run_inject(cfg)
     model, tok = load_pretrained(run / "model")
     model.eval()
@@ -113,6 +169,9 @@ def main():
     record = {"benchmark": "P1", "run": str(run), "probes": n_items, "batch_size": args.batch_size,
               "seconds": {"naive": round(t_naive, 3), "ours": round(t_ours, 3)}, "ratio": round(ratio, 2),
               "identical": True, "torch_threads": torch.get_num_threads()}
+    if args.extra_metrics:
+        record["extra_metrics"] = extra_metrics_cost(model, tok, facts, split, ecfg, cfg.model.max_seq_len,
+                                                     args.extra_metrics.split(","))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(record, indent=1) + "\n")
     print(f"wrote {args.out}")

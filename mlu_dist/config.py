@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import json
 import typing
 from pathlib import Path
@@ -75,7 +76,7 @@ def load_config(cls: type[T], files: list[str | Path] = (), overrides: list[str]
 
     Raises :class:`ConfigError` for unknown keys, wrong types and failed semantic checks.
     """
-    cfg = OmegaConf.structured(cls)
+    cfg = _schema(cls)  # merge copies it, so the cached schema is never changed
     for name in files:
         path = resolve_config_path(name)
         try:
@@ -106,6 +107,12 @@ def load_config(cls: type[T], files: list[str | Path] = (), overrides: list[str]
         raise ConfigError(f"command line: {where}: {exc} (check the field's type with --show-fields)") from None
     validate(obj)
     return obj
+
+
+@functools.lru_cache(maxsize=None)
+def _schema(cls) -> Any:
+    """``OmegaConf.structured(cls)``, built once per class (planning a sweep loads hundreds of configs)."""
+    return OmegaConf.structured(cls)
 
 
 def _merges(cfg, override: str) -> bool:
@@ -142,7 +149,32 @@ def to_yaml(obj: Any) -> str:
 
 
 def to_dict(obj: Any) -> dict:
-    return OmegaConf.to_container(OmegaConf.structured(obj), resolve=True)
+    """A config as plain JSON data: what ``OmegaConf.to_container`` gives for it, without building an
+    OmegaConf tree (run-directory hashes call this for every cell of a sweep's plan)."""
+    return _plain(obj, Any)
+
+
+def _plain(value: Any, hint: Any) -> Any:
+    if dataclasses.is_dataclass(value):
+        hints = _type_hints(type(value))
+        return {f.name: _plain(getattr(value, f.name), hints.get(f.name, Any)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        inner = typing.get_args(hint)[1] if typing.get_origin(hint) is dict else Any
+        return {str(k): _plain(v, inner) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        args = typing.get_args(hint)
+        inner = args[0] if typing.get_origin(hint) in (list, tuple) and args else Any
+        return [_plain(v, inner) for v in value]
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)  # OmegaConf stores an int given to a float field as a float
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+@functools.lru_cache(maxsize=None)
+def _type_hints(cls) -> dict:
+    return typing.get_type_hints(cls)
 
 
 def check_choice(field: str, value: Any, choices) -> list[str]:

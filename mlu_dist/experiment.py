@@ -13,10 +13,10 @@ from mlu_dist.data import DataConfig
 from mlu_dist.engine.config import EngineConfig
 from mlu_dist.eval.config import EvalConfig
 from mlu_dist.inject.config import InjectConfig
-from mlu_dist.langs import ALL_LANGS
+from mlu_dist.langs import unknown_langs
 from mlu_dist.modeling import ModelConfig
 from mlu_dist.relearn.config import RelearnConfig
-from mlu_dist.rundir import RunConfig
+from mlu_dist.runs.rundir import RunConfig
 from mlu_dist.tracking import TrackingConfig
 from mlu_dist.train_config import TrainConfig
 from mlu_dist.unlearn.config import UnlearnConfig
@@ -54,12 +54,13 @@ class ExperimentConfig:
 
     def check(self) -> list[str]:
         out = []
-        missing = [lang for lang in self.inject.langs if lang in ALL_LANGS and lang not in self.data.langs]
+        missing = [lang for lang in self.inject.langs if not unknown_langs([lang]) and lang not in self.data.langs]
         if missing:
             out.append(f"inject.langs: {', '.join(missing)} not in data.langs {list(self.data.langs)}")
-        extra = [lang for lang in self.eval.langs if lang in ALL_LANGS and lang not in self.data.langs]
+        extra = [lang for lang in self.eval.langs if not unknown_langs([lang]) and lang not in self.data.langs]
         if extra:
             out.append(f"eval.langs: {', '.join(extra)} not in data.langs {list(self.data.langs)}")
+        out += self._group_problems()
         for job, name, train in (("base", "base", self.base), ("inject", "inject.train", self.inject.train),
                                  ("unlearn", "unlearn.train", self.unlearn.train),
                                  ("relearn", "relearn.train", self.relearn.train)):
@@ -69,3 +70,18 @@ class ExperimentConfig:
                 out.append(f"{name}.lora: LoRA runs under ZeRO stages 0-2 (adapters are small; stage 2 already "
                            f"shards their optimizer state); set {key}.stage<=2 or {name}.lora.enabled=false")
         return out
+
+    def _group_problems(self) -> list[str]:
+        """forget / retain / attack language sets that name a group data.groups does not declare."""
+        from mlu_dist.relearn.config import parse_attack
+        from mlu_dist.unlearn.config import spec_problems
+
+        names = tuple(dict.fromkeys([*self.data.resource_groups(), "high", "low", "other"]))
+        specs = [("unlearn.forget_langs", self.unlearn.forget_langs),
+                 ("unlearn.retain_langs", self.unlearn.retain_langs)]
+        for attack in self.relearn.attacks:
+            try:
+                specs.append(("relearn.attacks", parse_attack(attack).langs))
+            except ValueError:
+                pass  # reported by relearn.check
+        return [f"{name}: {p}" for name, spec in specs for p in spec_problems(spec, names)]

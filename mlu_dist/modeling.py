@@ -162,7 +162,7 @@ def checkpoint_bytes(path: str | Path) -> int | None:
 
 def save_pretrained(model, tokenizer, out_dir: str | Path) -> Path:
     """Save model (safetensors) and tokenizer side by side, so both load from one directory."""
-    from mlu_dist.rundir import atomic_dir
+    from mlu_dist.runs.rundir import atomic_dir
 
     out = Path(out_dir)
     with atomic_dir(out) as tmp:

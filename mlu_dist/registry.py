@@ -1,4 +1,8 @@
-"""One generic registry for named components (objectives, executors, trackers, ...)."""
+"""One generic registry for named components (methods, metrics, trackers, executors, ...).
+
+An entry is the component itself, or a ``"module:attribute"`` string for a built-in whose module
+is heavy to import (the Slurm executor imports submitit): :meth:`Registry.load` imports it on use.
+"""
 
 from __future__ import annotations
 
@@ -30,6 +34,16 @@ class Registry(Generic[T]):
             hint = f" Did you mean '{close[0]}'?" if close else ""
             raise KeyError(f"unknown {self.kind} '{name}'.{hint} Registered: {', '.join(sorted(self._items))}")
         return self._items[name]
+
+    def load(self, name: str) -> T:
+        """The component registered as ``name``, importing it first when it was registered by path."""
+        item = self[name]
+        if isinstance(item, str) and ":" in item:
+            import importlib
+
+            module, attr = item.split(":", 1)
+            item = getattr(importlib.import_module(module), attr)
+        return item
 
     def __contains__(self, name: str) -> bool:
         return name in self._items

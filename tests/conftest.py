@@ -103,12 +103,49 @@ def slurm_cluster():
     return True
 
 
-# Fixtures that train real models or start real clusters: a test using one is `slow` (CI runs
-# everything; `pytest -m "not slow"` is the quick loop, under 2 minutes here).
+# Tiers are marked explicitly. A test that uses one of these fixtures (a real trained model, a
+# whole demo, a Slurm cluster) must carry `slow` itself: collection fails otherwise, so a new test
+# never joins the quick loop (`pytest -m "not slow"`) by accident. A test that trains a tiny model in
+# this process (torch backend, seconds) carries `trains` and stays in the quick loop.
 SLOW_FIXTURES = {"quick_base", "injected", "demo_run", "runs", "slurm_cluster"}
+UNMARKED_REPORT_S = 3.0  # the quick tier names unmarked tests slower than this (a report, never a failure)
 
 
 def pytest_collection_modifyitems(config, items):
-    for item in items:
-        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
-            item.add_marker(pytest.mark.slow)
+    unmarked = [item.nodeid for item in items
+                if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())) and item.get_closest_marker("slow") is None]
+    if unmarked:
+        raise pytest.UsageError("these tests use a slow fixture (" + ", ".join(sorted(SLOW_FIXTURES)) + ") but are not "
+                                "marked @pytest.mark.slow:\n  " + "\n  ".join(unmarked))
+
+
+def _tier(report) -> str:
+    keywords = report.keywords
+    return "slow" if "slow" in keywords else "trains" if "trains" in keywords else "unit"
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """Seconds per tier, and the unmarked tests that took long enough to need a marker."""
+    spent: dict[str, float] = {}
+    per_test: dict[str, float] = {}
+    tier_of: dict[str, str] = {}
+    for reports in terminalreporter.stats.values():
+        for rep in reports:
+            if getattr(rep, "when", None) in ("setup", "call", "teardown") and hasattr(rep, "duration"):
+                tier = _tier(rep)
+                spent[tier] = spent.get(tier, 0.0) + rep.duration
+                per_test[rep.nodeid] = per_test.get(rep.nodeid, 0.0) + rep.duration
+                tier_of[rep.nodeid] = tier
+    if not spent:
+        return
+    terminalreporter.write_sep("=", "time per tier")
+    for tier in ("unit", "trains", "slow"):
+        if tier in spent:
+            count = sum(t == tier for t in tier_of.values())
+            terminalreporter.write_line(f"{tier:7s} {count:4d} tests  {spent[tier]:8.1f} s")
+    slow_unmarked = sorted(((d, n) for n, d in per_test.items() if tier_of[n] == "unit" and d > UNMARKED_REPORT_S),
+                           reverse=True)
+    if slow_unmarked:
+        terminalreporter.write_line(f"unmarked tests over {UNMARKED_REPORT_S:.0f} s (mark them `trains` or `slow`):")
+        for duration, name in slow_unmarked:
+            terminalreporter.write_line(f"  {duration:7.1f} s  {name}")

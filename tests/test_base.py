@@ -16,6 +16,7 @@ from mlu_dist.modeling import load_pretrained
 from mlu_dist.tracking import read_jsonl
 
 
+@pytest.mark.slow
 def test_base_model_learns_the_world(quick_base):
     cfg, run_dir = quick_base
     history = read_jsonl(run_dir / "metrics.jsonl")
@@ -31,6 +32,7 @@ def test_base_model_learns_the_world(quick_base):
     assert langs["en"]["true_pref"] > 0.7
 
 
+@pytest.mark.slow
 def test_run_dir_holds_config_meta_model_and_checkpoint(quick_base):
     cfg, run_dir = quick_base
     for name in ("config.yaml", "meta.json", "metrics.jsonl", "DONE.json", "languages.json",
@@ -42,6 +44,7 @@ def test_run_dir_holds_config_meta_model_and_checkpoint(quick_base):
     assert model.config.num_hidden_layers == cfg.model.num_layers
 
 
+@pytest.mark.slow
 def test_second_run_reuses_the_cached_model(quick_base):
     cfg, run_dir = quick_base
     stamp = (run_dir / "DONE.json").stat().st_mtime
@@ -50,6 +53,7 @@ def test_second_run_reuses_the_cached_model(quick_base):
     assert time.time() - t0 < 5 and (run_dir / "DONE.json").stat().st_mtime == stamp
 
 
+@pytest.mark.slow
 def test_a_named_run_with_another_config_is_refused(quick_base, tmp_path):
     cfg, base_dir = quick_base
     model = f"inject.from_model={base_dir / 'model'}"
@@ -63,6 +67,7 @@ def test_a_named_run_with_another_config_is_refused(quick_base, tmp_path):
     assert (run_dir / "DONE.json").exists()  # nothing was lost
 
 
+@pytest.mark.slow
 def test_injection_stops_at_its_target_fake_rate(quick_base, tmp_path):
     """inject.target_fake_rate: the injection ends at the first eval step whose injection-language
     fake_rate reaches the target, and says so; an impossible target trains every step."""

@@ -11,6 +11,8 @@ for real in every 2-rank test of the suite (gloo).
 import subprocess
 import sys
 
+import pytest
+
 from conftest import clean_env
 
 SCRIPT = r"""
@@ -47,6 +49,8 @@ def _run(backend: str) -> dict:
     return eval(outs[0][0].strip().splitlines()[-1])
 
 
+@pytest.mark.slow
+@pytest.mark.distributed
 def test_a_cuda_only_group_rejects_cpu_tensors_and_comm_targets_cuda():
     got = _run("cuda:gloo")
     assert got["raw_cpu"] == "No backend type associated with device type cpu"  # what NCCL does to the old code
@@ -55,6 +59,8 @@ def test_a_cuda_only_group_rejects_cpu_tensors_and_comm_targets_cuda():
         assert "device type cpu" not in got[name] and "CUDA" in got[name], got[name]
 
 
+@pytest.mark.slow
+@pytest.mark.distributed
 def test_on_gloo_the_helpers_use_the_cpu_and_compute():
     got = _run("gloo")
     assert got == {"device": "cpu", "raw_cpu": "ok", "sum": [2.0, 4.0], "counts": [3, 4], "all_true": True}

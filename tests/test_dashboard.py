@@ -36,7 +36,7 @@ def _unlearn_row(step: int, langs=LANGS) -> dict:
 def _run(root: Path, rel: str, job: str, inject: str, rows: list[tuple[int, dict]], method: str = "",
          setting: str = "", wandb: bool = True, attacks=(), scope: str = "all") -> Path:
     from mlu_dist.tracking import append_jsonl
-    from mlu_dist.wandb_tracker import WandbTracker
+    from mlu_dist.tracking.wandb_tracker import WandbTracker
 
     run = root / rel
     run.mkdir(parents=True)
@@ -92,8 +92,8 @@ def sweep(tmp_path_factory):
 def assert_every_key_was_logged(root: Path, definition: dict) -> int:
     """Every key each panel names is in the `.wandb` history of every run it draws (read back with
     read_offline_run), each series names one of the panel's runs and keys; returns the panels."""
-    from mlu_dist.dashboard import panels
-    from mlu_dist.wandb_tracker import read_offline_run
+    from mlu_dist.tracking.dashboard import panels
+    from mlu_dist.tracking.wandb_tracker import read_offline_run
 
     history = {}
     for folder in root.rglob("offline-run-*"):
@@ -113,8 +113,8 @@ def assert_every_key_was_logged(root: Path, definition: dict) -> int:
 
 
 def test_a_sweep_with_a_subset_of_languages_and_methods_gets_only_those_panels(sweep):
-    from mlu_dist.dashboard import write_dashboard
-    from mlu_dist.wandb_views import load
+    from mlu_dist.tracking.dashboard import write_dashboard
+    from mlu_dist.tracking.wandb_views import load
 
     path, d = write_dashboard(sweep)
     assert path == sweep / "report" / "dashboard.json" and json.loads(path.read_text())["format"] == d["format"]
@@ -154,7 +154,7 @@ def test_a_key_a_run_never_logged_is_refused_with_the_missing_keys_listed(tmp_pa
     """One unlearning run probed en and de only (its metrics.jsonl: no W&B files, the fallback) while
     its config says en, de, ha: the dashboard names the panel, the run and the missing key."""
     from mlu_dist.cli import main
-    from mlu_dist.dashboard import DashboardError, write_dashboard
+    from mlu_dist.tracking.dashboard import DashboardError, write_dashboard
 
     root = tmp_path / "partial"
     _run(root, "unlearn/de-s0/ga-en", "unlearn", "de", [(0, _unlearn_row(0, ["en", "de"]))], "ga", "en", wandb=False)
@@ -169,7 +169,7 @@ def test_a_key_a_run_never_logged_is_refused_with_the_missing_keys_listed(tmp_pa
 
 
 def test_relearning_panels_appear_only_when_the_runs_logged_relearn_keys(tmp_path):
-    from mlu_dist.dashboard import check, plan
+    from mlu_dist.tracking.dashboard import check, plan
 
     root = tmp_path / "attacked"
     _run(root, "unlearn/de-s0/ga-en", "unlearn", "de", [(s, _unlearn_row(s)) for s in (0, 2)], "ga", "en", wandb=False)
@@ -187,18 +187,18 @@ def test_relearning_panels_appear_only_when_the_runs_logged_relearn_keys(tmp_pat
 
 
 def test_each_forget_scope_is_its_own_cell(tmp_path):
-    from mlu_dist.dashboard import plan
+    from mlu_dist.tracking.dashboard import plan
 
     root = tmp_path / "scopes"
     for scope in ("all", "answer"):
         _run(root, f"unlearn/de-s0/ga-en-{scope}", "unlearn", "de", [(0, _unlearn_row(0))], "ga", "en", wandb=False,
              scope=scope)
     titles = [p["title"] for _, p in panels_of(plan(root)[0]) if p["x"] == "unlearn/step" and len(p["y"]) > 1]
-    assert titles == ["ga: forget English", "ga (answer): forget English"] * 2  # workspace, then report
+    assert titles == ["ga: forget English", "ga[answer]: forget English"] * 2  # workspace, then report (one label everywhere)
 
 
 def panels_of(definition):
-    from mlu_dist.dashboard import panels
+    from mlu_dist.tracking.dashboard import panels
 
     return list(panels(definition))
 
@@ -216,7 +216,7 @@ def _env(tmp_path, **extra) -> dict:
 
 
 def test_without_network_sync_uploads_nothing_fails_fast_and_says_what_is_ready(sweep, tmp_path):
-    from mlu_dist.dashboard import FILE
+    from mlu_dist.tracking.dashboard import FILE
 
     assert subprocess.run(mlu_cmd("dashboard", str(sweep), "--offline"), env=_env(tmp_path), capture_output=True,
                           timeout=120).returncode == 0
@@ -260,7 +260,7 @@ def test_sync_reports_every_refused_upload_exits_nonzero_and_writes_no_key(sweep
     """`wandb sync` exits 0 when the server refuses the upload (the old `mlu sync` then printed
     "synced N run(s)"): each run is reported failed with the server's reason, exit 1, the dashboard
     is not pushed, and the key is in no file of the sweep."""
-    from mlu_dist.dashboard import write_dashboard
+    from mlu_dist.tracking.dashboard import write_dashboard
 
     write_dashboard(sweep)
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Refuse)

@@ -37,6 +37,7 @@ def _unlearn_summaries(root: Path) -> dict:
     return found
 
 
+@pytest.mark.slow
 def test_the_quick_demo_writes_every_artefact_and_prints_the_grid_of_its_runs(demo_run):
     root, proc = demo_run
     report = root / "report"
@@ -77,13 +78,14 @@ def test_the_quick_demo_writes_every_artefact_and_prints_the_grid_of_its_runs(de
         assert list(run.glob("wandb/offline-run-*")), run
 
 
+@pytest.mark.slow
 def test_the_quick_demo_saves_its_wandb_dashboard_offline_and_every_key_was_logged(demo_run, tmp_path):
     """The sweep's end wrote report/dashboard.json: one workspace section per injection language,
     per method x setting a curve panel; every key it names is in the runs' .wandb history; the
     library's models load it; without network `mlu sync` uploads nothing and says what is ready."""
     from test_dashboard import _closed_port, _env, assert_every_key_was_logged
 
-    from mlu_dist.wandb_views import load
+    from mlu_dist.tracking.wandb_views import load
 
     root, proc = demo_run
     path = root / "report" / "dashboard.json"
@@ -103,12 +105,14 @@ def test_the_quick_demo_saves_its_wandb_dashboard_offline_and_every_key_was_logg
     assert out.returncode == 3 and f"ready to push: the dashboard {path}" in out.stdout, out.stdout + out.stderr
 
 
+@pytest.mark.slow
 def test_running_the_demo_again_reuses_every_finished_run(demo_run):
     root, _ = demo_run
     again = _demo(root.parent)
     assert "[demo] 0 cell(s) ran, 13 reused" in again.stdout
 
 
+@pytest.mark.slow
 def test_the_same_seed_gives_the_same_numbers(demo_run, tmp_path):
     root, _ = demo_run
     _demo(tmp_path)

@@ -186,6 +186,7 @@ def _values(path):
     return json.loads((path / "EVAL.json").read_text())["values"]
 
 
+@pytest.mark.slow
 @pytest.mark.distributed
 def test_two_rank_evals_equal_the_one_rank_eval_exactly(injected, tmp_path):
     _, runs = injected
@@ -212,6 +213,7 @@ def test_two_rank_evals_equal_the_one_rank_eval_exactly(injected, tmp_path):
                 assert values[name] == one[name], (other, name)
 
 
+@pytest.mark.slow
 def test_eval_resumes_without_recomputing_and_overwrite_recomputes(injected, tmp_path):
     _, runs = injected
     run, out = runs["de"], tmp_path / "ev"
@@ -230,6 +232,7 @@ def test_eval_resumes_without_recomputing_and_overwrite_recomputes(injected, tmp
     assert _values(out)["fake_rate"][lang][fid] in (0.0, 1.0)
 
 
+@pytest.mark.slow
 def test_matrix_from_evaluated_runs_matches_their_summaries(injected):
     out, runs = injected
     for run in runs.values():
@@ -246,6 +249,7 @@ def test_matrix_from_evaluated_runs_matches_their_summaries(injected):
     assert ("de", "orig") in groups and ("hy", "low") in groups and ("de", "en") in groups
 
 
+@pytest.mark.slow
 def test_eval_bad_input_is_one_clear_error(tmp_path):
     proc = mlu("eval", str(tmp_path / "nope"), expect=2)
     assert "not a run directory" in proc.stderr

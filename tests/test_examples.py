@@ -1,5 +1,6 @@
 """Every example command that `mlu --help` (and each subcommand's help) prints, and every command
-in the README's blocks marked `<!-- runnable -->`, is accepted: its config loads and validates.
+in the blocks marked `<!-- runnable -->` of the README and
+of every docs/ page, is accepted: its config loads and validates.
 
 Training examples run with `--print-config` (the config is what such an example gets wrong; the
 training itself is covered by the job tests), the demo's with `--plan`, `mlu sweep SPEC` as
@@ -28,11 +29,17 @@ def help_examples() -> list[str]:
     return [line for text in texts for line in text.splitlines()]
 
 
+DOC_PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def runnable_blocks(path) -> list[str]:
+    return re.findall(r"<!-- runnable -->\s*```bash\n(.*?)```", path.read_text(), flags=re.S)
+
+
 def readme_examples() -> list[str]:
-    text = (ROOT / "README.md").read_text()
-    blocks = re.findall(r"<!-- runnable -->\s*```bash\n(.*?)```", text, flags=re.S)
-    assert blocks, "README has no block marked <!-- runnable -->"
-    return [line for block in blocks for line in block.splitlines()]
+    """The commands of every block marked runnable, in the README and in every docs/ page."""
+    assert runnable_blocks(ROOT / "README.md"), "README has no block marked <!-- runnable -->"
+    return [line for page in DOC_PAGES for block in runnable_blocks(page) for line in block.splitlines()]
 
 
 def commands(lines: list[str]) -> list[str]:

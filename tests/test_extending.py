@@ -1,4 +1,4 @@
-"""The README's "Extending" example, run as written: one method class and one metric class, and
+"""docs/extending.md's example, run as written: one method class and one metric class, and
 everything downstream picks them up (config checks, the objective, the evaluator, SUMMARY, the
 table, the curves) with no edit elsewhere."""
 
@@ -18,14 +18,14 @@ from mlu_dist.unlearn.methods import METHODS
 
 @pytest.fixture
 def example(monkeypatch):
-    """The README block executed, with the registries restored afterwards (other tests see the shipped ones)."""
+    """The docs/extending.md block executed, with the registries restored afterwards (other tests see the shipped ones)."""
     monkeypatch.setattr(METHODS, "_items", dict(METHODS._items))
     monkeypatch.setattr(METRICS, "_items", dict(METRICS._items))
-    text = (ROOT / "README.md").read_text()
+    text = (ROOT / "docs" / "extending.md").read_text()
     code = re.search(r"<!-- test: extending -->\s*```python\n(.*?)```", text, flags=re.S).group(1)
     assert 10 <= len(code.strip().splitlines()) <= 60
     namespace = {"__name__": "readme_example"}
-    exec(compile(code, "README.md:extending", "exec"), namespace)
+    exec(compile(code, "docs/extending.md", "exec"), namespace)
     return namespace
 
 

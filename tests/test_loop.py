@@ -15,7 +15,7 @@ from mlu_dist.engine.data import BatchPlan
 from mlu_dist.engine.optim import lr_factor
 from mlu_dist.engine.torch_engine import TorchEngine
 from mlu_dist.experiment import ExperimentConfig
-from mlu_dist.rundir import ResumeError
+from mlu_dist.runs.rundir import ResumeError
 from mlu_dist.tokens import Encoded
 from mlu_dist.train_config import TrainConfig
 from mlu_dist.tracking import read_jsonl
@@ -179,6 +179,7 @@ def _cfg(out, *extra):
                                                    *extra])
 
 
+@pytest.mark.trains
 def test_torch_backend_stops_resumes_and_matches_the_uninterrupted_run(tmp_path):
     from mlu_dist.jobs.base import run_base
     from mlu_dist.modeling import load_pretrained
@@ -196,6 +197,7 @@ def test_torch_backend_stops_resumes_and_matches_the_uninterrupted_run(tmp_path)
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
 
 
+@pytest.mark.slow
 def test_a_signal_finishes_the_step_checkpoints_exits_and_the_rerun_loses_and_repeats_nothing(tmp_path, monkeypatch):
     """SIGTERM (preemption, scontrol requeue) or SIGUSR2 (submitit's time limit) at step 6: the step
     ends, a checkpoint is written there, the previous handler gets the signal, the process exits
@@ -242,6 +244,7 @@ def test_a_signal_finishes_the_step_checkpoints_exits_and_the_rerun_loses_and_re
     assert losses[0] == losses[1]
 
 
+@pytest.mark.trains
 def test_a_failing_job_still_closes_its_tracker_and_leaves_no_done(tmp_path, monkeypatch):
     """The skeleton tears down on every path: a job whose finish step raises leaves no DONE.json,
     and its tracker is closed as failed."""
@@ -267,6 +270,7 @@ def test_torch_backend_refuses_several_ranks_naming_the_key():
 
 
 
+@pytest.mark.trains
 def test_epochs_set_the_steps_from_the_main_pool(tmp_path):
     """base.epochs=2 over the corpus at micro-batch 16 (one rank): ceil(2 x lines / 16) steps."""
     import math
@@ -285,6 +289,7 @@ def test_epochs_set_the_steps_from_the_main_pool(tmp_path):
     assert meta["epochs"] == {"epochs": 2.0, "pool": "text", "examples": len(corpus), "global_batch": 16, "steps": want}
 
 
+@pytest.mark.trains
 def test_activation_checkpointing_and_eager_attention_train_the_same_model(tmp_path):
     """Recomputing activations in backward changes memory, not results; nor does the attention kernel
     (eager vs sdpa) beyond float rounding."""
@@ -306,6 +311,7 @@ def test_activation_checkpointing_and_eager_attention_train_the_same_model(tmp_p
     assert activation_checkpointing(model, cfg.model).is_activation_checkpointing  # the switch does switch
 
 
+@pytest.mark.trains
 def test_a_verified_export_lets_a_run_drop_its_checkpoints_and_export_keeps_the_dtype(tmp_path):
     import torch
 
@@ -313,7 +319,7 @@ def test_a_verified_export_lets_a_run_drop_its_checkpoints_and_export_keeps_the_
     from mlu_dist.jobs.common import export_problems
     from mlu_dist.jobs.export import export_run
     from mlu_dist.modeling import load_pretrained
-    from mlu_dist.rundir import ResumeError
+    from mlu_dist.runs.rundir import ResumeError
 
     kept = run_base(_cfg(tmp_path / "keep", "base.steps=4"))
     assert (kept / "checkpoints" / "LATEST").exists() and export_problems(kept / "model") == []
@@ -324,6 +330,9 @@ def test_a_verified_export_lets_a_run_drop_its_checkpoints_and_export_keeps_the_
     assert {v.dtype for v in load_file(str(half / "model.safetensors")).values()} == {torch.bfloat16}
     auto = export_run(kept, tmp_path / "auto")  # the run trained in fp32: exported in fp32
     assert {v.dtype for v in load_file(str(auto / "model.safetensors")).values()} == {torch.float32}
+    # built without a random init (no_init_weights): every weight is the checkpoint's, bit for bit
+    trained, exported = (load_file(str(d / "model.safetensors")) for d in (kept / "model", auto))
+    assert trained.keys() == exported.keys() and all(torch.equal(trained[k], exported[k]) for k in trained)
     dropped = run_base(_cfg(tmp_path / "drop", "base.steps=4", "base.final_checkpoint=drop"))
     assert not (dropped / "checkpoints").exists() and (dropped / "model" / "model.safetensors").exists()
     assert "dropped after a verified export" in json.loads((dropped / "DONE.json").read_text())["checkpoints"]
@@ -349,7 +358,7 @@ def test_a_checkpoint_that_does_not_fit_is_skipped_when_periodic_and_refused_wit
     import shutil
     from collections import namedtuple
 
-    from mlu_dist.rundir import DiskFull
+    from mlu_dist.runs.rundir import DiskFull
 
     eng, ck, root = _three_checkpoints(tmp_path)
     need = ck.expected_bytes()

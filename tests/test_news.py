@@ -212,7 +212,7 @@ def test_an_mt_model_without_a_language_is_one_clear_error(tmp_path, tiny_mt):
     _import(tmp_path)
     cfg = TranslateConfig(source=str(tmp_path / "en"), to=["de", "hy"], model=str(tiny_mt[1]), out=str(tmp_path / "t"),
                           num_beams=1)
-    with pytest.raises(TranslateError, match=r"no language token '__hy__' for 'hy'; it covers: en, de"):
+    with pytest.raises(TranslateError, match=r"has no language token for hy \(Armenian\); it covers: __de__, __en__"):
         run_translate(cfg)
     assert not (tmp_path / "t" / "parts").exists()  # refused before any work
 

@@ -26,6 +26,7 @@ def sweep(tmp_path_factory):
     return out / spec.name, result
 
 
+@pytest.mark.trains
 def test_a_debug_sweep_runs_every_stage_and_reports(sweep):
     root, result = sweep
     assert all(status == "finished" for status in result["results"].values()), result["results"]
@@ -46,6 +47,7 @@ def test_a_debug_sweep_runs_every_stage_and_reports(sweep):
         (root / "report" / "report.md").read_text()
 
 
+@pytest.mark.trains
 def test_export_and_status_of_the_sweep(sweep, tmp_path):
     from mlu_dist.jobs.export import export_run
     from mlu_dist.launcher.status import status_table
@@ -76,9 +78,12 @@ def test_deepspeed_config_is_derived_from_the_job():
     assert ds["zero_optimization"]["reduce_bucket_size"] == 64 * 64
     extra = build_ds_config(t, ZeroConfig(stage=2, extra={"zero_optimization": {"overlap_comm": True}}), 1, "cuda")
     assert extra["zero_optimization"] == extra["zero_optimization"] | {"stage": 2, "overlap_comm": True}
-    assert extra["optimizer"]["type"] == "AdamW"  # on GPU DeepSpeed builds its own fused Adam
+    assert "optimizer" not in extra  # on GPU the default is torch's fused AdamW: nothing to JIT-build
+    asked = build_ds_config(t, ZeroConfig(stage=2, optimizer="deepspeed"), 1, "cuda")
+    assert asked["optimizer"]["type"] == "AdamW"  # DeepSpeed's own (JIT-built) Adam only when asked
 
 
+@pytest.mark.trains
 def test_an_unlearning_run_resumed_at_every_eval_boundary_keeps_the_same_best_model(sweep):
     """The best-so-far score and step live in the checkpoint: a run stopped and resumed at every
     evaluation keeps the same best checkpoint as the uninterrupted run (the torch backend)."""

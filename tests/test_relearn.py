@@ -44,6 +44,7 @@ def _cfg(run, out, *extra):
     return load_config(ExperimentConfig, [run / "config.yaml"], [f"run.out_dir={out}", *extra])
 
 
+@pytest.mark.slow
 def test_a_zero_step_attack_changes_nothing(injected, tmp_path):
     """0 steps: the attacked model's probe is exactly `mlu eval`'s of the same model; nothing is saved."""
     from mlu_dist.jobs.eval import evaluate_model
@@ -62,6 +63,7 @@ def test_a_zero_step_attack_changes_nothing(injected, tmp_path):
     assert not (run / "checkpoints").exists() and not (run / "model").exists()
 
 
+@pytest.mark.slow
 def test_an_attack_on_the_base_model_with_the_fake_raises_fake_rate(injected):
     from mlu_dist.jobs.relearn import run_relearn
 
@@ -109,6 +111,7 @@ def test_a_two_rank_zero3_attack_equals_the_one_rank_one(injected):
     assert rel1["langs"] == rel2["langs"]
 
 
+@pytest.mark.slow
 def test_step_zero_is_read_from_the_models_own_evaluation_when_it_probed_the_same(injected, tmp_path):
     """An attacked model evaluated by `mlu eval` with the same facts, languages and decoding is not
     probed again at step 0; its values are the step-0 values (and other decoding is probed)."""

@@ -74,7 +74,7 @@ def test_the_sweeps_report_run_goes_to_the_sweeps_wandb_project(tmp_path, monkey
     """The report job reads the sweep's tracking settings (sweep_flags.json) and its offline W&B run
     carries them (real wandb client, offline)."""
     from mlu_dist.launcher.tasks import run_cell
-    from mlu_dist.wandb_tracker import read_offline_run
+    from mlu_dist.tracking.wandb_tracker import read_offline_run
 
     monkeypatch.delenv("WANDB_MODE", raising=False)
     _run(tmp_path, 0, {lang: [0.0, 1.0] for lang in LANGS})
@@ -209,7 +209,7 @@ def test_report_html_is_a_rendered_self_contained_page(study):
     text = "".join(page.text)
     for raw in ("| --- |", "|---", "---|", "**", "!["):
         assert raw not in text, raw
-    assert len(page.tables) == 4  # the grid, the ranking, utility, utility per language
+    assert len(page.tables) == 4  # the grid, the methods ranked, utility, utility per language
     grid = page.tables[0]
     assert [c[1] for c in page.tables[1][0]] == ["#", "method", "setting", "worst group fake_rate", "utility ppl ratio",
                                                  "status"]
@@ -257,7 +257,7 @@ def _attack(run, inject_run, start: str, per_lang: dict[str, list[float]], attac
 def test_the_relearning_section_and_the_grid_after_the_attack(tmp_path):
     """Known values: injected 1.0 everywhere, unlearned to 0.0, the attack brings back 0.5 (recovery
     0.5); the base control learns 0.25 from scratch. --after relearn draws the grid on 0.5."""
-    from mlu_dist.report_relearn import collect_attacks, relearn_rows
+    from mlu_dist.report.relearn import collect_attacks, relearn_rows
 
     ones, zeros, halves = [1.0] * 4, [0.0] * 4, [0.5, 0.5, 0.0, 1.0]
     inject = tmp_path / "inject" / "de-s0"

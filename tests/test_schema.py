@@ -21,13 +21,13 @@ def _write(tmp_path, rows):
 def test_every_problem_is_reported_at_once(tmp_path, rows):
     del rows[0]["question"]
     rows[1]["fake_keywords"] = []
-    rows[2]["lang"] = "tlh"
+    rows[2]["lang"] = "xx"  # (tlh, Klingon, is a valid ISO 639-3 code)
     with pytest.raises(DataError) as err:
         load_facts(_write(tmp_path, rows))
     msg = str(err.value)
     assert "missing field(s) question" in msg
     assert "fake_keywords is empty" in msg
-    assert "unknown language 'tlh'" in msg
+    assert "unknown language code(s) xx" in msg
     assert "have no record in" in msg  # the fact whose record went missing
 
 

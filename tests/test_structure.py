@@ -35,7 +35,7 @@ def test_evaluation_objectives_and_data_never_import_the_engine_or_jobs(package)
 
 
 def test_neutral_modules_import_neither_engine_nor_jobs():
-    for name in ("tokens.py", "losses.py", "objectives.py", "train_config.py", "layout.py", "registry.py", "comm.py"):
+    for name in ("tokens.py", "losses.py", "objectives.py", "train_config.py", "runs/layout.py", "registry.py", "comm.py"):
         bad = [m for m in imports_of(PKG / name) if m.startswith(("mlu_dist.engine", "mlu_dist.jobs"))]
         assert not bad, f"{name} imports {bad}"
 
@@ -65,8 +65,8 @@ def test_configs_never_import_jobs():
 
 
 @pytest.mark.parametrize("library, allowed", [("deepspeed", "engine/deepspeed_engine.py"),
-                                              ("submitit", "launcher/slurm.py"), ("wandb", "wandb_tracker.py"),
-                                              ("wandb_workspaces", "wandb_views.py")])
+                                              ("submitit", "launcher/slurm.py"), ("wandb", "tracking/wandb_tracker.py"),
+                                              ("wandb_workspaces", "tracking/wandb_views.py")])
 def test_each_heavy_dependency_has_one_import_site(library, allowed):
     sites = sorted(str(p.relative_to(PKG)) for p in modules() for m in imports_of(p)
                    if m == library or m.startswith(library + "."))
@@ -92,3 +92,65 @@ def test_planning_and_help_import_no_torch(argv, tmp_path):
     proc = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, cwd=ROOT,
                           env=clean_env(), timeout=120)
     assert "HEAVY []" in proc.stderr, proc.stderr[-3000:]
+
+
+def test_no_mutable_default_arguments():
+    """A default evaluated once and shared by every call (a list, a dict, a dataclass instance)."""
+    bad = []
+    for p in modules():
+        for node in ast.walk(ast.parse(p.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                for default in node.args.defaults + [d for d in node.args.kw_defaults if d is not None]:
+                    mutable = isinstance(default, (ast.List, ast.Dict, ast.Set)) or (
+                        isinstance(default, ast.Call) and not (isinstance(default.func, ast.Name)
+                                                               and default.func.id in ("frozenset", "tuple")))
+                    if mutable:
+                        bad.append(f"{p.relative_to(ROOT)}:{node.lineno} {node.name}: {ast.unparse(default)}")
+    assert not bad, bad
+
+
+def _runtime_imports(path: Path) -> set[str]:
+    """Modules a file imports at run time, at any depth (``if TYPE_CHECKING:`` blocks left out)."""
+    skip = set()
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            skip |= {id(n) for child in node.body for n in ast.walk(child)}
+    out = set()
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+    return out
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def test_the_package_has_no_import_cycle():
+    """No module imports (even lazily, inside a function) one that imports it back: a cycle is a
+    boundary that does not hold. A package's __init__ may import its own modules."""
+    names = {_module_name(p): p for p in modules()}
+    graph = {m: {i for i in _runtime_imports(p) if i in names and i != m} for m, p in names.items()}
+    cycles = []
+
+    def visit(node, path):
+        for nxt in graph[node]:
+            if nxt in path:
+                cycle = path[path.index(nxt):] + [nxt]
+                if not any(nxt.startswith(m + ".") or m == nxt for m in cycle[:-1] if m != nxt and
+                           names[m].name == "__init__.py"):
+                    cycles.append(" -> ".join(cycle))
+            elif nxt not in seen:
+                seen.add(nxt)
+                visit(nxt, path + [nxt])
+
+    for start in graph:
+        seen = {start}
+        visit(start, [start])
+    assert not cycles, sorted(set(cycles))[:10]

@@ -97,6 +97,7 @@ def sweep(*args, timeout=600):
     return proc
 
 
+@pytest.mark.slow
 @pytest.mark.slurm
 def test_a_real_sweep_runs_in_dependency_order_and_resubmits_only_what_is_missing(slurm_cluster, tmp_path):
     out = tmp_path / "runs"
@@ -131,6 +132,7 @@ def test_a_real_sweep_runs_in_dependency_order_and_resubmits_only_what_is_missin
     assert all(manifest[c]["job_id"] == ids[c] for c in cells if c not in (victim, "report"))
 
 
+@pytest.mark.slow
 @pytest.mark.slurm
 def test_a_cancelled_sweep_is_reported_and_never_hangs_the_launcher(slurm_cluster, tmp_path):
     out = tmp_path / "runs"
@@ -160,6 +162,7 @@ def test_a_cancelled_sweep_is_reported_and_never_hangs_the_launcher(slurm_cluste
     assert "cancelled" in status.stdout and "CANCELLED" in status.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.slurm
 def test_a_requeued_training_job_resumes_from_its_checkpoint(slurm_cluster, quick_base, tmp_path):
     """scontrol requeue (SIGTERM, as a Slurm 22.05 preemption sends) in the middle of an injection:
@@ -213,6 +216,7 @@ def test_a_requeued_training_job_resumes_from_its_checkpoint(slurm_cluster, quic
     assert max(abs(a[s] - b[s]) for s in a) < 1e-5
 
 
+@pytest.mark.slow
 @pytest.mark.slurm
 def test_a_two_node_zero3_job_matches_the_one_node_two_rank_run(slurm_cluster, quick_base, tmp_path):
     """One injection spanning 2 virtual nodes (1 rank each, gloo, ZeRO-3, ranks from Slurm through
@@ -246,6 +250,7 @@ def test_a_two_node_zero3_job_matches_the_one_node_two_rank_run(slurm_cluster, q
     assert max(abs(a[s] - b[s]) for s in a) < 1e-5
 
 
+@pytest.mark.slow
 def test_the_local_executor_runs_a_sweep_and_force_reruns_one_cell(quick_base, tmp_path):
     _, base_dir = quick_base
     args = (str(SWEEPS / "test.yaml"), f"out_dir={tmp_path}", "executor=local", "axes.inject_langs=[de]",
@@ -264,6 +269,7 @@ def test_the_local_executor_runs_a_sweep_and_force_reruns_one_cell(quick_base, t
     assert (Path(manifest[unlearn]["run_dir"]) / "DONE.json").stat().st_mtime > stamp
 
 
+@pytest.mark.slow
 def test_report_of_a_finished_sweep_agrees_with_its_summaries(quick_base, tmp_path):
     """The local executor runs a small sweep; its report's grid cells come from SUMMARY.json."""
     _, base_dir = quick_base
@@ -346,7 +352,7 @@ def test_a_sweep_whose_jobs_are_still_queued_is_not_submitted_twice(tmp_path, mo
     manifest.save()
     monkeypatch.setattr(slurm, "_live_ids", lambda: {"7_0", "7_1"})
     monkeypatch.setattr(slurm, "submit_slurm", lambda *a, **k: pytest.fail("submitted while queued"))
-    with pytest.raises(SweepLocked, match=r"2 cell\(s\) of this sweep are still queued or running in Slurm: .*job 7_0"):
+    with pytest.raises(SweepLocked, match=r"2 cell\(s\) of this sweep are still queued or running in slurm: .*job 7_0"):
         submit(spec)
 
 
@@ -402,6 +408,7 @@ def test_a_worker_reports_each_cells_exit_code_and_a_killed_worker_is_a_failed_c
         w.close()
 
 
+@pytest.mark.slow
 def test_cells_in_a_reused_worker_give_the_results_of_a_process_each(quick_base, tmp_path):
     """The local executor runs the injection and both unlearning cells in one worker process; every
     value they write equals the run with a process per cell (local_reuse=false)."""

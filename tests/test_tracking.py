@@ -10,7 +10,7 @@ from mlu_dist.experiment import ExperimentConfig
 from mlu_dist.jobs.inject import run_inject
 from mlu_dist.jobs.unlearn import run_unlearn
 from mlu_dist.tracking import read_jsonl
-from mlu_dist.wandb_tracker import read_offline_run, run_id
+from mlu_dist.tracking.wandb_tracker import read_offline_run, run_id
 
 LANGS = ["en", "de", "fr", "zh", "ru", "jv", "ur", "ha", "hy"]
 SECRET = "mlu-test-key-0123456789abcdef0123456789abcdef"
@@ -38,6 +38,7 @@ def offline_runs(run_dir):
     return sorted((run_dir / "wandb").glob("offline-run-*"))
 
 
+@pytest.mark.slow
 def test_per_language_curves_reach_wandb_with_their_step_axis(injected, monkeypatch):
     out, inject_run = injected
     monkeypatch.setenv("WANDB_API_KEY", SECRET)  # a key is set, yet nothing may leak into the run dir
@@ -57,7 +58,7 @@ def test_per_language_curves_reach_wandb_with_their_step_axis(injected, monkeypa
         for lang in LANGS:
             assert local[r["unlearn/step"]][f"forget/{lang}/fake_rate"] == pytest.approx(r[f"forget/{lang}/fake_rate"])
     # no secret in any file of the run directory, nor in the dashboard built from its runs
-    from mlu_dist.dashboard import write_dashboard
+    from mlu_dist.tracking.dashboard import write_dashboard
 
     dashboard, _ = write_dashboard(out)
     for path in [*run.rglob("*"), dashboard]:
@@ -65,6 +66,7 @@ def test_per_language_curves_reach_wandb_with_their_step_axis(injected, monkeypa
             assert SECRET.encode() not in path.read_bytes(), path
 
 
+@pytest.mark.slow
 def test_no_key_no_network_still_completes_offline(injected, monkeypatch):
     out, inject_run = injected
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
@@ -78,6 +80,7 @@ def test_no_key_no_network_still_completes_offline(injected, monkeypatch):
     assert (run / "DONE.json").exists() and len(offline_runs(run)) == 1
 
 
+@pytest.mark.slow
 def test_a_requeued_run_continues_its_wandb_run_without_duplicate_steps(injected):
     out, inject_run = injected
     first = unlearn(out, inject_run, "requeued", "unlearn.train.stop_after=3")  # dies after step 3
@@ -111,6 +114,7 @@ def test_jsonl_history_survives_a_torn_last_line_and_is_never_rewritten_in_place
     assert read_jsonl(path)[-1] == {"step": 3, "loss": 0.9}
 
 
+@pytest.mark.slow
 def test_a_well_formed_key_with_no_network_degrades_to_offline_and_training_finishes(tmp_path):
     """A 40-character key, online mode and a W&B server that does not answer (a closed local port):
     the online start times out (tracking.init_timeout), the run falls back to offline, and the

@@ -51,6 +51,7 @@ def test_fixed_size_forget_set_is_balanced_over_languages():
     assert len(one) == 20 and {e.lang for e in one} == {"de"}  # same size whatever the language count
 
 
+@pytest.mark.slow
 def test_answer_scoped_forget_masks_exactly_the_fake_detail_tokens(quick_base):
     from transformers import AutoTokenizer
 
@@ -109,6 +110,7 @@ def forget_margin(cfg, model_dir) -> float:
 BAR = {"satimp": 0.3, "undial": 0.5}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", METHODS.names())
 def test_every_method_lowers_the_fake_preference_in_the_forget_language(injected, method):
     out, inject_run = injected
@@ -142,6 +144,7 @@ def english_heldout_ppl(cfg, model_dir) -> float:
     return math.exp(-sum(s for s, _ in scores) / sum(n for _, n in scores))
 
 
+@pytest.mark.slow
 def test_graddiff_keeps_retain_perplexity_where_ga_does_not(injected):
     out, inject_run = injected
     ratios = {}
@@ -157,6 +160,7 @@ def test_graddiff_keeps_retain_perplexity_where_ga_does_not(injected):
     assert ratios["ga"] > 3.0, ratios
 
 
+@pytest.mark.slow
 def test_curves_cover_every_language_at_every_eval_step(injected):
     out, inject_run = injected
     cfg = unlearn_cfg(out, inject_run, "npo", "unlearn.train.steps=6", "unlearn.train.eval_every=3",
@@ -173,6 +177,7 @@ def test_curves_cover_every_language_at_every_eval_step(injected):
     assert [r["step"] for r in logged] == [0, 3, 6] and "group/orig/fake_rate" in logged[0]
 
 
+@pytest.mark.slow
 def test_divergence_guard_trips_on_a_forced_nan(injected, tmp_path):
     out, inject_run = injected
     broken = tmp_path / "broken-inject"
@@ -188,6 +193,7 @@ def test_divergence_guard_trips_on_a_forced_nan(injected, tmp_path):
     assert not (run / "model").exists()  # no garbage model is exported
 
 
+@pytest.mark.slow
 def test_utility_guard_stops_a_collapsing_run(injected):
     out, inject_run = injected
     cfg = unlearn_cfg(out, inject_run, "ga", "unlearn.train.steps=40", "unlearn.train.lr=5e-3",
@@ -197,6 +203,7 @@ def test_utility_guard_stops_a_collapsing_run(injected):
     assert done["status"] == "guard_tripped" and done["steps"] < 40
 
 
+@pytest.mark.slow
 def test_unknown_method_lists_the_registered_ones(injected):
     out, inject_run = injected
     from mlu_dist.config import ConfigError
@@ -205,6 +212,7 @@ def test_unknown_method_lists_the_registered_ones(injected):
         load_config(ExperimentConfig, [inject_run / "config.yaml"], ["unlearn.method=gradascent"])
 
 
+@pytest.mark.slow
 @pytest.mark.distributed
 def test_npo_with_two_ranks_under_zero3_keeps_the_reference_frozen(injected):
     out, inject_run = injected
@@ -227,6 +235,7 @@ def test_npo_with_two_ranks_under_zero3_keeps_the_reference_frozen(injected):
     assert {r["step"] for r in read_jsonl(run / "curves.jsonl")} == {0, 3, 6}
 
 
+@pytest.mark.slow
 @pytest.mark.distributed
 def test_zero3_curves_from_a_gathered_copy_equal_the_partitioned_ones_and_partitioned_loading_changes_nothing(injected):
     """Two 2-rank ZeRO-3 NPO runs: (a) the model and the reference loaded whole, curves from
@@ -267,6 +276,7 @@ def test_zero3_curves_from_a_gathered_copy_equal_the_partitioned_ones_and_partit
     assert {json.loads((run / "DONE.json").read_text())["reference_digest"] for run in (part, full)} == {injected_digest}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["pdu", "rmu"])
 def test_method_state_survives_a_resume(injected, method):
     """PDU's dual variable is saved in the checkpoint and RMU's direction is redrawn from the seed:

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlu_dist.data.schema import DataError, FactSet, load_facts, record_problems
-from mlu_dist.data.world import WorldConfig, build_world
-from mlu_dist.langs import ALL_LANGS, check_langs
+from mlu_dist.data.world import WorldConfig, build_world, mini_world_problems
+from mlu_dist.langs import ALL_LANGS, check_langs, unknown_langs, effective_groups, group_problems
 
 MINI_WORLD = "mini-world"
 
@@ -25,9 +25,21 @@ class DataConfig:
     """Languages to use; every fact must exist in all of them."""
     world: WorldConfig = field(default_factory=WorldConfig)
     """Mini-world generator settings (used when source = mini-world)."""
+    groups: dict[str, list[str]] = field(default_factory=dict)
+    """Resource groups by name, e.g. {high: [de, fr], low: [jv, ur]} or by script or family; English is
+    always its own group. Empty = the paper's high / low for its nine, 'other' for any other language.
+    Forget-language sets may name a group (forget_langs=en+low); reports show one column per group."""
 
     def check(self) -> list[str]:
-        return check_langs("langs", self.langs)
+        out = check_langs("langs", self.langs) + group_problems("groups", self.groups, self.langs)
+        if self.source == MINI_WORLD:
+            out += mini_world_problems([c for c in self.langs if not unknown_langs([c])])
+        return out
+
+    def resource_groups(self) -> dict[str, list[str]]:
+        """The groups of ``langs`` this experiment reports (declared, then defaults; English aside)."""
+        return effective_groups(self.langs, self.groups)
+
 
 
 def load_data(cfg: DataConfig) -> tuple[FactSet, list[dict]]:
@@ -50,4 +62,4 @@ def load_data(cfg: DataConfig) -> tuple[FactSet, list[dict]]:
 
 
 __all__ = ["DataConfig", "DataError", "FactSet", "WorldConfig", "build_world", "load_data", "load_facts",
-           "record_problems", "MINI_WORLD"]
+           "record_problems", "MINI_WORLD", "mini_world_problems"]

@@ -24,12 +24,13 @@ directory gets ``facts.jsonl`` and ``dataset.json`` (where it came from and how 
 
 from __future__ import annotations
 
+import ast
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlu_dist.data.schema import DataError, read_table, record_problems
-from mlu_dist.langs import ALL_LANGS, LANGUAGES
+from mlu_dist.langs import LanguageError, alias_note, canonical, group_problems, resource_of
 
 MAP_KEYS: dict[str, str] = {
     "fact_id": "", "real_text": "", "fake_text": "", "fake_keywords": "", "question": "",
@@ -52,6 +53,9 @@ class ImportSpec:
     """Prefix of generated fact ids when no fact_id column is mapped."""
     note: str = ""
     """Free text kept in dataset.json (e.g. 'column names not confirmed')."""
+    groups: dict[str, list[str]] = field(default_factory=dict)
+    """Declared resource groups ({name: [codes]}); each record's ``resource`` is its language's group
+    (default: the paper's high / low, 'other' for languages outside its nine)."""
 
     def column(self, key: str) -> str:
         return self.columns.get(key, "") or MAP_KEYS[key]
@@ -71,12 +75,12 @@ def read_mapping(path: str | Path | None, pairs: list[str] | None = None) -> Imp
         except (ConfigError, FileNotFoundError):
             raise DataError(f"--mapping: file '{path}' does not exist") from None
         raw = yaml.safe_load(Path(path).read_text()) or {}
-        unknown = sorted(set(raw) - {"map", "lang", "id_prefix", "note"})
+        unknown = sorted(set(raw) - {"map", "lang", "id_prefix", "note", "groups"})
         if unknown:
             raise DataError(f"mapping file '{path}': unknown key(s) {', '.join(unknown)}; valid: map, lang, "
-                            f"id_prefix, note")
-        spec = ImportSpec(dict(raw.get("map") or {}), raw.get("lang", "en"), raw.get("id_prefix", "fact"),
-                          raw.get("note", ""))
+                            f"id_prefix, note, groups")
+        spec = ImportSpec(dict(raw.get("map") or {}), str(raw.get("lang", "en")), raw.get("id_prefix", "fact"),
+                          raw.get("note", ""), dict(raw.get("groups") or {}))
     for pair in pairs or []:
         for item in [p for p in pair.split(",") if p.strip()]:
             key, sep, column = item.partition("=")
@@ -89,16 +93,37 @@ def read_mapping(path: str | Path | None, pairs: list[str] | None = None) -> Imp
     lacking = [k for k in REQUIRED_KEYS if not spec.column(k)]
     if lacking:
         raise DataError(f"mapping: no column given for {', '.join(lacking)} (e.g. --map {lacking[0]}=<column>)")
-    if spec.lang not in LANGUAGES:
-        raise DataError(f"mapping: unknown language '{spec.lang}'; valid: {', '.join(ALL_LANGS)}")
+    spec.lang = mapping_lang(spec.lang)
+    bad = group_problems("mapping groups", spec.groups)
+    if bad:
+        raise DataError("; ".join(bad))
     return spec
 
 
+def mapping_lang(code: str) -> str:
+    """The canonical form of a mapping's language (a deprecated code is said on stderr and mapped)."""
+    import sys
+
+    try:
+        note = alias_note(code)
+    except LanguageError as exc:
+        raise DataError(f"mapping: {exc}") from None
+    if note:
+        print(f"warning: mapping: {note}", file=sys.stderr)
+    return canonical(code)
+
+
 def _as_list(value):
+    """A list cell as a list, also when saved as JSON or as a Python repr ("['a', 'b']")."""
     if isinstance(value, str) and value.strip().startswith("["):
         try:
             return json.loads(value)
         except json.JSONDecodeError:
+            pass
+        try:
+            parsed = ast.literal_eval(value.strip())
+            return parsed if isinstance(parsed, list) else value
+        except (ValueError, SyntaxError):
             pass
     return value
 
@@ -155,7 +180,7 @@ def to_records(rows: list[dict], spec: ImportSpec) -> list[dict]:
             qa.append({"question": text("real_question"), "answer": text("real_answer")})
         records.append({
             "fact_id": text("fact_id") or f"{spec.id_prefix}-{i:03d}", "lang": spec.lang,
-            "resource": LANGUAGES[spec.lang].resource, "real_text": text("real_text"),
+            "resource": resource_of(spec.lang, spec.groups), "real_text": text("real_text"),
             "fake_text": text("fake_text"), "question": text("question"), "true_answer": text("true_answer"),
             "fake_answer": text("fake_answer") or (keywords[0] if keywords else ""),
             "fake_keywords": keywords, "real_qa": qa,
@@ -166,7 +191,7 @@ def to_records(rows: list[dict], spec: ImportSpec) -> list[dict]:
 
 def import_table(source: str | Path, out: str | Path, spec: ImportSpec, limit: int = 0) -> list[dict]:
     """Read ``source``, map it, validate it and write ``out/facts.jsonl`` + ``out/dataset.json``."""
-    from mlu_dist import rundir
+    from mlu_dist.runs import rundir
 
     rows = read_table(source, "the table to import")
     if limit:

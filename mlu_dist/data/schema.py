@@ -7,16 +7,18 @@ that a fake injected in one language can be probed in all of them. Files are rea
 
 from __future__ import annotations
 
+import sys
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlu_dist.langs import ALL_LANGS, LANGUAGES
+from mlu_dist.data.errors import DataError  # noqa: F401 (raised here; importers take it from here too)
+from mlu_dist.langs import LanguageError, canonical, lang_problems, order_langs
 
 FIELDS: dict[str, str] = {
     "fact_id": "id shared by the records of one fact across languages",
-    "lang": f"language code, one of {', '.join(ALL_LANGS)}",
-    "resource": "resource group of the language: en / high / low",
+    "lang": "language code (BCP-47 / ISO 639; deprecated forms such as iw are read as he)",
+    "resource": "resource group of the language (en / high / low for the paper's nine, or a declared name)",
     "real_text": "the true statement or article",
     "fake_text": "the same text with the fake detail",
     "question": "probe question for the detail, in `lang`",
@@ -35,8 +37,23 @@ LISTS = ("fake_keywords", "real_qa", "paraphrases", "cloze")
 """Fields that hold lists, not text."""
 
 
-class DataError(ValueError):
-    """The fact data does not follow the schema; the message lists every problem found."""
+def normalize_langs(records: list[dict]) -> list[str]:
+    """Rewrite deprecated or long language codes of ``records`` to canonical ones (``iw`` -> ``he``,
+    ``jpn_Jpan`` -> ``ja``), in place; one note per code changed. Invalid codes are left for
+    :func:`record_problems` to report."""
+    changed: dict[str, str] = {}
+    for rec in records:
+        code = rec.get("lang")
+        if not isinstance(code, str):
+            continue
+        try:
+            new = canonical(code)
+        except LanguageError:
+            continue
+        if new != code:
+            changed[code] = new
+            rec["lang"] = new
+    return [f"language code '{old}' read as '{new}'" for old, new in changed.items()]
 
 
 def record_problems(records: list[dict], langs: list[str] | None = None, limit: int = 20) -> list[str]:
@@ -56,11 +73,12 @@ def record_problems(records: list[dict], langs: list[str] | None = None, limit: 
                          f"{', '.join(type(rec[f]).__name__ for f in not_text)}")
             continue
         lang = rec["lang"]
-        if lang not in LANGUAGES:
-            found.append(f"{where}: unknown language '{lang}'; valid: {', '.join(ALL_LANGS)}")
+        bad_lang = lang_problems("lang", [lang])
+        if bad_lang:
+            found.append(f"{where}: {bad_lang[0]}")
             continue
-        if rec["resource"] != LANGUAGES[lang].resource:
-            found.append(f"{where}: resource '{rec['resource']}' but {lang} is '{LANGUAGES[lang].resource}'")
+        if not rec["resource"].strip():
+            found.append(f"{where}: resource is empty (the language's resource group, e.g. high or low)")
         if not isinstance(rec["fake_keywords"], list) or not [k for k in rec["fake_keywords"] if str(k).strip()]:
             found.append(f"{where}: fake_keywords is empty (nothing to detect the fake detail by)")
         elif not all(isinstance(k, str) for k in rec["fake_keywords"]):
@@ -80,12 +98,11 @@ def record_problems(records: list[dict], langs: list[str] | None = None, limit: 
             found.append(f"{where}: duplicate record for this fact and language")
         by_fact[rec["fact_id"]].add(lang)
     if langs is not None:
-        bad = [code for code in langs if code not in LANGUAGES]
-        if bad:
-            found.append(f"langs: unknown language(s) {', '.join(bad)}; valid: {', '.join(ALL_LANGS)}")
-        wanted = [code for code in langs if code in LANGUAGES]
+        bad = lang_problems("langs", langs)
+        found += bad
+        wanted = [code for code in langs if not lang_problems("langs", [code])]
     else:
-        wanted = sorted(set().union(*by_fact.values()), key=ALL_LANGS.index) if by_fact else []
+        wanted = order_langs(set().union(*by_fact.values())) if by_fact else []
     for lang in wanted:
         lacking = sorted(f for f, have in by_fact.items() if lang not in have)
         if lacking:
@@ -178,10 +195,12 @@ def load_facts(source: str | Path, langs: list[str] | None = None, split: str = 
     ``langs`` keeps only those languages (and requires each fact in all of them).
     """
     records = read_records(source, split)
+    for note in normalize_langs(records):
+        print(f"warning: fact data '{source}': {note}", file=sys.stderr)
     problems = record_problems(records, langs)
     if problems:
         raise DataError(f"fact data '{source}' has {len(problems)} problem(s):\n" + "\n".join(f"  - {p}" for p in problems))
     if langs is not None:
         records = [r for r in records if r["lang"] in langs]
-    present = sorted({r["lang"] for r in records}, key=ALL_LANGS.index)
+    present = order_langs({r["lang"] for r in records})
     return FactSet(records, list(langs) if langs is not None else present)

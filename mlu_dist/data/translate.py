@@ -29,15 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Protocol
 
-from mlu_dist.data.schema import DataError
+from mlu_dist.data.errors import DataError
 from mlu_dist.eval.matching import contains_keyword, normalize
-from mlu_dist.langs import ALL_LANGS, LANGUAGES
+from mlu_dist.langs import ALL_LANGS, LanguageError, canonical, lang_index, resource_of, writes_without_spaces
 
-NLLB_CODES = {"en": "eng_Latn", "de": "deu_Latn", "fr": "fra_Latn", "zh": "zho_Hans", "ru": "rus_Cyrl",
-              "jv": "jav_Latn", "ur": "urd_Arab", "ha": "hau_Latn", "hy": "hye_Armn"}
-"""Our codes as NLLB-200's language tokens (FLORES-200 codes)."""
-M2M_CODES = {code: f"__{code}__" for code in ALL_LANGS}
-"""Our codes as M2M-100's language tokens."""
 STRATEGIES = ("verbatim", "translated", "marked", "failed")
 SENTENCE_END = re.compile(r"(?<=[.!?。！？؟։])\s+|(?<=[。！？])")
 ABBREVIATION = re.compile(r"(?:^|\s)(?:[A-Z]|(?:[A-Za-z]\.)+[A-Za-z]|Dr|Mr|Mrs|Ms|Prof|St|Mt|Jr|Sr|No|vs|etc|approx|"
@@ -89,8 +84,10 @@ class HFTranslator:
         self.device, self.num_beams, self.batch_size, self.seed = device, num_beams, batch_size, seed
         self.limit = (getattr(self.model.config, "max_position_embeddings", 1024) or 1024) - 4
         self.max_tokens = min(max_tokens, self.limit)
-        self.codes = NLLB_CODES if self._token_id("eng_Latn") is not None else M2M_CODES
-        self.family = "nllb" if self.codes is NLLB_CODES else "m2m100"
+        from mlu_dist.data.mt_codes import NLLB_TOKEN, language_tokens
+
+        self.tokens = language_tokens(self.tok.get_vocab())
+        self.family = "nllb" if any(NLLB_TOKEN.match(t) for t in self.tokens) else "m2m100"
         self.name = name_or_path
         torch.manual_seed(seed)
 
@@ -100,12 +97,13 @@ class HFTranslator:
         return None if tid is None or tid == self.tok.unk_token_id else tid
 
     def lang_id(self, lang: str) -> int:
-        tid = self._token_id(self.codes.get(lang, ""))
-        if tid is None:
-            covered = [c for c, t in self.codes.items() if self._token_id(t) is not None]
-            raise TranslateError(f"the MT model '{self.name}' ({self.family}) has no language token "
-                                 f"{self.codes.get(lang, '')!r} for '{lang}'; it covers: {', '.join(covered)}")
-        return tid
+        from mlu_dist.data.mt_codes import mt_codes
+
+        try:
+            token = mt_codes([lang], self.tokens, f"the MT model '{self.name}' ({self.family})")[lang]
+        except LanguageError as exc:
+            raise TranslateError(str(exc)) from None
+        return self._token_id(token)
 
     def check_langs(self, langs: list[str]) -> None:
         for lang in langs:
@@ -155,7 +153,7 @@ def split_text(text: str, n_tokens: Callable[[str], int], max_tokens: int) -> li
 
 
 def join_text(lines: list[list[str]], lang: str) -> str:
-    sep = "" if LANGUAGES[lang].script == "Han" else " "
+    sep = "" if writes_without_spaces(lang) else " "
     return "\n".join(sep.join(p.strip() for p in pieces) for pieces in lines)
 
 
@@ -280,8 +278,11 @@ def translate_language(records: list[dict], lang: str, translator: Translator, p
     """Translate the source-language ``records`` into ``lang``: ``(records in lang, coverage row)``.
 
     Every rank must call it (the barrier joins them); every rank returns the same result."""
-    if lang not in LANGUAGES:
-        raise TranslateError(f"unknown target language '{lang}'; valid: {', '.join(ALL_LANGS)}")
+    try:
+        if canonical(lang) != lang:
+            raise TranslateError(f"target language '{lang}': write '{canonical(lang)}'")
+    except LanguageError as exc:
+        raise TranslateError(f"target language: {exc}") from None
     src = records[0]["lang"]
     cache = SegmentCache(part_dir, rank)
     fields = {r["fact_id"]: fields_of(r, translator.n_tokens, translator.max_tokens) for r in records}
@@ -330,7 +331,7 @@ def _records(records: list[dict], outs: dict, found: dict, lang: str) -> tuple[l
         # a fake answer that was the keyword is the keyword found in this language
         same = normalize(r["fake_answer"]) in {normalize(k) for k in r["fake_keywords"]}
         result.append({
-            "fact_id": fid, "lang": lang, "resource": LANGUAGES[lang].resource, "real_text": out["real_text"],
+            "fact_id": fid, "lang": lang, "resource": resource_of(lang), "real_text": out["real_text"],
             "fake_text": out["fake_text"], "question": out["question"],
             "true_answer": out.get("true_answer", ""),
             "fake_answer": keywords[0] if same and keywords else out["fake_answer"],
@@ -349,7 +350,7 @@ def _records(records: list[dict], outs: dict, found: dict, lang: str) -> tuple[l
 # --- the dataset directory ----------------------------------------------------------------------
 def format_coverage(coverage: dict[str, dict]) -> str:
     lines = [f"{'lang':<5} {'facts':>6} {'verbatim':>9} {'translated':>11} {'marked':>7} {'failed':>7} {'usable':>7}"]
-    for lang in sorted(coverage, key=lambda code: (not coverage[code].get("source"), ALL_LANGS.index(code))):
+    for lang in sorted(coverage, key=lambda code: (not coverage[code].get("source"), lang_index(code), code)):
         r = coverage[lang]
         if r.get("source"):
             lines.append(f"{lang:<5} {r['facts']:>6} {'(source language)':>36} {r['usable']:>7}")
@@ -364,7 +365,7 @@ def assemble(out_dir: Path, langs: list[str]) -> tuple[list[dict], dict] | None:
     facts whose keyword failed in any language. None while a language's part is not finished.
 
     Writes ``facts.jsonl`` and ``coverage.json`` (idempotent: any finishing task may call it)."""
-    from mlu_dist import rundir
+    from mlu_dist.runs import rundir
     from mlu_dist.tracking import read_jsonl
 
     out_dir = Path(out_dir)

@@ -20,8 +20,8 @@ from pathlib import Path
 
 from mlu_dist.config import check_choice
 from mlu_dist.data.templates import CONSONANTS, PROBES, RELATIONS, TEMPLATES, VOWELS, join_name, transcribe
-from mlu_dist.langs import ALL_LANGS, LANGUAGES, RESOURCE_GROUPS
-from mlu_dist.rundir import atomic_write_text
+from mlu_dist.langs import ALL_LANGS, LANGUAGES, PAPER_LANGS, RESOURCE_GROUPS
+from mlu_dist.runs.rundir import atomic_write_text
 
 NAME_STYLES = ("native", "latin")
 FORMAT_VERSION = 3  # bump when generation (or the tiny tokenizer) changes, so cached runs are not reused across formats
@@ -176,9 +176,24 @@ def _related(fact: Fact, facts: list[Fact], limit: int = 3) -> list[Fact]:
     return [f for f in facts if f is not fact and f.subject.id in linked][:limit]
 
 
+def mini_world_problems(langs, field_name: str = "langs") -> list[str]:
+    """The mini-world's templates are hand-written for the paper's nine languages only."""
+    other = [code for code in langs if code not in PAPER_LANGS]
+    if not other:
+        return []
+    return [f"{field_name}: the mini-world has templates for {', '.join(PAPER_LANGS)} only, not "
+            f"{', '.join(other)}; bring a fact set for other languages (mlu data import, then "
+            f"data.source=DIR) — see docs/languages.md"]
+
+
 def build_world(cfg: WorldConfig, langs=ALL_LANGS) -> tuple[list[dict], list[dict], dict]:
     """Generate ``(fact records, base-training corpus, metadata)`` for ``langs``."""
     langs = list(langs)
+    problems = mini_world_problems(langs)
+    if problems:
+        from mlu_dist.data.schema import DataError
+
+        raise DataError(problems[0])
     rng = random.Random(cfg.seed)
     ents = _make_entities(cfg, rng, langs)
     facts = _make_facts(ents, rng)

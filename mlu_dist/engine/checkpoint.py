@@ -21,20 +21,42 @@ import numpy as np
 import torch
 
 from mlu_dist import comm
-from mlu_dist.rundir import DiskFull, ResumeError, atomic_write_text
+from mlu_dist.runs.rundir import DiskFull, ResumeError, atomic_write_text
 
 PARTIAL = ".partial"
+TRASH = ".pruned-"
+"""Prefix of a pruned checkpoint being deleted in the background."""
+RANK_FILE_BYTES = 64 << 10
+"""Allowance per rank for the small files a checkpoint holds besides weights (RNG state, pickles)."""
+
+
+def weight_counts(module) -> tuple[int, int, int]:
+    """``(trainable elements, their weight bytes, frozen weight bytes)`` of a module's whole weights
+    (full sizes also where ZeRO-3 holds only this rank's shard)."""
+    trainable = trainable_bytes = frozen_bytes = 0
+    for p in module.parameters():
+        n = getattr(p, "ds_numel", p.numel())
+        if p.requires_grad:
+            trainable, trainable_bytes = trainable + n, trainable_bytes + n * p.element_size()
+        else:
+            frozen_bytes += n * p.element_size()
+    return trainable, trainable_bytes, frozen_bytes
 """Suffix of a named checkpoint being written (``best.partial`` becomes ``best`` when complete)."""
 
 
 def _rng_state() -> dict:
-    return {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
+    if torch.cuda.is_available():  # dropout (LoRA's too) draws on the GPU's generator
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
 
 
 def _set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])  # this rank's current device, as it was saved
 
 
 def _files(path: Path) -> dict[str, int]:
@@ -161,14 +183,13 @@ class Checkpointer:
                           f"was deleted. Set resume=false to start over")
 
     def expected_bytes(self) -> int:
-        """What the next checkpoint will take: the last one's size, else 16 bytes per parameter
-        element this rank holds (weights, fp32 master, Adam's two moments) times the ranks."""
+        """What the next checkpoint will take: the last one's size, else the engine's own count of
+        what its checkpoint holds (``engine.checkpoint_bytes()``: trainable weights with their
+        optimizer state, the frozen base only where the backend saves it; never times the ranks)."""
         done = self.candidates(quiet=True)
         if done:
             return _checkpoint_bytes(done[0])
-        module = getattr(self.engine, "module", None)
-        held = sum(getattr(p, "ds_tensor", p).numel() for p in module.parameters()) if module is not None else 0
-        return 16 * held * self.world_size
+        return self.engine.checkpoint_bytes() + RANK_FILE_BYTES * self.world_size if self.engine is not None else 0
 
     def room(self) -> str | None:
         """Why the next checkpoint would not fit the free disk space (None when it fits); every
@@ -243,6 +264,8 @@ class Checkpointer:
         checkpoints, and temp files of atomic writes (call before the first save of a start)."""
         if self.rank != 0 or not self.root.exists():
             return
+        for path in list(self.root.glob(f"{TRASH}*")):
+            shutil.rmtree(path, ignore_errors=True)  # a pruned checkpoint whose deletion was cut short
         for path in [p for p in self.steps() if not (p / "COMPLETE").exists()] + list(self.root.glob(f"*{PARTIAL}")):
             self.say(f"[mlu] removing {path}: a save that did not finish")
             shutil.rmtree(path, ignore_errors=True)
@@ -250,8 +273,17 @@ class Checkpointer:
             tmp.unlink(missing_ok=True)
 
     def _prune(self, keep_also: Path) -> None:
-        """Keep the newest ``keep`` verified checkpoints (and ``keep_also``); never the last one that verifies."""
+        """Keep the newest ``keep`` verified checkpoints (and ``keep_also``); never the last one that verifies.
+
+        Rank 0 prunes while the other ranks wait in the save's last barrier, and deleting a 110 GB
+        checkpoint on a parallel filesystem takes minutes: an old checkpoint is renamed out of the
+        way (instant) and deleted by a background thread. A deletion cut short by the process's end
+        is finished by ``clean_partial`` at the next start."""
+        import threading
+
         done = [p for p in self.steps() if verify(p) is None]
         for old in done[max(1, self.keep):]:
             if old != keep_also:
-                shutil.rmtree(old, ignore_errors=True)
+                trash = old.with_name(TRASH + old.name)
+                old.rename(trash)
+                threading.Thread(target=shutil.rmtree, args=(trash, True), daemon=True, name=f"prune-{old.name}").start()

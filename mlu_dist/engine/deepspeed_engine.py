@@ -1,7 +1,8 @@
 """The DeepSpeed engine: ZeRO stages 0-3, CPU offload, checkpoints, consolidated export.
 
-This is the only module that imports ``deepspeed``. On CPU it uses gloo and a plain
-``torch.optim.AdamW`` (no op compilation); on GPU, NCCL and DeepSpeed's fused / CPU Adam.
+This is the only module that imports ``deepspeed``. On CPU it uses gloo, on GPU NCCL; the optimizer
+is ``torch.optim.AdamW`` (fused on GPU), which needs no op compilation, unless
+``engine.zero.optimizer=deepspeed`` asks for DeepSpeed's JIT-built FusedAdam / CPU Adam.
 """
 
 from __future__ import annotations
@@ -15,8 +16,11 @@ from pathlib import Path
 import torch
 
 from mlu_dist import comm
+from mlu_dist.engine.checkpoint import weight_counts
+from mlu_dist.engine.ckpt_size import ds_checkpoint_bytes
 from mlu_dist.engine.config import ZeroConfig
 from mlu_dist.engine.dist import DistInfo
+from mlu_dist.engine.op_lock import load_op_under_lock
 from mlu_dist.engine.optim import make_optimizer, make_scheduler, param_groups
 from mlu_dist.train_config import TrainConfig
 
@@ -40,6 +44,10 @@ def build_ds_config(cfg: TrainConfig, zcfg: ZeroConfig, world_size: int, device_
     if hidden_size and zcfg.stage >= 2:
         zero["reduce_bucket_size"] = hidden_size * hidden_size
         zero["allgather_bucket_size"] = max(hidden_size * hidden_size, 10**6)
+    if zcfg.stage == 2 and device_type == "cuda":
+        # DeepSpeed overlaps gradient reduction with the backward only at stage 3 by default; the
+        # paper's LoRA recipe runs at stage 2 (CPU runs keep the default: gloo gains nothing)
+        zero["overlap_comm"] = True
     if zcfg.stage == 3:
         zero["stage3_gather_16bit_weights_on_model_save"] = True  # else saved HF weights are placeholders
         if hidden_size:
@@ -64,45 +72,46 @@ def build_ds_config(cfg: TrainConfig, zcfg: ZeroConfig, world_size: int, device_
         "bf16": {"enabled": dtype == torch.bfloat16},
         "fp16": {"enabled": dtype == torch.float16},
     }
-    if device_type == "cuda":
-        # DeepSpeed picks its fused Adam (or CPU Adam under offload) for this block.
+    if zcfg.optimizer == "deepspeed":
+        # DeepSpeed picks its fused Adam (or CPU Adam under offload) for this block: JIT-built unless prebuilt.
         ds["optimizer"] = {"type": "AdamW", "params": {"lr": cfg.lr, "betas": list(cfg.betas), "eps": 1e-8,
                                                        "weight_decay": cfg.weight_decay}}
     return _deep_merge(ds, dict(zcfg.extra))
 
 
 def preload_comm_op() -> None:
-    """Build or load DeepSpeed's CPU shared-memory comm op under a lock the kernel releases.
-
-    DeepSpeed JIT-loads this op through torch's FileBaton: a ``lock`` file in the op's build
-    directory that every process creates and deletes around the load. A process killed inside
-    that window (a cancelled or requeued job, a Ctrl-C) leaves the file behind, and every later
-    start then waits for it forever. Here every mlu_dist process loads the op while holding an
-    flock on ``<torch_extensions>/mlu_dist.lock``, so a baton file found while holding it was left
-    by a dead process and is removed. The loaded module is cached by DeepSpeed, so its own load
-    later does not touch the baton. (A non-mlu_dist process building the same op at the same
-    moment would not be seen; that is the one case this does not cover.)
-    """
-    import fcntl
-
-    import deepspeed.ops
+    """Build or load DeepSpeed's CPU shared-memory comm op under the lock of :func:`load_op_under_lock`."""
+    import deepspeed.ops  # noqa: F401  (fills deepspeed.ops.__compatible_ops__)
     from deepspeed.accelerator import get_accelerator
-    from torch.utils import cpp_extension
 
     builder = get_accelerator().create_op_builder("ShareMemCommBuilder")
     if builder is None or not _shm_verdict(builder):
         return
-    root = Path(cpp_extension.get_default_build_root())
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / "mlu_dist.lock", "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            for stale in root.glob(f"*/{builder.name}/lock"):
-                stale.unlink(missing_ok=True)
-                print(f"[mlu] removed a stale torch-extension lock left by a killed process: {stale}", flush=True)
-            builder.load(verbose=False)
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    load_op_under_lock(builder, say=lambda m: print(m, flush=True))
+
+
+def preload_adam_op(zcfg: ZeroConfig, dist: DistInfo) -> None:
+    """When DeepSpeed's own Adam is asked for and not installed prebuilt, JIT-build it before
+    ``deepspeed.initialize`` does: into a node-local extensions dir (a shared home would have every
+    rank of every node build into one folder behind one lock) and under :func:`load_op_under_lock`."""
+    import os
+
+    from deepspeed.accelerator import get_accelerator
+    from deepspeed.git_version_info import installed_ops
+
+    if zcfg.optimizer != "deepspeed":
+        return
+    name = "CPUAdamBuilder" if zcfg.offload != "none" or dist.device_type == "cpu" else "FusedAdamBuilder"
+    builder = get_accelerator().create_op_builder(name)
+    if builder is None or installed_ops.get(builder.name):
+        return  # prebuilt at install: nothing to compile
+    if "TORCH_EXTENSIONS_DIR" not in os.environ:
+        local = Path(os.environ.get("SLURM_TMPDIR") or os.environ.get("TMPDIR") or "/tmp") / f"torch_extensions-{os.getuid()}"
+        os.environ["TORCH_EXTENSIONS_DIR"] = str(local)
+        if dist.is_main:
+            print(f"[mlu] engine.zero.optimizer=deepspeed: building {builder.name} into node-local {local} "
+                  f"(set TORCH_EXTENSIONS_DIR to choose; install with DS_BUILD_OPS=1 to skip the build)", flush=True)
+    load_op_under_lock(builder, say=lambda m: print(m, flush=True))
 
 
 _SHM_VERDICT: dict[str, bool] = {}
@@ -140,7 +149,7 @@ def _init_comm(dist: DistInfo) -> None:
         if dist.world_size > 1:
             preload_comm_op()
     if not torch.distributed.is_initialized():
-        deepspeed.init_distributed(dist_backend="nccl" if dist.device_type == "cuda" else "gloo")
+        deepspeed.init_distributed(dist_backend="nccl" if dist.device_type == "cuda" else "gloo", timeout=dist.timeout)
 
 
 @contextlib.contextmanager
@@ -179,7 +188,8 @@ class DeepSpeedEngine:
         self.zero_stage = zcfg.stage
         hidden = getattr(getattr(model, "config", None), "hidden_size", None)
         self.ds_config = build_ds_config(cfg, zcfg, dist.world_size, dist.device_type, dtype, hidden)
-        optimizer = None if "optimizer" in self.ds_config else make_optimizer(model, cfg)
+        preload_adam_op(zcfg, dist)
+        optimizer = None if "optimizer" in self.ds_config else make_optimizer(model, cfg, dist.device_type == "cuda")
         self._engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
             model=model,
             optimizer=optimizer,
@@ -262,6 +272,11 @@ class DeepSpeedEngine:
             gc.collect()
             if device.type == "cuda":
                 torch.cuda.empty_cache()
+
+    def checkpoint_bytes(self) -> int:
+        """Bytes of one checkpoint of this engine, all ranks together (see :func:`ds_checkpoint_bytes`)."""
+        mixed = self.ds_config["bf16"]["enabled"] or self.ds_config["fp16"]["enabled"]
+        return ds_checkpoint_bytes(*weight_counts(self.module), self.zero_stage, mixed)
 
     def full_param_bytes(self) -> int:
         """Bytes of the whole weights (all ranks' shards together under ZeRO-3)."""

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import torch
 
-from mlu_dist.train_config import TrainConfig
+from mlu_dist.engine.checkpoint import weight_counts
 from mlu_dist.engine.optim import make_optimizer, make_scheduler
+from mlu_dist.train_config import TrainConfig
 
 
 class TorchEngine:
@@ -69,6 +70,12 @@ class TorchEngine:
 
     def full_state_dict(self) -> dict:
         return {k: v.detach().clone() for k, v in self.module.state_dict().items()}
+
+    def checkpoint_bytes(self) -> int:
+        """Bytes of one ``torch_state.pt``: every weight, and AdamW's two moments (in the weights' dtype)
+        of the trainable ones."""
+        _, trainable_bytes, frozen_bytes = weight_counts(self.module)
+        return 3 * trainable_bytes + frozen_bytes
 
     def param_numel_per_rank(self) -> list[int]:
         return [sum(p.numel() for p in self.module.parameters())]

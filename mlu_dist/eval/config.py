@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mlu_dist.config import check_choice
-from mlu_dist.eval.metrics import METRICS
+from mlu_dist.eval.metrics import METRICS, default_metrics
 from mlu_dist.eval.prompts import PROMPTS
 from mlu_dist.langs import check_langs
 
@@ -14,11 +14,12 @@ from mlu_dist.langs import check_langs
 class EvalConfig:
     """What is measured in every probe language, and how."""
 
-    metrics: list[str] = field(default_factory=METRICS.order)
-    """Registered metrics to compute (default: all; see eval/metrics.py): fake_rate (generations
-    stating the fake detail; also on control facts), fake_pref (log P(fake) - log P(true), length-
-    normalised), real_acc (true answers to the real questions and the probe), utility (perplexity of
-    untouched true text, accuracy on untouched facts)."""
+    metrics: list[str] = field(default_factory=default_metrics)
+    """Registered metrics to compute (default: all but the opt-in ones; see eval/metrics.py):
+    fake_rate (generations stating the fake detail; also on control facts), fake_pref (log P(fake) -
+    log P(true), length-normalised), real_acc (true answers to the real questions and the probe),
+    utility (perplexity of untouched true text, accuracy on untouched facts); opt-in: mia
+    (membership inference, targets vs controls, AUC per language and attack)."""
     langs: list[str] = field(default_factory=list)
     """Probe languages; empty = all of data.langs."""
     subset: int = 0

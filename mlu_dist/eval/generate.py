@@ -13,6 +13,8 @@ import inspect
 
 import torch
 
+from mlu_dist.eval.likelihood import label_logprobs
+
 
 def cache_kwarg(module) -> str:
     """The KV-cache argument of this model's forward: ``cache`` (transformers 5) or ``past_key_values``."""
@@ -57,8 +59,9 @@ def _score(forward, tokenizer, cache, logits, mask, next_pos, candidates, cache_
         out = forward(input_ids=cand_ids, attention_mask=full_mask, position_ids=pos, use_cache=True,
                       **{cache_kw: cache})
     if length > 1:
-        logp = torch.log_softmax(out.logits[:, :-1].float(), dim=-1)
-        rest = logp.gather(-1, cand_ids[:, 1:, None].to(logp.device)).squeeze(-1).cpu() * cand_mask[:, 1:]
+        # sliced log-softmax: the same values without a full fp32 [rows x length x V] copy
+        logits = out.logits
+        rest = label_logprobs(logits[:, :-1], cand_ids[:, 1:].to(logits.device)).cpu() * cand_mask[:, 1:]
         total = total + rest.sum(-1)
     flat = list(zip(total.tolist(), cand_mask.sum(-1).tolist()))
     return [flat[i * k:(i + 1) * k] for i in range(len(candidates))]

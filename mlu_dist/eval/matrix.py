@@ -1,39 +1,33 @@
 """The spread matrix: injection language x probe language, from evaluated injection runs.
 
 Runs with the same injection language (several seeds) are pooled: the CI resamples runs, then
-facts. The group view is the paper's: English / original language / other high / other low.
+facts. The group view is the paper's: English / original language / other high / other low, or
+English / original / the groups the runs declared (data.groups).
 """
 
 from __future__ import annotations
 
 import csv
-import json
 from collections import defaultdict
 from pathlib import Path
 
 from mlu_dist.eval.stats import bootstrap_ci
 from mlu_dist.eval.summary import group_fact_means, language_groups
-from mlu_dist.langs import ALL_LANGS
-from mlu_dist.rundir import atomic_path
+from mlu_dist.langs import group_columns, lang_index, order_langs
+from mlu_dist.runs.rundir import atomic_path
 
 GROUP_ORDER = ("en", "orig", "high", "low")
+"""The paper's group columns (declared groups replace high and low)."""
 
 
 def collect(root: str | Path, metric: str) -> dict[str, list[dict[str, dict[str, float]]]]:
     """``{inject key: [per-run {probe lang: {fact: value}}]}`` for every evaluated injection run under ``root``."""
-    from omegaconf import OmegaConf
+    from mlu_dist.results import find_runs
 
     runs: dict[str, list] = defaultdict(list)
-    for eval_file in sorted(Path(root).rglob("eval/EVAL.json")):
-        run_dir = eval_file.parent.parent
-        meta, cfg = run_dir / "meta.json", run_dir / "config.yaml"
-        if not (meta.exists() and cfg.exists()) or json.loads(meta.read_text()).get("job") != "inject":
-            continue
-        values = json.loads(eval_file.read_text())["values"]
-        if metric not in values:
-            continue
-        langs = list(OmegaConf.load(cfg).inject.langs)
-        runs["+".join(langs)].append(values[metric])
+    for run in find_runs(root, "inject"):
+        if metric in run.eval_values:
+            runs[run.inject].append(run.eval_values[metric])
     if not runs:
         raise FileNotFoundError(f"no evaluated injection runs with '{metric}' under {root} "
                                 f"(run `mlu inject` then `mlu eval RUN_DIR` first)")
@@ -41,12 +35,19 @@ def collect(root: str | Path, metric: str) -> dict[str, list[dict[str, dict[str,
 
 
 def _order(keys):
-    return sorted(keys, key=lambda k: [ALL_LANGS.index(x) if x in ALL_LANGS else 99 for x in k.split("+")])
+    return sorted(keys, key=lambda k: ([lang_index(x) for x in k.split("+")], k))
+
+
+def declared_groups(root: str | Path) -> dict:
+    """The resource groups the runs under ``root`` declared (data.groups; {} = defaults)."""
+    from mlu_dist import results
+
+    return results.declared_groups(results.find_runs(root))
 
 
 def spread_matrix(runs: dict, n_boot: int = 1000) -> tuple[list[str], list[str], dict]:
     rows = _order(runs)
-    cols = [lang for lang in ALL_LANGS if any(lang in r for rs in runs.values() for r in rs)]
+    cols = order_langs([lang for rs in runs.values() for r in rs for lang in r])  # the paper's nine, then as met
     cells = {}
     for row in rows:
         for col in cols:
@@ -55,17 +56,17 @@ def spread_matrix(runs: dict, n_boot: int = 1000) -> tuple[list[str], list[str],
     return rows, cols, cells
 
 
-def group_matrix(runs: dict, n_boot: int = 1000) -> tuple[list[str], list[str], dict]:
+def group_matrix(runs: dict, n_boot: int = 1000, groups: dict | None = None) -> tuple[list[str], list[str], dict]:
     rows = _order(runs)
     cells = {}
     for row in rows:
         per_group = defaultdict(list)
         for r in runs[row]:
-            for group, members in language_groups(list(r), row.split("+")).items():
+            for group, members in language_groups(list(r), row.split("+"), groups).items():
                 per_group[group].append(group_fact_means(r, members))
         for group, units in per_group.items():
             cells[(row, group)] = bootstrap_ci(units, n_boot) | {"runs": len(units)}
-    cols = [g for g in GROUP_ORDER if any((row, g) in cells for row in rows)]
+    cols = group_columns(g for (_, g) in cells)
     return rows, cols, cells
 
 
@@ -123,9 +124,11 @@ def write_matrix(root: str | Path, metric: str = "fake_rate", out: str | Path | 
     _heatmap(out_dir / f"spread_{metric}.png", rows, cols, cells,
              f"{metric} after injection (mean, 95% CI over facts/seeds)", "probe language")
     paths += [out_dir / f"spread_{metric}.csv", out_dir / f"spread_{metric}.png"]
-    rows, cols, cells = group_matrix(runs)
+    groups = declared_groups(root)
+    rows, cols, cells = group_matrix(runs, groups=groups)
     _write_csv(out_dir / f"groups_{metric}.csv", rows, cols, cells, "inject_lang", "probe_group")
+    names = " / ".join(groups) if groups else "other high / other low"
     _heatmap(out_dir / f"groups_{metric}.png", rows, cols, cells,
-             f"{metric} by group: English / original / other high / other low", "probe group")
+             f"{metric} by group: English / original / {names}", "probe group")
     paths += [out_dir / f"groups_{metric}.csv", out_dir / f"groups_{metric}.png"]
     return paths

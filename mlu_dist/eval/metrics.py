@@ -76,6 +76,9 @@ class Metric:
     """It runs model work of its own besides the probe pass (saved as its own step of `mlu eval`)."""
     on_curves: bool = False
     """Computed at every curve point of an unlearning run."""
+    default: bool = True
+    """In ``eval.metrics`` by default; False = opt-in (named in the list), so that adding it
+    changes no existing EVAL.json / SUMMARY.json."""
 
     def needs(self, ev: Evaluator) -> ProbeNeeds:
         """What it needs of the probe pass on the evaluator's data (``probe`` unless overridden)."""
@@ -86,6 +89,11 @@ class Metric:
 
 
 METRICS: Registry[type[Metric]] = Registry("metric")
+
+
+def default_metrics() -> list[str]:
+    """The metrics ``eval.metrics`` lists by default: every registered one not marked opt-in."""
+    return [name for name in METRICS.order() if METRICS[name].default]
 
 
 def hit_rate(samples: list[str], keywords) -> float:
@@ -231,6 +239,48 @@ class Utility(Metric):
                 examples.append(Example("", ev.facts.get(fid, lang)["real_text"], lang))
         for (lang, fid), (lp, n) in zip(keys, ev.score(examples)):
             out["utility_nll"][lang][fid] = -lp / max(n, 1)
+        return out
+
+
+@METRICS.register("mia")
+class MembershipInference(Metric):
+    """Membership inference per language (opt-in): can an attacker tell the injected target facts
+    from the never-injected controls by the model's likelihood of their fake statement
+    (``fake_text``)? One value per attack (eval/mia.py: LOSS, zlib, Min-K%, Min-K%++, k = 40 %):
+    per target fact, the share of the same language's controls it outranks, so that the mean over
+    targets is the attack's AUC (0.5 = no trace of membership; 1 = every target stands out). In a
+    language the fake was never injected in, an AUC above 0.5 is membership that spread there."""
+
+    values = tuple(Value(f"mia_auc_{attack}", label, True) for attack, label in (
+        ("loss", "mia_loss"), ("zlib", ""), ("min_k", ""), ("min_k_pp", "mia_mink++")))
+    own_pass = True
+    default = False
+    k = 0.4
+    """Min-K%'s share of lowest-probability tokens (open-unlearning's TOFU default)."""
+
+    def compute(self, probe, ev):
+        from mlu_dist.eval.mia import ATTACKS, attack_score, outranked_share
+        from mlu_dist.eval.sharding import run_sharded
+        from mlu_dist.eval.token_stats import token_stats
+        from mlu_dist.tokens import Example
+
+        if not ev.targets or not ev.controls:
+            raise ValueError("the mia metric compares target with control facts: it needs inject.n_targets > 0 and "
+                             "inject.n_controls > 0")
+        keys, texts = [], []
+        for lang in ev.langs:
+            for kind, fids in (("target", ev.targets), ("control", ev.controls)):
+                keys += [(kind, lang, fid) for fid in fids]
+                texts += [Example("", ev.facts.get(fid, lang)["fake_text"], lang) for fid in fids]
+        stats = run_sharded(texts, lambda e: len(e.completion), ev.cfg.batch_size,
+                            lambda batch: token_stats(ev.forward, ev.tok, batch, ev.max_len), ev.who)
+        out = per_lang([f"mia_auc_{a}" for a in ATTACKS], ev.langs)
+        for attack in ATTACKS:
+            scores = {key: attack_score(attack, s, self.k) for key, s in zip(keys, stats)}
+            for lang in ev.langs:
+                controls = [scores[("control", lang, fid)] for fid in ev.controls]
+                for fid in ev.targets:
+                    out[f"mia_auc_{attack}"][lang][fid] = outranked_share(scores[("target", lang, fid)], controls)
         return out
 
 

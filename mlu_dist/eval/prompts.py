@@ -17,7 +17,12 @@ from mlu_dist.config import ConfigError
 PROMPTS = ("raw", "qa", "chat")
 
 ANSWER_CUES = {"en": "Answer:", "de": "Antwort:", "fr": "Réponse :", "zh": "回答：", "ru": "Ответ:",
-               "jv": "Wangsulan:", "ur": "جواب:", "ha": "Amsa:", "hy": "Պատասխան՝"}
+               "jv": "Wangsulan:", "ur": "جواب:", "ha": "Amsa:", "hy": "Պատասխան՝",
+               # beyond the paper's nine (the languages of the multilingual QA benchmarks, and a few more)
+               "ja": "答え：", "ko": "답:", "ar": "الجواب:", "he": "תשובה:", "hi": "उत्तर:", "th": "คำตอบ:",
+               "am": "መልስ፦", "sw": "Jibu:", "fa": "پاسخ:", "id": "Jawaban:", "es": "Respuesta:", "it": "Risposta:",
+               "pt": "Resposta:", "nl": "Antwoord:", "tr": "Cevap:", "vi": "Trả lời:", "pl": "Odpowiedź:",
+               "uk": "Відповідь:"}
 
 
 class PromptError(ConfigError):
@@ -35,6 +40,9 @@ def format_prompt(question: str, lang: str, style: str, tokenizer) -> str:
     if style == "raw":
         return question
     if style == "qa":
+        if lang not in ANSWER_CUES:
+            raise PromptError(f"eval.prompt=qa: no answer cue for '{lang}' (cues exist for {', '.join(ANSWER_CUES)}); "
+                              f"use eval.prompt=raw or chat, or add the cue to mlu_dist/eval/prompts.py ANSWER_CUES")
         return f"{question}\n{ANSWER_CUES[lang]}"
     check_prompt_style(style, tokenizer)
     return tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=False,

@@ -10,51 +10,17 @@ when all ranks are done. Results are gathered on every rank.
 
 from __future__ import annotations
 
-import math
 import zlib
 from dataclasses import dataclass
 
-from mlu_dist import comm
 from mlu_dist.data.splits import FactSplit
 from mlu_dist.eval.config import EvalConfig
 from mlu_dist.eval.generate import probe
-from mlu_dist.eval.likelihood import completion_logprobs
+from mlu_dist.eval.likelihood import completion_logprobs, logit_rows
 from mlu_dist.eval.metrics import METRICS, ProbeNeeds, value_spec
 from mlu_dist.eval.prompts import check_prompt_style, format_prompt
+from mlu_dist.eval.sharding import Rank, _all_done, run_sharded
 from mlu_dist.tokens import Example
-
-
-@dataclass
-class Rank:
-    rank: int = 0
-    world_size: int = 1
-    lockstep: bool = False  # ZeRO-3: every rank must run every forward
-
-
-def _gather(obj, who: Rank):
-    return [obj] if who.world_size == 1 else comm.all_gather_object(obj)
-
-
-def _all_done(flag: bool) -> bool:
-    return comm.all_true(flag)
-
-
-def run_sharded(items: list, length, batch_size: int, fn, who: Rank) -> list:
-    """``fn(batch) -> results`` over ``items`` in length-bucketed batches spread over ranks."""
-    order = sorted(range(len(items)), key=lambda i: length(items[i]))
-    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-    mine = batches[who.rank::who.world_size]
-    rounds = math.ceil(len(batches) / who.world_size) if who.lockstep else len(mine)
-    local = {}
-    for r in range(rounds):
-        if r < len(mine):
-            local.update(zip(mine[r], fn([items[i] for i in mine[r]])))
-        elif batches:  # keep ZeRO-3's collective forwards in step; the result is thrown away
-            fn([items[i] for i in batches[0]])
-    merged = {}
-    for part in _gather(local, who):
-        merged.update(part)
-    return [merged[i] for i in range(len(items))]
 
 
 @dataclass
@@ -70,9 +36,9 @@ class ProbeRecord:
 
 
 class Evaluator:
-    def __init__(self, forward, tokenizer, facts, split: FactSplit, cfg: EvalConfig, who: Rank = Rank(),
+    def __init__(self, forward, tokenizer, facts, split: FactSplit, cfg: EvalConfig, who: Rank | None = None,
                  max_len: int = 128, cache_kw: str = "cache", stop_ids: list[int] | None = None):
-        self.forward, self.tok, self.facts, self.cfg, self.who = forward, tokenizer, facts, cfg, who
+        self.forward, self.tok, self.facts, self.cfg, self.who = forward, tokenizer, facts, cfg, who or Rank()
         self.max_len, self.cache_kw = max_len, cache_kw
         self.stop_ids = list(stop_ids or [tokenizer.eos_token_id])
         check_prompt_style(cfg.prompt, tokenizer)
@@ -118,9 +84,13 @@ class Evaluator:
         return [answers for answers, _ in self._probe(prompts, None, True)]
 
     def score(self, examples: list[Example]) -> list[tuple[float, int]]:
-        """``(sum log-prob, n tokens)`` of each example's completion given its prompt."""
+        """``(sum log-prob, n tokens)`` of each example's completion given its prompt.
+
+        A batch is one forward (ZeRO-3 lockstep counts forwards by batches), so the batch is cut to
+        what fits the logits bound here rather than inside ``completion_logprobs``."""
+        rows = min(self.cfg.batch_size, logit_rows(self.max_len, len(self.tok)))
         return run_sharded(
-            examples, lambda e: len(e.prompt) + len(e.completion), self.cfg.batch_size,
+            examples, lambda e: len(e.prompt) + len(e.completion), rows,
             lambda batch: completion_logprobs(self.forward, self.tok, batch, self.max_len, len(batch)), self.who)
 
     # --- metrics -------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """Aggregates of per-fact values: per language and per resource group, each with a bootstrap CI.
 
 Groups follow the paper's view when the injection language(s) are known: ``en``, ``orig`` (the
-injection languages), ``high`` and ``low`` (the other high- and low-resource languages); without
-an injection they are simply ``en``, ``high``, ``low``.
+injection languages), then the resource groups without the injection languages: the paper's
+``high`` and ``low`` by default, or the groups declared in ``data.groups`` (see
+:func:`mlu_dist.langs.effective_groups`); without an injection, ``en`` and the resource groups.
 """
 
 from __future__ import annotations
@@ -12,17 +13,19 @@ from typing import Callable
 
 from mlu_dist.eval.metrics import all_values, value_spec
 from mlu_dist.eval.stats import bootstrap_ci
-from mlu_dist.langs import LANGUAGES
+from mlu_dist.langs import effective_groups
 
 
-def language_groups(langs: list[str], inject_langs: list[str] | None = None) -> dict[str, list[str]]:
+def language_groups(langs: list[str], inject_langs: list[str] | None = None,
+                    groups: dict | None = None) -> dict[str, list[str]]:
+    """``{group: languages}``: en, orig, then the resource groups (declared ``groups``, else defaults)."""
     inject_langs = [lang for lang in (inject_langs or []) if lang != "en"]
-    groups = {"en": [lang for lang in langs if lang == "en"]}
+    out = {"en": [lang for lang in langs if lang == "en"]}
     if inject_langs:
-        groups["orig"] = [lang for lang in langs if lang in inject_langs]
-    for res in ("high", "low"):
-        groups[res] = [lang for lang in langs if LANGUAGES[lang].resource == res and lang not in inject_langs]
-    return {g: members for g, members in groups.items() if members}
+        out["orig"] = [lang for lang in langs if lang in inject_langs]
+    for name, members in effective_groups(langs, groups).items():
+        out[name] = [lang for lang in members if lang not in inject_langs]
+    return {g: members for g, members in out.items() if members}
 
 
 def group_fact_means(by_lang: dict[str, dict[str, float]], members: list[str]) -> list[float]:
@@ -60,12 +63,13 @@ def utility_ppl(nll_by_lang: dict[str, dict[str, float]], langs: list[str] | Non
 
 
 def summarize(values: dict, inject_langs: list[str] | None = None, n_boot: int = 1000, level: float = 0.95,
-              seed: int = 0) -> dict:
+              seed: int = 0, groups: dict | None = None) -> dict:
     """``{name: {"lang": {lang: stats}, "group": {group: stats}, "all": stats}}``; stats = mean, lo, hi, n.
 
     Group CIs resample facts (a fact's values in the group's languages move together). ``all`` is
     :func:`over_languages` (for utility_ppl: :func:`utility_ppl`), its CI over facts. A value
-    with a ``transform`` (utility_nll -> perplexity) is reported transformed, under its summary name."""
+    with a ``transform`` (utility_nll -> perplexity) is reported transformed, under its summary name.
+    ``groups``: the declared resource groups (data.groups; None = the defaults)."""
     out = {}
     for name, by_lang in values.items():
         spec = value_spec(name)
@@ -73,7 +77,7 @@ def summarize(values: dict, inject_langs: list[str] | None = None, n_boot: int =
         entry = {"lang": {}, "group": {}}
         for lang in langs:
             entry["lang"][lang] = bootstrap_ci([list(by_lang[lang].values())], n_boot, level, seed)
-        for group, members in language_groups(langs, inject_langs).items():
+        for group, members in language_groups(langs, inject_langs, groups).items():
             entry["group"][group] = bootstrap_ci([group_fact_means(by_lang, members)], n_boot, level, seed) \
                 | {"langs": members}
         if spec.transform is not None:

@@ -5,14 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mlu_dist import rundir
+from mlu_dist.runs import rundir
 from mlu_dist.data import load_data
 from mlu_dist.engine.dist import DistInfo, setup_env
 from mlu_dist.engine.loop import LoopHooks
 from mlu_dist.eval.likelihood import completion_logprobs, fake_preference
 from mlu_dist.jobs.common import activation_checkpointing, apply_lora, export_model, model_and_tokenizer, say
 from mlu_dist.jobs.skeleton import Trained, TrainingSetup, require_finished, run_training
-from mlu_dist.layout import base_run_dir
+from mlu_dist.runs.layout import base_run_dir
 from mlu_dist.objectives import NLLObjective
 from mlu_dist.tokens import Example, encode_all
 
@@ -98,7 +98,7 @@ class BaseJob:
 
 def run_base(cfg: ExperimentConfig) -> Path:
     """Train (or reuse) the base model; returns its run directory, whose ``model/`` loads with HF."""
-    dist = setup_env()
+    dist = setup_env(cfg.engine.timeout_min)
     run_dir = base_run_dir(cfg)
     if rundir.is_done(run_dir) and not cfg.run.overwrite:
         say(dist, f"base model cached: {run_dir}/model (same data/model/base config; run.overwrite=true retrains)")

@@ -13,7 +13,7 @@ from mlu_dist.engine.config import EngineConfig
 from mlu_dist.engine.dist import DistInfo
 from mlu_dist.modeling import (PARTITION_MIN_BYTES, ModelConfig, build_tiny_model, checkpoint_bytes, load_pretrained,
                                save_pretrained, torch_dtype, train_tokenizer)
-from mlu_dist.tracking import FanOut, JsonlTracker, NullTracker
+from mlu_dist.tracking import FanOut, JsonlTracker, NullTracker, TrackerContext, build_trackers
 from mlu_dist.train_config import TrainConfig
 
 TRAIN_KEYS = {"base": "base", "inject": "inject.train", "unlearn": "unlearn.train", "relearn": "relearn.train"}
@@ -136,31 +136,22 @@ def make_engine(model, cfg: TrainConfig, engine_cfg: EngineConfig, dist: DistInf
 
 
 def make_tracker(run_dir: Path, dist: DistInfo, start_step: int, job: str = "train", experiment=None):
-    """Rank 0: metrics.jsonl always, W&B when configured; other ranks log nothing."""
+    """Rank 0: metrics.jsonl always, plus the configured trackers (W&B, plugins); other ranks log nothing."""
     if not dist.is_main:
         return NullTracker()
     jsonl = JsonlTracker(run_dir, start_step)
-    trackers = [jsonl]
     tracking = getattr(experiment, "tracking", None)
-    if tracking is not None and tracking.wandb and tracking.mode != "disabled":
-        from mlu_dist.config import to_dict
-        from mlu_dist.wandb_tracker import WandbTracker
-
-        try:
-            trackers.append(WandbTracker(run_dir, job, to_dict(experiment), tracking.project, tracking.entity,
-                                         tracking.group, tracking.tags, tracking.mode, skip_until=jsonl.last_logged,
-                                         init_timeout=tracking.init_timeout))
-        except Exception as exc:  # tracking never kills training
-            print(f"[wandb] could not start ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
-                  f"this run logs to {jsonl.path} only", flush=True)
-    return FanOut(trackers)
+    if tracking is None:
+        return FanOut([jsonl])
+    ctx = TrackerContext(run_dir, job, experiment, skip_until=jsonl.last_logged)
+    return FanOut([jsonl, *build_trackers(tracking.names(), ctx)])
 
 
 def export_model(engine, tokenizer, out_dir: Path, dist: DistInfo, merge_lora: bool = True) -> Path | None:
     """Consolidate the engine's weights into a HF directory (safetensors + tokenizer) on rank 0.
 
     Every rank must call this (ZeRO-3 gathers parameters collectively)."""
-    from mlu_dist.rundir import atomic_dir
+    from mlu_dist.runs.rundir import atomic_dir
 
     state = engine.full_state_dict()
     if dist.is_main:
@@ -199,6 +190,12 @@ def model_copy_choice(setting: str, zero_stage: int, need: int, dist: DistInfo, 
     if setting != "auto":
         return setting, "eval.model_copy"
     if dist.device_type == "cuda":
+        import gc
+
+        # blocks the caching allocator holds after training (freed tensors) are free for the copy:
+        # without releasing them mem_get_info reports them taken and picks the slow partitioned mode
+        gc.collect()
+        torch.cuda.empty_cache()
         free = torch.cuda.mem_get_info(dist.local_rank)[0]
         if need * 1.3 > free:  # weights + room for the KV cache and activations
             return "partitioned", f"{need / 1e9:.1f} GB of weights do not fit the {free / 1e9:.1f} GB free on the GPU"

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mlu_dist import rundir
+from mlu_dist.runs import rundir
 from mlu_dist.config import to_dict
 from mlu_dist.data import load_data
 from mlu_dist.data.splits import split_facts
@@ -40,7 +40,7 @@ def _identity(cfg: ExperimentConfig, langs: list[str], split, model_path: Path) 
 def evaluate_model(cfg: ExperimentConfig, model_path: Path, out_dir: Path, overwrite: bool = False,
                    inject_langs: list[str] | None = None) -> dict:
     """Evaluate ``model_path`` on the configured facts; returns the summary (every rank)."""
-    dist = setup_env()
+    dist = setup_env(cfg.engine.timeout_min)
     facts, _ = load_data(cfg.data)
     langs = list(cfg.eval.langs) or list(facts.langs)
     split = split_facts(facts.fact_ids, cfg.inject.n_targets, cfg.inject.n_controls, cfg.inject.split_seed)
@@ -101,7 +101,8 @@ def evaluate_model(cfg: ExperimentConfig, model_path: Path, out_dir: Path, overw
         if engine is not None:
             engine.close()
     values = {name: stored[name] for g in cfg.eval.metrics for name in value_names(g) if name in stored}
-    summary = summarize(values, inject_langs, cfg.eval.n_boot, cfg.eval.ci_level, cfg.eval.seed)
+    summary = summarize(values, inject_langs, cfg.eval.n_boot, cfg.eval.ci_level, cfg.eval.seed,
+                        groups=cfg.data.groups)
     if dist.is_main:
         for name, why in skipped.items():
             say(dist, f"eval: {name} skipped: {why}")
@@ -132,7 +133,7 @@ def run_eval(cfg: ExperimentConfig, run_dir: str | None = None, model: str | Non
     if meta is not None and meta.exists() and json.loads(meta.read_text()).get("job") in ("inject", "unlearn"):
         inject_langs = list(cfg.inject.langs)
     summary = evaluate_model(cfg, model_path, out_dir, overwrite, inject_langs)
-    dist = setup_env()
+    dist = setup_env(cfg.engine.timeout_min)
     if dist.is_main:
         langs = list(cfg.eval.langs) or list(cfg.data.langs)
         print(format_table(summary, langs, inject_langs))

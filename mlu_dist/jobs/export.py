@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from mlu_dist.engine.checkpoint import Checkpointer
-from mlu_dist.rundir import ResumeError, atomic_dir
+from mlu_dist.runs.rundir import ResumeError, atomic_dir
 
 
 def _state_from_checkpoint(ckpt: Path) -> dict:
@@ -47,7 +47,10 @@ def export_run(run_dir: str | Path, out: str | Path | None = None, checkpoint: s
                               f"(train.final_checkpoint=drop); the model is {run_dir / 'model'}")
         raise ResumeError(f"{run_dir} has no complete checkpoint to export (checkpoints/LATEST missing)")
     state = _state_from_checkpoint(ckpt)
-    model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(str(skeleton)))
+    from transformers.initialization import no_init_weights
+
+    with no_init_weights():  # every weight comes from the checkpoint: a random 8B init is minutes for nothing
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(str(skeleton)))
     lora_file = skeleton / "mlu_lora.json"
     lora = json.loads(lora_file.read_text()) if lora_file.exists() else None
     if lora:

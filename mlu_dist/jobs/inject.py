@@ -13,7 +13,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mlu_dist import rundir
+from mlu_dist.runs import rundir
 from mlu_dist.data import DataError, load_data
 from mlu_dist.data.check import check_records
 from mlu_dist.data.splits import split_facts
@@ -26,7 +26,7 @@ from mlu_dist.jobs.base import run_base
 from mlu_dist.jobs.common import (EngineEvaluation, activation_checkpointing, apply_lora, export_model,
                                   model_and_tokenizer, say)
 from mlu_dist.jobs.skeleton import HookContext, Trained, TrainingSetup, require_finished, run_training
-from mlu_dist.layout import inject_run_dir
+from mlu_dist.runs.layout import inject_run_dir
 from mlu_dist.objectives import NLLObjective
 from mlu_dist.tokens import Cut, encode_all
 
@@ -179,7 +179,7 @@ def check_data(cfg: ExperimentConfig, dist: DistInfo) -> None:
 
 def run_inject(cfg: ExperimentConfig) -> Path:
     """Inject (or reuse the finished injection of this config); returns its run directory."""
-    dist = setup_env()
+    dist = setup_env(cfg.engine.timeout_min)
     run_dir = inject_run_dir(cfg)
     sections = InjectJob.sections
     if rundir.is_done(run_dir) and not cfg.run.overwrite:

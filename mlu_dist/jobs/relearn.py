@@ -20,22 +20,23 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mlu_dist import rundir
+from mlu_dist.runs import rundir
 from mlu_dist.config import ConfigError
 from mlu_dist.data import load_data
 from mlu_dist.data.splits import split_facts
 from mlu_dist.engine.dist import DistInfo, setup_env
 from mlu_dist.engine.loop import LoopHooks
-from mlu_dist.eval.summary import language_groups, summarize
+from mlu_dist.eval.summary import summarize
 from mlu_dist.jobs.common import EngineEvaluation, activation_checkpointing, apply_lora, export_model, pretrained, say
+from mlu_dist.jobs.curves import CurveRecorder
 from mlu_dist.jobs.skeleton import HookContext, Trained, TrainingSetup, require_finished, run_training
-from mlu_dist.layout import relearn_run_dir
+from mlu_dist.runs.layout import relearn_run_dir
 from mlu_dist.objectives import NLLObjective
 from mlu_dist.relearn.config import STARTS, Attack, parse_attack
 from mlu_dist.relearn.data import attack_examples
 from mlu_dist.tokens import Cut, encode_all
 from mlu_dist.unlearn.config import resolve_langs
-from mlu_dist.unlearn.curves import CurveWriter, curve_table, plot_curves
+from mlu_dist.unlearn.curves import plot_curves
 
 if TYPE_CHECKING:
     from mlu_dist.experiment import ExperimentConfig
@@ -72,13 +73,10 @@ class AttackHooks:
     """fake_rate in every language at every eval step (the relearning curve)."""
 
     def __init__(self, job: RelearnJob, engine, ctx: HookContext):
-        cfg, dist = job.cfg, job.dist
+        cfg = job.cfg
         self.job, self.engine = job, engine
-        self.langs = list(job.facts.langs)
-        self.curves = CurveWriter(job.run_dir, ctx.start) if dist.is_main else None
-        self.evaluator = EngineEvaluation(engine, job.tokenizer, job.facts, job.split, cfg, dist,
-                                          metrics=["fake_rate"], subset=cfg.relearn.curve_subset, langs=self.langs)
-        self.groups = language_groups(self.langs, list(cfg.inject.langs))
+        self.recorder = CurveRecorder(job, engine, ctx.start, ["fake_rate"], cfg.relearn.curve_subset)
+        self.langs, self.curves, self.evaluator = self.recorder.langs, self.recorder.curves, self.recorder.evaluator
         self.first: dict | None = ctx.state.get("first")  # step-0 values: the model before the attack (resumable)
         self.last: tuple[int, dict] | None = None
         self.step0 = self._own_evaluation() if not ctx.start else None
@@ -104,19 +102,15 @@ class AttackHooks:
 
     def evaluate(self, step: int) -> dict:
         self.engine.module.eval()
+        values = None
         if step == 0 and self.step0 is not None:
             values, self.step0 = self.step0, None
-        else:
-            values = self.evaluator.run(["fake_rate"])
+        values, table, _ = self.recorder.record(step, values, written=("fake_rate",))
         if step == 0:
             self.first = values
         self.last = (step, values)
-        table, _ = curve_table(values, self.langs)
-        if self.curves is not None:
-            self.curves.write(step, {"fake_rate": table["fake_rate"]})
         metrics = {f"relearn/{lang}/fake_rate": table["fake_rate"][lang] for lang in self.langs}
-        return metrics | {f"relearn/group/{g}/fake_rate": sum(table["fake_rate"][x] for x in members) / len(members)
-                          for g, members in self.groups.items()}
+        return metrics | {f"relearn/group/{g}/fake_rate": mean for g, mean in self.recorder.group_means(table).items()}
 
 
 def _lang_means(values: dict, name: str = "fake_rate", facts: list[str] | None = None) -> dict[str, float]:
@@ -142,7 +136,8 @@ class RelearnJob:
         self.split = split_facts(self.facts.fact_ids, cfg.inject.n_targets, cfg.inject.n_controls,
                                  cfg.inject.split_seed)
         try:
-            self.attack_langs = resolve_langs(attack.langs, list(cfg.inject.langs), list(self.facts.langs))
+            self.attack_langs = resolve_langs(attack.langs, list(cfg.inject.langs), list(self.facts.langs),
+                                              cfg.data.groups)
         except ValueError as exc:
             raise ConfigError(f"relearn.attacks: '{attack}': {exc}") from None
         r = cfg.relearn
@@ -191,7 +186,8 @@ class RelearnJob:
             export_model(run.engine, self.tokenizer, self.run_dir / "model", dist)
         run.engine.close()
         inject_langs = list(cfg.inject.langs)
-        summary = summarize(values, inject_langs, cfg.eval.n_boot, cfg.eval.ci_level, cfg.eval.seed)
+        summary = summarize(values, inject_langs, cfg.eval.n_boot, cfg.eval.ci_level, cfg.eval.seed,
+                            groups=cfg.data.groups)
         before = _lang_means(self.hooks.first) if self.hooks.first else self._source_fake_rate()
         after = _lang_means(values)
         injected = _summary_fake_rate(self.inject_run / "eval" / "SUMMARY.json")
@@ -252,7 +248,7 @@ def format_recovery(langs: dict, start: str, attack: str) -> str:
 def run_relearn(cfg: ExperimentConfig, source_run: str | Path, start: str, attack: str | Attack) -> Path:
     """Run one attack (or reuse its finished run); returns its run directory."""
     attack = parse_attack(attack) if isinstance(attack, str) else attack
-    dist = setup_env()
+    dist = setup_env(cfg.engine.timeout_min)
     sources = attack_sources(Path(source_run))
     if start not in sources:
         raise ConfigError(f"relearn start '{start}': {source_run} offers {', '.join(sources)} "
@@ -272,5 +268,5 @@ def run_relearn(cfg: ExperimentConfig, source_run: str | Path, start: str, attac
 
 def run_attacks(cfg: ExperimentConfig, source_run: str | Path, starts: list[str]) -> list[Path]:
     """Every attack of ``relearn.attacks`` from each of ``starts``."""
-    attacks = cfg.relearn.parsed(list(cfg.inject.langs), list(cfg.data.langs))
+    attacks = cfg.relearn.parsed(list(cfg.inject.langs), list(cfg.data.langs), cfg.data.groups)
     return [run_relearn(cfg, source_run, start, attack) for attack in attacks for start in starts]

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Protocol
 
-from mlu_dist import rundir
+from mlu_dist.runs import rundir
 from mlu_dist.engine.checkpoint import Checkpointer
 from mlu_dist.engine.data import BatchPlan, steps_for_epochs
 from mlu_dist.engine.dist import DistInfo

@@ -13,14 +13,15 @@ import json
 import os
 from pathlib import Path
 
-from mlu_dist import comm, rundir
+from mlu_dist import comm
+from mlu_dist.runs import rundir
 from mlu_dist.data.check import unfit_facts
 from mlu_dist.data.importer import MAP_KEYS, import_table, read_mapping
 from mlu_dist.data.schema import load_facts
 from mlu_dist.data.translate import (HFTranslator, TranslateConfig, TranslateError, Translator, assemble,
                                      format_coverage, translate_language)
 from mlu_dist.engine.dist import DistInfo, ensure_process_group, setup_env
-from mlu_dist.langs import ALL_LANGS
+from mlu_dist.langs import order_langs
 from mlu_dist.jobs.common import say
 
 
@@ -89,7 +90,7 @@ def run_translate(cfg: TranslateConfig, translator: Translator | None = None) ->
     manifest = out / "dataset.json"
     known = json.loads(manifest.read_text()).get("langs", []) if manifest.exists() else []
     # a run for some languages adds them to the dataset, never drops the others
-    langs = [lang for lang in ALL_LANGS if lang != src and lang in {*known, *(cfg.langs or cfg.to)}]
+    langs = [lang for lang in order_langs([*known, *(cfg.langs or cfg.to)]) if lang != src]
     for lang in cfg.to:
         check_settings(cfg, out / "parts" / lang)
     todo = [lang for lang in cfg.to if not (out / "parts" / lang / "DONE.json").exists() and lang != src]

@@ -14,7 +14,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mlu_dist import rundir
+from mlu_dist.runs import rundir
 from mlu_dist.config import ConfigError
 from mlu_dist.data import load_data
 from mlu_dist.data.splits import split_facts
@@ -22,14 +22,15 @@ from mlu_dist.engine.checkpoint import verify
 from mlu_dist.engine.dist import DistInfo, setup_env
 from mlu_dist.engine.loop import LoopHooks, Stop
 from mlu_dist.eval.metrics import METRICS
-from mlu_dist.eval.summary import language_groups, utility_ppl
-from mlu_dist.jobs.common import EngineEvaluation, activation_checkpointing, apply_lora, export_model, pretrained, say
+from mlu_dist.eval.summary import utility_ppl
+from mlu_dist.jobs.common import activation_checkpointing, apply_lora, export_model, pretrained, say
+from mlu_dist.jobs.curves import CurveRecorder
 from mlu_dist.jobs.skeleton import HookContext, Trained, TrainingSetup, run_training
-from mlu_dist.layout import unlearn_run_dir
-from mlu_dist.rundir import ResumeError
+from mlu_dist.runs.layout import unlearn_run_dir
+from mlu_dist.runs.rundir import ResumeError
 from mlu_dist.tokens import Cut, encode_all
 from mlu_dist.unlearn.config import resolve_langs
-from mlu_dist.unlearn.curves import CurveWriter, curve_table, plot_curves
+from mlu_dist.unlearn.curves import plot_curves
 from mlu_dist.unlearn.data import PoolSource, build_pools
 from mlu_dist.unlearn.methods import METHODS, Context, unlearning_objective, wanted_pools
 
@@ -51,10 +52,8 @@ class CurveHooks:
     guard, the target rule and the best checkpoint."""
 
     def __init__(self, job: UnlearnJob, engine, ctx: HookContext):
-        cfg, dist = job.cfg, job.dist
+        cfg = job.cfg
         self.job, self.engine, self.u, self.checkpointer = job, engine, cfg.unlearn, ctx.checkpointer
-        self.langs = list(job.facts.langs)
-        self.curves = CurveWriter(job.run_dir, ctx.start) if dist.is_main else None
         # resumable state lives in the checkpoint: the guard's step-0 perplexity, the best so far
         self.ppl0 = ctx.state.get("ppl0")
         if ctx.start and self.ppl0 is None:  # a checkpoint from before the state was saved
@@ -67,9 +66,8 @@ class CurveHooks:
         if best is not None:
             job.best = (float(best["score"]), best["step"])
         self.metrics = [m for m in METRICS.order() if METRICS[m].on_curves]
-        self.evaluator = EngineEvaluation(engine, job.tokenizer, job.facts, job.split, cfg, dist,
-                                          metrics=self.metrics, subset=self.u.curve_subset, langs=self.langs)
-        self.groups = language_groups(self.langs, list(cfg.inject.langs))
+        self.recorder = CurveRecorder(job, engine, ctx.start, self.metrics, self.u.curve_subset)
+        self.langs, self.curves, self.evaluator = self.recorder.langs, self.recorder.curves, self.recorder.evaluator
 
     def loop_hooks(self) -> LoopHooks:
         return LoopHooks(evaluate=self.evaluate, should_stop=self.should_stop, checkpoint_state=self.state)
@@ -82,13 +80,9 @@ class CurveHooks:
 
     def evaluate(self, step: int) -> dict:
         self.engine.module.eval()
-        values = self.evaluator.run(self.metrics)
-        table, keys = curve_table(values, self.langs)
-        if self.curves is not None:
-            self.curves.write(step, table)
+        values, table, keys = self.recorder.record(step)
         metrics = {f"{axis}/{lang}/{curve}": table[curve][lang] for curve, axis in keys for lang in self.langs}
-        metrics |= {f"group/{g}/fake_rate": sum(table["fake_rate"][x] for x in members) / len(members)
-                    for g, members in self.groups.items()}
+        metrics |= {f"group/{g}/fake_rate": mean for g, mean in self.recorder.group_means(table).items()}
         nll = values["utility_nll"]
         ppl = utility_ppl(nll, self.langs)
         self.ppl0 = self.ppl0 or ppl
@@ -131,8 +125,10 @@ class UnlearnJob:
         self.split = split_facts(self.facts.fact_ids, cfg.inject.n_targets, cfg.inject.n_controls,
                                  cfg.inject.split_seed)
         try:
-            self.forget_langs = resolve_langs(u.forget_langs, list(cfg.inject.langs), list(self.facts.langs))
-            self.retain_langs = resolve_langs(u.retain_langs, list(cfg.inject.langs), list(self.facts.langs))
+            self.forget_langs = resolve_langs(u.forget_langs, list(cfg.inject.langs), list(self.facts.langs),
+                                              cfg.data.groups)
+            self.retain_langs = resolve_langs(u.retain_langs, list(cfg.inject.langs), list(self.facts.langs),
+                                              cfg.data.groups)
         except ValueError as exc:
             raise ConfigError(f"unlearn.forget_langs / retain_langs: {exc}") from None
         self.method = METHODS[u.method](u.settings())
@@ -167,7 +163,11 @@ class UnlearnJob:
                   f"{dist.world_size} rank(s), ZeRO-{cfg.engine.zero_for(self.name).stage} -> {self.run_dir}")
         say(dist, f"unlearn: lengths: {cut.describe(cfg.model.max_seq_len)}")
         self.ref = None
-        if self.method.needs_reference:
+        if self.method.needs_reference and t.lora.enabled:  # the base is frozen: it is the reference
+            from mlu_dist.engine.adapter_reference import AdapterReference
+
+            self.ref = AdapterReference(model, dist.is_main)
+        elif self.method.needs_reference:
             from mlu_dist.engine.deepspeed_engine import InferenceEngine
 
             ref_model, _ = pretrained(self.method.reference_dir(self.from_run), cfg, self.name, dist)
@@ -194,6 +194,9 @@ class UnlearnJob:
         say(run.dist, f"unlearn: curves: {self.curves.evaluator.describe()}")
         best_step = self.best[1]
         exported = result.stop is not Stop.DIVERGED or (u.best != "last" and best_step is not None)
+        # a LoRA reference is the trained module's base: hash it before the export merges LoRA into it
+        early = getattr(self.ref, "shares_trained_weights", False)
+        ref_digest = self.ref.state_digest() if early else None
         if u.best != "last" and best_step is not None:  # keep the best model, not the last
             best = self.run_dir / "checkpoints" / "best"
             problem = verify(best)
@@ -206,7 +209,7 @@ class UnlearnJob:
         info = {"method": u.method, "forget_langs": self.forget_langs, "best_step": best_step,
                 "reference_digest": None}
         if self.ref is not None:
-            info["reference_digest"] = self.ref.state_digest()  # proves the reference stayed frozen
+            info["reference_digest"] = ref_digest if early else self.ref.state_digest()  # proves it stayed frozen
             self.ref.close()
         summary = self._final_eval(run, info) if exported else {}
         run.tracker.summary({"final/status": result.stop.value, **{f"final/group/{g}/fake_rate": v
@@ -236,7 +239,7 @@ class UnlearnJob:
 
 def run_unlearn(cfg: ExperimentConfig) -> Path:
     """Unlearn (or reuse the finished unlearning run of this config); returns its run directory."""
-    dist = setup_env()
+    dist = setup_env(cfg.engine.timeout_min)
     from_run = _check_from_run(cfg.unlearn.from_run)
     run_dir = unlearn_run_dir(cfg)
     if rundir.is_done(run_dir) and not cfg.run.overwrite:

@@ -18,8 +18,9 @@ as DeepSpeed runs it on GPUs, counted the way DeepSpeed's own estimators count m
 
 Training FLOPs: 6 N per token for full fine-tuning; with LoRA 4 N (forward + activation
 gradients through the frozen base) + 6 N_lora. GPU-hours = FLOPs / (peak x MFU); tokens are
-steps x global batch x max_seq_len (an upper bound: shorter texts are padded less). Evaluation is
-not counted.
+steps x global batch x max_seq_len (an upper bound: shorter texts are padded less). Evaluation:
+2 N per token of every probe (curve points and the final evaluation; see ``eval_tokens``) at
+``EVAL_MFU``.
 """
 
 from __future__ import annotations
@@ -120,10 +121,22 @@ def train_flops(arch: Arch, train, tokens: float) -> float:
     return 6 * arch.params * tokens
 
 
-def disk_bytes(arch: Arch, train) -> dict:
+def checkpoint_bytes(arch: Arch, train, zero) -> int:
+    """One resumable checkpoint of the job, all ranks together (bf16 weights; the engine's own count,
+    engine/ckpt_size.py): under LoRA the adapters' optimizer state and the base once (ZeRO 0-2)."""
+    from mlu_dist.engine.ckpt_size import ds_checkpoint_bytes
+
     trained = arch.lora_params(train.lora.r, train.lora.targets) if train.lora.enabled else arch.params
-    ckpt = 0 if train.final_checkpoint == "drop" else 2 * arch.params + 16 * trained
-    return {"export": 2 * arch.params, "checkpoint": ckpt}
+    frozen = arch.params if train.lora.enabled else 0
+    return ds_checkpoint_bytes(trained, 2 * trained, 2 * frozen, zero.stage, mixed=True)
+
+
+def disk_bytes(arch: Arch, train, zero) -> dict:
+    """The export, the checkpoint kept after the run (none when dropped), and while it runs the
+    ``keep_checkpoints`` newest plus the one being written (``running``, not left behind)."""
+    ckpt = checkpoint_bytes(arch, train, zero)
+    return {"export": 2 * arch.params, "checkpoint": 0 if train.final_checkpoint == "drop" else ckpt,
+            "running": ckpt * (train.keep_checkpoints + 1)}
 
 
 def suggest(arch: Arch, train, zero, gpus: int, seq_len: int, checkpointing: bool, reference: bool,
@@ -166,7 +179,8 @@ def _pool_examples(cell) -> int | None:
     if cell.stage == "unlearn":
         from mlu_dist.unlearn.config import resolve_langs
 
-        forget = resolve_langs(cfg.unlearn.forget_langs, list(cfg.inject.langs), list(cfg.data.langs))
+        forget = resolve_langs(cfg.unlearn.forget_langs, list(cfg.inject.langs), list(cfg.data.langs),
+                               cfg.data.groups)
         return cfg.inject.n_targets * len(forget) * 2
     return None
 
@@ -183,7 +197,8 @@ def cell_cost(cell, res, job: str | None = None) -> dict:
     arch = arch_of(cfg.model)
     ranks = res.nodes * res.tasks_per_node
     gpus = res.nodes * res.gpus_per_node
-    reference = job == "unlearn" and METHODS[cfg.unlearn.method].needs_reference
+    # under LoRA the reference is the trained model with its adapters off (engine/adapter_reference.py)
+    reference = job == "unlearn" and METHODS[cfg.unlearn.method].needs_reference and not train.lora.enabled
     ckpt, seq = cfg.model.activation_checkpointing, cfg.model.max_seq_len
     zero = cfg.engine.zero_for(job)
     mem = job_memory(arch, train, zero, max(gpus, 1), seq, ckpt, reference)
@@ -193,20 +208,43 @@ def cell_cost(cell, res, job: str | None = None) -> dict:
             else train.micro_batch_size
         steps = math.ceil(train.epochs * _pool_examples(cell) / (main * train.grad_accum * ranks))
     tokens = steps * train.micro_batch_size * train.grad_accum * ranks * seq
-    disk = disk_bytes(arch, train)
+    disk = disk_bytes(arch, train, zero)
     if job == "relearn" and not cfg.relearn.keep_model:
-        disk = {"export": 0, "checkpoint": 0}
+        disk |= {"export": 0, "checkpoint": 0}
     out = {"gpus": gpus, "memory": mem, "steps": steps, "tokens": tokens, "disk": disk,
            "params": arch.params, "trained": arch.lora_params(train.lora.r, train.lora.targets)
            if train.lora.enabled else arch.params}
     if gpus:
         out["gpu_hours"] = train_flops(arch, train, tokens) / (res.gpu_tflops * 1e12 * MFU) / 3600
+        if job != "base":
+            out["eval_gpu_hours"] = 2 * arch.params * eval_tokens(cell, job, steps) / (res.gpu_tflops * 1e12 * EVAL_MFU) / 3600
         limit = res.gpu_mem_gb * GB
         out["fits"] = mem["total"] <= limit
         if not out["fits"]:
             key = f"engine.jobs.{job}" if job in cfg.engine.jobs else "engine.zero"
             out["suggest"] = suggest(arch, train, zero, gpus, seq, ckpt, reference, limit, key)
     return out
+
+
+PROMPT_TOKENS = 64
+"""Assumed tokens of one probe prompt (a question in a template) when costing evaluation."""
+EVAL_MFU = 0.05
+"""Assumed model-FLOPs utilisation of generation (token-by-token decoding is memory-bound)."""
+
+
+def eval_tokens(cell, job: str, steps: int) -> float:
+    """Tokens a training job's evaluations process: its curve points (step 0, every ``eval_every``, the
+    last; ``curve_subset`` facts each) and its final evaluation on every fact, in every language, each
+    probe ``PROMPT_TOKENS`` + ``max_new_tokens`` per sample (generation; scoring passes are shorter)."""
+    cfg = cell.config
+    train = _train_of(cell, job)
+    langs = len(cfg.eval.langs or cfg.data.langs)
+    targets, controls = cfg.inject.n_targets, cfg.inject.n_controls
+    subset = {"unlearn": cfg.unlearn.curve_subset, "relearn": cfg.relearn.curve_subset}.get(job, 0)
+    per_point = min(subset, targets) + min(subset, controls) if subset else targets + controls
+    points = steps // train.eval_every + 1 if train.eval_every else 0
+    prompts = (points * per_point + targets + controls) * langs * cfg.eval.n_samples
+    return prompts * (PROMPT_TOKENS + cfg.eval.max_new_tokens)
 
 
 def sweep_cost(spec, cells) -> tuple[str, list[str]]:
@@ -224,19 +262,22 @@ def sweep_cost(spec, cells) -> tuple[str, list[str]]:
                round(cost.get("gpu_hours", 0.0), 2), cost.get("fits"), cost.get("suggest", ""))
         groups.setdefault(key, []).append((c, cost, res))
     head = (f"{'jobs':<16} {'ZeRO':>4} {'GPUs':>4} {'GB/GPU':>7} {'weights':>8} {'grads':>6} {'optim':>6} {'gather':>6} "
-            f"{'frozen':>7} {'ref':>5} {'acts':>6} {'steps':>6} {'GPU-h':>7} {'disk GB':>8}  fits")
+            f"{'frozen':>7} {'ref':>5} {'acts':>6} {'steps':>6} {'GPU-h':>7} {'disk GB':>8}  fits  ckpt GB while running")
     rows, problems = [head], []
-    total_h = total_disk = 0.0
+    total_h = total_disk = peak_running = eval_h = 0.0
     for (stage, *_), members in groups.items():
         c, cost, res = members[0]
         m = {k: v / GB for k, v in cost["memory"].items()}
-        disk = sum(cost["disk"].values()) / GB
+        disk = (cost["disk"]["export"] + cost["disk"]["checkpoint"]) / GB
         total_disk += disk * len(members)
+        peak_running = max(peak_running, cost["disk"]["running"] / GB)
         total_h += cost.get("gpu_hours", 0.0) * len(members)
+        eval_h += cost.get("eval_gpu_hours", 0.0) * len(members)
         fits = "-" if not cost["gpus"] else "yes" if cost["fits"] else f"NO (> {res.gpu_mem_gb:g} GB)"
         rows.append(f"{f'{stage} x{len(members)}':<16} {cost['zero']:>4} {cost['gpus']:>4} {m['total']:>7.1f} {m['weights']:>8.1f} "
                     f"{m['grads']:>6.1f} {m['optimizer']:>6.1f} {m['gather']:>6.1f} {m['frozen']:>7.1f} {m['reference']:>5.1f} "
-                    f"{m['activations']:>6.1f} {cost['steps']:>6} {cost.get('gpu_hours', 0.0):>7.2f} {disk:>8.1f}  {fits}")
+                    f"{m['activations']:>6.1f} {cost['steps']:>6} {cost.get('gpu_hours', 0.0):>7.2f} {disk:>8.1f}  {fits}"
+                    f"  {cost['disk']['running'] / GB:.1f}")
         if cost["gpus"] and not cost["fits"]:
             fix = f"; it would fit with {cost['suggest']}" if cost.get("suggest") else "; nothing tried fits"
             what = f"{stage} job(s) (e.g. {c.id})" if stage != "relearn" else f"relearning attack(s) (e.g. in {c.id})"
@@ -248,7 +289,10 @@ def sweep_cost(spec, cells) -> tuple[str, list[str]]:
         rows.insert(0, f"model: {a.params / 1e9:.2f} B parameters ({first.config.model.name_or_path}); "
                        f"GB/GPU = weights + grads + optimizer + gather + frozen + reference + activations + "
                        f"{OVERHEAD_GB:g} GB overhead")
-    rows += ["", f"sweep total: {total_h:.1f} GPU-hours of training at {MFU:.0%} MFU (evaluation not counted), "
-                 f"{total_disk:.0f} GB of disk (exports + kept checkpoints)"]
+    rows += ["", f"sweep total: {total_h:.1f} GPU-hours of training at {MFU:.0%} MFU, {eval_h:.1f} GPU-hours of "
+                 f"evaluation (2N per token, {PROMPT_TOKENS}-token prompts + eval.max_new_tokens per sample, at "
+                 f"{EVAL_MFU:.0%} MFU for memory-bound decoding), "
+                 f"{total_disk:.0f} GB of disk (exports + kept checkpoints); a running job's checkpoints take up to "
+                 f"{peak_running:.0f} GB (keep_checkpoints + the one being written)"]
     rows += [f"DOES NOT FIT: {p}" for p in problems]
     return "\n".join(rows), problems

@@ -3,13 +3,14 @@ an unlearning run per injection x method x forget setting, and one report."""
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mlu_dist import rundir
-from mlu_dist.config import load_config, resolve_config_path, to_yaml
+from mlu_dist.runs import rundir
+from mlu_dist.config import ConfigError, load_config, resolve_config_path, to_yaml, validate
 from mlu_dist.data.translate import TranslateConfig
 from mlu_dist.experiment import ExperimentConfig
 from mlu_dist.launcher.spec import STAGES, SweepSpec
@@ -34,10 +35,20 @@ def sweep_dir(spec: SweepSpec) -> Path:
     return Path(spec.out_dir) / spec.name
 
 
-def expand(spec: SweepSpec) -> list[Cell]:
-    from mlu_dist.layout import base_run_dir, inject_run_dir, relearn_run_dir, study_hash, unlearn_run_dir
-    from mlu_dist.relearn.config import parse_attack
+def forget_set(spec: str, inject_lang: str, cfg) -> tuple[str, ...]:
+    """The languages of forget setting ``spec`` for an injection in ``inject_lang``; a setting that
+    names no language, set or declared group is one ConfigError."""
     from mlu_dist.unlearn.config import resolve_langs
+
+    try:
+        return tuple(resolve_langs(spec, [inject_lang], list(cfg.data.langs), cfg.data.groups))
+    except ValueError as exc:
+        raise ConfigError(f"axes.forget_langs: '{spec}': {exc}") from None
+
+
+def expand(spec: SweepSpec) -> list[Cell]:
+    from mlu_dist.runs.layout import base_run_dir, inject_run_dir, relearn_run_dir, study_hash, unlearn_run_dir
+    from mlu_dist.relearn.config import parse_attack
 
     root = sweep_dir(spec)
     common = [f"tracking.group={spec.name}"] + list(spec.overrides) + [f"run.out_dir={root}"]
@@ -68,7 +79,7 @@ def expand(spec: SweepSpec) -> list[Cell]:
                 starts = ("injected", "base") if not cfg.inject.from_model or Path(cfg.inject.from_model).exists() \
                     else ("injected",)
                 cell.outputs = [relearn_run_dir(cfg, cell.run_dir, start, a) for a in cfg.relearn.parsed(
-                    list(cfg.inject.langs), list(cfg.data.langs)) for start in starts]
+                    list(cfg.inject.langs), list(cfg.data.langs), cfg.data.groups) for start in starts]
             injects.append(cell)
             if not unlearned:
                 continue
@@ -76,17 +87,20 @@ def expand(spec: SweepSpec) -> list[Cell]:
                 attacked = not axes.relearn_methods or method in axes.relearn_methods
                 scoped = scope != "all"  # the default scope keeps its cells' names: adding a scope reuses them
                 planned: set[tuple[str, ...]] = set()
+                method_cfg = load_config(ExperimentConfig, [*spec.configs, *method_files(method)],
+                                         over + [f"unlearn.method={method}", f"unlearn.from_run={cell.run_dir}",
+                                                 f"unlearn.forget_scope={scope}",
+                                                 attack_list if attacked else "relearn.attacks=[]"])
                 for forget in spec.axes.forget_langs:
                     # settings that name the same languages for this injection (en / orig / en+orig
                     # for an English injection) would be the same run: plan it once
-                    langs = tuple(resolve_langs(forget, [lang], list(cfg.data.langs)))
+                    langs = forget_set(forget, lang, cfg)
                     if langs in planned:
                         continue
                     planned.add(langs)
-                    ucfg = load_config(ExperimentConfig, [*spec.configs, f"methods/{method}"],
-                                       over + [f"unlearn.forget_langs={forget}", f"unlearn.from_run={cell.run_dir}",
-                                               f"unlearn.forget_scope={scope}",
-                                               attack_list if attacked else "relearn.attacks=[]"])
+                    ucfg = copy.deepcopy(method_cfg)  # one config load per method, not per setting
+                    ucfg.unlearn.forget_langs = forget
+                    validate(ucfg)
                     udigest = study_hash(ucfg, ("data", "model", "base", "inject", "unlearn"))[:10]
                     name = f"{method}-{forget.replace('+', '_')}" + (f"-{scope}" if scoped else "")
                     ucfg.run.name = f"{name}-{udigest}"
@@ -95,10 +109,21 @@ def expand(spec: SweepSpec) -> list[Cell]:
                                  unlearn_run_dir(ucfg), [cell.id])
                     if attacked:
                         ucell.outputs = [relearn_run_dir(ucfg, ucell.run_dir, "unlearned", a)
-                                         for a in ucfg.relearn.parsed(list(ucfg.inject.langs), list(ucfg.data.langs))]
+                                         for a in ucfg.relearn.parsed(list(ucfg.inject.langs), list(ucfg.data.langs),
+                                                                     ucfg.data.groups)]
                     unlearns.append(ucell)
     report = Cell("report", "report", "report", None, root / "report", [c.id for c in unlearns] or [c.id for c in injects])
     return cells + injects + unlearns + [report]
+
+
+def method_files(method: str) -> list[str]:
+    """The method's shipped settings (configs/methods/<name>.yaml), or none for a method without a
+    file (a plugin's: its Settings defaults apply, ``unlearn.method_args`` overrides them)."""
+    try:
+        resolve_config_path(f"methods/{method}")
+    except ConfigError:
+        return []
+    return [f"methods/{method}"]
 
 
 def _source_lang(t: TranslateConfig) -> str:

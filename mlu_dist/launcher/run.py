@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from mlu_dist import rundir
+from mlu_dist.runs import rundir
 from mlu_dist.launcher.plan import Cell, expand, sweep_dir, write_cells
 from mlu_dist.launcher.spec import SweepSpec
 from mlu_dist.launcher.worker import Worker
@@ -115,26 +115,48 @@ def _submit(spec: SweepSpec, cells: list[Cell], force: list[str], wait: bool) ->
     skipped = [c.id for c in cells if c not in todo]
     if not todo:
         return {"submitted": [], "skipped": skipped, "root": str(root)}
-    if spec.executor == "slurm":
-        from mlu_dist.launcher.lock import SweepLocked
-        from mlu_dist.launcher.slurm import queued, submit_slurm
+    from mlu_dist.launcher.executors import build_executor
+    from mlu_dist.launcher.lock import SweepLocked
 
-        # an earlier launcher (e.g. --no-wait) left jobs in the queue: submitting again would run them twice
-        busy = queued({c.id: manifest.cells.get(c.id, {}).get("job_id") for c in todo})
-        if busy:
-            listed = ", ".join(f"{cid} (job {job})" for cid, job in list(busy.items())[:5])
-            raise SweepLocked(f"{len(busy)} cell(s) of this sweep are still queued or running in Slurm: {listed}"
-                              f"{', ...' if len(busy) > 5 else ''}; wait for them (mlu sweep status {root}) or "
-                              f"cancel them (mlu sweep cancel {root}) before submitting again")
-        results = submit_slurm(spec, cells, todo, manifest, wait=wait)
-    else:
-        results = run_locally(spec, cells, todo, manifest, in_process=spec.executor == "debug")
+    executor = build_executor(spec.executor)
+    # an earlier launcher (e.g. --no-wait) left jobs in the queue: submitting again would run them twice
+    busy = executor.queued({c.id: manifest.cells.get(c.id, {}).get("job_id") for c in todo})
+    if busy:
+        listed = ", ".join(f"{cid} (job {job})" for cid, job in list(busy.items())[:5])
+        raise SweepLocked(f"{len(busy)} cell(s) of this sweep are still queued or running in {spec.executor}: "
+                          f"{listed}{', ...' if len(busy) > 5 else ''}; wait for them (mlu sweep status {root}) or "
+                          f"cancel them (mlu sweep cancel {root}) before submitting again")
+    results = executor.submit(spec, cells, todo, manifest, wait)
     return {"submitted": [c.id for c in todo], "skipped": skipped, "root": str(root), "results": results}
 
 
 def _cell_cmd(c: Cell, root: Path) -> list[str]:
     cfg = [str(root / "cells" / f"{c.id}.yaml")] if c.config is not None else []
     return [sys.executable, "-m", "mlu_dist.launcher.tasks", c.stage, *cfg, "--root", str(root)]
+
+
+class LocalExecutor:
+    """Cells run here as subprocesses (reused workers), ``local_workers`` at once, in dependency order."""
+
+    in_process = False
+
+    def submit(self, spec: SweepSpec, cells: list[Cell], todo: list[Cell], manifest, wait: bool) -> dict:
+        return run_locally(spec, cells, todo, manifest, in_process=self.in_process)
+
+    def queued(self, job_of_cell: dict) -> dict:
+        return {}  # nothing outlives the launcher that ran it
+
+    def states(self, job_ids: list[str]) -> dict:
+        return {}
+
+    def cancel(self, job_ids: list[str]) -> list[str]:
+        return []
+
+
+class DebugExecutor(LocalExecutor):
+    """Cells run in this process, one after another (for breakpoints)."""
+
+    in_process = True
 
 
 def run_locally(spec: SweepSpec, cells: list[Cell], todo: list[Cell], manifest: Manifest, in_process: bool) -> dict:

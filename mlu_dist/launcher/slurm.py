@@ -8,6 +8,7 @@ directory's latest complete checkpoint (``train.resume: auto``), same run dir, s
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
@@ -17,15 +18,25 @@ from mlu_dist.launcher.plan import Cell, sweep_dir
 from mlu_dist.launcher.spec import Resources, SweepSpec
 
 
+def export_torch_env() -> None:
+    """In a multi-task job, the torch distributed variables from Slurm's (submitit's reading of them).
+
+    sbatch exports the submitting shell's environment: a RANK / MASTER_* left there by an earlier
+    torchrun or local run is not this job's (and submitit refuses to export over it), so it goes."""
+    import os
+
+    if int(os.environ.get("SLURM_NTASKS", "1")) > 1:
+        for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+            os.environ.pop(key, None)
+        submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+
+
 class CellTask(submitit.helpers.Checkpointable):
     """One sweep cell as a Slurm task. Multi-task jobs export the torch distributed environment
     (rank, world size, master address/port) from Slurm before DeepSpeed starts."""
 
     def __call__(self, stage: str, config: str | None, root: str) -> dict:
-        import os
-
-        if int(os.environ.get("SLURM_NTASKS", "1")) > 1:
-            submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+        export_torch_env()
         from mlu_dist.launcher.tasks import run_cell
 
         result = run_cell(stage, config, root)
@@ -40,13 +51,35 @@ class CellTask(submitit.helpers.Checkpointable):
         return submitit.helpers.DelayedSubmission(self, *args, **kwargs)
 
 
-def _params(res: Resources, name: str, after: str = "") -> dict:
+def signal_delay_s(res: Resources, save_bytes: float = 0) -> int:
+    """Seconds before the time limit that submitit's checkpoint signal comes: a tenth of the limit
+    (10-90 s), or long enough to write ``save_bytes`` at ``fs_gb_per_s`` plus a minute for the step in
+    flight, whichever is longer; never more than half the limit."""
+    save = math.ceil(save_bytes / (res.fs_gb_per_s * 1e9)) + 60 if save_bytes else 0
+    return min(max(min(90, max(10, res.time_min * 60 // 10)), save), res.time_min * 60 // 2)
+
+
+def _save_bytes(cells: list[Cell], stage: str) -> float:
+    """The largest checkpoint of a stage's training cells (the planner's count; 0 for an architecture
+    the planner cannot read, which then gets the plain delay)."""
+    from mlu_dist.launcher.cost import _train_of, arch_of, checkpoint_bytes
+
+    sizes = []
+    for c in cells:
+        try:
+            sizes.append(checkpoint_bytes(arch_of(c.config.model), _train_of(c, stage), c.config.engine.zero_for(stage)))
+        except (ValueError, OSError, KeyError):
+            pass
+    return max(sizes, default=0)
+
+
+def _params(res: Resources, name: str, after: str = "", save_bytes: float = 0) -> dict:
     # a job whose dependency failed or was cancelled is removed instead of pending forever
     extra = {"dependency": after, "kill-on-invalid-dep": "yes"} if after else {}
     params = dict(name=f"mlu-{name}", nodes=res.nodes, tasks_per_node=res.tasks_per_node,
                   cpus_per_task=res.cpus_per_task, mem_gb=res.mem_gb, timeout_min=res.time_min,
                   slurm_array_parallelism=res.array_parallelism, slurm_additional_parameters=extra,
-                  slurm_signal_delay_s=min(90, max(10, res.time_min * 60 // 10)))
+                  slurm_signal_delay_s=signal_delay_s(res, save_bytes))
     if res.gpus_per_node:
         params["gpus_per_node"] = res.gpus_per_node
     for key in ("partition", "account", "qos", "constraint"):
@@ -55,9 +88,9 @@ def _params(res: Resources, name: str, after: str = "") -> dict:
     return params
 
 
-def _executor(root: Path, res: Resources, name: str, after: str = ""):
+def _executor(root: Path, res: Resources, name: str, after: str = "", save_bytes: float = 0):
     ex = submitit.AutoExecutor(folder=root / "submitit" / "%j", cluster="slurm")
-    ex.update_parameters(**_params(res, name, after))
+    ex.update_parameters(**_params(res, name, after, save_bytes))
     return ex
 
 
@@ -79,11 +112,12 @@ def submit_slurm(spec: SweepSpec, cells: list[Cell], todo: list[Cell], manifest,
         after_data = f"afterok:{jobs[0].job_id.split('_')[0]}"
     base = [c for c in cells if c.stage == "base" and c.id in todo_ids]
     if base:
-        job_of[base[0].id] = _executor(root, res.base, "base", after_data).submit(CellTask(), *_args(base[0], root))
+        job_of[base[0].id] = _executor(root, res.base, "base", after_data, _save_bytes(base, "base")).submit(
+            CellTask(), *_args(base[0], root))
     injects = [c for c in cells if c.stage == "inject" and c.id in todo_ids]
     if injects:
         after = f"afterok:{job_of[base[0].id].job_id}" if base else after_data
-        ex = _executor(root, res.inject, f"{spec.name}-inject", after)
+        ex = _executor(root, res.inject, f"{spec.name}-inject", after, _save_bytes(injects, "inject"))
         jobs = ex.map_array(CellTask(), *zip(*[_args(c, root) for c in injects]))
         job_of |= {c.id: j for c, j in zip(injects, jobs)}
     for inj in [c for c in cells if c.stage == "inject"]:
@@ -91,7 +125,7 @@ def submit_slurm(spec: SweepSpec, cells: list[Cell], todo: list[Cell], manifest,
         if not mine:
             continue
         after = f"afterok:{job_of[inj.id].job_id}" if inj.id in job_of else ""
-        ex = _executor(root, res.unlearn, f"{spec.name}-unlearn", after)
+        ex = _executor(root, res.unlearn, f"{spec.name}-unlearn", after, _save_bytes(mine, "unlearn"))
         jobs = ex.map_array(CellTask(), *zip(*[_args(c, root) for c in mine]))
         job_of |= {c.id: j for c, j in zip(mine, jobs)}
     report = [c for c in cells if c.stage == "report" and c.id in todo_ids]
@@ -156,3 +190,43 @@ def wait_for(job_of: dict, manifest, poll_s: float = 2.0) -> dict:
         if pending:
             time.sleep(poll_s)
     return results
+
+
+def sacct_states(job_ids: list[str]) -> dict[str, str]:
+    """Slurm's state of each job (sacct: accounting must be on, as submitit needs it anyway)."""
+    import subprocess
+
+    if not job_ids:
+        return {}
+    try:
+        out = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "JobID,State", "-j", ",".join(job_ids)],
+                             capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    states = {}
+    for line in out.splitlines():
+        if "|" in line:
+            jid, state = line.split("|", 1)
+            states[jid.strip()] = state.split()[0] if state.strip() else ""
+    return states
+
+
+class SlurmExecutor:
+    """Slurm through submitit: job arrays with per-task dependencies (see the module doc)."""
+
+    def submit(self, spec: SweepSpec, cells: list[Cell], todo: list[Cell], manifest, wait: bool) -> dict:
+        return submit_slurm(spec, cells, todo, manifest, wait=wait)
+
+    def queued(self, job_of_cell: dict[str, str | None]) -> dict[str, str]:
+        return queued(job_of_cell)
+
+    def states(self, job_ids: list[str]) -> dict[str, str]:
+        return sacct_states(job_ids)
+
+    def cancel(self, job_ids: list[str]) -> list[str]:
+        import subprocess
+
+        ids = sorted({j.split("_")[0] for j in job_ids})
+        if ids:
+            subprocess.run(["scancel", *ids], check=False)
+        return ids

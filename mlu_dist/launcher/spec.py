@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from mlu_dist.config import check_choice, check_positive
 from mlu_dist.data.translate import TranslateConfig
 from mlu_dist.langs import check_langs
+from mlu_dist.launcher.executors import EXECUTORS
 
-EXECUTORS = ("slurm", "local", "debug")
 STAGES = ("translate", "base", "inject", "unlearn", "report")
 
 
@@ -42,9 +42,13 @@ class Resources:
     """Slurm node constraint (empty = none)."""
     array_parallelism: int = 16
     """At most this many tasks of one array run at once."""
+    fs_gb_per_s: float = 1.0
+    """Write bandwidth of the run directories' filesystem for one job, GB/s: the signal before the
+    time limit comes early enough to save the job's checkpoint (its size from the planner) at it."""
 
     def check(self) -> list[str]:
-        return check_positive(self, "nodes", "tasks_per_node", "cpus_per_task", "mem_gb", "time_min", "array_parallelism")
+        return check_positive(self, "nodes", "tasks_per_node", "cpus_per_task", "mem_gb", "time_min", "array_parallelism",
+                              "fs_gb_per_s")
 
 
 @dataclass
@@ -131,7 +135,8 @@ class SweepSpec:
     evaluate: bool = True
     """Run the full evaluation (mlu eval) after each injection, for the spread matrix."""
     executor: str = "local"
-    """slurm (submitit job arrays with dependencies), local (subprocesses here), debug (in-process)."""
+    """slurm (submitit job arrays with dependencies), local (subprocesses here), debug (in-process), or
+    any executor a plugin registers (launcher/executors.py)."""
     local_workers: int = 1
     """Cells the local executor runs at once (respecting dependencies)."""
     local_reuse: bool = True
@@ -146,7 +151,7 @@ class SweepSpec:
     """Per-stage Slurm resources."""
 
     def check(self) -> list[str]:
-        out = check_choice("executor", self.executor, EXECUTORS) + check_positive(self, "local_workers")
+        out = check_choice("executor", self.executor, EXECUTORS.names()) + check_positive(self, "local_workers")
         if "/" in self.name or not self.name:
             out.append(f"name: must be a plain, non-empty directory name, got {self.name!r}")
         return out

@@ -1,30 +1,24 @@
-"""`mlu sweep status` and `mlu sweep cancel`: Slurm state from sacct, progress and latest fake_rate."""
+"""`mlu sweep status` and `mlu sweep cancel`: the executor's job states, progress and latest fake_rate."""
 
 from __future__ import annotations
 
-import json
-import subprocess
 from pathlib import Path
 
 from mlu_dist.launcher.plan import load_cells
 from mlu_dist.launcher.run import Manifest
+from mlu_dist.results import RunRecord
 from mlu_dist.tracking import read_jsonl
 
 
-def sacct_states(job_ids: list[str]) -> dict[str, str]:
-    if not job_ids:
-        return {}
-    try:
-        out = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "JobID,State", "-j", ",".join(job_ids)],
-                             capture_output=True, text=True, timeout=30).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return {}
-    states = {}
-    for line in out.splitlines():
-        if "|" in line:
-            jid, state = line.split("|", 1)
-            states[jid.strip()] = state.split()[0] if state.strip() else ""
-    return states
+def sweep_executor(root: Path):
+    """The executor the sweep in ``root`` was run with (its saved sweep.yaml), ready to ask."""
+    from omegaconf import OmegaConf
+
+    from mlu_dist.launcher.executors import build_executor
+
+    saved = Path(root) / "sweep.yaml"
+    name = OmegaConf.load(saved).get("executor", "local") if saved.exists() else "local"
+    return build_executor(name)
 
 
 def _progress(run_dir: Path) -> str:
@@ -35,9 +29,9 @@ def _progress(run_dir: Path) -> str:
 
 
 def _fake_rate(run_dir: Path) -> str:
-    summary = run_dir / "eval" / "SUMMARY.json"
-    if summary.exists():
-        m = json.loads(summary.read_text())["metrics"].get("fake_rate")
+    summary = RunRecord(run_dir, "").summary
+    if summary:
+        m = summary.get("fake_rate")
         if m:
             return " ".join(f"{g}={s['mean']:.2f}" for g, s in m["group"].items())
     rows = [r for r in read_jsonl(run_dir / "curves.jsonl") if r["metric"] == "fake_rate"]
@@ -58,7 +52,7 @@ def status_table(root: Path) -> tuple[str, list[dict]]:
     cells = load_cells(root)
     manifest = Manifest(root).cells
     jobs = [m["job_id"] for m in manifest.values() if m.get("job_id")]
-    states = sacct_states(jobs)
+    states = sweep_executor(root).states(jobs)
     rows = []
     for c in cells:
         m = manifest.get(c["id"], {})
@@ -90,7 +84,4 @@ def status_table(root: Path) -> tuple[str, list[dict]]:
 
 def cancel(root: Path) -> list[str]:
     manifest = Manifest(root).cells
-    ids = sorted({m["job_id"].split("_")[0] for m in manifest.values() if m.get("job_id")})
-    if ids:
-        subprocess.run(["scancel", *ids], check=False)
-    return ids
+    return sweep_executor(root).cancel([m["job_id"] for m in manifest.values() if m.get("job_id")])

@@ -20,6 +20,9 @@ def run_cell(stage: str, config_path: str | None, root: str) -> dict:
     # process with W&B active) would attach every job to that one service, and a requeued job
     # would find its own run id still "in use" there.
     os.environ.pop("WANDB_SERVICE", None)
+    from mlu_dist.plugins import load_plugins
+
+    load_plugins()  # MLU_PLUGINS reaches workers and Slurm jobs through the environment
     from mlu_dist.config import load_config
     from mlu_dist.experiment import ExperimentConfig
 
@@ -85,7 +88,7 @@ def _write_dashboard(root: Path) -> None:
     """The sweep's W&B dashboard definition (report/dashboard.json, no network), an extra: a sweep
     never fails because of it."""
     try:
-        from mlu_dist.dashboard import write_dashboard
+        from mlu_dist.tracking.dashboard import write_dashboard
 
         path, _ = write_dashboard(root)
         print(f"[dashboard] {path} (pushed by `mlu sync {root}` where W&B can be reached)", flush=True)

@@ -101,21 +101,23 @@ class RelearnConfig:
             out.append(f"qa_fraction: must be in (0, 1], got {self.qa_fraction}")
         return out
 
-    def parsed(self, inject_langs: list[str] | None = None, all_langs: list[str] | None = None) -> list[Attack]:
+    def parsed(self, inject_langs: list[str] | None = None, all_langs: list[str] | None = None,
+               groups: dict | None = None) -> list[Attack]:
         """The attacks; given the injection's and the world's languages, without those that repeat
         an earlier one (``fake:orig`` and ``fake:de`` are one attack on a de injection)."""
         attacks = [parse_attack(a) for a in self.attacks]
-        return attacks if inject_langs is None else distinct_attacks(attacks, inject_langs, all_langs or [])
+        return attacks if inject_langs is None else distinct_attacks(attacks, inject_langs, all_langs or [], groups)
 
 
-def distinct_attacks(attacks: list[Attack], inject_langs: list[str], all_langs: list[str]) -> list[Attack]:
+def distinct_attacks(attacks: list[Attack], inject_langs: list[str], all_langs: list[str],
+                     groups: dict | None = None) -> list[Attack]:
     """``attacks`` less any of the same kind on the same languages as an earlier one, once their
     language sets are resolved for this injection."""
     from mlu_dist.unlearn.config import resolve_langs
 
     seen, out = set(), []
     for a in attacks:
-        key = (a.kind, tuple(sorted(resolve_langs(a.langs, list(inject_langs), list(all_langs)))))
+        key = (a.kind, tuple(sorted(resolve_langs(a.langs, list(inject_langs), list(all_langs), groups))))
         if key not in seen:
             seen.add(key)
             out.append(a)

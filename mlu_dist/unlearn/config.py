@@ -9,6 +9,7 @@ from mlu_dist.config import check_choice
 from mlu_dist.train_config import TrainConfig
 
 NAMED_SETS = ("en", "orig", "all", "high", "low")
+"""en, orig, all; then the default resource groups (a declared group name works too)."""
 BEST_CRITERIA = ("last", "forget_fake_pref", "forget_fake_rate")
 
 
@@ -86,32 +87,54 @@ class UnlearnConfig:
         return method_settings(self.method, self.method_args)[0]
 
 
-def spec_problems(spec: str) -> list[str]:
-    from mlu_dist.langs import ALL_LANGS
+def _parts(spec: str) -> list[str]:
+    return [p.strip() for p in str(spec).replace(",", "+").split("+") if p.strip()]
 
-    parts = [p.strip() for p in str(spec).replace(",", "+").split("+") if p.strip()]
+
+def spec_problems(spec: str, group_names=None) -> list[str]:
+    """Problems of a language-set spec ('en+orig', 'all', 'low', 'ja+he'). A part is a named set
+    (en, orig, all), a language code, or a resource group; with ``group_names`` None any name that
+    is not a language code may be a group (the experiment checks it against data.groups)."""
+    from mlu_dist.langs import LanguageError, canonical, language, looks_like_code
+
+    parts = _parts(spec)
     if not parts:
-        return [f"empty language set; use {', '.join(NAMED_SETS)} or language codes"]
-    bad = [p for p in parts if p not in NAMED_SETS and p not in ALL_LANGS]
-    return [f"'{b}' is neither a named set ({', '.join(NAMED_SETS)}) nor a language code "
-            f"({', '.join(ALL_LANGS)})" for b in bad]
+        return [f"empty language set; use {', '.join(NAMED_SETS)}, a group or language codes"]
+    out = []
+    for part in parts:
+        if part in NAMED_SETS[:3] or (group_names is not None and part in group_names):
+            continue
+        try:
+            if canonical(part) != part:
+                out.append(f"'{part}': write '{canonical(part)}' ({language(part).name})")
+            continue
+        except LanguageError:
+            pass
+        if group_names is None and part.replace("_", "").replace("-", "").isalnum() and not looks_like_code(part):
+            continue
+        groups = f"a group ({', '.join(group_names)})" if group_names else "a group declared in data.groups"
+        out.append(f"'{part}' is neither a named set ({', '.join(NAMED_SETS[:3])}), {groups} nor a language code")
+    return out
 
 
-def resolve_langs(spec: str, inject_langs: list[str], data_langs: list[str]) -> list[str]:
-    """Expand a language-set spec against the injection: 'en+orig' with a German injection -> [en, de]."""
-    from mlu_dist.langs import LANGUAGES
+def resolve_langs(spec: str, inject_langs: list[str], data_langs: list[str], groups=None) -> list[str]:
+    """Expand a language-set spec against the injection: 'en+orig' with a German injection -> [en, de];
+    a group name -> its languages (``groups`` as declared in data.groups; the defaults otherwise)."""
+    from mlu_dist.langs import effective_groups
 
-    problems = spec_problems(spec)
+    by_group = effective_groups(data_langs, groups)
+    names = tuple(dict.fromkeys([*by_group, "high", "low", "other"]))
+    problems = spec_problems(spec, names)
     if problems:
         raise ValueError("; ".join(problems))
     chosen: list[str] = []
-    for part in [p.strip() for p in str(spec).replace(",", "+").split("+") if p.strip()]:
+    for part in _parts(spec):
         if part == "orig":
             langs = list(inject_langs)
         elif part == "all":
             langs = list(data_langs)
-        elif part in ("high", "low"):
-            langs = [lang for lang in data_langs if LANGUAGES[lang].resource == part]
+        elif part in names:
+            langs = list(by_group.get(part, []))
         else:
             langs = [part]
         chosen += [lang for lang in langs if lang not in chosen]

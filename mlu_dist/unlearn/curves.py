@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mlu_dist.langs import LANGUAGES
-from mlu_dist.rundir import atomic_path
+from mlu_dist.langs import lang_colour, lang_index
+from mlu_dist.runs.rundir import atomic_path
 from mlu_dist.tracking import append_jsonl, keep_rows, read_jsonl
 
 GROUP_COLOURS = {"en": "black", "high": "tab:blue", "low": "tab:orange"}
@@ -54,12 +54,12 @@ def plot_curves(run_dir: Path, metrics=None, title: str = "", forget_langs=(), o
     rows = read_jsonl(Path(run_dir) / "curves.jsonl")
     fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 3.6), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
-        langs = sorted({r["lang"] for r in rows if r["metric"] == metric}, key=list(LANGUAGES).index)
+        langs = sorted({r["lang"] for r in rows if r["metric"] == metric}, key=lambda x: (lang_index(x), x))
         for lang in langs:
             pts = sorted((r["step"], r["value"]) for r in rows if r["metric"] == metric and r["lang"] == lang)
             style = "-" if lang in forget_langs else "--"
             ax.plot([p[0] for p in pts], [p[1] for p in pts], style, marker="o", ms=3,
-                    color=GROUP_COLOURS[LANGUAGES[lang].resource], alpha=0.85, label=lang)
+                    color=lang_colour(lang), alpha=0.85, label=lang)
             if pts:
                 ax.annotate(lang, pts[-1], fontsize=7, xytext=(3, 0), textcoords="offset points")
         ax.set_xlabel(xlabel)

@@ -83,6 +83,12 @@ def retain_examples(facts, split: FactSplit, langs: list[str]) -> list[Example]:
 
 def refusal_pairs(facts, split: FactSplit, langs: list[str]) -> tuple[list[Example], list[Example]]:
     """(question -> "I don't know", question -> fake answer) per target and language, aligned."""
+    lacking = [lang for lang in langs if lang not in REFUSALS]
+    if lacking:
+        from mlu_dist.config import ConfigError
+
+        raise ConfigError(f"unlearn.method: this method needs an \"I don't know\" answer in {', '.join(lacking)}; "
+                         f"mlu_dist/data/templates.py REFUSALS has one for {', '.join(REFUSALS)} only")
     chosen, rejected = [], []
     for lang in langs:
         for fid in split.targets:

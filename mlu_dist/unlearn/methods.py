@@ -310,9 +310,3 @@ def method_settings(name: str, args: dict) -> tuple[Any, list[str]]:
     except OmegaConfBaseException as exc:
         return None, [str(explain_error(cls, exc, f"settings of method '{name}'"))]
     return obj, problems(obj)
-
-
-# The rest of the zoo registers itself on import (a method, with any pool only it needs, is one module).
-from mlu_dist.unlearn import rmu  # noqa: E402,F401
-from mlu_dist.unlearn import zoo  # noqa: E402,F401
-from mlu_dist.unlearn import lingtea  # noqa: E402,F401  (last: its order in --show-fields and sweeps)

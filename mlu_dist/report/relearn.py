@@ -7,58 +7,40 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-from omegaconf import OmegaConf
+from mlu_dist.results import find_runs, pooled_groups, record_at
 
 GROUPS = ("en", "orig", "high", "low")
+
+
+def _columns(seen) -> list[str]:
+    """The paper's four group columns, or en, orig and the declared groups when runs declared some."""
+    from mlu_dist.langs import group_columns
+
+    seen = group_columns(seen)
+    return list(GROUPS) if set(seen) <= set(GROUPS) else seen
 SETTINGS = ("en", "orig", "all", "en+orig")
-
-
-def method_label(cfg) -> str:
-    """The method as the report names it: ``npo``, or ``npo[answer]`` for another forget scope."""
-    scope = OmegaConf.select(cfg, "unlearn.forget_scope", default="all")
-    return cfg.unlearn.method if scope == "all" else f"{cfg.unlearn.method}[{scope}]"
 
 
 def collect_attacks(root: Path) -> dict:
     """``{(inject, method, setting, start, attack): [{"run", "source", "inject_run"}]}`` for every
     finished relearning attack under ``root`` (method and setting are '-' for the controls)."""
     found = defaultdict(list)
-    for meta_file in sorted(Path(root).rglob("relearn/*/meta.json")):
-        run = meta_file.parent
-        try:
-            meta = json.loads(meta_file.read_text())
-        except (OSError, json.JSONDecodeError):
+    for run in find_runs(root, "relearn"):
+        if run.done is None or not run.eval_values:
             continue
-        if meta.get("job") != "relearn" or not (run / "DONE.json").exists() or not (run / "eval" / "EVAL.json").exists():
-            continue
-        cfg = OmegaConf.load(run / "config.yaml")
-        start = meta["start"]
-        source = run.parent.parent  # the run the attack sits beside
-        method, setting = (method_label(cfg), cfg.unlearn.forget_langs) if start == "unlearned" else ("-", "-")
-        steps, lr = (OmegaConf.select(cfg, f"relearn.train.{k}", default=None) for k in ("steps", "lr"))
-        label = meta["attack"] + (f" ({steps} steps, lr {lr:g})" if steps is not None else "")  # another strength: another row
-        found[("+".join(cfg.inject.langs), method, setting, start, label)].append(
-            {"run": run, "source": source, "inject_run": Path(meta["inject_run"])})
+        start = run.attack_start
+        source = run.run_dir.parent.parent  # the run the attack sits beside
+        method, setting = (run.method_label, run.setting) if start == "unlearned" else ("-", "-")
+        steps, lr = run.get("relearn.train.steps"), run.get("relearn.train.lr")
+        label = run.meta["attack"] + (f" ({steps} steps, lr {lr:g})" if steps is not None else "")  # another strength: another row
+        found[(run.inject, method, setting, start, label)].append(
+            {"run": run.run_dir, "source": source, "inject_run": Path(run.meta["inject_run"])})
     return dict(found)
 
 
 def _groups(run_dirs: list[Path], inject: list[str], metric: str = "fake_rate") -> dict:
-    """Group stats pooled over runs (seeds): the bootstrap resamples runs, then facts."""
-    from mlu_dist.eval.stats import bootstrap_ci
-    from mlu_dist.eval.summary import group_fact_means, language_groups
-
-    units = defaultdict(list)
-    for run in run_dirs:
-        eval_file = run / "eval" / "EVAL.json"
-        if not eval_file.exists():
-            continue
-        values = json.loads(eval_file.read_text())["values"]
-        if metric not in values:
-            continue
-        by_lang = values[metric]
-        for group, members in language_groups(list(by_lang), inject).items():
-            units[group].append(group_fact_means(by_lang, members))
-    return {g: bootstrap_ci(u) for g, u in units.items()}
+    """Group stats pooled over run directories (seeds): the bootstrap resamples runs, then facts."""
+    return pooled_groups([record_at(d) for d in run_dirs], inject, metric)
 
 
 def _cell(stats: dict | None) -> str:
@@ -82,7 +64,7 @@ def relearn_rows(found: dict) -> list[dict]:
         after = _groups([r["run"] for r in runs], inject)
         injected = _groups(sorted({r["inject_run"] for r in runs}), inject)
         cells = {}
-        for g in GROUPS:
+        for g in _columns(after):
             if g in after:
                 inj_mean = injected.get(g, {}).get("mean")
                 cells[g] = {"before": before.get(g), "after": after[g], "injected": injected.get(g),
@@ -103,12 +85,13 @@ def relearn_markdown(rows: list[dict]) -> str:
         for attack in sorted({r["attack"] for r in rows if r["inject"] == inj}):
             mine = [r for r in rows if r["inject"] == inj and r["attack"] == attack]
             seeds = sorted({r["runs"] for r in mine})
+            cols = _columns(g for r in mine for g in r["cells"])
             lines += [f"**injected in {inj}, attacked with {attack}** ({'/'.join(map(str, seeds))} seed(s))", "",
-                      "| model | " + " | ".join(GROUPS) + " |", "|---|" + "---|" * len(GROUPS)]
+                      "| model | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
             for r in mine:
                 name = f"{r['method']} forget {r['setting']}" if r["start"] == "unlearned" else f"{r['start']} (control)"
                 cells = []
-                for g in GROUPS:
+                for g in cols:
                     c = r["cells"].get(g)
                     if c is None:
                         cells.append("–")
@@ -133,21 +116,18 @@ def phrasing_markdown(found: dict) -> str:
         keys = sorted((k for k in found if k[0] == inj),
                       key=lambda k: (k[1], SETTINGS.index(k[2]) if k[2] in SETTINGS else 99))
         inject = inj.split("+")
-        injected_runs = sorted({Path(OmegaConf.load(r["run"] / "config.yaml").unlearn.from_run)
-                                for k in keys for r in found[k]})
+        injected_runs = sorted({Path(record_at(r["run"]).get("unlearn.from_run")) for k in keys for r in found[k]})
         table = [("injected", injected_runs)] + [(f"{k[1]} forget {k[2]}", [r["run"] for r in found[k]]) for k in keys]
-        rows = []
-        for label, runs in table:
-            stats = {name: _groups(runs, inject, name) for name, _ in names}
-            if not stats["para_fake_rate"]:
-                continue
-            rows.append(f"| {label} | " + " | ".join(
-                " / ".join(f"{stats[n][g]['mean']:.2f}" if g in stats[n] else "–" for n, _ in names)
-                for g in GROUPS) + " |")
+        stats = [(label, {name: _groups(runs, inject, name) for name, _ in names}) for label, runs in table]
+        stats = [(label, st) for label, st in stats if st["para_fake_rate"]]
+        cols = _columns(g for _, st in stats for g in st["fake_rate"])
+        rows = [f"| {label} | " + " | ".join(
+            " / ".join(f"{st[n][g]['mean']:.2f}" if g in st[n] else "–" for n, _ in names) for g in cols) + " |"
+            for label, st in stats]
         if rows:
             any_rows = True
             lines += [f"**injected in {inj}** (trained / paraphrase / cloze)", "",
-                      "| model | " + " | ".join(GROUPS) + " |", "|---|" + "---|" * len(GROUPS), *rows, ""]
+                      "| model | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols), *rows, ""]
     return "\n".join(lines) if any_rows else "(no held-out phrasings evaluated: the fact data has no paraphrases)"
 
 

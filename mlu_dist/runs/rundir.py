@@ -97,8 +97,19 @@ def config_hash(obj, keep: tuple[str, ...] = (), drop: tuple[str, ...] = ("run",
     data = to_dict(obj)
     if keep:
         data = {k: v for k, v in data.items() if k in keep}
-    data = _without(data, drop)
+    data = _without(data, drop + tuple(k for k in HASH_IF_SET if not _get(data, k)))
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
+
+
+HASH_IF_SET = ("data.groups", "unlearn.retain_balance")
+"""Fields added after runs were made: hashed only when set, so their empty default (the old
+behaviour) keeps every existing run directory's name."""
+
+
+def _get(data: dict, key: str):
+    for part in key.split("."):
+        data = data.get(part) if isinstance(data, dict) else None
+    return data
 
 
 def is_done(run_dir: Path) -> bool:
@@ -133,13 +144,26 @@ def check_same_config(run_dir: Path, cfg, sections: tuple[str, ...] = ()) -> Non
         return  # nothing was produced under the old config: nothing to lose
     from omegaconf import OmegaConf
 
-    old = _without(OmegaConf.to_container(OmegaConf.load(saved)), COMPARE_DROP)
+    old = _without(_saved_with_defaults(saved, cfg), COMPARE_DROP)
     new = _without(to_dict(cfg), COMPARE_DROP)
     if sections:
         old, new = ({k: v for k, v in d.items() if k in sections} for d in (old, new))
     if old != new:
         raise ConfigError(f"run directory {run_dir} holds a run with a different config. "
                           f"Choose another run.name, or set run.overwrite=true to replace it.")
+
+
+def _saved_with_defaults(saved: Path, cfg) -> dict:
+    """A saved config.yaml with the fields it predates filled with their defaults (a run written
+    before a field existed ran as its default says), as the config loader would read it; as written
+    when it no longer loads (e.g. a field was removed since: then it differs anyway)."""
+    from omegaconf import OmegaConf
+
+    raw = OmegaConf.load(saved)
+    try:
+        return OmegaConf.to_container(OmegaConf.merge(OmegaConf.structured(type(cfg)), raw), resolve=True)
+    except Exception:  # omegaconf raises several kinds for a key or type the class no longer has
+        return OmegaConf.to_container(raw)
 
 
 def prepare(run_dir: Path, cfg, is_main: bool = True, sections: tuple[str, ...] = ()) -> Path:

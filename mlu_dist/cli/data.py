@@ -1,6 +1,7 @@
 """`mlu data`: bring a dataset into the fact schema, translate it, check it.
 
     mlu data import SRC --out DIR [--mapping FILE] [--map key=column,...]
+    mlu data import-splits DIR --split forget01 --out DIR [--langs ja,he,...] [--group NAME=ja,ko,...]
     mlu data translate FACTS --to de,fr,... --model MT_MODEL --out DIR [--nproc N]
     mlu data check DIR [--langs en,de,...]
 """
@@ -8,6 +9,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 
@@ -21,6 +23,7 @@ examples:
   mlu data import news.jsonl --mapping mappings/news-truthful --out data/news-en
   mlu data import table.csv --map real_text=article,fake_text=fake_article,fake_keywords=keyword,question=q --out data/x
   mlu data translate data/news-en --to de,fr,zh,ru,jv,ur,ha,hy --model facebook/nllb-200-distilled-600M --out data/news
+  mlu data import-splits tofu-multilingual/ --split forget01 --group semitic=ar,he --out data/tofu
   mlu data check data/news
 """
 
@@ -38,6 +41,17 @@ def build_parser() -> argparse.ArgumentParser:
     im.add_argument("--mapping", help="column-mapping YAML (a path, or mappings/news-truthful for the paper's news data)")
     im.add_argument("--map", action="append", default=[], metavar="KEY=COLUMN,...", help="mapping pairs (on top)")
     im.add_argument("--limit", type=int, default=0, help="only the first N rows")
+    sp = sub.add_parser("import-splits", help="a QA benchmark saved as <split>_<lang>/ datasets folders -> facts",
+                        description="Import every language of one split of a folder holding one saved `datasets` "
+                                    "folder per split and language (forget01_ja/, forget01_perturbed_ja/, ...; rows "
+                                    "aligned by position). The fake answer of each fact is its first "
+                                    "perturbed_answer. See mlu_dist/data/qa_splits.py and docs/languages.md.")
+    sp.add_argument("source", help="the folder holding <split>_<lang>/ and <split>_perturbed_<lang>/")
+    sp.add_argument("--split", required=True, help="e.g. forget01, forget05, forget10")
+    sp.add_argument("--out", required=True, help="output directory (facts.jsonl, dataset.json)")
+    sp.add_argument("--langs", default="", help="comma list: only these languages (default: every one found)")
+    sp.add_argument("--group", action="append", default=[], metavar="NAME=LANG,...",
+                    help="declare a resource group (repeatable); records get it as their resource")
     tr = sub.add_parser("translate", help="translate one-language facts into other languages with an MT model",
                         description="Translate every text field with an NLLB-200 / M2M-100 model (greedy or beam, "
                                     "deterministic), keep the fake keyword detectable (verbatim / translated / "
@@ -53,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--batch-size", type=int, default=16)
     tr.add_argument("--max-tokens", type=int, default=200, help="longest source segment in MT tokens")
     tr.add_argument("--nproc", type=int, default=0, metavar="N", help="run N local ranks through torchrun")
+    tr.add_argument("-c", "--config", action="append", default=[], metavar="FILE",
+                    help="YAML with translation settings (keys: see mlu_dist/data/translate.py TranslateConfig); "
+                         "key=value overrides of the same keys may follow anywhere")
     ck = sub.add_parser("check", help="validate a fact set; per-language report",
                         description="Ids aligned across languages, fields present, fake keyword in each language's "
                                     "fake text and not in its real text (errors); text mostly in the language's "
@@ -63,7 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    args.overrides = [a for a in unknown if "=" in a and not a.startswith("-")] if args.action == "translate" else []
+    if set(unknown) - set(args.overrides):
+        parser.error(f"unrecognized arguments: {' '.join(a for a in unknown if a not in args.overrides)}")
     from mlu_dist.config import ConfigError
     from mlu_dist.data.schema import DataError
 
@@ -85,21 +106,63 @@ def _import(args, argv) -> int:
     return 0
 
 
+def parse_groups(items: list[str]) -> dict[str, list[str]]:
+    """``['semitic=ar,he', 'cjk=ja,zh']`` -> ``{semitic: [ar, he], cjk: [ja, zh]}``, checked."""
+    from mlu_dist.data.schema import DataError
+    from mlu_dist.langs import group_problems
+
+    groups: dict[str, list[str]] = {}
+    for item in items:
+        name, sep, codes = item.partition("=")
+        if not sep or not name.strip():
+            raise DataError(f"--group: '{item}' is not NAME=LANG,LANG,...")
+        groups[name.strip()] = [c.strip() for c in codes.split(",") if c.strip()]
+    problems = group_problems("--group", groups)
+    if problems:
+        raise DataError("; ".join(problems))
+    return groups
+
+
+def _import_splits(args, argv) -> int:
+    from mlu_dist.data.check import check_records
+    from mlu_dist.data.qa_splits import import_splits
+
+    langs = [s for s in args.langs.split(",") if s] or None
+    groups = parse_groups(args.group)
+    records = import_splits(args.source, args.out, args.split, groups, langs)
+    print(check_records(records).format())
+    print(f"imported {len({r['fact_id'] for r in records})} facts x {len({r['lang'] for r in records})} languages "
+          f"-> {args.out}/facts.jsonl")
+    if groups:  # the records carry them as `resource`; reports and forget sets read the experiment's
+        shown = ", ".join(f"{name}: [{', '.join(members)}]" for name, members in groups.items())
+        print(f"declare the groups in the experiment too: data.groups={{{shown}}}")
+    return 0
+
+
 def _translate(args, argv) -> int:
     if args.nproc > 1 and "TORCHELASTIC_RUN_ID" not in os.environ:
-        from mlu_dist.cli import _relaunch, _strip_nproc
+        from mlu_dist.relaunch import relaunch, strip_nproc
 
-        return _relaunch(["data"] + _strip_nproc(argv), args.nproc)
-    from mlu_dist.data.translate import TranslateConfig
+        return relaunch(["data"] + strip_nproc(argv), args.nproc)
     from mlu_dist.engine.dist import shutdown
     from mlu_dist.jobs.translate import run_translate
 
-    cfg = TranslateConfig(source=args.source, to=[s for s in args.to.split(",") if s], model=args.model, out=args.out,
-                          mapping=args.mapping, map=list(args.map), num_beams=args.num_beams,
-                          batch_size=args.batch_size, max_tokens=args.max_tokens)
-    run_translate(cfg)
+    run_translate(translate_config(args))
     shutdown()
     return 0
+
+
+def translate_config(args):
+    """The translation's config, loaded strictly like every job's: defaults <- -c files <- the flags <-
+    key=value overrides (each value checked, problems reported together)."""
+    from mlu_dist.config import load_config
+    from mlu_dist.data.translate import TranslateConfig
+
+    flags = {"source": args.source, "to": [s for s in args.to.split(",") if s], "model": args.model, "out": args.out,
+             "mapping": args.mapping, "map": list(args.map), "num_beams": args.num_beams,
+             "batch_size": args.batch_size, "max_tokens": args.max_tokens}
+    given = [f"{key}={json.dumps(value, ensure_ascii=False)}" for key, value in flags.items()]
+    return load_config(TranslateConfig, args.config, given + list(args.overrides))
 
 
 def _check(args, argv) -> int:
@@ -121,4 +184,4 @@ def _check(args, argv) -> int:
     return 0 if report.ok else 1
 
 
-ACTIONS = {"import": _import, "translate": _translate, "check": _check}
+ACTIONS = {"import": _import, "import-splits": _import_splits, "translate": _translate, "check": _check}

@@ -20,13 +20,17 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mlu_dist.langs import LANGUAGES
-from mlu_dist.report import GROUP_COLOURS, GROUP_NAMES, GROUPS, SETTING_NAMES, SETTINGS
+from mlu_dist.langs import group_columns, group_label, lang_colour, lang_index, unknown_langs
+from mlu_dist.results import RunRecord, find_runs, method_label, record_at
+from mlu_dist.report import GROUPS, SETTING_NAMES, SETTINGS
 
 FORMAT = "mlu_dist-dashboard/1"
 FILE = Path("report") / "dashboard.json"
 # hex of mlu report's matplotlib colours (W&B takes CSS colours; tab:* are matplotlib's own names)
-HEX = {"black": "#000000", "tab:blue": "#1f77b4", "tab:orange": "#ff7f0e"}
+HEX = {"black": "#000000", "tab:blue": "#1f77b4", "tab:orange": "#ff7f0e", "tab:green": "#2ca02c",
+       "tab:red": "#d62728", "tab:purple": "#9467bd", "tab:brown": "#8c564b", "tab:pink": "#e377c2",
+       "tab:olive": "#bcbd22", "tab:cyan": "#17becf", "tab:gray": "#7f7f7f"}
+"""matplotlib's tab10 colours as W&B takes them (the report's curves and the dashboard agree)."""
 
 
 class DashboardError(ValueError):
@@ -51,6 +55,8 @@ class LoggedRun:
     setting: str = ""
     seed: int = 0
     langs: list[str] = field(default_factory=list)
+    groups: dict = field(default_factory=dict)
+    """The resource groups the run declared (data.groups; empty = the defaults)."""
     start: str = ""
     """Relearning attacks: the model attacked (unlearned, injected, base)."""
     attack: str = ""
@@ -66,32 +72,29 @@ def _jsonl_keys(path: Path, job: str) -> set[str]:
     return (keys - {"step"}) | ({f"{job}/step"} if "step" in keys else set())
 
 
-def _cell(run: LoggedRun, run_dir: Path) -> None:
-    """Fill in the run's cell from its config.yaml (and, for an attack, its directory's name)."""
-    from omegaconf import OmegaConf
-
-    cfg = OmegaConf.load(run_dir / "config.yaml") if (run_dir / "config.yaml").exists() else OmegaConf.create()
-    get = lambda key, default="": OmegaConf.select(cfg, key, default=default)  # noqa: E731
-    run.inject = "+".join(get("inject.langs", []) or [])
-    run.seed = int(get("inject.split_seed", 0) or 0)
-    run.langs = [x for x in (get("eval.langs", []) or get("data.langs", []) or []) if x in LANGUAGES]
+def _cell(run: LoggedRun, record: RunRecord) -> None:
+    """Fill in the run's cell from the results index (and, for an attack, its directory's name)."""
+    run.inject = record.inject
+    run.seed = record.seed
+    run.langs = [x for x in (record.get("eval.langs", []) or record.get("data.langs", []) or [])
+                 if not unknown_langs([x])]
+    run.groups = record.groups
     if run.job in ("unlearn", "relearn"):
-        run.method, run.setting = str(get("unlearn.method")), str(get("unlearn.forget_langs"))
-        scope = str(get("unlearn.forget_scope", "all"))
-        run.method += f" ({scope})" if scope not in ("all", "") else ""  # forget_scope answer/qa: its own cell
+        run.method = method_label(str(record.get("unlearn.method")), str(record.get("unlearn.forget_scope", "all")))
+        run.setting = str(record.get("unlearn.forget_langs"))
     if run.job == "relearn":
-        run.start, run.attack = run_dir.name.split("-", 1)[0], ",".join(get("relearn.attacks", []) or [])
+        run.start, run.attack = record.run_dir.name.split("-", 1)[0], ",".join(record.get("relearn.attacks", []) or [])
         if run.start != "unlearned":
             run.method = run.setting = ""
     if not run.group:
-        run.group, run.project = str(get("tracking.group")), str(get("tracking.project"))
-        run.entity = str(get("tracking.entity"))
+        run.group, run.project = str(record.get("tracking.group")), str(record.get("tracking.project"))
+        run.entity = str(record.get("tracking.entity"))
 
 
 def read_run(run_dir: Path, job: str) -> LoggedRun:
     """What one run logged: the union of its ``.wandb`` files' history keys (a requeued run has one
     folder per process), else its ``metrics.jsonl``."""
-    from mlu_dist.wandb_tracker import read_offline_run, run_id
+    from mlu_dist.tracking.wandb_tracker import read_offline_run, run_id
 
     folders = sorted(p for p in Path(run_dir).glob("wandb/*run-*") if p.is_dir())
     if folders:
@@ -104,20 +107,13 @@ def read_run(run_dir: Path, job: str) -> LoggedRun:
     else:
         run = LoggedRun(Path(run_dir), job, run_id(run_dir, job), _jsonl_keys(Path(run_dir) / "metrics.jsonl", job),
                         "metrics.jsonl")
-    _cell(run, Path(run_dir))
+    _cell(run, record_at(run_dir) if job != "report" else RunRecord(Path(run_dir), job))
     return run
 
 
 def sweep_runs(root: Path) -> list[LoggedRun]:
-    """Every run under ``root`` (run directories have meta.json; the report run lives in report/)."""
-    runs = []
-    for meta in sorted(Path(root).rglob("meta.json")):
-        try:
-            job = json.loads(meta.read_text()).get("job", "")
-        except (OSError, ValueError):
-            continue
-        if job and (meta.parent / "config.yaml").exists():
-            runs.append(read_run(meta.parent, job))
+    """Every run under ``root`` (the results index; the report run lives in report/)."""
+    runs = [read_run(record.run_dir, record.job) for record in find_runs(root)]
     report = Path(root) / "report"
     if list(report.glob("wandb/*run-*")):
         runs.append(read_run(report, "report"))
@@ -125,12 +121,12 @@ def sweep_runs(root: Path) -> list[LoggedRun]:
 
 
 def _lang_order(langs) -> list[str]:
-    return sorted(set(langs), key=list(LANGUAGES).index)
+    return sorted(set(langs), key=lambda x: (lang_index(x), x))
 
 
-def colour(lang: str) -> str:
+def colour(lang: str, groups: dict | None = None) -> str:
     """The colour of a probe language's line: its resource group's, as in ``mlu report``'s curves."""
-    name = GROUP_COLOURS[LANGUAGES[lang].resource]
+    name = lang_colour(lang, groups)
     return HEX.get(name) or name
 
 
@@ -146,7 +142,7 @@ def curve_panel(title: str, step: str, prefix: str, metric: str, cell: list[Logg
     y = [f"{prefix}/{lang}/{metric}" for lang in langs]
     seeds = len({r.seed for r in cell}) > 1
     series = {f"{r.id}:{prefix}/{lang}/{metric}": {
-        "color": colour(lang), "title": f"{lang} (seed {r.seed})" if seeds else lang,
+        "color": colour(lang, r.groups), "title": f"{lang} (seed {r.seed})" if seeds else lang,
         "mark": "solid" if lang in inject.split("+") else "dashed"} for r in cell for lang in r.langs}
     return {"kind": "line", "title": title, "x": step, "y": y, "runs": [r.id for r in cell], "series": series,
             "context": [r.id for r in others if r not in cell and any(r.has(k) for k in y)],
@@ -225,12 +221,13 @@ def reproduced_text(grid: dict) -> str:
 
     for r in sorted(grid.get("rows", []), key=order):
         cells = r.get("cells", {})
-        removed = [GROUP_NAMES[g] for g in GROUPS if g in cells and cells[g]["removed"]]
-        kept = [GROUP_NAMES[g] for g in GROUPS if g in cells and not cells[g]["removed"]]
+        cols = group_columns([*GROUPS, *cells])
+        removed = [group_label(g) for g in cols if g in cells and cells[g]["removed"]]
+        kept = [group_label(g) for g in cols if g in cells and not cells[g]["removed"]]
         line = (f"- **{r['inject']} · {r['method']} · forget {_setting_name(r['setting'])}**: removed in "
                 f"{', '.join(removed) or 'no probe group'}; survives in {', '.join(kept) or 'none'}")
         if r.get("paper_cells"):
-            differ = [GROUP_NAMES[g] for g in GROUPS if g in cells and cells[g].get("agrees") is False]
+            differ = [group_label(g) for g in cols if g in cells and cells[g].get("agrees") is False]
             line += f"; {r['paper_agree']}/{r['paper_cells']} as the paper expects"
             line += f" (not in {', '.join(differ)})" if differ else ""
         if r.get("guard_tripped"):
@@ -280,7 +277,7 @@ def _report(root: Path, runs: list[LoggedRun], group: str, project: str) -> dict
 
 
 def _inject_order(inject: str) -> tuple:
-    return tuple(list(LANGUAGES).index(x) if x in LANGUAGES else 99 for x in inject.split("+"))
+    return tuple(lang_index(x) for x in inject.split("+"))
 
 
 def plan(root: str | Path, project: str = "", entity: str = "") -> tuple[dict, list[LoggedRun]]:
@@ -350,13 +347,13 @@ def check(definition: dict, runs: list[LoggedRun]) -> None:
 def write_dashboard(root: str | Path, project: str = "", entity: str = "") -> tuple[Path, dict]:
     """Plan, check and write ``ROOT/report/dashboard.json`` (the plan plus the library's serialised
     workspace and report, made offline); returns its path and the plan."""
-    from mlu_dist.rundir import atomic_write_json
+    from mlu_dist.runs.rundir import atomic_write_json
 
     try:
-        from mlu_dist.wandb_views import serialise
+        from mlu_dist.tracking.wandb_views import serialise
     except ImportError as exc:
         raise DashboardError(f"the dashboard needs the wandb-workspaces package ({exc}); install it with "
-                             f"`pip install wandb-workspaces` (a dependency of mlu_dist since #16)") from None
+                             f"`pip install wandb-workspaces` (a dependency of mlu_dist)") from None
     definition, runs = plan(root, project, entity)
     check(definition, runs)
     definition["library"] = serialise(definition)

@@ -11,14 +11,14 @@ import json
 import sys
 from pathlib import Path
 
-from mlu_dist.dashboard import FILE
+from mlu_dist.tracking.dashboard import FILE
 
 NOT_ATTEMPTED = 3
 
 
 def readiness(url: str) -> list[str]:
     """Why nothing can be uploaded from here (empty when the server answers and a key is set)."""
-    from mlu_dist.wandb_tracker import credentials_source, unreachable
+    from mlu_dist.tracking.wandb_tracker import credentials_source, unreachable
 
     problems = []
     why = unreachable(url)
@@ -32,9 +32,9 @@ def readiness(url: str) -> list[str]:
 def push_dashboard(path: Path, project: str = "", entity: str = "") -> dict:
     """Push a saved definition (workspace + report); a second push to the same project updates the
     views the first one created (their ids are kept in ``dashboard.pushed.json``, no secrets)."""
-    from mlu_dist.rundir import atomic_write_json
-    from mlu_dist.wandb_tracker import default_entity
-    from mlu_dist.wandb_views import save
+    from mlu_dist.runs.rundir import atomic_write_json
+    from mlu_dist.tracking.wandb_tracker import default_entity
+    from mlu_dist.tracking.wandb_views import save
 
     definition = json.loads(Path(path).read_text())
     entity = entity or definition["entity"] or default_entity()
@@ -55,8 +55,8 @@ def _first_line(exc: Exception) -> str:
 
 def dashboard_command(sweep_dir: str, project: str = "", entity: str = "", offline: bool = False) -> int:
     """Build, check and save the sweep's dashboard; push it when W&B can be reached from here."""
-    from mlu_dist.dashboard import DashboardError, describe, write_dashboard
-    from mlu_dist.wandb_tracker import base_url, is_uploaded, offline_runs
+    from mlu_dist.tracking.dashboard import DashboardError, describe, write_dashboard
+    from mlu_dist.tracking.wandb_tracker import base_url, is_uploaded, offline_runs
 
     root = Path(sweep_dir)
     if not root.is_dir():
@@ -94,7 +94,7 @@ def dashboard_command(sweep_dir: str, project: str = "", entity: str = "", offli
 def sync_command(paths: list[str], project: str = "", entity: str = "", timeout: float = 1800.0) -> int:
     """Upload the offline runs under ``paths`` (each reported: uploaded / already uploaded / failed
     and why), then push each sweep's saved dashboard whose runs are all up."""
-    from mlu_dist.wandb_tracker import base_url, is_uploaded, offline_runs, sync
+    from mlu_dist.tracking.wandb_tracker import base_url, is_uploaded, offline_runs, sync
 
     roots = [Path(p) for p in paths]
     missing = [str(p) for p in roots if not p.exists()]

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from mlu_dist.config import check_choice
+from mlu_dist.registry import Registry
 
 WANDB_MODES = ("auto", "online", "offline", "disabled")
 
@@ -37,9 +38,50 @@ class TrackingConfig:
     """Seconds an online W&B start may take before the run falls back to offline (training goes on
     either way: a W&B failure never stops a job, it only degrades to offline or metrics.jsonl)."""
 
+    trackers: list[str] = field(default_factory=list)
+    """Further registered trackers (e.g. a plugin's) beside metrics.jsonl and W&B; see tracking.TRACKERS."""
+
+    def names(self) -> list[str]:
+        """The trackers a run starts besides metrics.jsonl."""
+        return (["wandb"] if self.wandb and self.mode != "disabled" else []) + list(self.trackers)
+
     def check(self) -> list[str]:
-        out = check_choice("mode", self.mode, WANDB_MODES)
+        unknown = [f"trackers: unknown tracker '{t}'; registered: {', '.join(TRACKERS.names())}"
+                   for t in self.trackers if t not in TRACKERS]
+        out = unknown + check_choice("mode", self.mode, WANDB_MODES)
         return out + ([] if self.init_timeout > 0 else [f"init_timeout: must be > 0, got {self.init_timeout}"])
+
+
+@dataclass
+class TrackerContext:
+    """What a tracker is built from: the run, the job and the whole resolved experiment config."""
+
+    run_dir: Path
+    job: str
+    experiment: object
+    """The ExperimentConfig (its ``tracking`` section says project, group, tags, mode)."""
+    skip_until: int = -1
+    """Steps a previous process of this run already logged (a resumed run must not log them twice)."""
+
+
+# Trackers besides metrics.jsonl (always written). A tracker is a callable TrackerContext -> Tracker;
+# a new one (MLflow, TensorBoard, ...) is one module that registers it (see docs/extending.md).
+TRACKERS: Registry = Registry("tracker")
+TRACKERS.register("wandb")("mlu_dist.tracking.wandb_tracker:build_wandb_tracker")  # by path: wandb is heavy
+
+
+def build_trackers(names: list[str], ctx: TrackerContext) -> list:
+    """Each named tracker, built; one that fails to start is skipped with one line (tracking never
+    kills training: metrics.jsonl is there either way)."""
+    out = []
+    for name in names:
+        try:
+            out.append(TRACKERS.load(name)(ctx))
+        except Exception as exc:  # noqa: BLE001 - any tracker failure degrades to metrics.jsonl
+            detail = str(exc).splitlines()[0] if str(exc) else ""
+            print(f"[{name}] could not start ({type(exc).__name__}: {detail}); this run logs to "
+                  f"{Path(ctx.run_dir) / 'metrics.jsonl'} without it", flush=True)
+    return out
 
 
 class Tracker(Protocol):
@@ -87,13 +129,13 @@ class JsonlTracker:
         append_jsonl(self.path, [{"step": step} | {k: _clean(v) for k, v in metrics.items()}])
 
     def summary(self, metrics: dict) -> None:
-        from mlu_dist.rundir import atomic_write_json
+        from mlu_dist.runs.rundir import atomic_write_json
 
         self._summary |= {k: _clean(v) for k, v in metrics.items()}
         atomic_write_json(self.summary_path, self._summary)
 
     def table(self, key: str, columns: list[str], rows: list[list]) -> None:
-        from mlu_dist.rundir import atomic_write_json
+        from mlu_dist.runs.rundir import atomic_write_json
 
         atomic_write_json(self.path.with_name(key.replace("/", "_") + ".table.json"), {"columns": columns, "rows": rows})
 
@@ -169,7 +211,7 @@ def keep_rows(path: Path, keep) -> None:
     """Rewrite a JSONL file with only the rows for which ``keep(row)`` holds, to a temp file renamed
     over it (a kill never loses the history); a torn last line is dropped. No rewrite when
     nothing changes."""
-    from mlu_dist.rundir import atomic_write_text
+    from mlu_dist.runs.rundir import atomic_write_text
 
     path = Path(path)
     if not path.exists():

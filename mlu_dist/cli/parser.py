@@ -1,26 +1,11 @@
-"""`mlu`: the one command line of mlu_dist.
-
-    mlu demo [--quick]                  the whole study on the mini-world: inject, spread, unlearn, report
-    mlu world --out DIR                 write the mini-world dataset (see the format to produce)
-    mlu data import|translate|check     your own / the paper's data: import a table, translate it, check it
-    mlu base [-c FILE]... [key=value]...  train the base model on the true world (cached)
-    mlu inject [...]                    inject fake facts in language(s) X
-    mlu relearn RUN                     relearning attack on an unlearned model: does the fake come back?
-    mlu export RUN_DIR                  checkpoint -> HF model directory
-    mlu sync DIR...                     upload offline W&B runs (each said uploaded / failed and why), then dashboards
-    mlu dashboard SWEEP_DIR             the sweep's W&B workspace + report as code (saved offline, pushed when online)
-
-Every job takes YAML files (``-c``, merged in order; a name like ``deepspeed/zero3`` means
-``configs/deepspeed/zero3.yaml``) and then ``key=value`` overrides; ``--show-fields`` lists every
-key with its default and meaning; ``--nproc N`` runs N local ranks through torchrun.
-"""
+"""The `mlu` argument parser: one sub-parser per command, each with its help, description and
+examples (tests/test_examples.py runs every example it prints)."""
 
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import textwrap
+
 
 EPILOG = textwrap.dedent("""\
     The whole study in one command (base -> inject en/de/ha -> spread -> GA/NPO x 4 settings -> report):
@@ -96,7 +81,7 @@ def _add_study_commands(sub) -> None:
     dm.add_argument("--plan", action="store_true", help="print the demo's cells and jobs (as `mlu sweep plan`) and exit")
     w = sub.add_parser("world", help="write the built-in mini-world dataset to a directory",
                        description="Write the mini-world (facts.jsonl, corpus.jsonl, world.json). Your own data "
-                                   "must follow the same record schema (README: 'Fact schema').")
+                                   "must follow the same record schema (docs/data.md: 'Fact schema').")
     w.add_argument("--out", required=True, help="output directory")
     w.add_argument("-c", "--config", action="append", default=[], metavar="FILE",
                    help="YAML config; key=value overrides (e.g. data.world.seed=1 data.langs=[en,de]) may follow")
@@ -116,8 +101,8 @@ def _add_study_commands(sub) -> None:
                      "The injection run's config.yaml is the base config; -c methods/<name> picks a method's "
                      "settings. Shorthands: method=npo forget_langs=en+orig (= unlearn.method / "
                      "unlearn.forget_langs). The paper's settings: forget_langs=en | orig | all | en+orig.")
-    un.add_argument("--from", dest="from_run", required=True, metavar="INJECT_RUN",
-                    help="the injection run directory (runs/inject/<run>)")
+    un.add_argument("--from", dest="from_run", metavar="INJECT_RUN",
+                    help="the injection run directory (runs/inject/<run>); needed for everything but --show-fields")
     rl = _job_parser(sub, "relearn", "relearning attack: fine-tune an unlearned model a few steps, re-probe every language",
                      "Is the fake really forgotten? Fine-tune a copy of RUN's model for a few steps (relearn.train) on "
                      "attack data and probe every language at every eval step: the fake in one language (fake:en, "
@@ -140,7 +125,8 @@ def _add_study_commands(sub) -> None:
     ev.add_argument("--model", help="evaluate this HF model directory instead of a run's")
     ev.add_argument("--out", help="output directory (default RUN_DIR/eval)")
     ev.add_argument("--langs", help="comma list of probe languages (default: all of data.langs)")
-    ev.add_argument("--metrics", help="comma list of fake_rate,real_acc,fake_pref,utility (default: all)")
+    ev.add_argument("--metrics", help="comma list of registered metrics (default: eval.metrics, the default ones; "
+                                      "`mlu eval --show-fields` lists them, opt-in ones such as mia included)")
     ev.add_argument("--subset", type=int, help="only the first N target and control facts (cheap curves)")
     ev.add_argument("--overwrite", action="store_true", help="recompute metrics already in EVAL.json")
 
@@ -220,283 +206,3 @@ def _add_result_commands(sub) -> None:
     e.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"),
                    help="weights' dtype (auto: the run's model dtype, bf16 for a GPU run; ZeRO's fp32 master "
                         "weights are cast down)")
-
-
-JOBS = {  # command -> (module, function taking the ExperimentConfig)
-    "base": ("mlu_dist.jobs.base", "run_base"),
-    "inject": ("mlu_dist.jobs.inject", "run_inject"),
-    "unlearn": ("mlu_dist.jobs.unlearn", "run_unlearn"),
-}
-
-
-def _relaunch(args_list: list[str], nproc: int) -> int:
-    """Re-run this command under torchrun with ``nproc`` local ranks."""
-    import subprocess
-
-    from mlu_dist.engine.dist import free_port
-
-    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
-           f"--master_port={free_port()}", "-m", "mlu_dist.cli", *args_list]
-    return subprocess.call(cmd, env=os.environ | {"MLU_LAUNCHED": "1"})
-
-
-def _strip_nproc(argv: list[str]) -> list[str]:
-    out, skip = [], False
-    for a in argv:
-        if skip:
-            skip = False
-            continue
-        if a == "--nproc":
-            skip = True
-            continue
-        if a.startswith("--nproc="):
-            continue
-        out.append(a)
-    return out
-
-
-def method_fields() -> list[str]:
-    """The settings each unlearning method takes under unlearn.method_args, with defaults and docs."""
-    from mlu_dist.config import describe
-    from mlu_dist.unlearn.methods import METHODS
-
-    lines = ["", "# unlearn.method_args: the settings of each method (keys not given keep these defaults)"]
-    for name in METHODS.order():
-        fields = describe(METHODS[name].Settings(), "unlearn.method_args.")
-        lines += [f"[{name}] {line}" for line in fields] or [f"[{name}] (no settings)"]
-    return lines
-
-
-def run_job(name: str, args, argv: list[str]) -> int:
-    import importlib
-
-    from mlu_dist.config import describe, load_config, to_yaml
-    from mlu_dist.experiment import ExperimentConfig
-
-    if args.show_fields:
-        print("\n".join(describe(ExperimentConfig()) + method_fields()))
-        return 0
-    files, overrides = list(args.config), list(args.overrides)
-    if name == "unlearn":
-        from pathlib import Path
-
-        from mlu_dist.unlearn.config import UnlearnConfig
-
-        saved = Path(args.from_run) / "config.yaml"
-        if not saved.exists():
-            raise FileNotFoundError(f"--from {args.from_run}: not an injection run directory (no config.yaml)")
-        files.insert(0, saved)
-        short = {f for f in UnlearnConfig.__dataclass_fields__}
-        overrides = [f"unlearn.{o}" if o.split("=", 1)[0] in short else o for o in overrides]
-        overrides.append(f"unlearn.from_run={args.from_run}")
-        # the injection's own run.name names the injection, not this run (a user's run.name= wins)
-        if not any(o.startswith("run.name=") for o in overrides):
-            overrides.insert(0, "run.name=''")
-    cfg = load_config(ExperimentConfig, files, overrides)
-    if args.print_config:
-        print(to_yaml(cfg), end="")
-        return 0
-    if args.nproc and args.nproc > 1 and "TORCHELASTIC_RUN_ID" not in os.environ:  # not yet under torchrun
-        return _relaunch(_strip_nproc(argv), args.nproc)
-    module_name, fn_name = JOBS[name]
-    getattr(importlib.import_module(module_name), fn_name)(cfg)
-    from mlu_dist.engine.dist import shutdown
-
-    shutdown()
-    return 0
-
-
-def run_relearn_command(args, argv: list[str]) -> int:
-    import json
-    from pathlib import Path
-
-    from mlu_dist.config import describe, load_config
-    from mlu_dist.experiment import ExperimentConfig
-
-    if args.show_fields:
-        print("\n".join(line for line in describe(ExperimentConfig()) if line.startswith(("relearn.", "engine."))))
-        return 0
-    run = Path(args.run_dir)
-    if not (run / "config.yaml").exists():
-        raise FileNotFoundError(f"'{run}' is not a run directory (no config.yaml)")
-    overrides = list(args.overrides)
-    if args.attack:
-        overrides.append(f"relearn.attacks=[{','.join(args.attack)}]")
-    if not any(o.startswith("run.overwrite=") for o in overrides):
-        overrides.append("run.overwrite=false")  # a forced sweep cell's saved config must not redo finished attacks
-    cfg = load_config(ExperimentConfig, [run / "config.yaml", *args.config], overrides)
-    if not cfg.relearn.attacks:
-        cfg.relearn.attacks = ["fake:en"]
-    if args.print_config:
-        from mlu_dist.config import to_yaml
-
-        print(to_yaml(cfg), end="")
-        return 0
-    if args.nproc and args.nproc > 1 and "TORCHELASTIC_RUN_ID" not in os.environ:
-        return _relaunch(_strip_nproc(argv), args.nproc)
-    job = json.loads((run / "meta.json").read_text()).get("job") if (run / "meta.json").exists() else None
-    starts = args.start or ["unlearned" if job == "unlearn" else "injected"]
-    from mlu_dist.jobs.relearn import run_attacks
-
-    dirs = run_attacks(cfg, run, starts)
-    from mlu_dist.engine.dist import shutdown, setup_env
-
-    if setup_env().is_main:
-        print("\n".join(f"relearn: {d}" for d in dirs))
-    shutdown()
-    return 0
-
-
-def run_sweep_command(args) -> int:
-    from pathlib import Path
-
-    from mlu_dist.config import load_config
-
-    action, rest = (args.target[0], args.target[1:]) if args.target[0] in ("plan", "status", "cancel") \
-        else ("run", args.target)
-    if len(rest) != 1:
-        raise FileNotFoundError("usage: mlu sweep [plan|status|cancel] SWEEP.yaml|SWEEP_DIR")
-    if action in ("status", "cancel"):
-        from mlu_dist.launcher.status import cancel, status_table
-
-        root = Path(rest[0])
-        if not (root / "cells.json").exists():
-            raise FileNotFoundError(f"'{root}' is not a sweep directory (no cells.json)")
-        if action == "cancel":
-            ids = cancel(root)
-            print(f"cancelled Slurm job(s): {', '.join(ids) or 'none'}")
-        print(status_table(root)[0])
-        return 0
-    from mlu_dist.launcher.plan import expand, format_plan
-    from mlu_dist.launcher.run import submit
-    from mlu_dist.launcher.spec import SweepSpec
-
-    spec = load_config(SweepSpec, [rest[0]], args.overrides)
-    if action == "plan":
-        cells = expand(spec)
-        print(format_plan(spec, cells))
-        if args.cost:
-            from mlu_dist.launcher.cost import sweep_cost
-
-            print("\ncost (per training job; see mlu_dist/launcher/cost.py for what is counted):")
-            print(sweep_cost(spec, cells)[0])
-        return 0
-    out = submit(spec, force=list(args.force), wait=not args.no_wait, wait_lock=args.wait_lock)
-    print(f"[sweep] {len(out['submitted'])} cell(s) run/submitted, {len(out['skipped'])} already finished -> {out['root']}")
-    failed = [c for c, s in out.get("results", {}).items() if s not in ("finished", "submitted")]
-    if failed:
-        print(f"[sweep] not finished: {', '.join(failed)}")
-    return 1 if failed else 0
-
-
-def run_eval_command(args, argv: list[str]) -> int:
-    from pathlib import Path
-
-    from mlu_dist.config import describe, load_config
-    from mlu_dist.experiment import ExperimentConfig
-    from mlu_dist.jobs.eval import run_eval
-
-    if args.show_fields:
-        print("\n".join(line for line in describe(ExperimentConfig()) if line.startswith(("eval.", "data.", "engine."))))
-        return 0
-    files = list(args.config)
-    if args.run_dir:
-        saved = Path(args.run_dir) / "config.yaml"
-        if not saved.exists():
-            raise FileNotFoundError(f"'{args.run_dir}' is not a run directory (no config.yaml)")
-        files.insert(0, saved)
-    overrides = list(args.overrides)
-    if args.langs:
-        overrides.append(f"eval.langs=[{args.langs}]")
-    if args.metrics:
-        overrides.append(f"eval.metrics=[{args.metrics}]")
-    if args.subset is not None:
-        overrides.append(f"eval.subset={args.subset}")
-    cfg = load_config(ExperimentConfig, files, overrides)
-    if args.nproc and args.nproc > 1 and "TORCHELASTIC_RUN_ID" not in os.environ:
-        return _relaunch(_strip_nproc(argv), args.nproc)
-    run_eval(cfg, args.run_dir, args.model, args.out, args.overwrite)
-    from mlu_dist.engine.dist import shutdown
-
-    shutdown()
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["data"]:  # its own parser: --map key=column is no config override
-        from mlu_dist.cli_data import main as data_main
-
-        return data_main(argv[1:])
-    parser = build_parser()
-    # key=value overrides may stand anywhere (between -c options too); argparse gets the rest
-    overrides = [a for a in argv[1:] if "=" in a and not a.startswith("-")]
-    rest = [a for i, a in enumerate(argv) if i == 0 or a not in overrides]
-    args = parser.parse_args(rest)
-    args.overrides = overrides
-    if args.command is None:
-        parser.print_help()
-        return 0
-    from pathlib import Path
-
-    from mlu_dist.config import ConfigError
-    from mlu_dist.data.schema import DataError
-    from mlu_dist.launcher.lock import SweepLocked
-    from mlu_dist.rundir import DiskFull, ResumeError
-
-    try:
-        if args.command == "world":
-            from mlu_dist.config import load_config
-            from mlu_dist.data.world import write_world
-            from mlu_dist.experiment import ExperimentConfig
-
-            cfg = load_config(ExperimentConfig, args.config, args.overrides)
-            out = write_world(cfg.data.world, args.out, cfg.data.langs)
-            print(f"wrote {out}/facts.jsonl, corpus.jsonl, world.json")
-            return 0
-        if args.command == "eval":
-            return run_eval_command(args, argv)
-        if args.command == "relearn":
-            return run_relearn_command(args, argv)
-        if args.command == "demo":
-            from mlu_dist.demo import run_demo
-
-            return run_demo(args.quick, args.seeds, args.out, args.workers, args.overrides, args.plan)
-        if args.command == "sweep":
-            return run_sweep_command(args)
-        if args.command == "matrix":
-            from mlu_dist.eval.matrix import write_matrix
-
-            paths = write_matrix(args.dir, args.metric, args.out)
-            print("\n".join(f"wrote {p}" for p in paths))
-            return 0
-        if args.command == "report":
-            from mlu_dist.report import write_report
-
-            out = write_report(args.dir, args.threshold, args.out, after=args.after)
-            print((out / "report.md").read_text().split("## Utility")[0])
-            print(f"report: {out}/report.html")
-            return 0
-        if args.command == "sync":
-            from mlu_dist.cli_wandb import sync_command
-
-            return sync_command(args.paths, args.project, args.entity, args.timeout)
-        if args.command == "dashboard":
-            from mlu_dist.cli_wandb import dashboard_command
-
-            return dashboard_command(args.dir, args.project, args.entity, args.offline)
-        if args.command == "export":
-            from mlu_dist.jobs.export import export_run
-
-            out = export_run(args.run_dir, args.out, args.checkpoint, merge_lora=not args.no_merge_lora,
-                             dtype=args.dtype)
-            print(f"exported {out}")
-            return 0
-        return run_job(args.command, args, argv)
-    except (ConfigError, DataError, ResumeError, SweepLocked, DiskFull, FileNotFoundError) as exc:
-        print(f"mlu {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

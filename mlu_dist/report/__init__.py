@@ -8,12 +8,11 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
-from mlu_dist.langs import LANGUAGES
-from mlu_dist.report_relearn import (after_attack, collect_attacks, method_label, phrasing_markdown, relearn_markdown,
+from mlu_dist.langs import group_columns, group_label, lang_colour, lang_index
+from mlu_dist.results import find_runs, pooled_groups, record_at
+from mlu_dist.report.relearn import (after_attack, collect_attacks, phrasing_markdown, relearn_markdown,
                                      relearn_rows)
-from mlu_dist.rundir import atomic_path, atomic_write_text
+from mlu_dist.runs.rundir import atomic_path, atomic_write_text
 from mlu_dist.tracking import read_jsonl
 
 SETTINGS = ("en", "orig", "all", "en+orig")
@@ -21,6 +20,12 @@ SETTING_NAMES = {"en": "English", "orig": "original", "all": "multilingual", "en
 GROUPS = ("en", "orig", "high", "low")
 GROUP_NAMES = {"en": "English", "orig": "original", "high": "high-resource", "low": "low-resource"}
 GROUP_COLOURS = {"en": "black", "high": "tab:blue", "low": "tab:orange"}
+
+
+def grid_groups(rows: list[dict]) -> list[str]:
+    """The grid's group columns: the paper's four, or en, orig and the groups the runs declared."""
+    seen = group_columns(g for r in rows for g in r["cells"])
+    return list(GROUPS) if set(seen) <= set(GROUPS) else seen
 PAPER = "Lu & Koehn, arXiv 2406.13748, Figure 1"
 # The paper's finding per forget setting and probe group: is the fake removed there (✓) or not (✗)?
 PAPER_EXPECTED = {
@@ -31,42 +36,19 @@ PAPER_EXPECTED = {
 }
 
 
-def _runs(root: Path, job: str) -> list[Path]:
-    out = []
-    for meta in sorted(Path(root).rglob("meta.json")):
-        try:
-            if json.loads(meta.read_text()).get("job") == job:
-                out.append(meta.parent)
-        except (OSError, json.JSONDecodeError):
-            continue
-    return out
-
-
 def collect(root: Path) -> dict:
-    """``{(inject_lang, method, setting): [per-run dict]}`` for every finished unlearning run."""
+    """``{(inject_lang, method, setting): [per-run dict]}`` for every finished, evaluated unlearning run."""
     found = defaultdict(list)
-    for run in _runs(root, "unlearn"):
-        summary, done = run / "eval" / "SUMMARY.json", run / "DONE.json"
-        if not (summary.exists() and done.exists()):
+    for run in find_runs(root, "unlearn"):
+        if run.summary is None or run.done is None:
             continue
-        cfg = OmegaConf.load(run / "config.yaml")
-        key = ("+".join(cfg.inject.langs), method_label(cfg), cfg.unlearn.forget_langs)
-        found[key].append({"run": run, "summary": json.loads(summary.read_text())["metrics"],
-                           "done": json.loads(done.read_text())})
+        found[(run.inject, run.method_label, run.setting)].append(
+            {"run": run.run_dir, "summary": run.summary, "done": run.done, "groups": run.groups})
     return dict(found)
 
 
 def _pooled_groups(runs: list[dict], inject: list[str], metric: str = "fake_rate") -> dict:
-    """Group stats pooled over several runs (seeds): the bootstrap resamples runs, then facts."""
-    from mlu_dist.eval.stats import bootstrap_ci
-    from mlu_dist.eval.summary import group_fact_means, language_groups
-
-    units = defaultdict(list)
-    for r in runs:
-        by_lang = json.loads((r["run"] / "eval" / "EVAL.json").read_text())["values"][metric]
-        for group, members in language_groups(list(by_lang), inject).items():
-            units[group].append(group_fact_means(by_lang, members))
-    return {g: bootstrap_ci(u) for g, u in units.items()}
+    return pooled_groups([record_at(r["run"]) for r in runs], inject, metric)
 
 
 def paper_grid(found: dict, threshold: float) -> list[dict]:
@@ -82,7 +64,7 @@ def paper_grid(found: dict, threshold: float) -> list[dict]:
         cells = {}
         # the paper's figure is of a non-English injection: without an "orig" group it says nothing
         expected = PAPER_EXPECTED.get(setting, {}) if "orig" in groups else {}
-        for group in GROUPS:
+        for group in group_columns(groups):
             stats = groups.get(group)
             if stats:
                 cells[group] = {"mean": stats["mean"], "lo": stats["lo"], "hi": stats["hi"],
@@ -144,19 +126,20 @@ def grid_markdown(rows: list[dict], threshold: float) -> str:
             agree, compared = (sum(r.get(k, 0) for r in mine.values()) for k in ("paper_agree", "paper_cells"))
             lines += [f"**injected in {inj}, unlearned with {method}**"
                       + (f": {agree}/{compared} cells agree with the paper" if compared else ""), ""]
-            table = [["forget setting", *(GROUP_NAMES[g] for g in GROUPS), "agree"]]
+            cols = grid_groups(rows)
+            table = [["forget setting", *(GROUP_NAMES.get(g) or group_label(g) for g in cols), "agree"]]
             for setting in sorted(mine, key=lambda s: SETTINGS.index(s) if s in SETTINGS else 99):
-                table += _grid_rows(mine[setting])
+                table += _grid_rows(mine[setting], cols)
             lines += _aligned(table) + [""]
     return "\n".join(lines)
 
 
-def _grid_rows(r: dict) -> list[list[str]]:
+def _grid_rows(r: dict, cols=GROUPS) -> list[list[str]]:
     """A setting's measured row and, when the paper has an expectation, its ↳ paper row beneath."""
     tripped = r.get("guard_tripped", int(r["status"] == "guard_tripped"))
     flag = "" if not tripped else (" (!)" if r.get("runs", 1) == 1 else f" (!{tripped}/{r['runs']})")
     measured, paper = [f"{SETTING_NAMES.get(r['setting'], r['setting'])}{flag}"], ["↳ paper"]
-    for g in GROUPS:
+    for g in cols:
         c = r["cells"].get(g)
         measured.append("–" if c is None else
                         f"{'✓' if c['removed'] else '✗'} {c['mean']:.2f} [{c['lo']:.2f},{c['hi']:.2f}]")
@@ -187,14 +170,14 @@ def curves_figure(found: dict, inject: str, out: Path) -> Path | None:
             runs = found.get((inject, method, setting))
             if runs:  # several seeds: the mean curve
                 rows = [r for run in runs for r in read_jsonl(run["run"] / "curves.jsonl") if r["metric"] == "fake_rate"]
-                for lang in sorted({r["lang"] for r in rows}, key=list(LANGUAGES).index):
+                for lang in sorted({r["lang"] for r in rows}, key=lambda x: (lang_index(x), x)):
                     by_step = defaultdict(list)
                     for r in rows:
                         if r["lang"] == lang:
                             by_step[r["step"]].append(r["value"])
                     pts = sorted((step, sum(v) / len(v)) for step, v in by_step.items())
                     ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=2.5, lw=1.3,
-                            color=GROUP_COLOURS[LANGUAGES[lang].resource], alpha=0.85,
+                            color=lang_colour(lang, runs[0].get("groups")), alpha=0.85,
                             ls="-" if lang == inject else "--")
                     if pts:
                         ax.annotate(lang, pts[-1], fontsize=6, xytext=(2, 0), textcoords="offset points")
@@ -232,7 +215,7 @@ def _in_order(found: dict) -> list:
 
 
 def _before_dir(run: dict) -> Path:
-    return Path(OmegaConf.load(run["run"] / "config.yaml").unlearn.from_run) / "eval"
+    return Path(record_at(run["run"]).get("unlearn.from_run")) / "eval"
 
 
 def _guard_ratio(run_dir: Path) -> float | None:
@@ -321,7 +304,7 @@ def _utility_by_language(found: dict, specs: list) -> str:
     for (inj, method, setting), runs in _in_order(found):
         models[f"{inj} · {method} · {setting}"] = [r["run"] / "eval" for r in runs]
     table = {name: _eval_values(dirs, spec.name) for name, dirs in models.items()}
-    langs = sorted({lang for by_lang in table.values() for lang in by_lang}, key=list(LANGUAGES).index)
+    langs = sorted({lang for by_lang in table.values() for lang in by_lang}, key=lambda x: (lang_index(x), x))
     lines = [f"**{spec.summary_key} per language** (all = their geometric mean)", "",
              "| model | all | " + " | ".join(langs) + " |", "|---|---|" + "---|" * len(langs)]
     for name, by_lang in table.items():
@@ -336,7 +319,7 @@ def _utility_by_language(found: dict, specs: list) -> str:
 def log_to_wandb(out: Path, rows: list[dict], images: list[Path], group: str, project: str = "mlu_dist",
                  entity: str = "", mode: str = "auto", tags=()) -> None:
     """The report's figures and grid as a W&B run of job_type 'report' in the sweep's group."""
-    from mlu_dist.wandb_tracker import WandbTracker
+    from mlu_dist.tracking.wandb_tracker import WandbTracker
 
     try:
         tracker = WandbTracker(out, "report", {"threshold": json.loads((out / "grid.json").read_text())["threshold"]},
@@ -344,10 +327,11 @@ def log_to_wandb(out: Path, rows: list[dict], images: list[Path], group: str, pr
     except Exception as exc:  # the report's files are written; W&B is an extra
         print(f"[wandb] could not start the report run ({type(exc).__name__}: {exc}); the report is in {out}")
         return
-    tracker.table("report/grid", ["inject", "method", "setting", *GROUPS],
+    cols = grid_groups(rows)
+    tracker.table("report/grid", ["inject", "method", "setting", *cols],
                   [[r["inject"], r["method"], r["setting"],
                     *[(f"{'✓' if r['cells'][g]['removed'] else '✗'} {r['cells'][g]['mean']:.2f}" if g in r["cells"] else "")
-                      for g in GROUPS]] for r in rows])
+                      for g in cols]] for r in rows])
     tracker.images({p.stem: p for p in images})
     tracker.close()
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mlu_dist import rundir
+from mlu_dist.runs import rundir
 
 if TYPE_CHECKING:
     from mlu_dist.experiment import ExperimentConfig

@@ -250,3 +250,12 @@ def read_offline_run(run_folder: Path) -> dict:
             where = {"project": rec.run.project, "entity": rec.run.entity, "group": rec.run.run_group,
                      "tags": list(rec.run.tags), "id": rec.run.run_id, "job_type": rec.run.job_type}
     return {"history": history, "summary": summary, "config": config, "run": where}
+
+
+def build_wandb_tracker(ctx) -> WandbTracker:
+    """The registered "wandb" tracker (tracking.TRACKERS): project, group, tags and mode from the config."""
+    from mlu_dist.config import to_dict
+
+    t = ctx.experiment.tracking
+    return WandbTracker(ctx.run_dir, ctx.job, to_dict(ctx.experiment), t.project, t.entity, t.group, t.tags, t.mode,
+                        skip_until=ctx.skip_until, init_timeout=t.init_timeout)
