@@ -286,6 +286,7 @@ def _forget_nll(engine, b) -> float:
 LOWERING_ARGS = {"rmu": {"steering": 20.0, "alpha": 1.0}, "pdu": {"eps": 10.0}}
 
 
+@pytest.mark.trains
 @pytest.mark.parametrize("name", METHODS.names())
 def test_a_few_steps_of_every_method_lower_the_forget_likelihood(learnt, name):
     import copy
