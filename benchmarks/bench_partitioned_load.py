@@ -69,7 +69,8 @@ def worker(model_dir: str, mode: str) -> None:
     from mlu_dist.engine.deepspeed_engine import _init_comm, local_param_numel
     from mlu_dist.engine.dist import setup_env, shutdown
     from mlu_dist.experiment import ExperimentConfig
-    from mlu_dist.jobs.common import make_engine, pretrained
+    from mlu_dist.jobs.common import make_engine
+    from mlu_dist.jobs.model import pretrained
 
     dist = setup_env()
     cfg = load_config(ExperimentConfig, [], ["engine.zero.stage=3", f"model.partitioned_load={mode}",
