@@ -22,9 +22,7 @@ from test_losses import _pool, tiny_engine
 def _objective_loss(name, engine, micro, args=None, retain_weight=0.0, ref=None, seed=0, ctx=None):
     method = METHODS[name](method_settings(name, args or {})[0])
     pools = {k: micro[k] for k in wanted_pools(method, retain_weight) if k in micro}
-    if ctx is None:
-        ctx = Context(1.0, 1.0, retain_weight, ref if method.needs_reference else None)
-        ctx.seed = seed
+    ctx = ctx or Context(1.0, 1.0, retain_weight, ref if method.needs_reference else None, seed=seed)
     with torch.no_grad():
         loss, metrics = unlearning_objective(method, ctx)(engine, pools)
     return loss.item(), metrics, ctx
@@ -120,7 +118,7 @@ def test_rmu_direction_comes_from_the_run_seed(engine):
 
 
 def _direction(ctx):
-    return getattr(ctx, "cache", {}).get("rmu_direction", ctx.state.get("direction"))
+    return ctx.cache["rmu_direction"]
 
 
 # --- known values of the zoo's losses on fixed logits ----------------------------------------------
@@ -440,3 +438,36 @@ def test_lingtea_pairs_are_the_same_answer_in_two_languages(world):
     for s, t in zip(student, teacher):
         assert s.completion == t.completion and s.prompt != t.prompt
     assert sum(e.lang == "de" for e in student) == len(split.targets)  # German writes names as English does
+
+
+def test_token_losses_match_the_peers_formulas_where_the_conventions_agree():
+    """open-unlearning's WGA, SatImp and CE-U written out in its style (cross_entropy with
+    ignore_index, a mean over the valid tokens of one micro-batch): equal to ours divided by the
+    label-token count. UNDIAL is compared on the labelled positions (the peer averages over all)."""
+    import torch.nn.functional as F
+
+    from mlu_dist.losses import ceu, satimp_weights, token_nll, undial, wga_weights
+
+    gen = torch.Generator().manual_seed(11)
+    logits, ref = torch.randn(3, 7, 13, generator=gen), torch.randn(3, 7, 13, generator=gen)
+    labels = torch.randint(0, 13, (3, 7), generator=gen)
+    labels[0, :3] = IGNORE  # a prompt
+    labels[1, 5:] = IGNORE  # padding
+    labels[2, :2] = IGNORE
+    shift_logits, shift_labels = logits[:, :-1].reshape(-1, 13), labels[:, 1:].reshape(-1)
+    valid = shift_labels != IGNORE
+    lm = F.cross_entropy(shift_logits, shift_labels, ignore_index=IGNORE, reduction="none")
+    p = (-lm).exp()
+    peer_wga = -(p ** 2.0 * lm)[valid].mean()
+    peer_satimp = -((p ** 5.0) * (1 - p) ** 1.0 * lm)[valid].mean()
+    target = torch.softmax(shift_logits[valid].scatter(-1, shift_labels[valid][:, None], float("-inf")), -1)
+    peer_ceu = F.cross_entropy(shift_logits[valid], target)
+    adjusted = ref[:, :-1].reshape(-1, 13)[valid].clone()
+    adjusted[torch.arange(int(valid.sum())), shift_labels[valid]] -= 3.0
+    peer_undial = F.cross_entropy(shift_logits[valid], torch.softmax(adjusted, -1))
+    nll, mask = token_nll(logits, labels)
+    n = mask.sum()
+    assert (-(wga_weights(nll, 2.0) * nll).sum() / n).item() == pytest.approx(peer_wga.item(), abs=2e-6)
+    assert (-(satimp_weights(nll, 5.0, 1.0) * nll).sum() / n).item() == pytest.approx(peer_satimp.item(), abs=2e-6)
+    assert (ceu(logits, labels).sum() / n).item() == pytest.approx(peer_ceu.item(), abs=2e-6)
+    assert (undial(logits, ref, labels, 3.0).sum() / n).item() == pytest.approx(peer_undial.item(), abs=2e-6)

@@ -59,10 +59,11 @@ class BatchPlan:
     def _order(self, name: str, epoch: int) -> list[int]:
         key = (name, epoch)
         if key not in self._orders:
-            order = list(range(len(self.pools[name])))
-            random.Random(f"{self.seed}:{self.streams[name]}:{epoch}").shuffle(order)
             if name in self.groups:
                 order = self._balanced(name, epoch)
+            else:
+                order = list(range(len(self.pools[name])))
+                random.Random(f"{self.seed}:{self.streams[name]}:{epoch}").shuffle(order)
             self._orders = {k: v for k, v in self._orders.items() if k[0] != name or k[1] >= epoch - 1}
             self._orders[key] = order
         return self._orders[key]

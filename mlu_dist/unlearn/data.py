@@ -108,8 +108,10 @@ def alternate_pairs(facts, split: FactSplit, langs: list[str], per_target: int =
     """(question -> an alternate answer, question -> fake answer) per target, alternate and language,
     aligned: AltPO's positive and negative feedback. An alternate is another fact's answer (true or
     fake) of the same relation (what the fact_id's prefix names where a record has no ``relation``),
-    never this fact's true or fake answer: a plausible wrong answer, not the truth restored. The same
-    alternate facts are drawn in every language (seeded by ``seed`` and the fact)."""
+    never this fact's true or fake answer: a plausible wrong answer, not the truth restored. The
+    candidates are taken in one seeded order (``seed`` and the fact) in every language, so a world
+    that spells names alike in all languages gets the same alternates in each. A relation with too
+    few distinct answers gives fewer than ``per_target`` (none at all: the refusal instead)."""
     chosen, rejected = [], []
     for fid in split.targets:
         rel = _relation(facts, fid)

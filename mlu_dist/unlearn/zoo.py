@@ -182,7 +182,7 @@ class AltPO(Method):
 # --- constrained: primal-dual ----------------------------------------------------------------------
 @dataclass
 class PDUSettings:
-    eps: float = 1.0
+    eps: float = 1.5
     """The constraint: retain NLL <= eps. Set it a little above the starting model's retain NLL
     (the paper: its choice decides the trade-off)."""
     dual_step: float = 1.0
