@@ -155,7 +155,8 @@ def open_run(args) -> tuple[ExperimentConfig, Path]:
         return smoke_injection()
     from mlu_dist.jobs.inject import run_inject
 
-    cfg = load_config(ExperimentConfig, [args.config] if args.config else [], ["run.out_dir=" + str(ROOT / "runs")])
+    files = [args.config] if getattr(args, "config", None) else []
+    cfg = load_config(ExperimentConfig, files, ["run.out_dir=" + str(ROOT / "runs")])
     return cfg, run_inject(cfg)
 
 
