@@ -24,6 +24,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import torch  # noqa: E402
 
@@ -40,6 +41,7 @@ from mlu_dist.jobs.common import make_engine  # noqa: E402
 from mlu_dist.inject.data import injection_pools  # noqa: E402
 from mlu_dist.modeling import build_tiny_model, train_tokenizer  # noqa: E402
 from mlu_dist.tracking import NullTracker  # noqa: E402
+from smoke import smoke_out  # noqa: E402
 
 
 def setup(args):
@@ -142,8 +144,7 @@ def main():
     args = ap.parse_args()
     if args.smoke:
         args.steps, args.model = 2, "quick"
-    args.out = args.out or (str(Path(tempfile.mkdtemp(prefix="bench-engine-")) / "engine.json") if args.smoke
-                            else str(ROOT / "benchmarks/results/engine.json"))
+    args.out = smoke_out(args.out, args.smoke, "engine.json")
     dist = setup_env()
     cfg, tok, pool = setup(args)
     # warm-up: DeepSpeed's first use JIT-builds an op; keep that out of the timings

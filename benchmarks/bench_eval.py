@@ -35,6 +35,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import torch  # noqa: E402
 
@@ -48,6 +49,7 @@ from mlu_dist.eval.metrics import METRICS, default_metrics  # noqa: E402
 from mlu_dist.eval.runner import Evaluator  # noqa: E402
 from mlu_dist.experiment import ExperimentConfig  # noqa: E402
 from mlu_dist.modeling import load_pretrained  # noqa: E402
+from smoke import SMOKE_INJECTION, SMOKE_NEW_TOKENS, smoke_out  # noqa: E402
 
 
 @torch.no_grad()
@@ -120,32 +122,14 @@ def extra_metrics_cost(model, tok, facts, split, ecfg, max_len, extra: list[str]
     return row
 
 
-# the smallest injection that exercises every path: quick model and world, torch backend, a few steps
-SMOKE_INJECTION = ["engine.backend=torch", "base.steps=4", "base.warmup_steps=1", "inject.train.steps=2",
-                   "inject.train.warmup_steps=1", "inject.train.eval_every=0", "inject.n_targets=2",
-                   "inject.n_controls=2", "data.langs=[en,de]", "tracking.wandb=false"]
-
-
-SMOKE_NEW_TOKENS = 4
-
-
 def smoke_injection() -> tuple[ExperimentConfig, Path]:
     """(config, run dir) of the smallest injection, built in a new temporary directory."""
     from mlu_dist.jobs.inject import run_inject
 
-    tmp = tempfile.mkdtemp(prefix="bench-smoke-")
+    tmp = tempfile.mkdtemp(prefix="bench-smoke-run-")
     cfg = load_config(ExperimentConfig, [ROOT / "configs/experiments/quick.yaml"],
                       SMOKE_INJECTION + [f"run.out_dir={tmp}"])
     return cfg, run_inject(cfg)
-
-
-def smoke_out(args, name: str) -> str:
-    """``--out`` if given, else benchmarks/results/<name> or, under --smoke, a temporary file."""
-    if args.out:
-        return args.out
-    if args.smoke:
-        return str(Path(tempfile.mkdtemp(prefix="bench-out-")) / name)
-    return str(ROOT / "benchmarks/results" / name)
 
 
 def open_run(args) -> tuple[ExperimentConfig, Path]:
@@ -169,7 +153,7 @@ def main():
     ap.add_argument("--extra-metrics", default="", help="comma-separated opt-in metrics to cost (e.g. mia)")
     ap.add_argument("--smoke", action="store_true", help="the smallest injection, mia costed once, JSON to a temp file")
     args = ap.parse_args()
-    args.out = smoke_out(args, "eval.json")
+    args.out = smoke_out(args.out, args.smoke, "eval.json")
     if args.smoke:
         args.extra_metrics = args.extra_metrics or "mia"
     cfg, run = open_run(args)

@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_eval import SMOKE_NEW_TOKENS, CountingForward, full_eval, open_run, smoke_out  # noqa: E402
+from bench_eval import CountingForward, full_eval, open_run  # noqa: E402
+from smoke import SMOKE_NEW_TOKENS, smoke_out  # noqa: E402
 
 from mlu_dist.data import load_data  # noqa: E402
 from mlu_dist.data.splits import FactSplit, split_facts  # noqa: E402
@@ -61,7 +62,7 @@ def main():
     args = ap.parse_args()
     if not (args.run or args.smoke):
         ap.error("--run is required (or --smoke)")
-    args.out = smoke_out(args, "qa_eval.json")
+    args.out = smoke_out(args.out, args.smoke, "qa_eval.json")
     if args.smoke:
         args.repeats = 1
     cfg, run = open_run(args)
