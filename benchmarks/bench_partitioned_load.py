@@ -9,6 +9,9 @@ built, and the parameter elements it holds. Prints the table and writes
 benchmarks/results/partitioned_load.json.
 
     .venv/bin/python benchmarks/bench_partitioned_load.py [--sizes small,large]
+
+``--smoke`` loads a 2-layer, 64-wide model (size ``tiny``) and writes to a temporary file (or
+``--out``): it checks that the script still runs, not the memory.
 """
 
 from __future__ import annotations
@@ -24,10 +27,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from smoke import smoke_out  # noqa: E402
 
 SIZES = {  # hidden, layers, intermediate, heads, vocab
     "small": (640, 12, 1792, 10, 32000),   # ~81 M parameters, 0.33 GB in fp32
     "large": (1024, 24, 2816, 16, 32000),  # ~341 M parameters, 1.36 GB in fp32
+    "tiny": (64, 2, 192, 4, 1024),         # ~0.2 M parameters: --smoke
 }
 
 
@@ -106,10 +113,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="small,large")
     parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--out", help="where to write the JSON (default: benchmarks/results/partitioned_load.json)")
+    parser.add_argument("--smoke", action="store_true", help="the tiny size only, JSON to a temp file")
     args = parser.parse_args()
     if args.worker:
         worker(*args.worker)
         return
+    if args.smoke:
+        args.sizes = "tiny"
     results = []
     for size in args.sizes.split(","):
         with tempfile.TemporaryDirectory() as tmp:
@@ -134,7 +145,8 @@ def main() -> None:
             grow = lambda r: r["after_engine_mb"] - r["before_mb"]  # noqa: E731
             print(f"{size} rank {rank}: peak growth partitioned / whole = {grow(part):.0f} / {grow(whole):.0f} MB "
                   f"= {grow(part) / grow(whole):.2f}x")
-    out = ROOT / "benchmarks" / "results" / "partitioned_load.json"
+    out = Path(smoke_out(args.out, args.smoke, "partitioned_load.json"))
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1) + "\n")
     print(f"wrote {out}")
 
