@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -105,7 +106,9 @@ def run_mode(model_dir: Path, mode: str) -> list[dict]:
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1200)
     if proc.returncode != 0:
         raise SystemExit(f"{mode} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    rows = [json.loads(line[4:]) for line in proc.stdout.splitlines() if line.startswith("ROW ")]
+    # the ranks share one stdout: two rows can land on one line, so read each object where it starts
+    decoder = json.JSONDecoder()
+    rows = [decoder.raw_decode(proc.stdout, m.end())[0] for m in re.finditer(r"ROW (?=\{)", proc.stdout)]
     return sorted(rows, key=lambda r: r["rank"])
 
 

@@ -25,8 +25,9 @@ def smoke(script: str, tmp_path: Path, *extra: str, out: bool = True) -> tuple[d
     """Run ``benchmarks/<script>.py --smoke``; returns (its JSON, its stdout)."""
     path = tmp_path / f"{script}.json"
     cmd = [sys.executable, str(BENCH / f"{script}.py"), "--smoke", *extra, *(["--out", str(path)] if out else [])]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=clean_env(WANDB_MODE="disabled"), cwd=tmp_path,
-                          timeout=900)
+    # TMPDIR: the runs and files a smoke mode makes in temporary directories go with tmp_path
+    env = clean_env(WANDB_MODE="disabled", TMPDIR=str(tmp_path))
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     if not out:
         path = Path(re.findall(r"^wrote (.+)$", proc.stdout, re.M)[-1])
