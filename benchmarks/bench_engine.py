@@ -4,6 +4,9 @@ One process, one rank, the same model, the same batches, the same DeepSpeed conf
 Prints the ratios and writes them to benchmarks/results/engine.json. Run:
 
     .venv/bin/python benchmarks/bench_engine.py [--steps 60] [--model default|quick]
+
+``--smoke`` runs the same code at the quick model for 2 steps and writes to a temporary file (or
+``--out``): it checks that the script still runs, not the speed.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -20,6 +24,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import torch  # noqa: E402
 
@@ -27,15 +32,16 @@ from mlu_dist.config import load_config  # noqa: E402
 from mlu_dist.data import load_data  # noqa: E402
 from mlu_dist.data.splits import split_facts  # noqa: E402
 from mlu_dist.engine.data import BatchPlan  # noqa: E402
-from mlu_dist.tokens import collate  # noqa: E402
+from mlu_dist.tokens import collate, encode_all  # noqa: E402
 from mlu_dist.engine.dist import setup_env  # noqa: E402
 from mlu_dist.engine.loop import train_loop  # noqa: E402
 from mlu_dist.objectives import NLLObjective  # noqa: E402
 from mlu_dist.experiment import ExperimentConfig  # noqa: E402
-from mlu_dist.jobs.common import encode_all, make_engine  # noqa: E402
+from mlu_dist.jobs.common import make_engine  # noqa: E402
 from mlu_dist.inject.data import injection_pools  # noqa: E402
 from mlu_dist.modeling import build_tiny_model, train_tokenizer  # noqa: E402
 from mlu_dist.tracking import NullTracker  # noqa: E402
+from smoke import smoke_out  # noqa: E402
 
 
 def setup(args):
@@ -112,8 +118,6 @@ def bench_hf_trainer(cfg, tok, pool, dist):
         def __getitem__(self, i):
             return order[i]
 
-    import tempfile
-
     out_dir = tempfile.mkdtemp()
     targs = TrainingArguments(output_dir=out_dir, per_device_train_batch_size=train_cfg.micro_batch_size,
                               max_steps=train_cfg.steps, learning_rate=train_cfg.lr, lr_scheduler_type="constant",
@@ -135,12 +139,17 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=60)
     ap.add_argument("--model", choices=["default", "quick"], default="default")
-    ap.add_argument("--out", default=str(ROOT / "benchmarks/results/engine.json"))
+    ap.add_argument("--out", help="where to write the JSON (default: benchmarks/results/engine.json)")
+    ap.add_argument("--smoke", action="store_true", help="2 steps of the quick model, JSON to a temporary file")
     args = ap.parse_args()
+    if args.smoke:
+        args.steps, args.model = 2, "quick"
+    args.out = smoke_out(args.out, args.smoke, "engine.json")
     dist = setup_env()
     cfg, tok, pool = setup(args)
     # warm-up: DeepSpeed's first use JIT-builds an op; keep that out of the timings
-    warm = load_config(ExperimentConfig, [], ["inject.train.steps=3", "inject.train.log_every=1000000"])
+    warm = load_config(ExperimentConfig, [], [f"inject.train.steps={1 if args.smoke else 3}",
+                                              "inject.train.log_every=1000000"])
     warm.model = cfg.model
     bench_mlu(warm, tok, pool, dist, "deepspeed")
     results = {}

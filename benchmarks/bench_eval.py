@@ -14,6 +14,10 @@ own-pass metric its own step as ``mlu eval`` runs them) with and without the opt
 named, counts the model's forward passes per probed fact x language, and prints the cost ratio
 (the QA/MIA issue's budget: <= 1.5x). ``--config`` picks the experiment to build the injection
 from when ``--run`` is not given (e.g. configs/experiments/quick.yaml).
+
+``--smoke`` builds the smallest injection (quick model, a few steps, torch backend, 2 languages,
+2 target and 2 control facts, 4 new tokens per answer) in a temporary directory unless ``--run`` is given, costs ``mia``
+once, and writes to a temporary file (or ``--out``): it checks that the script still runs.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -30,6 +35,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import torch  # noqa: E402
 
@@ -43,6 +49,7 @@ from mlu_dist.eval.metrics import METRICS, default_metrics  # noqa: E402
 from mlu_dist.eval.runner import Evaluator  # noqa: E402
 from mlu_dist.experiment import ExperimentConfig  # noqa: E402
 from mlu_dist.modeling import load_pretrained  # noqa: E402
+from smoke import SMOKE_INJECTION, SMOKE_NEW_TOKENS, smoke_out  # noqa: E402
 
 
 @torch.no_grad()
@@ -115,29 +122,48 @@ def extra_metrics_cost(model, tok, facts, split, ecfg, max_len, extra: list[str]
     return row
 
 
+def smoke_injection() -> tuple[ExperimentConfig, Path]:
+    """(config, run dir) of the smallest injection, built in a new temporary directory."""
+    from mlu_dist.jobs.inject import run_inject
+
+    tmp = tempfile.mkdtemp(prefix="bench-smoke-run-")
+    cfg = load_config(ExperimentConfig, [ROOT / "configs/experiments/quick.yaml"],
+                      SMOKE_INJECTION + [f"run.out_dir={tmp}"])
+    return cfg, run_inject(cfg)
+
+
+def open_run(args) -> tuple[ExperimentConfig, Path]:
+    if args.run:
+        return load_config(ExperimentConfig, [Path(args.run) / "config.yaml"]), Path(args.run)
+    if args.smoke:
+        return smoke_injection()
+    from mlu_dist.jobs.inject import run_inject
+
+    files = [args.config] if getattr(args, "config", None) else []
+    cfg = load_config(ExperimentConfig, files, ["run.out_dir=" + str(ROOT / "runs")])
+    return cfg, run_inject(cfg)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", help="an injection run dir (default: the default injection, built if missing)")
     ap.add_argument("--batch-size", type=int, default=128)
-    ap.add_argument("--out", default=str(ROOT / "benchmarks/results/eval.json"))
+    ap.add_argument("--out", help="where to write the JSON (default: benchmarks/results/eval.json)")
     ap.add_argument("--config", help="experiment YAML to build the injection from (without --run)")
     ap.add_argument("--extra-metrics", default="", help="comma-separated opt-in metrics to cost (e.g. mia)")
+    ap.add_argument("--smoke", action="store_true", help="the smallest injection, mia costed once, JSON to a temp file")
     args = ap.parse_args()
-    if args.run:
-        cfg = load_config(ExperimentConfig, [Path(args.run) / "config.yaml"])
-        run = Path(args.run)
-    else:
-        from mlu_dist.jobs.inject import run_inject
-
-        cfg = load_config(ExperimentConfig, [args.config] if args.config else [], ["run.out_dir=" + str(ROOT / "runs")])
-        run = run_inject(cfg)
+    args.out = smoke_out(args.out, args.smoke, "eval.json")
+    if args.smoke:
+        args.extra_metrics = args.extra_metrics or "mia"
+    cfg, run = open_run(args)
     model, tok = load_pretrained(run / "model")
     model.eval()
     facts, _ = load_data(cfg.data)
     split = split_facts(facts.fact_ids, cfg.inject.n_targets, cfg.inject.n_controls, cfg.inject.split_seed)
     fact_ids = split.targets + split.controls
     langs = list(facts.langs)
-    ecfg = EvalConfig(batch_size=args.batch_size)
+    ecfg = EvalConfig(batch_size=args.batch_size, max_new_tokens=SMOKE_NEW_TOKENS if args.smoke else 12)
 
     t0 = time.perf_counter()
     ev = Evaluator(model, tok, facts, split, ecfg, max_len=cfg.model.max_seq_len, cache_kw=cache_kwarg(model))
@@ -171,7 +197,7 @@ def main():
               "identical": True, "torch_threads": torch.get_num_threads()}
     if args.extra_metrics:
         record["extra_metrics"] = extra_metrics_cost(model, tok, facts, split, ecfg, cfg.model.max_seq_len,
-                                                     args.extra_metrics.split(","))
+                                                     args.extra_metrics.split(","), repeats=1 if args.smoke else 3)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(record, indent=1) + "\n")
     print(f"wrote {args.out}")

@@ -8,6 +8,9 @@ The same probes, the same quick injected model; the script checks that the value
 benchmarks/results/eval_zero3.json. Timings include each command's start-up (~10 s).
 
     .venv/bin/python benchmarks/bench_eval_zero3.py [--run runs/inject/<run>]
+
+``--smoke`` makes the smallest injection (benchmarks/smoke.py) unless ``--run`` is given, generates
+4 tokens per answer and writes to a temporary file (or ``--out``): it checks that the script still runs.
 """
 
 from __future__ import annotations
@@ -23,6 +26,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from smoke import SMOKE_INJECTION, SMOKE_NEW_TOKENS, smoke_out  # noqa: E402
 
 
 def mlu(*args) -> tuple[float, float | None]:
@@ -73,18 +79,22 @@ def main() -> None:
     ap.add_argument("--run", help="an injection run (default: a quick one made here)")
     ap.add_argument("--curves", action="store_true",
                     help="also time the forgetting curves of a 2-rank ZeRO-3 unlearning run in both modes")
+    ap.add_argument("--out", help="where to write the JSON (default: benchmarks/results/eval_zero3.json)")
+    ap.add_argument("--smoke", action="store_true", help="the smallest injection, 4-token answers, JSON to a temp file")
     args = ap.parse_args()
+    args.out = smoke_out(args.out, args.smoke, "eval_zero3.json")
     tmp = Path(tempfile.mkdtemp(prefix="bench-eval-z3-"))
     run = Path(args.run) if args.run else None
     if run is None:
         mlu("inject", "-c", "experiments/quick", f"run.out_dir={tmp}", "run.name=de", "inject.train.eval_every=0",
-            "tracking.wandb=false")
+            "tracking.wandb=false", *(SMOKE_INJECTION if args.smoke else []))
         run = tmp / "inject" / "de"
+    small = [f"eval.max_new_tokens={SMOKE_NEW_TOKENS}", "eval.n_boot=10"] if args.smoke else []
     times, inner, values = {}, {}, {}
     for mode in ("partitioned", "full"):
         out = tmp / mode
         times[mode], inner[mode] = mlu("eval", str(run), "--out", str(out), "-c", "deepspeed/zero3", "--nproc", "2",
-                          f"eval.model_copy={mode}")
+                                       f"eval.model_copy={mode}", *small)
         values[mode] = json.loads((out / "EVAL.json").read_text())["values"]
     same = close(values["partitioned"], values["full"])
     ratio = times["partitioned"] / times["full"]
@@ -97,7 +107,9 @@ def main() -> None:
               "command_speedup": round(ratio, 2), "identical": same, "run": str(run)}
     if args.curves:
         result["curves"] = curves(run, tmp)
-    (ROOT / "benchmarks" / "results" / "eval_zero3.json").write_text(json.dumps(result, indent=1) + "\n")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+    print(f"wrote {args.out}")
     if not same:
         sys.exit("values differ")
 

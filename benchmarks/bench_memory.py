@@ -7,6 +7,9 @@ gradient) and from the optimizer (states, flat fp32 partitions, gradient buffers
 ratio and writes benchmarks/results/memory.json.
 
     .venv/bin/python benchmarks/bench_memory.py [--hidden 256 --layers 4]
+
+``--smoke`` measures a 1-layer, 32-wide model in fp32 and writes to a temporary file (or ``--out``):
+it checks that the script still runs.
 """
 
 from __future__ import annotations
@@ -20,6 +23,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from smoke import smoke_out  # noqa: E402
 
 
 def reachable_bytes(model, optimizer) -> int:
@@ -128,18 +134,31 @@ def worker(args):
         torch.distributed.destroy_process_group()
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--hidden", type=int, default=256)
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--vocab", type=int, default=4096)
     ap.add_argument("--dtypes", default="float32,bfloat16", help="parameter dtypes to measure (comma list)")
-    ap.add_argument("--out", default=str(ROOT / "benchmarks/results/memory.json"))
+    ap.add_argument("--out", help="where to write the JSON (default: benchmarks/results/memory.json)")
+    ap.add_argument("--smoke", action="store_true", help="a 1-layer, 32-wide model in fp32, JSON to a temp file")
     args, _ = ap.parse_known_args()
+    if args.smoke:
+        args.hidden, args.layers, args.vocab, args.dtypes = 32, 1, 256, "float32"
     if "RANK" not in os.environ:
         env = os.environ | {"DS_ACCELERATOR": "cpu", "PYTHONPATH": str(ROOT)}
+        port = free_port() if args.smoke else 29517  # a smoke run may share the machine with other tests
+        out = smoke_out(args.out, args.smoke, "memory.json")  # chosen once: the ranks must agree
         sys.exit(subprocess.call([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-                                  "--master_port=29517", __file__, *sys.argv[1:]], env=env))
+                                  f"--master_port={port}", __file__, *sys.argv[1:], "--out", out], env=env))
     worker(args)
 
 

@@ -74,7 +74,7 @@ def main() -> None:
     from mlu_dist.engine.config import ZeroConfig
     from mlu_dist.engine.deepspeed_engine import DeepSpeedEngine
     from mlu_dist.engine.dist import setup_env
-    from mlu_dist.jobs.common import apply_lora
+    from mlu_dist.jobs.model import apply_lora
     from mlu_dist.train_config import LoraConfig, TrainConfig
 
     dist = setup_env()

@@ -9,6 +9,9 @@ built, and the parameter elements it holds. Prints the table and writes
 benchmarks/results/partitioned_load.json.
 
     .venv/bin/python benchmarks/bench_partitioned_load.py [--sizes small,large]
+
+``--smoke`` loads a 2-layer, 64-wide model (size ``tiny``) and writes to a temporary file (or
+``--out``): it checks that the script still runs, not the memory.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -24,10 +28,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from smoke import smoke_out  # noqa: E402
 
 SIZES = {  # hidden, layers, intermediate, heads, vocab
     "small": (640, 12, 1792, 10, 32000),   # ~81 M parameters, 0.33 GB in fp32
     "large": (1024, 24, 2816, 16, 32000),  # ~341 M parameters, 1.36 GB in fp32
+    "tiny": (64, 2, 192, 4, 1024),         # ~0.2 M parameters: --smoke
 }
 
 
@@ -69,7 +77,8 @@ def worker(model_dir: str, mode: str) -> None:
     from mlu_dist.engine.deepspeed_engine import _init_comm, local_param_numel
     from mlu_dist.engine.dist import setup_env, shutdown
     from mlu_dist.experiment import ExperimentConfig
-    from mlu_dist.jobs.common import make_engine, pretrained
+    from mlu_dist.jobs.common import make_engine
+    from mlu_dist.jobs.model import pretrained
 
     dist = setup_env()
     cfg = load_config(ExperimentConfig, [], ["engine.zero.stage=3", f"model.partitioned_load={mode}",
@@ -98,7 +107,9 @@ def run_mode(model_dir: Path, mode: str) -> list[dict]:
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1200)
     if proc.returncode != 0:
         raise SystemExit(f"{mode} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    rows = [json.loads(line[4:]) for line in proc.stdout.splitlines() if line.startswith("ROW ")]
+    # the ranks share one stdout: two rows can land on one line, so read each object where it starts
+    decoder = json.JSONDecoder()
+    rows = [decoder.raw_decode(proc.stdout, m.end())[0] for m in re.finditer(r"ROW (?=\{)", proc.stdout)]
     return sorted(rows, key=lambda r: r["rank"])
 
 
@@ -106,10 +117,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="small,large")
     parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--out", help="where to write the JSON (default: benchmarks/results/partitioned_load.json)")
+    parser.add_argument("--smoke", action="store_true", help="the tiny size only, JSON to a temp file")
     args = parser.parse_args()
     if args.worker:
         worker(*args.worker)
         return
+    if args.smoke:
+        args.sizes = "tiny"
     results = []
     for size in args.sizes.split(","):
         with tempfile.TemporaryDirectory() as tmp:
@@ -134,7 +149,8 @@ def main() -> None:
             grow = lambda r: r["after_engine_mb"] - r["before_mb"]  # noqa: E731
             print(f"{size} rank {rank}: peak growth partitioned / whole = {grow(part):.0f} / {grow(whole):.0f} MB "
                   f"= {grow(part) / grow(whole):.2f}x")
-    out = ROOT / "benchmarks" / "results" / "partitioned_load.json"
+    out = Path(smoke_out(args.out, args.smoke, "partitioned_load.json"))
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1) + "\n")
     print(f"wrote {out}")
 

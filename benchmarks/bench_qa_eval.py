@@ -8,6 +8,9 @@ is made; the values themselves mean little here). Both evaluations run in every 
 ``--repeats`` alternated runs each; forward passes are counted.
 
     .venv/bin/python benchmarks/bench_qa_eval.py --run runs/inject/<run> [--out benchmarks/results/qa_eval.json]
+
+``--smoke`` builds the smallest injection (bench_eval's) unless ``--run`` is given, runs once with
+4-token answers and writes to a temporary file (or ``--out``): it checks that the script still runs.
 """
 
 from __future__ import annotations
@@ -22,9 +25,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_eval import CountingForward, full_eval  # noqa: E402
+from bench_eval import CountingForward, full_eval, open_run  # noqa: E402
+from smoke import SMOKE_NEW_TOKENS, smoke_out  # noqa: E402
 
-from mlu_dist.config import load_config  # noqa: E402
 from mlu_dist.data import load_data  # noqa: E402
 from mlu_dist.data.splits import FactSplit, split_facts  # noqa: E402
 from mlu_dist.eval.config import EvalConfig  # noqa: E402
@@ -32,7 +35,6 @@ from mlu_dist.eval.generate import cache_kwarg  # noqa: E402
 from mlu_dist.eval.metrics import default_metrics  # noqa: E402
 from mlu_dist.eval.qa import score_qa, tofu_table  # noqa: E402
 from mlu_dist.eval.runner import Evaluator  # noqa: E402
-from mlu_dist.experiment import ExperimentConfig  # noqa: E402
 from mlu_dist.modeling import load_pretrained  # noqa: E402
 
 
@@ -52,18 +54,23 @@ def qa_from_facts(facts, split) -> dict:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--run", required=True, help="an injection run dir")
+    ap.add_argument("--run", help="an injection run dir (required without --smoke)")
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--out", default=str(ROOT / "benchmarks/results/qa_eval.json"))
+    ap.add_argument("--out", help="where to write the JSON (default: benchmarks/results/qa_eval.json)")
+    ap.add_argument("--smoke", action="store_true", help="the smallest injection, one repeat, JSON to a temp file")
     args = ap.parse_args()
-    run = Path(args.run)
-    cfg = load_config(ExperimentConfig, [run / "config.yaml"])
+    if not (args.run or args.smoke):
+        ap.error("--run is required (or --smoke)")
+    args.out = smoke_out(args.out, args.smoke, "qa_eval.json")
+    if args.smoke:
+        args.repeats = 1
+    cfg, run = open_run(args)
     model, tok = load_pretrained(run / "model")
     model.eval()
     facts, _ = load_data(cfg.data)
     split = split_facts(facts.fact_ids, cfg.inject.n_targets, cfg.inject.n_controls, cfg.inject.split_seed)
-    ecfg = EvalConfig(batch_size=args.batch_size)
+    ecfg = EvalConfig(batch_size=args.batch_size, max_new_tokens=SMOKE_NEW_TOKENS if args.smoke else 12)
     qa = qa_from_facts(facts, split)
 
     def qa_eval():

@@ -16,6 +16,9 @@ outage (a well-formed key, a server that does not answer). Prints the table and 
 benchmarks/results/faults.json.
 
     .venv/bin/python benchmarks/faults.py [--trials 3] [--only sigterm,torn_jsonl]
+
+``--smoke`` runs one trial of the torn metrics line (single-process, no timing races) on a 12-step
+run with a checkpoint every 3, and writes to a temporary file (or ``--out``): it checks that the script still runs.
 """
 
 from __future__ import annotations
@@ -33,9 +36,21 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from smoke import smoke_out  # noqa: E402
+
+
+
+def base_args(steps: int, save_every: int) -> list[str]:
+    return ["base", "-c", "experiments/quick", "engine.backend=torch", f"base.steps={steps}",
+            f"base.save_every={save_every}", "base.log_every=1", "data.langs=[en,de,ha]", "tracking.wandb=false",
+            "base.warmup_steps=2"]
+
+
+# the trial run's length; --smoke shortens it (rebinding these once, before any trial)
 STEPS, SAVE_EVERY = 30, 5
-BASE = ["base", "-c", "experiments/quick", "engine.backend=torch", f"base.steps={STEPS}", f"base.save_every={SAVE_EVERY}",
-        "base.log_every=1", "data.langs=[en,de,ha]", "tracking.wandb=false", "base.warmup_steps=2"]
+BASE = base_args(STEPS, SAVE_EVERY)
 DS = ["engine.backend=deepspeed", "-c", "deepspeed/zero3", "--nproc", "2"]
 
 
@@ -108,9 +123,10 @@ def rerun(args, out: Path, reference, fault_step: int) -> dict:
 
 
 # --- the faults: each returns the trial's row -----------------------------------------------------
-def signal_mid_run(sig, args=BASE, reference=None, save_every=SAVE_EVERY):
+def signal_mid_run(sig, reference=None):
     def trial(out: Path, rng: random.Random) -> dict:
         at = rng.randint(3, STEPS - 3)
+        args = BASE
         proc = start(args, out)
         step = wait_for_step(proc, out, at)
         os.killpg(proc.pid, sig)
@@ -251,13 +267,23 @@ FAULTS = {
 }
 
 
+SMOKE_FAULTS = "torn_jsonl"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, default=3)
     ap.add_argument("--only", default="", help="comma-separated faults (default: all): " + ", ".join(FAULTS))
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "faults.json"))
+    ap.add_argument("--out", help="where to write the JSON (default: benchmarks/results/faults.json)")
+    ap.add_argument("--smoke", action="store_true", help=f"one trial of {SMOKE_FAULTS}, JSON to a temp file")
     args = ap.parse_args()
+    if args.smoke:
+        global STEPS, SAVE_EVERY, BASE
+        args.trials, args.only = 1, args.only or SMOKE_FAULTS
+        STEPS, SAVE_EVERY = 12, 3
+        BASE = base_args(STEPS, SAVE_EVERY)
+    args.out = smoke_out(args.out, args.smoke, "faults.json")
     names = [n for n in args.only.split(",") if n] or list(FAULTS)
     unknown = [n for n in names if n not in FAULTS]
     if unknown:

@@ -72,7 +72,7 @@ def test_each_job_may_have_zero_settings_of_its_own():
 
 
 def test_partitioned_loading_follows_the_stage_and_the_checkpoint_size(tmp_path):
-    from mlu_dist.jobs.common import partitioned_load_choice
+    from mlu_dist.jobs.model import partitioned_load_choice
 
     (tmp_path / "model.safetensors").write_bytes(b"0" * 1000)
     z3 = load_config(ExperimentConfig, [], ["engine.zero.stage=3"])

@@ -74,12 +74,15 @@ def test_utility_ppl_is_the_geometric_mean_over_languages_in_summary_and_guard()
     assert entry["all"]["lo"] <= entry["all"]["mean"] <= entry["all"]["hi"]
     assert {lang: s["mean"] for lang, s in entry["lang"].items()} == pytest.approx(per_lang)
     # the unlearning guard's unlearn/ppl (its evaluate step on canned values; no model needed)
+    from mlu_dist.jobs.curves import CurveRecorder
+
+    recorder = CurveRecorder.__new__(CurveRecorder)  # the live engine's evaluation, scripted
+    recorder.evaluator = SimpleNamespace(run=lambda metrics: {"utility_nll": SKEWED_NLL, "fake_rate": {
+        lang: {"a": 0.0} for lang in SKEWED_NLL}})
+    recorder.metrics, recorder.langs, recorder.curves, recorder.groups = [], list(SKEWED_NLL), None, {"en": ["en"]}
     hooks = CurveHooks.__new__(CurveHooks)
     hooks.engine = SimpleNamespace(module=SimpleNamespace(eval=lambda: None))
-    hooks.evaluator = SimpleNamespace(run=lambda metrics: {"utility_nll": SKEWED_NLL, "fake_rate": {
-        lang: {"a": 0.0} for lang in SKEWED_NLL}})
-    hooks.metrics, hooks.langs, hooks.curves, hooks.ppl0 = [], list(SKEWED_NLL), None, None
-    hooks.groups = {"en": ["en"]}
+    hooks.recorder, hooks.metrics, hooks.langs, hooks.ppl0 = recorder, [], list(SKEWED_NLL), None
     hooks.job, hooks.u = SimpleNamespace(forget_langs=["en"], best=(math.inf, None)), SimpleNamespace(best="last")
     metrics = hooks.evaluate(0)
     assert metrics["unlearn/ppl"] == entry["all"]["mean"] and metrics["unlearn/ppl_ratio"] == 1.0

@@ -227,7 +227,7 @@ def test_a_one_task_slurm_job_is_not_one_rank_of_a_world_inherited_from_the_shel
 
 def test_the_eval_mode_is_chosen_after_the_allocator_releases_its_cache(monkeypatch):
     """torch.cuda mocked: 30 GB free of which 20 GB only once the caching allocator releases them."""
-    from mlu_dist.jobs.common import model_copy_choice
+    from mlu_dist.jobs.evaluation import model_copy_choice
 
     state = {"released": False}
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: state.update(released=True))

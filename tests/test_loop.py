@@ -305,7 +305,7 @@ def test_activation_checkpointing_and_eager_attention_train_the_same_model(tmp_p
     assert losses["eager"] == pytest.approx(losses["plain"], rel=1e-4)
     model, _ = load_pretrained(runs["eager"] / "model", attn_implementation="eager")
     assert model.config._attn_implementation == "eager"
-    from mlu_dist.jobs.common import activation_checkpointing
+    from mlu_dist.jobs.model import activation_checkpointing
 
     cfg = _cfg(tmp_path, "model.activation_checkpointing=true")
     assert activation_checkpointing(model, cfg.model).is_activation_checkpointing  # the switch does switch
@@ -316,7 +316,7 @@ def test_a_verified_export_lets_a_run_drop_its_checkpoints_and_export_keeps_the_
     import torch
 
     from mlu_dist.jobs.base import run_base
-    from mlu_dist.jobs.common import export_problems
+    from mlu_dist.jobs.saving import export_problems
     from mlu_dist.jobs.export import export_run
     from mlu_dist.modeling import load_pretrained
     from mlu_dist.runs.rundir import ResumeError

@@ -232,7 +232,7 @@ def test_report_html_renders_in_headless_chromium(study, tmp_path):
     assert dom.returncode == 0, dom.stderr[-2000:]
     page = _Page()
     page.feed(dom.stdout)
-    assert len(page.tables) == 3 and len([c for c in _grid_cells(page) if "differ" in c[0]]) >= 5
+    assert len(page.tables) == 4 and len([c for c in _grid_cells(page) if "differ" in c[0]]) >= 5
     assert re.search(r'<td class="[^"]*removed[^"]*">✓ 0\.00', dom.stdout) and "✗ 1.00" in dom.stdout
     shot = tmp_path / "report.png"
     proc = subprocess.run([*browser, "--hide-scrollbars", "--window-size=1280,1400", f"--screenshot={shot}", page_url],

@@ -10,7 +10,9 @@ from mlu_dist.data import load_data
 from mlu_dist.engine.dist import DistInfo, setup_env
 from mlu_dist.engine.loop import LoopHooks
 from mlu_dist.eval.likelihood import completion_logprobs, fake_preference
-from mlu_dist.jobs.common import activation_checkpointing, apply_lora, export_model, model_and_tokenizer, say
+from mlu_dist.jobs.common import say
+from mlu_dist.jobs.model import activation_checkpointing, apply_lora, model_and_tokenizer
+from mlu_dist.jobs.saving import export_model
 from mlu_dist.jobs.skeleton import Trained, TrainingSetup, require_finished, run_training
 from mlu_dist.runs.layout import base_run_dir
 from mlu_dist.objectives import NLLObjective

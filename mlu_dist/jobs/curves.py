@@ -7,7 +7,7 @@ stopping rule) stays in the job."""
 from __future__ import annotations
 
 from mlu_dist.eval.summary import language_groups
-from mlu_dist.jobs.common import EngineEvaluation
+from mlu_dist.jobs.evaluation import EngineEvaluation
 from mlu_dist.unlearn.curves import CurveWriter, curve_table
 
 

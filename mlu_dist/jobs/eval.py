@@ -21,7 +21,8 @@ from mlu_dist.eval.metrics import METRICS, value_names
 from mlu_dist.eval.prompts import end_ids
 from mlu_dist.eval.runner import Evaluator, Rank
 from mlu_dist.eval.summary import format_table, summarize
-from mlu_dist.jobs.common import device_forward, model_copy_choice, say
+from mlu_dist.jobs.common import say
+from mlu_dist.jobs.evaluation import device_forward, model_copy_choice
 from mlu_dist.modeling import load_pretrained
 
 if TYPE_CHECKING:

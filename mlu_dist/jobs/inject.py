@@ -23,8 +23,10 @@ from mlu_dist.eval import knowledge
 from mlu_dist.eval.likelihood import completion_logprobs, fake_preference
 from mlu_dist.inject.data import injection_pools, per_micro_batch
 from mlu_dist.jobs.base import run_base
-from mlu_dist.jobs.common import (EngineEvaluation, activation_checkpointing, apply_lora, export_model,
-                                  model_and_tokenizer, say)
+from mlu_dist.jobs.common import say
+from mlu_dist.jobs.evaluation import EngineEvaluation
+from mlu_dist.jobs.model import activation_checkpointing, apply_lora, model_and_tokenizer
+from mlu_dist.jobs.saving import export_model
 from mlu_dist.jobs.skeleton import HookContext, Trained, TrainingSetup, require_finished, run_training
 from mlu_dist.runs.layout import inject_run_dir
 from mlu_dist.objectives import NLLObjective

@@ -27,7 +27,10 @@ from mlu_dist.data.splits import split_facts
 from mlu_dist.engine.dist import DistInfo, setup_env
 from mlu_dist.engine.loop import LoopHooks
 from mlu_dist.eval.summary import summarize
-from mlu_dist.jobs.common import EngineEvaluation, activation_checkpointing, apply_lora, export_model, pretrained, say
+from mlu_dist.jobs.common import say
+from mlu_dist.jobs.evaluation import EngineEvaluation
+from mlu_dist.jobs.model import activation_checkpointing, apply_lora, pretrained
+from mlu_dist.jobs.saving import export_model
 from mlu_dist.jobs.curves import CurveRecorder
 from mlu_dist.jobs.skeleton import HookContext, Trained, TrainingSetup, require_finished, run_training
 from mlu_dist.runs.layout import relearn_run_dir

@@ -21,7 +21,8 @@ from mlu_dist.engine.checkpoint import Checkpointer
 from mlu_dist.engine.data import BatchPlan, steps_for_epochs
 from mlu_dist.engine.dist import DistInfo
 from mlu_dist.engine.loop import LoopHooks, LoopResult, Stop, redeliver, train_loop
-from mlu_dist.jobs.common import TRAIN_KEYS, make_engine, make_tracker, save_skeleton, say
+from mlu_dist.jobs.common import TRAIN_KEYS, make_engine, make_tracker, say
+from mlu_dist.jobs.saving import save_skeleton
 from mlu_dist.objectives import Objective
 from mlu_dist.tokens import Encoded
 from mlu_dist.train_config import TrainConfig
@@ -125,7 +126,7 @@ def _drop_checkpoints(run_dir: Path) -> str:
     """Delete a finished run's checkpoints once its exported model is verified; say what happened."""
     import shutil
 
-    from mlu_dist.jobs.common import export_problems
+    from mlu_dist.jobs.saving import export_problems
 
     problems = export_problems(run_dir / "model")
     if problems:

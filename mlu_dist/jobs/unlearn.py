@@ -23,7 +23,9 @@ from mlu_dist.engine.dist import DistInfo, setup_env
 from mlu_dist.engine.loop import LoopHooks, Stop
 from mlu_dist.eval.metrics import METRICS
 from mlu_dist.eval.summary import utility_ppl
-from mlu_dist.jobs.common import activation_checkpointing, apply_lora, export_model, pretrained, say
+from mlu_dist.jobs.common import say
+from mlu_dist.jobs.model import activation_checkpointing, apply_lora, pretrained
+from mlu_dist.jobs.saving import export_model
 from mlu_dist.jobs.curves import CurveRecorder
 from mlu_dist.jobs.skeleton import HookContext, Trained, TrainingSetup, run_training
 from mlu_dist.runs.layout import unlearn_run_dir
