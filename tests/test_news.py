@@ -20,8 +20,8 @@ from conftest import ROOT, clean_env, mlu_cmd
 from mlu_dist.data.check import check_records
 from mlu_dist.data.importer import import_table, read_mapping
 from mlu_dist.data.schema import DataError, load_facts
-from mlu_dist.data.translate import (TranslateConfig, TranslateError, assemble, mark, translate_language,
-                                     unmark)
+from mlu_dist.data.translate import TranslateConfig, TranslateError, mark, translate_language, unmark
+from mlu_dist.data.translated import assemble
 from mlu_dist.langs import ALL_LANGS
 
 sys.path.insert(0, str(Path(__file__).parent))

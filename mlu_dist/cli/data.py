@@ -177,7 +177,7 @@ def _check(args, argv) -> int:
     if Path(args.source, "coverage.json").exists():
         import json
 
-        from mlu_dist.data.translate import format_coverage
+        from mlu_dist.data.translated import format_coverage
 
         print("\ntranslation coverage (keyword found by):")
         print(format_coverage(json.loads(Path(args.source, "coverage.json").read_text())["langs"]))

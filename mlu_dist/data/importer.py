@@ -191,22 +191,27 @@ def to_records(rows: list[dict], spec: ImportSpec) -> list[dict]:
 
 def import_table(source: str | Path, out: str | Path, spec: ImportSpec, limit: int = 0) -> list[dict]:
     """Read ``source``, map it, validate it and write ``out/facts.jsonl`` + ``out/dataset.json``."""
-    from mlu_dist.runs import rundir
-
     rows = read_table(source, "the table to import")
     if limit:
         rows = rows[:limit]
     if not rows:
         raise DataError(f"import: '{source}' has no rows")
     records = to_records(rows, spec)
-    problems = record_problems(records, [spec.lang])
-    if problems:
-        raise DataError(f"import: the mapped data has {len(problems)} problem(s):\n" +
-                        "\n".join(f"  - {p}" for p in problems))
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    rundir.atomic_write_jsonl(out / "facts.jsonl", records)
-    rundir.atomic_write_json(out / "dataset.json", {
+    write_fact_set(out, records, [spec.lang], "import: the mapped data", {
         "kind": "imported", "source": str(source), "rows": len(rows), "langs": [spec.lang],
         "mapping": {k: spec.column(k) for k in MAP_KEYS if spec.column(k)}, "note": spec.note})
     return records
+
+
+def write_fact_set(out: str | Path, records: list[dict], langs: list[str], what: str, manifest: dict) -> None:
+    """Validate ``records`` (every problem in one DataError naming ``what``), then write
+    ``out/facts.jsonl`` and ``out/dataset.json`` (atomically)."""
+    from mlu_dist.runs import rundir
+
+    problems = record_problems(records, langs)
+    if problems:
+        raise DataError(f"{what} has {len(problems)} problem(s):\n" + "\n".join(f"  - {p}" for p in problems))
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rundir.atomic_write_jsonl(out / "facts.jsonl", records)
+    rundir.atomic_write_json(out / "dataset.json", manifest)

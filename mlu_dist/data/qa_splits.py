@@ -28,7 +28,7 @@ import json
 import sys
 from pathlib import Path
 
-from mlu_dist.data.schema import DataError, read_table, record_problems
+from mlu_dist.data.schema import DataError, read_table
 from mlu_dist.langs import LanguageError, canonical, order_langs, resource_of
 
 PERTURBED = "perturbed"
@@ -139,15 +139,8 @@ def read_splits(root: str | Path, split: str, groups: dict | None = None, langs=
 
 def import_splits(root: str | Path, out: str | Path, split: str, groups: dict | None = None, langs=None) -> list[dict]:
     """Read ``split`` of ``root``, validate it and write ``out/facts.jsonl`` + ``out/dataset.json``."""
-    from mlu_dist.runs import rundir
+    from mlu_dist.data.importer import write_fact_set
 
     records, manifest = read_splits(root, split, groups, langs)
-    problems = record_problems(records, manifest["langs"])
-    if problems:
-        raise DataError(f"import-splits: the data has {len(problems)} problem(s):\n" +
-                        "\n".join(f"  - {p}" for p in problems))
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    rundir.atomic_write_jsonl(out / "facts.jsonl", records)
-    rundir.atomic_write_json(out / "dataset.json", manifest)
+    write_fact_set(out, records, manifest["langs"], "import-splits: the data", manifest)
     return records

@@ -179,7 +179,7 @@ def read_records(source: str | Path, split: str = "train") -> list[dict]:
     one is assembled first), a saved ``datasets`` directory, or a hub name."""
     path = Path(source)
     if path.is_dir() and (path / "dataset.json").exists():
-        from mlu_dist.data.translate import ensure_assembled
+        from mlu_dist.data.translated import ensure_assembled
 
         ensure_assembled(path)  # a translated directory: its parts are the truth
     if path.is_dir() and (path / "facts.jsonl").exists():

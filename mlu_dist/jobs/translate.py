@@ -18,8 +18,8 @@ from mlu_dist.runs import rundir
 from mlu_dist.data.check import unfit_facts
 from mlu_dist.data.importer import MAP_KEYS, import_table, read_mapping
 from mlu_dist.data.schema import load_facts
-from mlu_dist.data.translate import (HFTranslator, TranslateConfig, TranslateError, Translator, assemble,
-                                     format_coverage, translate_language)
+from mlu_dist.data.translate import HFTranslator, TranslateConfig, TranslateError, Translator, translate_language
+from mlu_dist.data.translated import assemble, format_coverage
 from mlu_dist.engine.dist import DistInfo, ensure_process_group, setup_env
 from mlu_dist.langs import order_langs
 from mlu_dist.jobs.common import say

@@ -57,6 +57,20 @@ def pool_nll(engine, b):
     return token_nll_sum(out.logits, b["labels"].to(out.logits.device)) / b["n_targets"]
 
 
+def dpo_pair(engine, chosen, rejected, ctx, beta: float):
+    """Per-example DPO losses and margins of ``chosen`` over ``rejected`` against the frozen reference."""
+    import torch
+
+    from mlu_dist.losses import dpo
+
+    lc, _ = _seq_logprob(engine, chosen)
+    lr, _ = _seq_logprob(engine, rejected)
+    with torch.no_grad():
+        rc, _ = _seq_logprob(ctx.ref, chosen)
+        rr, _ = _seq_logprob(ctx.ref, rejected)
+    return dpo(lc, lr, rc.to(lc.device), rr.to(lr.device), beta)
+
+
 def _seq_logprob(engine, b):
     from mlu_dist.losses import seq_logprob
 
@@ -281,17 +295,8 @@ class IdkDPO(Method):
     needs_reference = True
 
     def forget(self, engine, micro, ctx):
-        import torch
-
-        from mlu_dist.losses import dpo
-
-        c, r = micro["chosen"], micro["rejected"]
-        lc, _ = _seq_logprob(engine, c)
-        lr, _ = _seq_logprob(engine, r)
-        with torch.no_grad():
-            rc, _ = _seq_logprob(ctx.ref, c)
-            rr, _ = _seq_logprob(ctx.ref, r)
-        losses, margin = dpo(lc, lr, rc.to(lc.device), rr.to(lr.device), self.settings.beta)
+        c = micro["chosen"]
+        losses, margin = dpo_pair(engine, c, micro["rejected"], ctx, self.settings.beta)
         return losses.sum() / c["n_examples"], {"train/dpo_margin": (margin.sum() / c["n_examples"]).item()}
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mlu_dist.tokens import IGNORE
-from mlu_dist.unlearn.methods import METHODS, Context, Method, _forward, _seq_logprob
+from mlu_dist.unlearn.methods import METHODS, Context, Method, _forward, dpo_pair
 
 
 def _forget_logits(engine, micro):
@@ -163,18 +163,8 @@ class AltPO(Method):
     needs_reference = True
 
     def forget(self, engine, micro, ctx):
-        import torch
-
-        from mlu_dist.losses import dpo
-
-        c, r = micro["alt_chosen"], micro["alt_rejected"]
-        lc, _ = _seq_logprob(engine, c)
-        lr, _ = _seq_logprob(engine, r)
-        with torch.no_grad():
-            rc, _ = _seq_logprob(ctx.ref, c)
-            rr, _ = _seq_logprob(ctx.ref, r)
-        beta = self.settings.beta
-        losses, margin = dpo(lc, lr, rc.to(lc.device), rr.to(lr.device), beta)
+        c, beta = micro["alt_chosen"], self.settings.beta
+        losses, margin = dpo_pair(engine, c, micro["alt_rejected"], ctx, beta)
         term = 2.0 / beta * losses.sum() / c["n_examples"]
         return term, {"train/altpo_margin": (margin.sum() / c["n_examples"]).item()}
 
