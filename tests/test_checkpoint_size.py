@@ -6,7 +6,6 @@ skipped and the final save raised DiskFull."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -116,7 +115,10 @@ def test_the_count_matches_what_deepspeed_writes_at_every_stage(tmp_path):
     root = Path(__file__).resolve().parents[1]
     code = ("import json, sys; sys.path[:0] = [sys.argv[1]]; from tests.test_checkpoint_size import _measure; "
             "print(json.dumps(_measure(sys.argv[2])))")
-    env = dict(os.environ, PYTHONPATH=str(root), OMP_NUM_THREADS="1")
+    from conftest import clean_env
+
+    # no rank variables from this process: an earlier in-process test's MASTER_PORT is still bound here
+    env = clean_env(PYTHONPATH=str(root), OMP_NUM_THREADS="1")
     proc = subprocess.run([sys.executable, "-c", code, str(root), str(tmp_path)], capture_output=True, text=True,
                           env=env, cwd=root, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
