@@ -44,12 +44,7 @@ def plot_mia_heatmap(summaries: dict[str, dict], out: Path, attack: str = "min_k
             ax.text(j, i, "–" if math.isnan(v) else f"{v:.2f}", ha="center", va="center", fontsize=8)
     fig.colorbar(image, ax=ax, label=f"MIA AUC ({attack}); 0.5 = chance")
     ax.set_title(title or f"membership inference per probe language ({attack})")
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return _save(fig, out)
 
 
 def plot_tradeoff(points: list[dict], out: Path, title: str = "") -> Path:
@@ -80,6 +75,13 @@ def plot_tradeoff(points: list[dict], out: Path, title: str = "") -> Path:
     unique = dict(zip(labels, handles))
     fig.legend(unique.values(), unique.keys(), fontsize=7, loc="upper right")
     fig.suptitle(title or "forget quality vs model utility")
+    return _save(fig, out)
+
+
+def _save(fig, out) -> Path:
+    """Write ``fig`` to ``out`` (its folder made) and release it."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
