@@ -45,6 +45,18 @@ def _release_deepspeed_shm():
 
 
 @pytest.fixture(scope="session")
+def world():
+    """A small mini-world's facts and a tokenizer trained on its corpus (no model: seconds)."""
+    from mlu_dist.data import DataConfig, load_data
+    from mlu_dist.modeling import train_tokenizer
+
+    cfg = DataConfig()
+    cfg.world.n_people, cfg.world.n_towns, cfg.world.n_companies, cfg.world.n_rivers = 6, 4, 3, 3
+    facts, corpus = load_data(cfg)
+    return facts, train_tokenizer([r["text"] for r in corpus], 800)
+
+
+@pytest.fixture(scope="session")
 def quick_base(tmp_path_factory):
     """A quick base model trained once per session, in-process, on one rank."""
     from mlu_dist.config import load_config

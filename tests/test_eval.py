@@ -10,7 +10,6 @@ import torch
 
 from conftest import QUICK, clean_env, mlu_cmd
 from mlu_dist.config import load_config
-from mlu_dist.data import DataConfig, load_data
 from mlu_dist.data.splits import FactSplit
 from mlu_dist.eval.config import EvalConfig
 from mlu_dist.eval.matching import contains_keyword
@@ -18,7 +17,6 @@ from mlu_dist.eval.runner import Evaluator
 from mlu_dist.eval.stats import bootstrap_ci
 from mlu_dist.experiment import ExperimentConfig
 from mlu_dist.jobs.inject import run_inject
-from mlu_dist.modeling import train_tokenizer
 
 
 # --- matching -------------------------------------------------------------------------------------
@@ -110,14 +108,6 @@ class ScriptedLM:
         logits = torch.zeros(input_ids.shape[0], input_ids.shape[1], self.vocab)
         logits[:, -1, self.script[min(step, len(self.script) - 1)]] = 10.0
         return SimpleNamespace(logits=logits, cache=StepCache(step=step))
-
-
-@pytest.fixture(scope="module")
-def world():
-    cfg = DataConfig()
-    cfg.world.n_people, cfg.world.n_towns, cfg.world.n_companies, cfg.world.n_rivers = 6, 4, 3, 3
-    facts, corpus = load_data(cfg)
-    return facts, train_tokenizer([r["text"] for r in corpus], 800)
 
 
 def test_a_model_that_always_states_the_fake_gets_fake_rate_one_only_where_the_keyword_matches(world):

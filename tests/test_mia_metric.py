@@ -7,7 +7,6 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from mlu_dist.data import DataConfig, load_data
 from mlu_dist.data.splits import FactSplit
 from mlu_dist.eval import mia
 from mlu_dist.eval.config import EvalConfig
@@ -15,16 +14,7 @@ from mlu_dist.eval.likelihood import completion_logprobs
 from mlu_dist.eval.runner import Evaluator
 from mlu_dist.eval.summary import summarize
 from mlu_dist.eval.token_stats import token_stats
-from mlu_dist.modeling import train_tokenizer
 from mlu_dist.tokens import Example, encode
-
-
-@pytest.fixture(scope="module")
-def world():
-    cfg = DataConfig()
-    cfg.world.n_people, cfg.world.n_towns, cfg.world.n_companies, cfg.world.n_rivers = 6, 4, 3, 3
-    facts, corpus = load_data(cfg)
-    return facts, train_tokenizer([r["text"] for r in corpus], 800)
 
 
 @pytest.fixture(scope="module")
