@@ -10,8 +10,11 @@ from pathlib import Path
 from mlu_dist.config import ConfigError
 from mlu_dist.engine.config import EngineConfig
 from mlu_dist.engine.dist import DistInfo
+from mlu_dist.logs import get_logger
 from mlu_dist.tracking import FanOut, JsonlTracker, NullTracker, TrackerContext, build_trackers
 from mlu_dist.train_config import TrainConfig
+
+log = get_logger(__name__)
 
 TRAIN_KEYS = {"base": "base", "inject": "inject.train", "unlearn": "unlearn.train", "relearn": "relearn.train"}
 """Where each job's TrainConfig sits in the experiment config (errors name the real dotted key)."""
@@ -20,9 +23,9 @@ TRAIN_CONFIGS = {"base": lambda cfg: cfg.base, "inject": lambda cfg: cfg.inject.
 
 
 def say(dist: DistInfo, *msg) -> None:
-    """Print on rank 0 only."""
+    """Log on rank 0 only (the ``mlu_dist.jobs`` logger; ``--quiet`` hides it)."""
     if dist.is_main:
-        print(*msg, flush=True)
+        log.info(" ".join(str(m) for m in msg))
 
 
 def make_engine(model, cfg: TrainConfig, engine_cfg: EngineConfig, dist: DistInfo, job: str = "base"):
