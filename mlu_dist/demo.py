@@ -67,16 +67,16 @@ def run_demo(quick: bool = False, seeds: list[int] | None = None, out_dir: str |
     if spread.exists():
         print("\n## Spread after injection: fake_rate by probe group (mean [95% CI])\n")
         print(_group_table(spread))
-    grid_md = report / "report.md"
-    if grid_md.exists():
-        text = grid_md.read_text(encoding="utf-8")
+    grid = json.loads((report / "grid.json").read_text()) if (report / "grid.json").exists() else {}
+    if grid.get("rows"):
+        from mlu_dist.report import grid_markdown
+
         print("\n## The paper's grid\n")
-        print(text.split("## The paper's grid", 1)[1].split("## Utility", 1)[0].strip())
-    paper = json.loads((report / "grid.json").read_text()).get("paper") if (report / "grid.json").exists() else None
-    if paper:
+        print(grid_markdown(grid["rows"], grid["threshold"]).strip())
+    if grid.get("paper"):
         from mlu_dist.report import agreement_line
 
-        print(f"\n[demo] against the paper: {agreement_line(paper)}")
+        print(f"\n[demo] against the paper: {agreement_line(grid['paper'])}")
     print(f"\n[demo] {len(out['submitted'])} cell(s) ran, {len(out['skipped'])} reused, "
           f"{time.time() - t0:.0f} s wall")
     if failed:

@@ -7,7 +7,8 @@ errors only, ``--verbose`` adds DEBUG. The level travels to launched ranks and s
 ``MLU_LOG_LEVEL``, so ``mlu --quiet sweep run`` is quiet all the way down.
 
 Progress messages go to stdout (where a Slurm ``.out`` file or a terminal shows them in order with
-the job's tables); what a command *returns* (a plan, a status table) is printed, not logged.
+the job's tables), warnings and errors to stderr; what a command *returns* (a plan, a status
+table, a job's result table) is printed, not logged.
 """
 
 from __future__ import annotations
@@ -63,12 +64,13 @@ class _Formatter(logging.Formatter):
 
 
 class _StdoutHandler(logging.Handler):
-    """Writes to the current ``sys.stdout`` (looked up at each record, so redirection and test
-    capture see it) and flushes, so lines interleave with prints in order."""
+    """Writes INFO and DEBUG to the current ``sys.stdout``, warnings and errors to ``sys.stderr``
+    (looked up at each record, so redirection and test capture see it), and flushes, so lines
+    interleave with prints in order."""
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            stream = sys.stdout
+            stream = sys.stderr if record.levelno >= logging.WARNING else sys.stdout
             stream.write(self.format(record) + "\n")
             stream.flush()
         except Exception:  # logging must never take the job down
@@ -99,3 +101,9 @@ def set_level(name: str) -> None:
     os.environ[LEVEL_ENV] = name
     _ensure_handler()
     logging.getLogger(ROOT).setLevel(LEVELS[name])
+
+
+def quiet() -> bool:
+    """True under ``--quiet`` (progress bars stay off too)."""
+    _ensure_handler()
+    return logging.getLogger(ROOT).level >= logging.WARNING

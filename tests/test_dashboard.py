@@ -294,5 +294,6 @@ def test_the_sweep_writes_its_dashboard_at_the_end_and_a_failure_is_one_warning(
     broken = tmp_path / "no-runs"
     broken.mkdir()
     _write_dashboard(broken)
-    out = capsys.readouterr().out.strip().splitlines()
-    assert len(out) == 1 and out[0].startswith("[dashboard] warning: not written (DashboardError")
+    printed = capsys.readouterr()
+    err = printed.err.strip().splitlines()
+    assert not printed.out and len(err) == 1 and err[0].startswith("warning: [dashboard] not written (DashboardError")

@@ -153,7 +153,7 @@ def test_an_srun_task_takes_slurms_ranks_over_ones_inherited_from_the_shell(env,
     d = dist_mod.setup_env()
     assert (d.rank, d.world_size, d.local_rank) == (0, 16, 0)
     assert os.environ["MASTER_ADDR"] == "gpu03" and os.environ["MASTER_PORT"] == str(20000 + 77)
-    assert "ignoring RANK=0 WORLD_SIZE=1" in capsys.readouterr().out
+    assert "ignoring RANK=0 WORLD_SIZE=1" in capsys.readouterr().err
 
 
 def test_ranks_set_by_torchrun_inside_an_srun_task_are_kept(env):

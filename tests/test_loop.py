@@ -366,9 +366,9 @@ def test_a_checkpoint_that_does_not_fit_is_skipped_when_periodic_and_refused_wit
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**12, 10**12 - need // 2, need // 2))
     said = []
-    ck.say = said.append
+    ck.warn = said.append
     assert ck.save(4, {"job": "test"}, optional=True) is None and not (root / "step_000004").exists()
-    assert said[-1].startswith("[mlu] WARNING: skipping the checkpoint at step 4: it needs")
+    assert said[-1].startswith("skipping the checkpoint at step 4: it needs")
     with pytest.raises(DiskFull, match=rf"cannot write the checkpoint at step 4: it needs .* GB, .* GB free at {root}"):
         ck.save(4, {"job": "test"})
     monkeypatch.undo()

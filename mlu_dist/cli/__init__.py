@@ -88,8 +88,24 @@ HANDLERS = {"world": _world, "demo": _demo, "eval": run_eval_command, "relearn":
             "sync": _sync, "dashboard": _dashboard, "export": _export}
 
 
+def _log_level(argv: list[str]) -> list[str]:
+    """Take ``-q/--quiet`` and ``-v/--verbose`` from anywhere on the line (``mlu sweep run X -q`` as
+    well as ``mlu -q sweep run X``) and set the level for this process and every one it starts."""
+    from mlu_dist.logs import set_level
+
+    quiet, verbose = ("-q", "--quiet"), ("-v", "--verbose")
+    asked = {a for a in argv if a in quiet + verbose}
+    if asked & set(quiet) and asked & set(verbose):
+        print("mlu: error: --quiet and --verbose contradict each other; give one", file=sys.stderr)
+        raise SystemExit(2)
+    if asked:
+        set_level("quiet" if asked & set(quiet) else "verbose")
+    return [a for a in argv if a not in asked]
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    argv = _log_level(argv)
     from mlu_dist.plugins import PluginError, load_plugins
 
     try:  # a plugin's methods, metrics, trackers and executors must be registered before configs load

@@ -54,6 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mlu", description="mlu_dist: learn-and-unlearn experiments on multilingual LLMs.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    loud = parser.add_mutually_exclusive_group()
+    loud.add_argument("-q", "--quiet", action="store_true",
+                      help="warnings and errors only (anywhere on the line; ranks and sweep workers follow)")
+    loud.add_argument("-v", "--verbose", action="store_true", help="also debug messages")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_study_commands(sub)
     _add_result_commands(sub)

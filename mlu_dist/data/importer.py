@@ -31,6 +31,9 @@ from pathlib import Path
 
 from mlu_dist.data.schema import DataError, read_table, record_problems
 from mlu_dist.langs import LanguageError, alias_note, canonical, group_problems, resource_of
+from mlu_dist.logs import get_logger
+
+log = get_logger(__name__)
 
 MAP_KEYS: dict[str, str] = {
     "fact_id": "", "real_text": "", "fake_text": "", "fake_keywords": "", "question": "",
@@ -102,14 +105,12 @@ def read_mapping(path: str | Path | None, pairs: list[str] | None = None) -> Imp
 
 def mapping_lang(code: str) -> str:
     """The canonical form of a mapping's language (a deprecated code is said on stderr and mapped)."""
-    import sys
-
     try:
         note = alias_note(code)
     except LanguageError as exc:
         raise DataError(f"mapping: {exc}") from None
     if note:
-        print(f"warning: mapping: {note}", file=sys.stderr)
+        log.warning(f"mapping: {note}")
     return canonical(code)
 
 

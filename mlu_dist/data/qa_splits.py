@@ -25,11 +25,13 @@ from __future__ import annotations
 
 import ast
 import json
-import sys
 from pathlib import Path
 
 from mlu_dist.data.schema import DataError, read_table
 from mlu_dist.langs import LanguageError, canonical, order_langs, resource_of
+from mlu_dist.logs import get_logger
+
+log = get_logger(__name__)
 
 PERTURBED = "perturbed"
 
@@ -129,7 +131,7 @@ def read_splits(root: str | Path, split: str, groups: dict | None = None, langs=
                         "rows per folder: " + ", ".join(f"{k} {n}" for k, n in counts.items()))
     records = [rec for c in codes for rec in _records(c, *rows[c], split, groups or {})]
     for note in notes:
-        print(f"warning: {note}", file=sys.stderr)
+        log.warning(note)
     others = sorted({p.name.rsplit("_", 1)[0] for p in Path(root).iterdir() if p.is_dir()}
                     - {split, f"{split}_{PERTURBED}"})
     return records, {"kind": "imported-splits", "source": str(root), "split": split,

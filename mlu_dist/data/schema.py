@@ -7,13 +7,15 @@ that a fake injected in one language can be probed in all of them. Files are rea
 
 from __future__ import annotations
 
-import sys
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 from mlu_dist.data.errors import DataError  # noqa: F401 (raised here; importers take it from here too)
 from mlu_dist.langs import LanguageError, canonical, lang_problems, order_langs
+from mlu_dist.logs import get_logger
+
+log = get_logger(__name__)
 
 FIELDS: dict[str, str] = {
     "fact_id": "id shared by the records of one fact across languages",
@@ -196,7 +198,7 @@ def load_facts(source: str | Path, langs: list[str] | None = None, split: str = 
     """
     records = read_records(source, split)
     for note in normalize_langs(records):
-        print(f"warning: fact data '{source}': {note}", file=sys.stderr)
+        log.warning(f"fact data '{source}': {note}")
     problems = record_problems(records, langs)
     if problems:
         raise DataError(f"fact data '{source}' has {len(problems)} problem(s):\n" + "\n".join(f"  - {p}" for p in problems))

@@ -32,6 +32,7 @@ from typing import Callable, Protocol
 from mlu_dist.data.errors import DataError
 from mlu_dist.eval.matching import contains_keyword, normalize
 from mlu_dist.langs import ALL_LANGS, LanguageError, canonical, resource_of, writes_without_spaces
+from mlu_dist.logs import quiet
 
 STRATEGIES = ("verbatim", "translated", "marked", "failed")
 SENTENCE_END = re.compile(r"(?<=[.!?。！？؟։])\s+|(?<=[。！？])")
@@ -249,7 +250,7 @@ def translate_segments(texts: list[str], src: str, tgt: str, translator: Transla
     if progress and mine:
         from tqdm import tqdm
 
-        bar = tqdm(total=sum(map(len, mine)), desc=f"translate {src}->{tgt}", unit="seg", disable=rank != 0)
+        bar = tqdm(total=sum(map(len, mine)), desc=f"translate {src}->{tgt}", unit="seg", disable=rank != 0 or quiet())
     for batch in mine:
         cache.add(batch, translator.translate(batch, src, tgt))
         if bar is not None:

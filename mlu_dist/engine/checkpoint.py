@@ -22,6 +22,9 @@ import torch
 
 from mlu_dist import comm
 from mlu_dist.runs.rundir import DiskFull, ResumeError, atomic_write_text
+from mlu_dist.logs import get_logger
+
+log = get_logger(__name__)
 
 PARTIAL = ".partial"
 TRASH = ".pruned-"
@@ -95,10 +98,11 @@ def _checkpoint_bytes(path: Path) -> int:
 
 
 class Checkpointer:
-    def __init__(self, run_dir: Path, engine, rank: int, world_size: int, keep: int = 2, say=print):
+    def __init__(self, run_dir: Path, engine, rank: int, world_size: int, keep: int = 2, say=None, warn=None):
         self.root = Path(run_dir) / "checkpoints"
         self.engine, self.rank, self.world_size, self.keep = engine, rank, world_size, keep
-        self.say = say if rank == 0 else (lambda *_: None)
+        self.say = say or log.info
+        self.warn = warn or log.warning
 
     def steps(self) -> list[Path]:
         """Every ``step_*`` directory, newest first (complete or not)."""
@@ -114,7 +118,7 @@ class Checkpointer:
             if problem is None:
                 out.append(path)
             elif not quiet:
-                self.say(f"[mlu] skipping checkpoint {path}: {problem}")
+                self.say(f"skipping checkpoint {path}: {problem}")
         return out
 
     def _hinted(self) -> str | None:
@@ -125,10 +129,10 @@ class Checkpointer:
         try:
             name = pointer.read_text().strip()
         except (OSError, UnicodeDecodeError) as exc:
-            self.say(f"[mlu] checkpoints/LATEST is unreadable ({exc}); looking for the newest checkpoint that verifies")
+            self.warn(f"checkpoints/LATEST is unreadable ({exc}); looking for the newest checkpoint that verifies")
             return None
         if not (self.root / name / "COMPLETE").exists():
-            self.say(f"[mlu] checkpoints/LATEST names '{name}', which is not a complete checkpoint; looking for the "
+            self.warn(f"checkpoints/LATEST names '{name}', which is not a complete checkpoint; looking for the "
                      f"newest one that verifies")
         return name
 
@@ -178,7 +182,7 @@ class Checkpointer:
                 error, client = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no message'}", None
             if comm.all_true(error is None):
                 return path, client
-            self.say(f"[mlu] checkpoint {path} did not load ({error or 'on another rank'}); trying an older one")
+            self.warn(f"checkpoint {path} did not load ({error or 'on another rank'}); trying an older one")
         raise ResumeError(f"no checkpoint in {self.root} loads (tried {', '.join(p.name for p in tried)}); nothing "
                           f"was deleted. Set resume=false to start over")
 
@@ -210,8 +214,8 @@ class Checkpointer:
         problem = self.room()
         if problem:
             if optional:
-                self.say(f"[mlu] WARNING: skipping the checkpoint at step {step}: it {problem}; the run resumes "
-                         f"from the previous one if it stops")
+                self.warn(f"skipping the checkpoint at step {step}: it {problem}; the run resumes "
+                          f"from the previous one if it stops")
                 return None
             raise DiskFull(f"cannot write the checkpoint at step {step}: it {problem}")
         final = self.root / (name or f"step_{step:06d}")
@@ -267,7 +271,7 @@ class Checkpointer:
         for path in list(self.root.glob(f"{TRASH}*")):
             shutil.rmtree(path, ignore_errors=True)  # a pruned checkpoint whose deletion was cut short
         for path in [p for p in self.steps() if not (p / "COMPLETE").exists()] + list(self.root.glob(f"*{PARTIAL}")):
-            self.say(f"[mlu] removing {path}: a save that did not finish")
+            self.say(f"removing {path}: a save that did not finish")
             shutil.rmtree(path, ignore_errors=True)
         for tmp in self.root.glob(".*.tmp*"):
             tmp.unlink(missing_ok=True)

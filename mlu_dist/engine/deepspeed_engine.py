@@ -23,6 +23,9 @@ from mlu_dist.engine.dist import DistInfo
 from mlu_dist.engine.op_lock import load_op_under_lock
 from mlu_dist.engine.optim import make_optimizer, make_scheduler, param_groups
 from mlu_dist.train_config import TrainConfig
+from mlu_dist.logs import get_logger
+
+log = get_logger(__name__)
 
 
 def _deep_merge(base: dict, extra: dict) -> dict:
@@ -87,7 +90,7 @@ def preload_comm_op() -> None:
     builder = get_accelerator().create_op_builder("ShareMemCommBuilder")
     if builder is None or not _shm_verdict(builder):
         return
-    load_op_under_lock(builder, say=lambda m: print(m, flush=True))
+    load_op_under_lock(builder)
 
 
 def preload_adam_op(zcfg: ZeroConfig, dist: DistInfo) -> None:
@@ -108,10 +111,9 @@ def preload_adam_op(zcfg: ZeroConfig, dist: DistInfo) -> None:
     if "TORCH_EXTENSIONS_DIR" not in os.environ:
         local = Path(os.environ.get("SLURM_TMPDIR") or os.environ.get("TMPDIR") or "/tmp") / f"torch_extensions-{os.getuid()}"
         os.environ["TORCH_EXTENSIONS_DIR"] = str(local)
-        if dist.is_main:
-            print(f"[mlu] engine.zero.optimizer=deepspeed: building {builder.name} into node-local {local} "
-                  f"(set TORCH_EXTENSIONS_DIR to choose; install with DS_BUILD_OPS=1 to skip the build)", flush=True)
-    load_op_under_lock(builder, say=lambda m: print(m, flush=True))
+        log.info(f"engine.zero.optimizer=deepspeed: building {builder.name} into node-local {local} "
+                 f"(set TORCH_EXTENSIONS_DIR to choose; install with DS_BUILD_OPS=1 to skip the build)")
+    load_op_under_lock(builder)
 
 
 _SHM_VERDICT: dict[str, bool] = {}

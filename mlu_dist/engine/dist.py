@@ -11,6 +11,10 @@ import os
 import socket
 from dataclasses import asdict, dataclass
 
+from mlu_dist.logs import get_logger
+
+log = get_logger(__name__)
+
 
 DEFAULT_TIMEOUT_MIN = 60.0
 """Minutes a collective may wait (``engine.timeout_min``); torch's and DeepSpeed's own 10 are less than
@@ -71,9 +75,9 @@ def _from_slurm() -> None:
     tasks = env.get("SLURM_STEP_NUM_TASKS", env.get("SLURM_NTASKS", "1"))
     if (env.get("RANK"), env.get("WORLD_SIZE")) not in ((None, None), (env["SLURM_PROCID"], tasks)):
         if env["SLURM_PROCID"] == "0":
-            print(f"[mlu] ignoring RANK={env.get('RANK')} WORLD_SIZE={env.get('WORLD_SIZE')} MASTER_ADDR="
+            log.warning(f"ignoring RANK={env.get('RANK')} WORLD_SIZE={env.get('WORLD_SIZE')} MASTER_ADDR="
                   f"{env.get('MASTER_ADDR')} MASTER_PORT={env.get('MASTER_PORT')} inherited from the submitting shell: "
-                  f"this is task {env['SLURM_PROCID']} of {tasks} of an srun step", flush=True)
+                  f"this is task {env['SLURM_PROCID']} of {tasks} of an srun step")
         for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):  # wrong in this job
             env.pop(key, None)
     if int(tasks) < 2:

@@ -17,6 +17,9 @@ from mlu_dist.engine.data import BatchPlan
 from mlu_dist.engine.dist import DistInfo
 from mlu_dist.objectives import Objective
 from mlu_dist.train_config import TrainConfig
+from mlu_dist.logs import get_logger, quiet
+
+log = get_logger(__name__)
 
 
 class Stop(str, enum.Enum):
@@ -44,10 +47,10 @@ class GracefulSignals:
 
     SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGUSR1", "SIGUSR2") if hasattr(signal, name))
 
-    def __init__(self, say=print):
+    def __init__(self, say=None):
         self.caught: int | None = None
         self.previous: dict = {}
-        self.say = say
+        self.say = say or log.warning
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
@@ -57,7 +60,7 @@ class GracefulSignals:
 
     def _catch(self, signum, frame) -> None:
         if self.caught is None:
-            self.say(f"[mlu] caught {signal.Signals(signum).name}: finishing this step, then a checkpoint and exit")
+            self.say(f"caught {signal.Signals(signum).name}: finishing this step, then a checkpoint and exit")
         self.caught = signum
 
     def __exit__(self, *exc) -> None:
@@ -105,8 +108,7 @@ class LoopHooks:
 def train_loop(engine, objective: Objective, plan: BatchPlan, cfg: TrainConfig, dist: DistInfo,
                tracker, checkpointer=None, hooks: LoopHooks | None = None, start_step: int = 0,
                pad_id: int = 0, desc: str = "train") -> LoopResult:
-    say = print if dist.is_main else (lambda *_: None)
-    with GracefulSignals(say) as signals:
+    with GracefulSignals() as signals:
         return _loop(engine, objective, plan, cfg, dist, tracker, checkpointer, hooks or LoopHooks(), start_step,
                      pad_id, desc, signals)
 
@@ -115,7 +117,7 @@ def _loop(engine, objective, plan, cfg, dist, tracker, checkpointer, hooks, star
           signals: GracefulSignals) -> LoopResult:
     history: list[dict] = []
     t0 = time.time()
-    bar = tqdm(total=cfg.steps, initial=start_step, desc=desc, disable=not dist.is_main, dynamic_ncols=True,
+    bar = tqdm(total=cfg.steps, initial=start_step, desc=desc, disable=not dist.is_main or quiet(), dynamic_ncols=True,
                mininterval=1.0)
     step = start_step
     result = LoopResult(start_step, start_step, history)

@@ -6,6 +6,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mlu_dist.logs import get_logger
+
+log = get_logger(__name__)
+
 
 def extensions_root() -> Path:
     """Where torch JIT-builds extensions: ``TORCH_EXTENSIONS_DIR``, else torch's default cache."""
@@ -16,7 +20,7 @@ def extensions_root() -> Path:
     return Path(os.environ.get("TORCH_EXTENSIONS_DIR") or cpp_extension.get_default_build_root())
 
 
-def load_op_under_lock(builder, root: Path | None = None, say=print):
+def load_op_under_lock(builder, root: Path | None = None, say=None):
     """Build or load a DeepSpeed op under a lock the kernel releases; returns the loaded module.
 
     torch JIT-loads an op through its FileBaton: a ``lock`` file in the op's build directory that
@@ -37,7 +41,7 @@ def load_op_under_lock(builder, root: Path | None = None, say=print):
             # <root>/<op>/lock under TORCH_EXTENSIONS_DIR, <root>/<py311_cu124>/<op>/lock under the default
             for stale in [*root.glob(f"{builder.name}/lock"), *root.glob(f"*/{builder.name}/lock")]:
                 stale.unlink(missing_ok=True)
-                say(f"[mlu] removed a stale torch-extension lock left by a killed process: {stale}")
+                (say or log.warning)(f"removed a stale torch-extension lock left by a killed process: {stale}")
             return builder.load(verbose=False)
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)

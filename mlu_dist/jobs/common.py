@@ -28,6 +28,12 @@ def say(dist: DistInfo, *msg) -> None:
         log.info(" ".join(str(m) for m in msg))
 
 
+def warn(dist: DistInfo, *msg) -> None:
+    """A warning, from rank 0 only (every rank would say the same); stderr, shown under ``--quiet``."""
+    if dist.is_main:
+        log.warning(" ".join(str(m) for m in msg))
+
+
 def make_engine(model, cfg: TrainConfig, engine_cfg: EngineConfig, dist: DistInfo, job: str = "base"):
     """The configured backend around ``model`` with ``job``'s ZeRO settings (the engine owns the
     optimizer and the schedule)."""

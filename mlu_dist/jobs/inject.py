@@ -23,7 +23,8 @@ from mlu_dist.eval import knowledge
 from mlu_dist.eval.likelihood import completion_logprobs, fake_preference
 from mlu_dist.inject.data import injection_pools, per_micro_batch
 from mlu_dist.jobs.base import run_base
-from mlu_dist.jobs.common import say
+from mlu_dist.jobs.common import say, warn
+from mlu_dist.logs import get_logger
 from mlu_dist.jobs.evaluation import EngineEvaluation
 from mlu_dist.jobs.model import activation_checkpointing, apply_lora, model_and_tokenizer
 from mlu_dist.jobs.saving import export_model
@@ -31,6 +32,8 @@ from mlu_dist.jobs.skeleton import HookContext, Trained, TrainingSetup, require_
 from mlu_dist.runs.layout import inject_run_dir
 from mlu_dist.objectives import NLLObjective
 from mlu_dist.tokens import Cut, encode_all
+
+log = get_logger(__name__)
 
 if TYPE_CHECKING:
     from mlu_dist.experiment import ExperimentConfig
@@ -104,8 +107,8 @@ class InjectJob:
                             f"above; {self.run_dir}/knowledge.json): spread measured there is noise. Train or pick "
                             f"a stronger base model, drop those languages (data.langs), or set "
                             f"inject.knowledge_gate=warn to go on anyway")
-        say(dist, f"knowledge gate: WARNING: near chance in {names}; spread in these languages is noise "
-                  f"(inject.knowledge_gate=refuse stops here)")
+        warn(dist, f"knowledge gate: near chance in {names}; spread in these languages is noise "
+                   f"(inject.knowledge_gate=refuse stops here)")
 
     def hooks(self, engine, ctx: HookContext) -> LoopHooks:
         if ctx.start == 0 and self.cfg.inject.knowledge_gate != "skip":
@@ -162,7 +165,7 @@ class InjectJob:
                                for lang, row in spread.items()])
             print(format_spread(spread, controls, self.cfg.inject.langs))
             for warning in knowledge.damage_warnings(spread, controls, list(self.cfg.inject.langs)):
-                print(f"inject: WARNING: {warning}")
+                log.warning(f"inject: {warning}")
             print(f"injected model: {self.run_dir}/model")
         return {"param_numel_per_rank": numel, "eval_loss": eval_loss, "stopped_at": run.result.end_step,
                 "final_loss": result.history[-1].get("train/loss") if result.history else None}
@@ -176,7 +179,7 @@ def check_data(cfg: ExperimentConfig, dist: DistInfo) -> None:
         raise DataError(f"inject: the fact data '{cfg.data.source}' is not fit for injection "
                         f"(`mlu data check` prints the same report):\n{check.format()}")
     for warning in check.warnings:
-        say(dist, f"inject: data warning: {warning}")
+        warn(dist, f"inject: data: {warning}")
 
 
 def run_inject(cfg: ExperimentConfig) -> Path:

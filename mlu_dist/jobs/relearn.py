@@ -27,7 +27,7 @@ from mlu_dist.data.splits import split_facts
 from mlu_dist.engine.dist import DistInfo, setup_env
 from mlu_dist.engine.loop import LoopHooks
 from mlu_dist.eval.summary import summarize
-from mlu_dist.jobs.common import say
+from mlu_dist.jobs.common import say, warn
 from mlu_dist.jobs.evaluation import EngineEvaluation
 from mlu_dist.jobs.model import activation_checkpointing, apply_lora, pretrained
 from mlu_dist.jobs.saving import export_model
@@ -195,8 +195,8 @@ class RelearnJob:
         after = _lang_means(values)
         injected = _summary_fake_rate(self.inject_run / "eval" / "SUMMARY.json")
         if not injected:
-            say(dist, f"relearn: WARNING: {self.inject_run} has no evaluation (eval/SUMMARY.json), so there is no "
-                      f"recovery ratio; run `mlu eval {self.inject_run}`, then this attack again with run.overwrite=true")
+            warn(dist, f"relearn: {self.inject_run} has no evaluation (eval/SUMMARY.json), so there is no "
+                       f"recovery ratio; run `mlu eval {self.inject_run}`, then this attack again with run.overwrite=true")
         hidden = [f for f in self.split.targets if f not in self.shown]
         unseen = _lang_means(values, facts=hidden) if hidden else {}
         langs = {lang: {"before": before.get(lang), "after": after[lang], "injected": injected.get(lang),

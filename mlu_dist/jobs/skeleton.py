@@ -22,10 +22,13 @@ from mlu_dist.engine.data import BatchPlan, steps_for_epochs
 from mlu_dist.engine.dist import DistInfo
 from mlu_dist.engine.loop import LoopHooks, LoopResult, Stop, redeliver, train_loop
 from mlu_dist.jobs.common import TRAIN_KEYS, make_engine, make_tracker, say
+from mlu_dist.logs import get_logger
 from mlu_dist.jobs.saving import save_skeleton
 from mlu_dist.objectives import Objective
 from mlu_dist.tokens import Encoded
 from mlu_dist.train_config import TrainConfig
+
+log = get_logger(__name__)
 
 
 @dataclass
@@ -130,7 +133,7 @@ def _drop_checkpoints(run_dir: Path) -> str:
 
     problems = export_problems(run_dir / "model")
     if problems:
-        print(f"checkpoints kept: the export did not verify ({'; '.join(problems)})", flush=True)
+        log.warning(f"checkpoints kept: the export did not verify ({'; '.join(problems)})")
         return "kept: export not verified"
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
     return "dropped after a verified export (train.final_checkpoint=drop)"
@@ -148,8 +151,7 @@ def _train(job: TrainingJob, setup: TrainingSetup, dist: DistInfo, resources: Ex
         raise ConfigError(f"{job.name} batch geometry: " + "; ".join(problems))
     engine = make_engine(setup.model, t, job.cfg.engine, dist, job.name)
     resources.callback(engine.close)
-    checkpointer = Checkpointer(job.run_dir, engine, dist.rank, dist.world_size, t.keep_checkpoints,
-                                say=lambda msg: say(dist, msg))
+    checkpointer = Checkpointer(job.run_dir, engine, dist.rank, dist.world_size, t.keep_checkpoints)
     start, state = 0, {}
     resume_from = checkpointer.resolve(t.resume, f"{TRAIN_KEYS[job.name]}.resume")
     if resume_from is not None:

@@ -14,15 +14,19 @@ import socket
 import time
 from pathlib import Path
 
+from mlu_dist.logs import get_logger
+
+log = get_logger(__name__)
+
 
 class SweepLocked(RuntimeError):
     """Another launcher is running this sweep."""
 
 
 class SweepLock:
-    def __init__(self, root: Path, wait: bool = False, say=print):
+    def __init__(self, root: Path, wait: bool = False, say=None):
         self.path = Path(root) / "launcher.lock"
-        self.wait, self.say = wait, say
+        self.wait, self.say = wait, say or log.info
         self._fh = None
 
     def holder(self) -> dict:

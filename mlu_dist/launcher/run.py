@@ -18,6 +18,9 @@ from mlu_dist.runs import rundir
 from mlu_dist.launcher.plan import Cell, expand, sweep_dir, write_cells
 from mlu_dist.launcher.spec import SweepSpec
 from mlu_dist.launcher.worker import Worker
+from mlu_dist.logs import get_logger
+
+log = get_logger(__name__)
 
 
 def output_hash(run_dir: Path) -> str | None:
@@ -202,7 +205,7 @@ class _LocalRun:
         self.manifest.update(c.id, status=status, seconds=round(time.time() - t0, 1),
                              output_hash=output_hash(c.run_dir))
         self.manifest.save()
-        print(f"{self.progress()} {c.label}: {status}" + (f" ({time.time() - t0:.0f} s)" if timed else ""), flush=True)
+        log.info(f"{self.progress()} {c.label}: {status}" + (f" ({time.time() - t0:.0f} s)" if timed else ""))
 
     def free_worker(self, c: Cell) -> Worker:
         for w in list(self.workers):
@@ -216,7 +219,7 @@ class _LocalRun:
         return w
 
     def start(self, c: Cell) -> None:
-        print(f"{self.progress()} start {c.label}", flush=True)
+        log.info(f"{self.progress()} start {c.label}")
         if self.in_process:
             from mlu_dist.launcher.tasks import run_cell
 
@@ -234,8 +237,8 @@ class _LocalRun:
             proc = self.free_worker(c)
             proc.submit(c.id, _cell_cmd(c, self.root)[3:], str(log_path))
         else:
-            with open(log_path, "a") as log:
-                proc = subprocess.Popen(_cell_cmd(c, self.root), stdout=log, stderr=subprocess.STDOUT,
+            with open(log_path, "a") as fh:
+                proc = subprocess.Popen(_cell_cmd(c, self.root), stdout=fh, stderr=subprocess.STDOUT,
                                         env=self.env | {"OMP_NUM_THREADS": self.threads_for(c)})
         self.running[c.id] = (proc, c, time.time())
         self.manifest.update(c.id, status="running", pid=proc.pid)

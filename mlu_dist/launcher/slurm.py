@@ -16,6 +16,9 @@ import submitit
 
 from mlu_dist.launcher.plan import Cell, sweep_dir
 from mlu_dist.launcher.spec import Resources, SweepSpec
+from mlu_dist.logs import get_logger
+
+log = get_logger(__name__)
 
 
 def export_torch_env() -> None:
@@ -136,7 +139,7 @@ def submit_slurm(spec: SweepSpec, cells: list[Cell], todo: list[Cell], manifest,
     for cid, job in job_of.items():
         manifest.update(cid, status="submitted", job_id=job.job_id)
     manifest.save()
-    print(f"[sweep] submitted {len(job_of)} job(s) to Slurm: " + ", ".join(j.job_id for j in job_of.values()), flush=True)
+    log.info(f"[sweep] submitted {len(job_of)} job(s) to Slurm: " + ", ".join(j.job_id for j in job_of.values()))
     if not wait:
         return {cid: "submitted" for cid in job_of}
     return wait_for(job_of, manifest)
@@ -185,7 +188,7 @@ def wait_for(job_of: dict, manifest, poll_s: float = 2.0) -> dict:
             results[cid] = status
             manifest.update(cid, status=status, slurm_state=state)
             manifest.save()
-            print(f"[sweep] {cid} ({job.job_id}): {status}", flush=True)
+            log.info(f"[sweep] {cid} ({job.job_id}): {status}")
             del pending[cid]
         if pending:
             time.sleep(poll_s)

@@ -11,6 +11,10 @@ import json
 import sys
 from pathlib import Path
 
+from mlu_dist.logs import get_logger
+
+log = get_logger(__name__)
+
 
 def run_cell(stage: str, config_path: str | None, root: str) -> dict:
     """Run one cell; returns ``{"stage", "run_dir", "status"}``."""
@@ -91,12 +95,11 @@ def _write_dashboard(root: Path) -> None:
         from mlu_dist.tracking.dashboard import write_dashboard
 
         path, _ = write_dashboard(root)
-        print(f"[dashboard] {path} (pushed by `mlu sync {root}` where W&B can be reached)", flush=True)
+        log.info(f"[dashboard] {path} (pushed by `mlu sync {root}` where W&B can be reached)")
     except Exception as exc:  # the report is written; the dashboard can be rebuilt with `mlu dashboard`
         (root / "report" / "dashboard.json").unlink(missing_ok=True)  # an older one would describe other runs
         first = str(exc).splitlines()[0] if str(exc) else ""
-        print(f"[dashboard] warning: not written ({type(exc).__name__}: {first}); `mlu dashboard {root}` tells more",
-              flush=True)
+        log.warning(f"[dashboard] not written ({type(exc).__name__}: {first}); `mlu dashboard {root}` tells more")
 
 
 def run_argv(argv=None) -> int:

@@ -14,6 +14,9 @@ from mlu_dist.report.relearn import (after_attack, collect_attacks, phrasing_mar
                                      relearn_rows)
 from mlu_dist.runs.rundir import atomic_path, atomic_write_text
 from mlu_dist.tracking import read_jsonl
+from mlu_dist.logs import get_logger
+
+log = get_logger(__name__)
 
 SETTINGS = ("en", "orig", "all", "en+orig")
 SETTING_NAMES = {"en": "English", "orig": "original", "all": "multilingual", "en+orig": "English+original"}
@@ -325,7 +328,7 @@ def log_to_wandb(out: Path, rows: list[dict], images: list[Path], group: str, pr
         tracker = WandbTracker(out, "report", {"threshold": json.loads((out / "grid.json").read_text())["threshold"]},
                                project, entity=entity, group=group, tags=tags, mode=mode)
     except Exception as exc:  # the report's files are written; W&B is an extra
-        print(f"[wandb] could not start the report run ({type(exc).__name__}: {exc}); the report is in {out}")
+        log.warning(f"[wandb] could not start the report run ({type(exc).__name__}: {exc}); the report is in {out}")
         return
     cols = grid_groups(rows)
     tracker.table("report/grid", ["inject", "method", "setting", *cols],

@@ -14,6 +14,9 @@ from typing import Protocol
 
 from mlu_dist.config import check_choice
 from mlu_dist.registry import Registry
+from mlu_dist.logs import get_logger
+
+log = get_logger(__name__)
 
 WANDB_MODES = ("auto", "online", "offline", "disabled")
 
@@ -79,8 +82,8 @@ def build_trackers(names: list[str], ctx: TrackerContext) -> list:
             out.append(TRACKERS.load(name)(ctx))
         except Exception as exc:  # noqa: BLE001 - any tracker failure degrades to metrics.jsonl
             detail = str(exc).splitlines()[0] if str(exc) else ""
-            print(f"[{name}] could not start ({type(exc).__name__}: {detail}); this run logs to "
-                  f"{Path(ctx.run_dir) / 'metrics.jsonl'} without it", flush=True)
+            log.warning(f"[{name}] could not start ({type(exc).__name__}: {detail}); this run logs to "
+                        f"{Path(ctx.run_dir) / 'metrics.jsonl'} without it")
     return out
 
 
@@ -168,8 +171,6 @@ def _parse_lines(text: str, path: Path) -> tuple[list[dict], bool]:
     """The rows of a JSONL text and whether it needs repair: a torn last line (a write killed
     half-way: no final newline, or not JSON) or a damaged line elsewhere, each left out with a
     warning when it is not JSON."""
-    import sys
-
     lines = text.split("\n")
     tail = lines.pop()  # text after the last newline: empty unless the last write was cut
     rows, damaged = [], bool(tail.strip())
@@ -180,7 +181,7 @@ def _parse_lines(text: str, path: Path) -> tuple[list[dict], bool]:
             rows.append(json.loads(line))
         except ValueError:
             damaged = True
-            print(f"[mlu] {path}: line {i + 1} is not JSON (a write cut short); left out", file=sys.stderr)
+            log.warning(f"{path}: line {i + 1} is not JSON (a write cut short); left out")
     return rows, damaged
 
 

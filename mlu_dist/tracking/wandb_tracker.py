@@ -13,6 +13,9 @@ import hashlib
 import os
 import struct
 from pathlib import Path
+from mlu_dist.logs import get_logger
+
+log = get_logger(__name__)
 
 STEP_AXES = {"forget/*": "unlearn/step", "retain/*": "unlearn/step", "group/*": "unlearn/step",
              "spread/*": "inject/step", "base/*": "base/step", "relearn/*": "relearn/step"}
@@ -59,8 +62,8 @@ class WandbTracker:
         except Exception as exc:  # no network, bad key, server down: never lose the training run
             if mode == "offline":
                 raise
-            print(f"[wandb] {mode} init failed ({type(exc).__name__}: {str(exc).splitlines()[0]}); logging offline "
-                  f"instead", flush=True)
+            log.warning(f"[wandb] {mode} init failed ({type(exc).__name__}: {str(exc).splitlines()[0]}); logging "
+                        f"offline instead")
             wandb.teardown()  # the failed start still holds the run id ("run ID ... is in use")
             self.run = wandb.init(mode="offline", settings=wandb.Settings(silent=True), **kwargs)
         step_key = f"{job}/step"
@@ -77,8 +80,8 @@ class WandbTracker:
         try:
             fn()
         except Exception as exc:  # W&B must never stop training: metrics.jsonl has everything
-            print(f"[wandb] {what} failed ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
-                  f"W&B logging is off for the rest of this run, metrics.jsonl keeps everything", flush=True)
+            log.warning(f"[wandb] {what} failed ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+                        f"W&B logging is off for the rest of this run, metrics.jsonl keeps everything")
             self.run = None
 
     def log(self, metrics: dict, step: int) -> None:
