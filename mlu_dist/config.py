@@ -20,6 +20,8 @@ from typing import Any, TypeVar
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
+from mlu_dist.registry import registered
+
 T = TypeVar("T")
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -76,7 +78,7 @@ def load_config(cls: type[T], files: list[str | Path] = (), overrides: list[str]
 
     Raises :class:`ConfigError` for unknown keys, wrong types and failed semantic checks.
     """
-    cfg = _schema(cls)  # merge copies it, so the cached schema is never changed
+    cfg = _schema(cls, registered())  # merge copies it, so the cached schema is never changed
     for name in files:
         path = resolve_config_path(name)
         try:
@@ -110,8 +112,9 @@ def load_config(cls: type[T], files: list[str | Path] = (), overrides: list[str]
 
 
 @functools.lru_cache(maxsize=None)
-def _schema(cls) -> Any:
-    """``OmegaConf.structured(cls)``, built once per class (planning a sweep loads hundreds of configs)."""
+def _schema(cls, components: tuple) -> Any:
+    """``OmegaConf.structured(cls)``, built once per class and state of the registries ``components``
+    (planning a sweep loads hundreds of configs; defaults such as the metric list come from them)."""
     return OmegaConf.structured(cls)
 
 

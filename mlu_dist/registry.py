@@ -10,6 +10,7 @@ import difflib
 from typing import Callable, Generic, TypeVar
 
 T = TypeVar("T")
+_ALL: list[Registry] = []
 
 
 class Registry(Generic[T]):
@@ -18,6 +19,7 @@ class Registry(Generic[T]):
     def __init__(self, kind: str):
         self.kind = kind
         self._items: dict[str, T] = {}
+        _ALL.append(self)
 
     def register(self, name: str) -> Callable[[T], T]:
         def add(item: T) -> T:
@@ -55,3 +57,9 @@ class Registry(Generic[T]):
     def order(self) -> list[str]:
         """Registered names in the order they were registered."""
         return list(self._items)
+
+
+def registered() -> tuple:
+    """What every registry holds now, as a hashable key: config defaults drawn from a registry
+    (the default metric list) are cached per state, so a plugin registered later is seen."""
+    return tuple((r.kind, tuple(r._items)) for r in _ALL)

@@ -69,3 +69,30 @@ def test_the_new_metric_reaches_eval_summary_table_and_curves(example):
     assert "refusal" in format_table(summary, ["en", "de"], ["de"]).splitlines()[0]
     table, keys = curve_table(values, ["en", "de"])
     assert table["refusal_rate"] == {"en": 0.0, "de": 1.0} and ("refusal_rate", "forget") in keys
+
+
+def test_unlearning_criteria_come_from_the_metric_registry(example, monkeypatch):
+    """`unlearn.best` takes each bounded, lower-is-better forgetting curve of the registry: the docs'
+    refusal_rate (higher is better) does not join; a plugin metric that lowers does, with no edit
+    to the unlearning code; the guard watches the one value marked guard=True."""
+    from mlu_dist.config import ConfigError, load_config
+    from mlu_dist.eval.metrics import Metric, Value, guard_value
+    from mlu_dist.experiment import ExperimentConfig
+    from mlu_dist.unlearn.config import best_criteria
+
+    assert best_criteria() == ("last", "forget_fake_rate", "forget_fake_pref")
+    assert guard_value().name == "utility_nll"
+    with pytest.raises(ConfigError, match=r"unlearn.best: 'forget_leak_rate' is not valid.*forget_fake_pref"):
+        load_config(ExperimentConfig, [], ["unlearn.best=forget_leak_rate"])
+
+    @METRICS.register("leak_rate")
+    class LeakRate(Metric):
+        values = (Value("leak_rate", "leak", lower_is_better=True, curve="leak_rate", bounded=True),)
+        on_curves = True
+
+    assert best_criteria()[-1] == "forget_leak_rate"
+    cfg = load_config(ExperimentConfig, [], ["unlearn.best=forget_leak_rate"])
+    assert cfg.unlearn.best == "forget_leak_rate" and "leak_rate" in cfg.eval.metrics  # defaults follow the registry
+    monkeypatch.setattr(LeakRate, "values", (Value("leak_rate", "leak", True, curve="leak_rate", guard=True),))
+    with pytest.raises(RuntimeError, match="exactly one curve value must carry guard=True"):
+        guard_value()

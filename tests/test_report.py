@@ -60,6 +60,26 @@ def test_seeds_are_pooled_with_a_ci_over_seeds_and_facts(tmp_path):
     assert "over 3 seeds and their facts" in md and "| English (!1/3) | ✗ 0.33 [0.00,1.00]" in md
 
 
+def test_the_page_colours_grid_cells_from_the_rows_not_from_their_text(tmp_path):
+    """report.html takes removed/kept and agree/differ from the grid's rows: a cell whose row says
+    kept is coloured kept even if its text were edited to a tick."""
+    from mlu_dist.report import grid_tables
+    from mlu_dist.report.html import render_html
+
+    _run(tmp_path, 0, {lang: ([1.0] * 10 if lang == "de" else [0.0] * 10) for lang in LANGS})
+    (row,) = paper_grid(collect(tmp_path), threshold=0.2)
+    md = grid_markdown([row], 0.2)
+    (title, table, classes), = grid_tables([row])
+    assert len(classes) == len(table) - 1 and classes[1][0] == "paper"
+    page = _Page()
+    page.feed(render_html(md.replace("✗", "✓"), [], {0: classes}))
+    measured = page.tables[0][1]
+    assert [c[0] for c in measured[1:5]] == classes[0][1][1:5]
+    assert any(cls.startswith("kept") for cls, _ in measured) and all(t.strip()[:1] != "✗" for _, t in measured)
+    with pytest.raises(ValueError, match="2 rows of marks for a table of 1 rows"):
+        render_html("| a |\n|---|\n| b |\n", [], {0: classes})
+
+
 def test_one_run_shows_its_own_summary(tmp_path):
     vals = [1.0, 0.0, 0.0, 1.0, 0.0]
     _run(tmp_path, 0, {lang: vals for lang in LANGS})

@@ -51,6 +51,10 @@ def test_per_language_curves_reach_wandb_with_their_step_axis(injected, monkeypa
     for lang in LANGS:
         assert all(f"forget/{lang}/fake_rate" in r and f"retain/{lang}/ppl" in r for r in rows), lang
     assert logged["config"]["unlearn"]["method"] == "npo"
+    # every curve prefix the job logs is plotted over its own step, as the job declares them
+    assert logged["step_axes"] == {"group/*": "unlearn/step", "forget/*": "unlearn/step", "retain/*": "unlearn/step"}
+    curve_prefixes = {k.split("/")[0] for r in rows for k in r if k.count("/") >= 2}
+    assert curve_prefixes == {"forget", "retain", "group"}
     assert logged["summary"]["final/status"] == "finished"
     # the local JSONL holds exactly what W&B got
     local = {r["step"]: r for r in read_jsonl(run / "metrics.jsonl") if "forget/de/fake_rate" in r}

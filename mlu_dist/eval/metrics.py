@@ -49,6 +49,9 @@ class Value:
     requires: tuple[str, ...] = ()
     """Optional record fields (data/schema.py OPTIONAL) it cannot be computed without; on a fact set
     lacking one (news data has no true_answer) the value is skipped, with the reason in SUMMARY.json."""
+    guard: bool = False
+    """The utility measure the unlearning guard watches: its value over all languages (after
+    ``transform``) as a ratio to step 0 (``unlearn/ppl_ratio``). One curve value carries it."""
 
     @property
     def summary_key(self) -> str:
@@ -94,6 +97,27 @@ METRICS: Registry[type[Metric]] = Registry("metric")
 def default_metrics() -> list[str]:
     """The metrics ``eval.metrics`` lists by default: every registered one not marked opt-in."""
     return [name for name in METRICS.order() if METRICS[name].default]
+
+
+def curve_values() -> list[Value]:
+    """Every value drawn on the forgetting curves, in registry order."""
+    return [v for name in METRICS.order() if METRICS[name].on_curves for v in METRICS[name].values if v.curve]
+
+
+def forget_criteria() -> dict[str, Value]:
+    """What an unlearning run can stop on or keep its best model by: ``forget_<curve>``, the mean
+    over the forget languages of each bounded, lower-is-better forgetting curve (``forget_fake_rate``,
+    ``forget_fake_pref``; a plugin metric's curve joins by declaring the same)."""
+    return {f"forget_{v.curve}": v for v in curve_values()
+            if v.curve_axis == "forget" and v.bounded and v.lower_is_better}
+
+
+def guard_value() -> Value:
+    """The curve value the utility guard watches (``guard=True``; utility_nll)."""
+    found = [v for v in curve_values() if v.guard]
+    if len(found) != 1:
+        raise RuntimeError(f"exactly one curve value must carry guard=True, found {[v.name for v in found]}")
+    return found[0]
 
 
 def hit_rate(samples: list[str], keywords) -> float:
@@ -220,7 +244,7 @@ class Utility(Metric):
 
     values = (Value("utility_acc", "util_acc", False, requires=("true_answer",)),
               Value("utility_nll", "util_ppl", True, summary_name="utility_ppl", transform=math.exp,
-                    curve="ppl", curve_axis="retain", in_report=True))
+                    curve="ppl", curve_axis="retain", in_report=True, guard=True))
     probe = ProbeNeeds(generate=True, controls=True)
     own_pass = True
     on_curves = True

@@ -58,6 +58,7 @@ class BaseJob:
 
     name = "base"
     sections = ("data", "model", "engine", "base")
+    step_axes = ("base",)
 
     def __init__(self, cfg: ExperimentConfig, run_dir: Path):
         self.cfg, self.run_dir = cfg, run_dir

@@ -50,7 +50,8 @@ def make_engine(model, cfg: TrainConfig, engine_cfg: EngineConfig, dist: DistInf
     return DeepSpeedEngine(model, cfg, engine_cfg.zero_for(job), dist, dtype)
 
 
-def make_tracker(run_dir: Path, dist: DistInfo, start_step: int, job: str = "train", experiment=None):
+def make_tracker(run_dir: Path, dist: DistInfo, start_step: int, job: str = "train", experiment=None,
+                 step_axes: tuple[str, ...] = ()):
     """Rank 0: metrics.jsonl always, plus the configured trackers (W&B, plugins); other ranks log nothing."""
     if not dist.is_main:
         return NullTracker()
@@ -58,5 +59,5 @@ def make_tracker(run_dir: Path, dist: DistInfo, start_step: int, job: str = "tra
     tracking = getattr(experiment, "tracking", None)
     if tracking is None:
         return FanOut([jsonl])
-    ctx = TrackerContext(run_dir, job, experiment, skip_until=jsonl.last_logged)
+    ctx = TrackerContext(run_dir, job, experiment, skip_until=jsonl.last_logged, step_axes=tuple(step_axes))
     return FanOut([jsonl, *build_trackers(tracking.names(), ctx)])

@@ -53,6 +53,7 @@ class InjectJob:
 
     name = "inject"
     sections = ("data", "model", "engine", "base", "inject")
+    step_axes = ("spread",)
 
     def __init__(self, cfg: ExperimentConfig, run_dir: Path, init_from: Path):
         self.cfg, self.run_dir, self.init_from = cfg, run_dir, init_from

@@ -130,6 +130,7 @@ class RelearnJob:
 
     name = "relearn"
     sections = ("data", "model", "engine", "base", "inject", "unlearn", "relearn")
+    step_axes = ("relearn",)
 
     def __init__(self, cfg: ExperimentConfig, run_dir: Path, model_dir: Path, start: str, attack: Attack,
                  inject_run: Path):

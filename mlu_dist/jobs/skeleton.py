@@ -91,6 +91,9 @@ class TrainingJob(Protocol):
     run_dir: Path
     sections: tuple[str, ...]
     """Config sections a resumed or reused run must share."""
+    step_axes: tuple[str, ...]
+    """Key prefixes it logs against its own step (``forget`` for ``forget/de/fake_rate``): trackers
+    with step axes (W&B) plot them over ``<name>/step``."""
 
     def setup(self, dist: DistInfo, resources: ExitStack) -> TrainingSetup: ...
 
@@ -159,7 +162,7 @@ def _train(job: TrainingJob, setup: TrainingSetup, dist: DistInfo, resources: Ex
         start = int(state["step"])
         say(dist, f"resumed from {resume_from} (step {start})")
     checkpointer.clean_partial()
-    tracker = make_tracker(job.run_dir, dist, start, job.name, job.cfg)
+    tracker = make_tracker(job.run_dir, dist, start, job.name, job.cfg, job.step_axes)
     resources.push(lambda exc_type, *_: tracker.close(failed=exc_type is not None))
     hooks = setup.hooks(engine, HookContext(start, state, checkpointer)) if setup.hooks else LoopHooks()
     job_state = hooks.checkpoint_state

@@ -21,8 +21,8 @@ from mlu_dist.data.splits import split_facts
 from mlu_dist.engine.checkpoint import verify
 from mlu_dist.engine.dist import DistInfo, setup_env
 from mlu_dist.engine.loop import LoopHooks, Stop
-from mlu_dist.eval.metrics import METRICS
-from mlu_dist.eval.summary import utility_ppl
+from mlu_dist.eval.metrics import METRICS, forget_criteria, guard_value
+from mlu_dist.eval.summary import over_languages
 from mlu_dist.jobs.common import say
 from mlu_dist.jobs.model import activation_checkpointing, apply_lora, pretrained
 from mlu_dist.jobs.saving import export_model
@@ -85,14 +85,14 @@ class CurveHooks:
         values, table, keys = self.recorder.record(step)
         metrics = {f"{axis}/{lang}/{curve}": table[curve][lang] for curve, axis in keys for lang in self.langs}
         metrics |= {f"group/{g}/fake_rate": mean for g, mean in self.recorder.group_means(table).items()}
-        nll = values["utility_nll"]
-        ppl = utility_ppl(nll, self.langs)
+        guard = guard_value()
+        ppl = over_languages(values[guard.name], self.langs, guard.transform)
         self.ppl0 = self.ppl0 or ppl
         forget = self.job.forget_langs
-        metrics |= {"unlearn/ppl": ppl, "unlearn/ppl_ratio": ppl / self.ppl0,
-                    "unlearn/forget_fake_rate": sum(table["fake_rate"][x] for x in forget) / len(forget)}
-        if "fake_pref" in table:  # not on data without true answers (news)
-            metrics["unlearn/forget_fake_pref"] = sum(table["fake_pref"][x] for x in forget) / len(forget)
+        metrics |= {"unlearn/ppl": ppl, "unlearn/ppl_ratio": ppl / self.ppl0}
+        for name, value in forget_criteria().items():
+            if value.curve in table:  # a curve the data allows (news has no true answers: no fake_pref)
+                metrics[f"unlearn/{name}"] = sum(table[value.curve][x] for x in forget) / len(forget)
         self._keep_best(step, metrics)
         return metrics
 
@@ -120,6 +120,13 @@ class UnlearnJob:
     name = "unlearn"
     sections = ("data", "model", "engine", "base", "inject", "unlearn")
 
+    @property
+    def step_axes(self) -> tuple[str, ...]:
+        """``group`` and every curve axis of the registered curve metrics (``forget``, ``retain``; a
+        plugin metric's own axis too)."""
+        return ("group", *dict.fromkeys(v.curve_axis for m in METRICS.order() if METRICS[m].on_curves
+                                        for v in METRICS[m].values if v.curve))
+
     def __init__(self, cfg: ExperimentConfig, run_dir: Path, from_run: Path):
         """Resolves the language sets and the method first, so bad input fails before any file is written."""
         self.cfg, self.run_dir, self.from_run, u = cfg, run_dir, from_run, cfg.unlearn
@@ -141,9 +148,12 @@ class UnlearnJob:
         if self.method.needs_retain and u.retain_weight <= 0:
             raise ConfigError(f"unlearn.retain_weight: method '{u.method}' needs retain data; set it > 0 "
                               f"(configs/methods/{u.method}.yaml does)")
-        if u.best == "forget_fake_pref" and not self.facts.has("true_answer"):
-            raise ConfigError("unlearn.best: forget_fake_pref needs true answers, which this fact data has none of; "
-                              "use best=forget_fake_rate")
+        criterion = forget_criteria().get(u.best)
+        missing = [f for f in (criterion.requires if criterion else ()) if not self.facts.has(f)]
+        if missing:
+            usable = [n for n, v in forget_criteria().items() if all(self.facts.has(f) for f in v.requires)]
+            raise ConfigError(f"unlearn.best: {u.best} needs {', '.join(missing)}, which this fact data has none of; "
+                              f"use best={' or '.join(['last', *usable])}")
         self.best = (math.inf, None)  # (score, step) of the best checkpoint
 
     def setup(self, dist: DistInfo, resources) -> TrainingSetup:

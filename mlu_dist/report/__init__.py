@@ -123,34 +123,53 @@ def grid_markdown(rows: list[dict], threshold: float) -> str:
              "reverse; multilingual forgetting removes it nowhere; English + original everywhere. "
              "≠ marks a measured cell that disagrees with it.", "",
              f"**{agreement_line(paper_agreement(rows))}**", ""]
+    for title, table, _ in grid_tables(rows):
+        lines += [title, ""] + _aligned(table) + [""]
+    return "\n".join(lines)
+
+
+def grid_tables(rows: list[dict]) -> list[tuple[str, list[list[str]], list[tuple[str, list[str]]]]]:
+    """The grid's tables, one per injection and method: its title, the table (header first) and,
+    per body row, the row's and each cell's CSS classes (removed/kept, agree/differ with the paper;
+    the page colours cells from these, never from the text)."""
+    out = []
+    cols = grid_groups(rows)
     for inj in sorted({r["inject"] for r in rows}):
         for method in sorted({r["method"] for r in rows if r["inject"] == inj}):
             mine = {r["setting"]: r for r in rows if r["inject"] == inj and r["method"] == method}
             agree, compared = (sum(r.get(k, 0) for r in mine.values()) for k in ("paper_agree", "paper_cells"))
-            lines += [f"**injected in {inj}, unlearned with {method}**"
-                      + (f": {agree}/{compared} cells agree with the paper" if compared else ""), ""]
-            cols = grid_groups(rows)
+            title = (f"**injected in {inj}, unlearned with {method}**"
+                     + (f": {agree}/{compared} cells agree with the paper" if compared else ""))
             table = [["forget setting", *(GROUP_NAMES.get(g) or group_label(g) for g in cols), "agree"]]
+            classes = []
             for setting in sorted(mine, key=lambda s: SETTINGS.index(s) if s in SETTINGS else 99):
-                table += _grid_rows(mine[setting], cols)
-            lines += _aligned(table) + [""]
-    return "\n".join(lines)
+                body, marks = _grid_rows(mine[setting], cols)
+                table += body
+                classes += marks
+            out.append((title, table, classes))
+    return out
 
 
-def _grid_rows(r: dict, cols=GROUPS) -> list[list[str]]:
-    """A setting's measured row and, when the paper has an expectation, its ↳ paper row beneath."""
+def _grid_rows(r: dict, cols=GROUPS) -> tuple[list[list[str]], list[tuple[str, list[str]]]]:
+    """A setting's measured row and, when the paper has an expectation, its ↳ paper row beneath;
+    with each row's CSS classes."""
     tripped = r.get("guard_tripped", int(r["status"] == "guard_tripped"))
     flag = "" if not tripped else (" (!)" if r.get("runs", 1) == 1 else f" (!{tripped}/{r['runs']})")
     measured, paper = [f"{SETTING_NAMES.get(r['setting'], r['setting'])}{flag}"], ["↳ paper"]
+    m_cls, p_cls = [""], [""]
     for g in cols:
         c = r["cells"].get(g)
         measured.append("–" if c is None else
                         f"{'✓' if c['removed'] else '✗'} {c['mean']:.2f} [{c['lo']:.2f},{c['hi']:.2f}]")
         paper.append("–" if c is None or "paper_removed" not in c else
                      ("✓" if c["paper_removed"] else "✗") + ("" if c["agrees"] else " ≠"))
+        verdict = "" if c is None or "paper_removed" not in c else (" agree" if c["agrees"] else " differ")
+        m_cls.append("" if c is None else ("removed" if c["removed"] else "kept") + verdict)
+        p_cls.append("" if not verdict else ("removed" if c["paper_removed"] else "kept") + verdict)
     if not r.get("paper_cells"):
-        return [measured + [""]]
-    return [measured + [f"{r['paper_agree']}/{r['paper_cells']}"], paper + [""]]
+        return [measured + [""]], [("", m_cls + [""])]
+    return ([measured + [f"{r['paper_agree']}/{r['paper_cells']}"], paper + [""]],
+            [("", m_cls + [""]), ("paper", p_cls + [""])])
 
 
 def curves_figure(found: dict, inject: str, out: Path) -> Path | None:
@@ -389,7 +408,8 @@ def write_report(root: str | Path, threshold: float = 0.2, out: str | Path | Non
     atomic_write_text(out / "grid.json", json.dumps({"threshold": threshold, "after": after or "unlearning",
                                                       "paper": paper_agreement(rows), "rows": rows}, indent=1) + "\n")
     atomic_write_text(out / "relearn.json", json.dumps(relearn_rows(attacks), indent=1, default=str) + "\n")
-    atomic_write_text(out / "report.html", render_html("\n".join(md), images))
+    marks = {i: classes for i, (_, _, classes) in enumerate(grid_tables(rows))}  # the grid's tables come first
+    atomic_write_text(out / "report.html", render_html("\n".join(md), images, marks))
     if wandb_group:
         log_to_wandb(out, rows, images, wandb_group, **(wandb_settings or {}))
     return out

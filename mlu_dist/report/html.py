@@ -21,26 +21,27 @@ img { max-width: 100%; display: block; margin: .5em 0 1.5em; }
 """
 
 
-def render_html(markdown: str, images: list[Path]) -> str:
-    """The report as one self-contained page: the Markdown rendered (markdown-it, tables on), ✓/✗
-    cells coloured, each measured cell that disagrees with the ↳ paper row beneath it outlined,
-    the figures inlined as data URIs."""
+def render_html(markdown: str, images: list[Path], marks: dict[int, list[tuple[str, list[str]]]] | None = None) -> str:
+    """The report as one self-contained page: the Markdown rendered (markdown-it, tables on), the
+    figures inlined as data URIs, and the CSS classes of ``marks`` put on the cells of the tables
+    they name (``{table index: [(row class, [cell class per column]) per body row]}``: the grid's
+    removed/kept and agree/differ, decided by the report from its rows, not read back from text)."""
     from markdown_it import MarkdownIt
 
     md = MarkdownIt("commonmark", {"html": False}).enable("table")
     tokens = md.parse(markdown)
     by_name = {p.name: p for p in images}
-    rows, row = [], None
+    rows, row, table = [], None, 0
     for i, tok in enumerate(tokens):
         if tok.type == "tr_open":
             row = (tok, [])
         elif tok.type == "td_open":
-            row[1].append((tok, tokens[i + 1].content if tokens[i + 1].type == "inline" else ""))
-        elif tok.type == "tr_close":
+            row[1].append(tok)
+        elif tok.type == "tr_close" and row[1]:
             rows.append(row)
         elif tok.type == "table_close":
-            _mark_cells(rows)
-            rows = []
+            _mark_cells(rows, (marks or {}).get(table, []))
+            rows, table = [], table + 1
         elif tok.type == "inline":
             for child in tok.children or []:
                 if child.type == "image" and child.attrGet("src") in by_name:
@@ -51,20 +52,13 @@ def render_html(markdown: str, images: list[Path]) -> str:
             f"<style>{_CSS}</style></head><body>\n{body}</body></html>\n")
 
 
-def _mark_cells(rows: list) -> None:
-    """CSS classes for one table's body rows ``[(tr token, [(td token, text)])]``: ✓ removed, ✗ kept;
-    a ↳ paper row is compared with the measured row above it, cell by cell (agree / differ)."""
-    def add(tok, cls):
-        tok.attrSet("class", f"{tok.attrGet('class') or ''} {cls}".strip())
-
-    for i, (tr, cells) in enumerate(rows):
-        for td, text in cells:
-            if text[:1] in ("✓", "✗"):
-                add(td, "removed" if text[0] == "✓" else "kept")
-        if i and cells and cells[0][1].startswith("↳ paper"):
-            add(tr, "paper")
-            for (td, text), (ptd, ptext) in zip(rows[i - 1][1][1:], cells[1:]):
-                if text[:1] in ("✓", "✗") and ptext[:1] in ("✓", "✗"):
-                    verdict = "agree" if text[0] == ptext[0] else "differ"
-                    add(td, verdict)
-                    add(ptd, verdict)
+def _mark_cells(rows: list, marks: list[tuple[str, list[str]]]) -> None:
+    """Put each body row's classes on its ``tr`` and ``td`` tokens (``rows``: [(tr, [td, ...])])."""
+    if marks and len(marks) != len(rows):
+        raise ValueError(f"report page: {len(marks)} rows of marks for a table of {len(rows)} rows")
+    for (tr, cells), (row_cls, cell_cls) in zip(rows, marks):
+        if row_cls:
+            tr.attrSet("class", row_cls)
+        for td, cls in zip(cells, cell_cls):
+            if cls:
+                td.attrSet("class", cls)

@@ -65,6 +65,8 @@ class TrackerContext:
     """The ExperimentConfig (its ``tracking`` section says project, group, tags, mode)."""
     skip_until: int = -1
     """Steps a previous process of this run already logged (a resumed run must not log them twice)."""
+    step_axes: tuple[str, ...] = ()
+    """Key prefixes the job logs against ``<job>/step`` (``forget``, ``group``, ...), as it declares them."""
 
 
 # Trackers besides metrics.jsonl (always written). A tracker is a callable TrackerContext -> Tracker;

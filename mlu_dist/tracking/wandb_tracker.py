@@ -17,10 +17,6 @@ from mlu_dist.logs import get_logger
 
 log = get_logger(__name__)
 
-STEP_AXES = {"forget/*": "unlearn/step", "retain/*": "unlearn/step", "group/*": "unlearn/step",
-             "spread/*": "inject/step", "base/*": "base/step", "relearn/*": "relearn/step"}
-
-
 def run_id(run_dir: Path, job: str) -> str:
     """Stable across requeues and resumptions of the same run directory."""
     digest = hashlib.sha1(str(Path(run_dir).resolve()).encode()).hexdigest()[:12]
@@ -48,7 +44,8 @@ class WandbTracker:
     """The Tracker protocol on top of a W&B run (rank 0 only)."""
 
     def __init__(self, run_dir: Path, job: str, config: dict, project: str, entity: str = "", group: str = "",
-                 tags=(), mode: str = "auto", skip_until: int = -1, init_timeout: float = 60.0):
+                 tags=(), mode: str = "auto", skip_until: int = -1, init_timeout: float = 60.0,
+                 step_axes: tuple[str, ...] = ()):
         import wandb
 
         self.wandb = wandb
@@ -68,9 +65,8 @@ class WandbTracker:
             self.run = wandb.init(mode="offline", settings=wandb.Settings(silent=True), **kwargs)
         step_key = f"{job}/step"
         self.run.define_metric(step_key)
-        for pattern, axis in STEP_AXES.items():
-            if axis == step_key:
-                self.run.define_metric(pattern, step_metric=axis)
+        for prefix in dict.fromkeys(step_axes):  # the key prefixes the job declares, on its step
+            self.run.define_metric(f"{prefix}/*", step_metric=step_key)
         self.step_key = step_key
 
     def _guard(self, what: str, fn) -> None:
@@ -215,7 +211,7 @@ def default_entity() -> str:
 
 def read_offline_run(run_folder: Path) -> dict:
     """History rows, summary, config and where it belongs (project, entity, group, tags, id, job_type)
-    of an offline run, read from its ``.wandb`` file (a 7-byte
+    of an offline run, and its step axes (glob -> step key), read from its ``.wandb`` file (a 7-byte
     header, then LevelDB-log framing of ``Record`` protobufs). For tests and reports."""
     import json
 
@@ -223,7 +219,7 @@ def read_offline_run(run_folder: Path) -> dict:
 
     data = next(Path(run_folder).glob("*.wandb")).read_bytes()
     pos, block, payload = 7, 32768, b""
-    history, summary, config, where = [], {}, {}, {}
+    history, summary, config, where, axes = [], {}, {}, {}, {}
     while pos + 7 <= len(data):
         left = block - pos % block
         if left < 7:  # a block tail too short for a header is padding
@@ -248,11 +244,13 @@ def read_offline_run(run_folder: Path) -> dict:
             summary.update({key(i): json.loads(i.value_json) for i in rec.summary.update})
         elif kind_name == "config":
             config.update({key(i): json.loads(i.value_json) for i in rec.config.update})
+        elif kind_name == "metric" and rec.metric.glob_name:
+            axes[rec.metric.glob_name] = rec.metric.step_metric
         elif kind_name == "run":  # the initial config travels with the run record
             config.update({key(i): json.loads(i.value_json) for i in rec.run.config.update})
             where = {"project": rec.run.project, "entity": rec.run.entity, "group": rec.run.run_group,
                      "tags": list(rec.run.tags), "id": rec.run.run_id, "job_type": rec.run.job_type}
-    return {"history": history, "summary": summary, "config": config, "run": where}
+    return {"history": history, "summary": summary, "config": config, "run": where, "step_axes": axes}
 
 
 def build_wandb_tracker(ctx) -> WandbTracker:
@@ -261,4 +259,4 @@ def build_wandb_tracker(ctx) -> WandbTracker:
 
     t = ctx.experiment.tracking
     return WandbTracker(ctx.run_dir, ctx.job, to_dict(ctx.experiment), t.project, t.entity, t.group, t.tags, t.mode,
-                        skip_until=ctx.skip_until, init_timeout=t.init_timeout)
+                        skip_until=ctx.skip_until, init_timeout=t.init_timeout, step_axes=ctx.step_axes)

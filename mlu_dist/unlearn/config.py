@@ -10,7 +10,13 @@ from mlu_dist.train_config import TrainConfig
 
 NAMED_SETS = ("en", "orig", "all", "high", "low")
 """en, orig, all; then the default resource groups (a declared group name works too)."""
-BEST_CRITERIA = ("last", "forget_fake_pref", "forget_fake_rate")
+
+
+def best_criteria() -> tuple[str, ...]:
+    """``last``, then each forgetting criterion of the metric registry (eval.metrics.forget_criteria)."""
+    from mlu_dist.eval.metrics import forget_criteria
+
+    return ("last", *forget_criteria())
 
 
 def _unlearn_train_defaults() -> TrainConfig:
@@ -55,7 +61,8 @@ class UnlearnConfig:
     guard_ppl_ratio: float = 3.0
     """Stop and mark the run when utility perplexity exceeds this multiple of its value at step 0."""
     best: str = "last"
-    """Which model to keep: last, forget_fake_pref or forget_fake_rate (lowest at an eval step)."""
+    """Which model to keep: last, or the lowest at an eval step of a forgetting criterion:
+    forget_fake_rate, forget_fake_pref (the mean over the forget languages of a forgetting curve)."""
     curve_subset: int = 0
     """Facts per curve evaluation (0 = all target and control facts)."""
     from_run: str = ""
@@ -68,7 +75,7 @@ class UnlearnConfig:
 
         from mlu_dist.unlearn.data import FORGET_SCOPES
 
-        out = check_choice("method", self.method, METHODS.names()) + check_choice("best", self.best, BEST_CRITERIA)
+        out = check_choice("method", self.method, METHODS.names()) + check_choice("best", self.best, best_criteria())
         out += check_choice("forget_scope", self.forget_scope, FORGET_SCOPES)
         if self.method in METHODS:
             out += [f"method_args: {p}" for p in method_settings(self.method, self.method_args)[1]]
