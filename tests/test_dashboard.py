@@ -9,6 +9,7 @@ The quick demo's own dashboard (real runs) is checked in tests/test_demo.py with
 import http.server
 import json
 import os
+import re
 import socket
 import subprocess
 import threading
@@ -55,12 +56,9 @@ def _run(root: Path, rel: str, job: str, inject: str, rows: list[tuple[int, dict
 
 
 def _report_files(root: Path) -> None:
-    """report.md and grid.json as `mlu report` writes them (the parts the dashboard mirrors)."""
+    """grid.json as `mlu report` writes it (the dashboard draws the grid from its rows; report.md is
+    never read back)."""
     (root / "report").mkdir(exist_ok=True)
-    (root / "report" / "report.md").write_text(
-        "# mlu_dist report\n\n## The paper's grid\n\n| forget setting | English |\n|---|---|\n"
-        "| English | ✓ 0.10 [0.00,0.20] |\n\n## Utility\n\n| injection | method |\n|---|---|\n| de | ga |\n\n"
-        "## Figures\n")
     cells = {"en": {"mean": 0.1, "lo": 0.0, "hi": 0.2, "removed": True, "paper_removed": True, "agrees": True},
              "orig": {"mean": 0.5, "lo": 0.3, "hi": 0.7, "removed": False, "paper_removed": True, "agrees": False}}
     (root / "report" / "grid.json").write_text(json.dumps({"threshold": 0.2, "paper": {
@@ -137,7 +135,7 @@ def test_a_sweep_with_a_subset_of_languages_and_methods_gets_only_those_panels(s
     grids = [b["name"] for b in d["report"]["blocks"] if b["kind"] == "panels"]
     assert grids == ["de · ga · forget English", "de · ga · forget original", "de · npo · forget English"]
     text = "\n".join(b["text"] for b in d["report"]["blocks"] if b["kind"] in ("markdown", "h2"))
-    assert "The paper's grid" in text and "| English | ✓ 0.10 [0.00,0.20] |" in text
+    assert "The paper's grid" in text and re.search(r"\| English +\| ✓ 0\.10 \[0\.00,0\.20\] +\| ✗ 0\.50 \[0\.30,0\.70\] +\|.*\| 1/2", text)
     assert "**1/2 grid cells agree with the paper** (Lu & Koehn)" in text
     assert ("**de · ga · forget English**: removed in English; survives in original; 1/2 as the paper expects "
             "(not in original)") in text

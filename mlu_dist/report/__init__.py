@@ -153,7 +153,7 @@ def grid_tables(rows: list[dict]) -> list[tuple[str, list[list[str]], list[tuple
 def _grid_rows(r: dict, cols=GROUPS) -> tuple[list[list[str]], list[tuple[str, list[str]]]]:
     """A setting's measured row and, when the paper has an expectation, its ↳ paper row beneath;
     with each row's CSS classes."""
-    tripped = r.get("guard_tripped", int(r["status"] == "guard_tripped"))
+    tripped = r["guard_tripped"] if "guard_tripped" in r else int(r.get("status") == "guard_tripped")
     flag = "" if not tripped else (" (!)" if r.get("runs", 1) == 1 else f" (!{tripped}/{r['runs']})")
     measured, paper = [f"{SETTING_NAMES.get(r['setting'], r['setting'])}{flag}"], ["↳ paper"]
     m_cls, p_cls = [""], [""]

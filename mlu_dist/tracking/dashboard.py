@@ -198,15 +198,6 @@ def _section(inject: str, runs: list[LoggedRun]) -> dict:
             "rows": len({r.method for r in unlearned}) + 1}
 
 
-def _report_sections(root: Path) -> dict[str, str]:
-    """``report.md`` by its ``## `` headings."""
-    path = root / "report" / "report.md"
-    if not path.exists():
-        return {}
-    parts = ("\n" + path.read_text(encoding="utf-8")).split("\n## ")[1:]
-    return {p.split("\n", 1)[0].strip(): p.split("\n", 1)[1].strip() if "\n" in p else "" for p in parts}
-
-
 def reproduced_text(grid: dict) -> str:
     """What reproduced and what did not, from ``grid.json``: per setting where the fake was removed
     and where it survived, and, where the grid carries the paper's expectation, how many cells agree."""
@@ -239,19 +230,21 @@ def reproduced_text(grid: dict) -> str:
 def _report(root: Path, runs: list[LoggedRun], group: str, project: str) -> dict:
     """The report: report.md's text and tables, its spread figures (the report run's images) and the
     forgetting curves as live W&B panels, one panel grid (its own run set) per method x setting."""
-    md = _report_sections(root)
+    from mlu_dist.report import collect, grid_markdown, utility_markdown
+
     grid_file = root / "report" / "grid.json"
+    grid = json.loads(grid_file.read_text()) if grid_file.exists() else {}
     unlearned = [r for r in runs if r.job == "unlearn"]
     blocks = [{"kind": "markdown", "text": (
         f"The sweep `{group}` in W&B: {len({r.inject for r in runs if r.job == 'inject'})} injection(s), "
         f"{len(unlearned)} unlearning run(s). Text and tables are `mlu report`'s (`report/report.md`), "
         f"the curves are the runs' own W&B histories (colour by resource group: en black, high blue, low orange; "
         f"solid = the injection language). Built by `mlu dashboard {root}`.")}]
-    if grid_file.exists():
-        blocks += [{"kind": "h2", "text": "What reproduced"},
-                   {"kind": "markdown", "text": reproduced_text(json.loads(grid_file.read_text()))}]
-    if md.get("The paper's grid"):
-        blocks += [{"kind": "h2", "text": "The paper's grid"}, {"kind": "markdown", "text": md["The paper's grid"]}]
+    if grid:
+        blocks += [{"kind": "h2", "text": "What reproduced"}, {"kind": "markdown", "text": reproduced_text(grid)}]
+    if grid.get("rows"):
+        blocks += [{"kind": "h2", "text": "The paper's grid"},
+                   {"kind": "markdown", "text": grid_markdown(grid["rows"], grid["threshold"])}]
     report_run = next((r for r in runs if r.job == "report"), None)
     media = [f"report/{n}" for n in ("spread_fake_rate", "groups_fake_rate") if report_run and report_run.has(
         f"report/{n}", media=True)]
@@ -270,8 +263,9 @@ def _report(root: Path, runs: list[LoggedRun], group: str, project: str) -> dict
                 curve_panel(f"{method}: forget {_setting_name(setting)}", "unlearn/step", "forget", "fake_rate",
                             cell, [], inject),
                 run_panel("utility: perplexity ÷ step 0", "unlearn/step", "unlearn/ppl_ratio", cell, [])]})
-    if md.get("Utility"):
-        blocks += [{"kind": "h2", "text": "Utility"}, {"kind": "markdown", "text": md["Utility"]}]
+    found = collect(root) if unlearned else {}
+    if found:
+        blocks += [{"kind": "h2", "text": "Utility"}, {"kind": "markdown", "text": utility_markdown(found, root)}]
     return {"title": f"mlu_dist: {group}"[:128], "description": f"Learn-and-unlearn sweep {group} ({project})",
             "blocks": blocks}
 
