@@ -68,3 +68,30 @@ def test_npo_under_lora_runs_against_the_adapter_disabled_base(injected, tmp_pat
     injected_digest = state_digest(load_pretrained(inject_run / "model")[0].state_dict())
     assert done["reference_digest"] == injected_digest
     assert state_digest(load_pretrained(run / "model")[0].state_dict()) != injected_digest
+
+
+def test_a_pretrained_run_is_seeded_so_its_lora_adapters_repeat(tmp_path):
+    """A job that starts from a pretrained model seeds torch from its train seed before loading, so
+    LoRA's initial adapters (and the dropout masks after them) are the same in a rerun, whatever
+    ran before in the process, and differ for another seed."""
+    from mlu_dist.config import load_config
+    from mlu_dist.engine.dist import DistInfo
+    from mlu_dist.experiment import ExperimentConfig
+    from mlu_dist.jobs.model import apply_lora, pretrained
+
+    from mlu_dist.modeling import train_tokenizer
+
+    base, _ = _base_and_lora()
+    base.save_pretrained(tmp_path / "model")
+    train_tokenizer(["the river runs past the town", "der Fluss fließt"] * 20, 300).save_pretrained(tmp_path / "model")
+
+    def lora_a(seed):
+        cfg = load_config(ExperimentConfig, [], [f"inject.train.seed={seed}", "inject.train.lora.enabled=true",
+                                                 "inject.train.lora.r=4", "inject.train.lora.targets=[q_proj]"])
+        torch.rand(7)  # whatever ran before in this process
+        model, _ = pretrained(tmp_path / "model", cfg, "inject", DistInfo(0, 1, 0, "cpu"))
+        model = apply_lora(model, cfg.inject.train, "inject")
+        return torch.cat([p.detach().flatten() for n, p in model.named_parameters() if "lora_A" in n])
+
+    first = lora_a(3)
+    assert torch.equal(first, lora_a(3)) and not torch.equal(first, lora_a(4))

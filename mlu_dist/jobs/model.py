@@ -63,6 +63,7 @@ def pretrained(path: str | Path, cfg, job: str, dist: DistInfo):
     """``(model, tokenizer)`` from a HF directory or hub name for ``job``; under ZeRO-3 built
     partitioned as it loads when :func:`partitioned_load_choice` says so (no full copy per rank)."""
     model_cfg = cfg.model
+    torch.manual_seed(TRAIN_CONFIGS[job](cfg).seed)  # LoRA's first adapters and dropout masks follow the run's seed
     args = (path, model_cfg.dtype, dist.device_type, model_cfg.attn_implementation)
     partition, why = partitioned_load_choice(cfg, job, path)
     say(dist, f"{job}: loading {path} {'partitioned over ' + str(dist.world_size) + ' rank(s)' if partition else 'whole'}"
