@@ -15,7 +15,18 @@ def relaunch(args_list: list[str], nproc: int) -> int:
 
     cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
            f"--master_port={free_port()}", "-m", "mlu_dist.cli", *args_list]
-    return subprocess.call(cmd, env=os.environ | {"MLU_LAUNCHED": "1"})
+    return subprocess.call(cmd, env=rank_env(nproc))
+
+
+def rank_env(nproc: int, environ: dict | None = None, cores: int | None = None) -> dict:
+    """The environment of the relaunched ranks: ``MLU_LAUNCHED``, and ``OMP_NUM_THREADS`` = the cores
+    this process may use / ``nproc`` unless already set. torchrun would set it to 1, which leaves
+    CPU work single-threaded (DeepSpeed's CPU Adam under offload, CPU ranks)."""
+    environ = dict(os.environ if environ is None else environ)
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    environ.setdefault("OMP_NUM_THREADS", str(max(1, cores // max(1, nproc))))
+    return environ | {"MLU_LAUNCHED": "1"}
 
 
 def strip_nproc(argv: list[str]) -> list[str]:

@@ -274,3 +274,13 @@ def test_the_time_limit_signal_leaves_time_to_save_the_planned_checkpoint(tmp_pa
     assert signal_delay_s(spec.resources.inject, size) == 97 + 60  # write + the step in flight
     assert signal_delay_s(Resources(time_min=240, fs_gb_per_s=5.0), size) == 90  # fast disk: the usual delay
     assert signal_delay_s(Resources(time_min=2)) == 12  # small jobs: a tenth of the limit, as before
+
+
+def test_relaunched_ranks_share_the_cores_instead_of_torchruns_one_thread():
+    """`--nproc N` hands each rank cores/N OpenMP threads (torchrun's default of 1 would leave CPU
+    Adam under offload single-threaded); a value the user set is kept."""
+    from mlu_dist.relaunch import rank_env
+
+    assert rank_env(8, {}, cores=64) == {"OMP_NUM_THREADS": "8", "MLU_LAUNCHED": "1"}
+    assert rank_env(4, {}, cores=2)["OMP_NUM_THREADS"] == "1"
+    assert rank_env(8, {"OMP_NUM_THREADS": "3"}, cores=64)["OMP_NUM_THREADS"] == "3"
