@@ -1,6 +1,7 @@
 """The boundaries the codebase promises, checked on its source (so they cannot silently rot)."""
 
 import ast
+import typing
 import subprocess
 import sys
 from pathlib import Path
@@ -32,6 +33,37 @@ def test_evaluation_objectives_and_data_never_import_the_engine_or_jobs(package)
     bad = {str(p.relative_to(ROOT)): m for p in modules(package) for m in imports_of(p)
            if m.startswith(("mlu_dist.engine", "mlu_dist.jobs"))}
     assert not bad, f"{package}/ must not import the engine or jobs: {bad}"
+
+
+BACKEND_MODULES = ("mlu_dist.engine.deepspeed_engine", "mlu_dist.engine.torch_engine")
+
+
+def test_jobs_reach_engines_only_through_the_protocol_and_registry():
+    """jobs/ builds engines with mlu_dist.engine.engines' factories and calls the Protocols' methods;
+    a backend module imported by a job is a job that knows one backend."""
+    bad = {str(p.relative_to(ROOT)): m for p in modules("jobs") for m in imports_of(p) if m in BACKEND_MODULES}
+    assert not bad, f"jobs/ must use mlu_dist.engine.engines, not a backend module: {bad}"
+    getattrs = [f"{p.relative_to(ROOT)}:{node.lineno}" for p in modules("jobs") for node in ast.walk(ast.parse(p.read_text()))
+                if isinstance(node, ast.Call) and ast.unparse(node.func) == "getattr" and len(node.args) > 1
+                and ast.unparse(node.args[0]).endswith("engine")]
+    assert not getattrs, f"an engine's attributes are the Protocol's; no getattr on an engine: {getattrs}"
+
+
+def test_every_registered_backend_implements_the_protocols():
+    import torch
+
+    from mlu_dist.engine.dist import DistInfo
+    from mlu_dist.engine.engines import ENGINES, EngineBackend, FrozenEngine, TrainingEngine, backend
+
+    wanted = [n for n in dir(EngineBackend) if not n.startswith("_")]
+    for name in ENGINES.names():
+        missing = [n for n in wanted if not callable(getattr(backend(name), n, None))]
+        assert not missing, f"backend '{name}' lacks {missing}"
+        cls = typing.get_type_hints(type(backend(name)).training)["return"]  # the backend's training engine
+        methods = [n for n in dir(TrainingEngine) if not n.startswith("_") and callable(getattr(TrainingEngine, n))]
+        assert not [n for n in methods if not hasattr(cls, n)], (name, [n for n in methods if not hasattr(cls, n)])
+    frozen = backend("torch").frozen(torch.nn.Linear(2, 2), None, DistInfo(0, 1, 0, "cpu"), torch.float32)
+    assert isinstance(frozen, FrozenEngine) and not any(p.requires_grad for p in frozen.module.parameters())
 
 
 def test_neutral_modules_import_neither_engine_nor_jobs():
