@@ -1,7 +1,6 @@
 """The boundaries the codebase promises, checked on its source (so they cannot silently rot)."""
 
 import ast
-import typing
 import subprocess
 import sys
 from pathlib import Path
@@ -47,23 +46,6 @@ def test_jobs_reach_engines_only_through_the_protocol_and_registry():
                 if isinstance(node, ast.Call) and ast.unparse(node.func) == "getattr" and len(node.args) > 1
                 and ast.unparse(node.args[0]).endswith("engine")]
     assert not getattrs, f"an engine's attributes are the Protocol's; no getattr on an engine: {getattrs}"
-
-
-def test_every_registered_backend_implements_the_protocols():
-    import torch
-
-    from mlu_dist.engine.dist import DistInfo
-    from mlu_dist.engine.engines import ENGINES, EngineBackend, FrozenEngine, TrainingEngine, backend
-
-    wanted = [n for n in dir(EngineBackend) if not n.startswith("_")]
-    for name in ENGINES.names():
-        missing = [n for n in wanted if not callable(getattr(backend(name), n, None))]
-        assert not missing, f"backend '{name}' lacks {missing}"
-        cls = typing.get_type_hints(type(backend(name)).training)["return"]  # the backend's training engine
-        methods = [n for n in dir(TrainingEngine) if not n.startswith("_") and callable(getattr(TrainingEngine, n))]
-        assert not [n for n in methods if not hasattr(cls, n)], (name, [n for n in methods if not hasattr(cls, n)])
-    frozen = backend("torch").frozen(torch.nn.Linear(2, 2), None, DistInfo(0, 1, 0, "cpu"), torch.float32)
-    assert isinstance(frozen, FrozenEngine) and not any(p.requires_grad for p in frozen.module.parameters())
 
 
 def test_neutral_modules_import_neither_engine_nor_jobs():
