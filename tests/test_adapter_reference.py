@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from mlu_dist.engine.adapter_reference import AdapterReference
-from mlu_dist.engine.deepspeed_engine import state_digest
+from mlu_dist.engine.engines import state_digest
 
 
 def _base_and_lora():

@@ -131,14 +131,19 @@ def test_faults_smoke_recovers_a_torn_metrics_line(tmp_path):
 
 
 @pytest.mark.slow
-def test_mfu_tiny_reports_throughput(tmp_path):
-    cmd = [sys.executable, str(BENCH / "bench_mfu.py"), "--tiny", "--steps", "1", "--warmup", "1", "--seq", "16",
-           "--batch", "1"]
+@pytest.mark.parametrize("setting", ["lora", "full"])
+def test_mfu_tiny_reports_throughput(tmp_path, setting):
+    cmd = [sys.executable, str(BENCH / "bench_mfu.py"), "--tiny", "--setting", setting, "--steps", "1", "--warmup", "1",
+           "--seq", "16", "--batch", "1"]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=clean_env(), cwd=tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     # --tiny prints its record (indented JSON) and writes nothing
     start = max(i for i, line in enumerate(proc.stdout.splitlines()) if line == "{")
     lines = proc.stdout.splitlines()[start:]
     record = json.loads("\n".join(lines[:lines.index("}") + 1]))
-    assert record["setting"] == "lora" and record["seq"] == 16 and record["device"] == "cpu"
-    assert positive(record["tokens_per_s"], record["lora_params"], record["params"])
+    assert record["setting"] == setting and record["seq"] == 16 and record["device"] == "cpu"
+    assert positive(record["tokens_per_s"], record["params"])
+    # N leaves out the input embedding (the tiny model's: vocabulary 1024 x hidden 128)
+    assert record["params_with_embedding"] - record["params"] == 1024 * 128
+    assert (record["zero"], record["offload"], record["lora_params"] > 0) == \
+        ((2, "none", True) if setting == "lora" else (3, "none", False))  # full: ZeRO-3 without offload

@@ -87,7 +87,7 @@ def test_deepspeed_config_is_derived_from_the_job():
 def test_an_unlearning_run_resumed_at_every_eval_boundary_keeps_the_same_best_model(sweep):
     """The best-so-far score and step live in the checkpoint: a run stopped and resumed at every
     evaluation keeps the same best checkpoint as the uninterrupted run (the torch backend)."""
-    from mlu_dist.engine.deepspeed_engine import state_digest
+    from mlu_dist.engine.engines import state_digest
     from mlu_dist.experiment import ExperimentConfig
     from mlu_dist.jobs.unlearn import run_unlearn
     from mlu_dist.modeling import load_pretrained

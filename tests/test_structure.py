@@ -34,6 +34,20 @@ def test_evaluation_objectives_and_data_never_import_the_engine_or_jobs(package)
     assert not bad, f"{package}/ must not import the engine or jobs: {bad}"
 
 
+BACKEND_MODULES = ("mlu_dist.engine.deepspeed_engine", "mlu_dist.engine.torch_engine")
+
+
+def test_jobs_reach_engines_only_through_the_protocol_and_registry():
+    """jobs/ builds engines with mlu_dist.engine.engines' factories and calls the Protocols' methods;
+    a backend module imported by a job is a job that knows one backend."""
+    bad = {str(p.relative_to(ROOT)): m for p in modules("jobs") for m in imports_of(p) if m in BACKEND_MODULES}
+    assert not bad, f"jobs/ must use mlu_dist.engine.engines, not a backend module: {bad}"
+    getattrs = [f"{p.relative_to(ROOT)}:{node.lineno}" for p in modules("jobs") for node in ast.walk(ast.parse(p.read_text()))
+                if isinstance(node, ast.Call) and ast.unparse(node.func) == "getattr" and len(node.args) > 1
+                and ast.unparse(node.args[0]).endswith("engine")]
+    assert not getattrs, f"an engine's attributes are the Protocol's; no getattr on an engine: {getattrs}"
+
+
 def test_neutral_modules_import_neither_engine_nor_jobs():
     for name in ("tokens.py", "losses.py", "objectives.py", "train_config.py", "runs/layout.py", "registry.py", "comm.py"):
         bad = [m for m in imports_of(PKG / name) if m.startswith(("mlu_dist.engine", "mlu_dist.jobs"))]

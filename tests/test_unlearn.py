@@ -226,7 +226,7 @@ def test_npo_with_two_ranks_under_zero3_keeps_the_reference_frozen(injected):
     done = json.loads((run / "DONE.json").read_text())
     meta = json.loads((run / "meta.json").read_text())
     assert meta["dist"]["world_size"] == 2 and meta["zero_stage"] == 3
-    from mlu_dist.engine.deepspeed_engine import state_digest
+    from mlu_dist.engine.engines import state_digest
 
     injected_model, _ = load_pretrained(inject_run / "model")
     assert done["reference_digest"] == state_digest(injected_model.state_dict())  # bit for bit
@@ -268,7 +268,7 @@ def test_zero3_curves_from_a_gathered_copy_equal_the_partitioned_ones_and_partit
             assert a["value"] == b["value"], (a, b)
         else:
             assert a["value"] == pytest.approx(b["value"], rel=1e-5, abs=1e-6), (a, b)
-    from mlu_dist.engine.deepspeed_engine import state_digest
+    from mlu_dist.engine.engines import state_digest
 
     digests = [state_digest(load_pretrained(run / "model")[0].state_dict()) for run in (part, full)]
     assert digests[0] == digests[1]
@@ -281,7 +281,7 @@ def test_zero3_curves_from_a_gathered_copy_equal_the_partitioned_ones_and_partit
 def test_method_state_survives_a_resume(injected, method):
     """PDU's dual variable is saved in the checkpoint and RMU's direction is redrawn from the seed:
     a run stopped and resumed every 2 steps ends where the whole run ends."""
-    from mlu_dist.engine.deepspeed_engine import state_digest
+    from mlu_dist.engine.engines import state_digest
 
     out, inject_run = injected
     common = ["unlearn.train.steps=4", "unlearn.train.lr=1e-3", "unlearn.train.log_every=1", "unlearn.guard_ppl_ratio=1e9"]

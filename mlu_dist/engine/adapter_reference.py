@@ -47,7 +47,7 @@ class AdapterReference:
 
     def state_digest(self) -> str | None:
         """sha256 of the base weights on rank 0 (the digest a separate reference copy gives), None elsewhere."""
-        from mlu_dist.engine.deepspeed_engine import state_digest
+        from mlu_dist.engine.engines import state_digest
 
         return state_digest(self.base_state()) if self.is_main else None
 

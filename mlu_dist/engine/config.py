@@ -7,10 +7,10 @@ from typing import Any
 
 from mlu_dist.config import check_choice
 from mlu_dist.engine.dist import DEFAULT_TIMEOUT_MIN
+from mlu_dist.engine.engines import ENGINES
 
 ZERO_STAGES = (0, 1, 2, 3)
 OFFLOAD_TARGETS = ("none", "optimizer", "optimizer+params")
-BACKENDS = ("deepspeed", "torch")
 OPTIMIZERS = ("torch", "deepspeed")
 ENGINE_JOBS = ("base", "inject", "unlearn", "relearn", "eval")
 """Jobs that may have ZeRO settings of their own (``engine.jobs.<job>``)."""
@@ -74,7 +74,7 @@ class EngineConfig:
         return self.jobs.get(job, self.zero)
 
     def check(self) -> list[str]:
-        out = check_choice("backend", self.backend, BACKENDS)
+        out = check_choice("backend", self.backend, ENGINES.names())
         if not self.timeout_min > 0:
             out.append(f"timeout_min: must be > 0 minutes (got {self.timeout_min})")
         for job, zero in self.jobs.items():

@@ -20,6 +20,7 @@ from mlu_dist.engine.checkpoint import weight_counts
 from mlu_dist.engine.ckpt_size import ds_checkpoint_bytes
 from mlu_dist.engine.config import ZeroConfig
 from mlu_dist.engine.dist import DistInfo
+from mlu_dist.engine.engines import state_digest
 from mlu_dist.engine.op_lock import load_op_under_lock
 from mlu_dist.engine.optim import make_optimizer, make_scheduler, param_groups
 from mlu_dist.train_config import TrainConfig
@@ -302,14 +303,6 @@ class DeepSpeedEngine:
         gc.collect()
 
 
-def consolidate_checkpoint(ckpt_dir: Path) -> dict:
-    """A full fp32 state dict from a ZeRO checkpoint of any stage, in one process (no ranks needed)."""
-    from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
-
-    return get_fp32_state_dict_from_zero_checkpoint(str(ckpt_dir.parent), tag=ckpt_dir.name)
-
-
-
 def full_param_bytes(module: torch.nn.Module) -> int:
     """Bytes of a module's whole weights, also when ZeRO-3 holds only this rank's shard."""
     return sum(getattr(p, "ds_numel", p.numel()) * p.element_size() for p in module.parameters())
@@ -366,12 +359,27 @@ class InferenceEngine:
         gc.collect()
 
 
-def state_digest(state: dict) -> str:
-    """A sha256 over a state dict's names and exact bytes."""
-    import hashlib
+class DeepSpeedBackend:
+    """The ``deepspeed`` entry of ``ENGINES`` (mlu_dist.engine.engines): ZeRO stages 0-3."""
 
-    h = hashlib.sha256()
-    for name in sorted(state):
-        h.update(name.encode())
-        h.update(state[name].detach().cpu().contiguous().float().numpy().tobytes())
-    return h.hexdigest()
+    partitioned_construction = staticmethod(partitioned_construction)
+    full_param_bytes = staticmethod(full_param_bytes)
+
+    def training(self, model, cfg: TrainConfig, zcfg: ZeroConfig, dist: DistInfo, dtype: torch.dtype) -> DeepSpeedEngine:
+        return DeepSpeedEngine(model, cfg, zcfg, dist, dtype)
+
+    def frozen(self, model, zcfg: ZeroConfig, dist: DistInfo, dtype: torch.dtype) -> InferenceEngine:
+        return InferenceEngine(model, zcfg, dist, dtype)
+
+    def owns_checkpoint(self, ckpt_dir: Path) -> bool:
+        return any(ckpt_dir.glob("mp_rank_*_model_states.pt")) or any(ckpt_dir.glob("zero_pp_rank_*"))
+
+    def consolidate(self, ckpt_dir: Path) -> dict:
+        """A full fp32 state dict from a checkpoint of any ZeRO stage: ZeRO's shards are merged by
+        DeepSpeed's own reader; a stage-0 checkpoint holds the whole module in its model-states file."""
+        if any(ckpt_dir.glob("*optim_states.pt")) and any(ckpt_dir.glob("zero_pp_rank_*")):
+            from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+
+            return get_fp32_state_dict_from_zero_checkpoint(str(ckpt_dir.parent), tag=ckpt_dir.name)
+        states = sorted(ckpt_dir.glob("mp_rank_*_model_states.pt"))
+        return torch.load(states[0], weights_only=False, map_location="cpu")["module"]

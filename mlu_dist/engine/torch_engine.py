@@ -1,4 +1,4 @@
-"""A bare single-process PyTorch engine with the DeepSpeed engine's interface.
+"""A bare single-process PyTorch backend implementing the engine Protocols (mlu_dist.engine.engines).
 
 Used as the baseline of the engine benchmark and for debugging without DeepSpeed; real runs use
 :mod:`mlu_dist.engine.deepspeed_engine`.
@@ -6,13 +6,21 @@ Used as the baseline of the engine benchmark and for debugging without DeepSpeed
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import torch
 
+from mlu_dist.config import ConfigError
 from mlu_dist.engine.checkpoint import weight_counts
+from mlu_dist.engine.engines import state_digest, whole_module
 from mlu_dist.engine.optim import make_optimizer, make_scheduler
 from mlu_dist.train_config import TrainConfig
+
+
+def whole_param_bytes(module: torch.nn.Module) -> int:
+    """Bytes of a module's weights (one process holds them all)."""
+    return sum(p.numel() * p.element_size() for p in module.parameters())
 
 
 class TorchEngine:
@@ -71,6 +79,13 @@ class TorchEngine:
     def full_state_dict(self) -> dict:
         return {k: v.detach().clone() for k, v in self.module.state_dict().items()}
 
+    def inference_copy(self):
+        """The module itself, frozen for the block: one process holds the whole weights already."""
+        return whole_module(self.module)
+
+    def full_param_bytes(self) -> int:
+        return whole_param_bytes(self.module)
+
     def checkpoint_bytes(self) -> int:
         """Bytes of one ``torch_state.pt``: every weight, and AdamW's two moments (in the weights' dtype)
         of the trainable ones."""
@@ -88,3 +103,52 @@ class TorchEngine:
 
     def close(self) -> None:
         self.optimizer = self.scheduler = None
+
+
+class TorchFrozenEngine:
+    """A frozen model in one process: weights whole, eval mode, no gradients."""
+
+    zero_stage = 0
+
+    def __init__(self, model: torch.nn.Module, device: str = "cpu", is_main: bool = True):
+        self.module = model.requires_grad_(False).to(device).eval()
+        self.device, self.is_main = torch.device(device), is_main
+
+    def forward(self, **batch):
+        with torch.no_grad():
+            return self.module(**{k: v.to(self.device) if torch.is_tensor(v) else v for k, v in batch.items()})
+
+    def state_digest(self) -> str | None:
+        return state_digest(self.module.state_dict()) if self.is_main else None
+
+    def close(self) -> None:
+        self.module = None
+
+
+class TorchBackend:
+    """The ``torch`` entry of ``ENGINES`` (mlu_dist.engine.engines): one process, no ZeRO."""
+
+    @staticmethod
+    def _device(dist) -> str:
+        return "cuda" if dist.device_type == "cuda" else "cpu"
+
+    def training(self, model, cfg: TrainConfig, zcfg, dist, dtype) -> TorchEngine:
+        if dist.world_size > 1:
+            raise ConfigError(f"engine.backend: 'torch' runs one process only, this job has {dist.world_size} "
+                              f"ranks; set engine.backend=deepspeed")
+        return TorchEngine(model, cfg, self._device(dist))
+
+    def frozen(self, model, zcfg, dist, dtype) -> TorchFrozenEngine:
+        return TorchFrozenEngine(model, self._device(dist), dist.is_main)
+
+    def partitioned_construction(self, cfg, zcfg, dist, dtype, hidden_size=None):
+        """Nothing to set up: this backend never partitions, models load whole."""
+        return contextlib.nullcontext()
+
+    full_param_bytes = staticmethod(whole_param_bytes)
+
+    def owns_checkpoint(self, ckpt_dir: Path) -> bool:
+        return (ckpt_dir / "torch_state.pt").exists()
+
+    def consolidate(self, ckpt_dir: Path) -> dict:
+        return torch.load(ckpt_dir / "torch_state.pt", weights_only=False, map_location="cpu")["model"]

@@ -7,9 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 
 
-from mlu_dist.config import ConfigError
 from mlu_dist.engine.config import EngineConfig
 from mlu_dist.engine.dist import DistInfo
+from mlu_dist.engine.engines import TrainingEngine, build_engine
 from mlu_dist.logs import get_logger
 from mlu_dist.tracking import FanOut, JsonlTracker, NullTracker, TrackerContext, build_trackers
 from mlu_dist.train_config import TrainConfig
@@ -34,20 +34,10 @@ def warn(dist: DistInfo, *msg) -> None:
         log.warning(" ".join(str(m) for m in msg))
 
 
-def make_engine(model, cfg: TrainConfig, engine_cfg: EngineConfig, dist: DistInfo, job: str = "base"):
+def make_engine(model, cfg: TrainConfig, engine_cfg: EngineConfig, dist: DistInfo, job: str = "base") -> TrainingEngine:
     """The configured backend around ``model`` with ``job``'s ZeRO settings (the engine owns the
     optimizer and the schedule)."""
-    if engine_cfg.backend == "torch":
-        if dist.world_size > 1:
-            raise ConfigError(f"engine.backend: 'torch' runs one process only, this job has {dist.world_size} "
-                              f"ranks; set engine.backend=deepspeed")
-        from mlu_dist.engine.torch_engine import TorchEngine
-
-        return TorchEngine(model, cfg, "cuda" if dist.device_type == "cuda" else "cpu")
-    from mlu_dist.engine.deepspeed_engine import DeepSpeedEngine
-
-    dtype = next(model.parameters()).dtype
-    return DeepSpeedEngine(model, cfg, engine_cfg.zero_for(job), dist, dtype)
+    return build_engine(model, cfg, engine_cfg, dist, job)
 
 
 def make_tracker(run_dir: Path, dist: DistInfo, start_step: int, job: str = "train", experiment=None,

@@ -16,6 +16,7 @@ from mlu_dist.config import to_dict
 from mlu_dist.data import load_data
 from mlu_dist.data.splits import split_facts
 from mlu_dist.engine.dist import ensure_process_group, setup_env
+from mlu_dist.engine.engines import backend, frozen_engine
 from mlu_dist.eval.generate import cache_kwarg
 from mlu_dist.eval.metrics import METRICS, value_names
 from mlu_dist.eval.prompts import end_ids
@@ -62,10 +63,9 @@ def evaluate_model(cfg: ExperimentConfig, model_path: Path, out_dir: Path, overw
         say(dist, f"eval: reusing {', '.join(reused)} from {eval_file}")
     if todo:
         model, tokenizer = load_pretrained(model_path, cfg.model.dtype, dist.device_type, cfg.model.attn_implementation)
-        from mlu_dist.engine.deepspeed_engine import full_param_bytes
-
         zero = cfg.engine.zero_for("eval")
-        copy, why = model_copy_choice(cfg.eval.model_copy, zero.stage, full_param_bytes(model), dist, loaded=True)
+        whole = backend(cfg.engine.backend).full_param_bytes(model)
+        copy, why = model_copy_choice(cfg.eval.model_copy, zero.stage, whole, dist, loaded=True)
         if dist.world_size > 1 and zero.stage == 3:  # every rank takes the same path: partitioned if any must
             from mlu_dist import comm
 
@@ -76,9 +76,7 @@ def evaluate_model(cfg: ExperimentConfig, model_path: Path, out_dir: Path, overw
         lockstep = copy == "partitioned" and dist.world_size > 1
         engine = None
         if copy == "partitioned":
-            from mlu_dist.engine.deepspeed_engine import InferenceEngine
-
-            engine = InferenceEngine(model, zero, dist, next(model.parameters()).dtype)
+            engine = frozen_engine(model, cfg.engine, dist, "eval")
             forward, module = engine.forward, engine.module
         else:  # a whole model per rank, on its device: ranks only meet to gather the results
             ensure_process_group(dist)

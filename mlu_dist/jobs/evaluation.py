@@ -10,6 +10,7 @@ import dataclasses
 import torch
 
 from mlu_dist.engine.dist import DistInfo
+from mlu_dist.engine.engines import TrainingEngine
 from mlu_dist.jobs.common import say
 
 
@@ -79,14 +80,14 @@ class EngineEvaluation:
     copy per rank, gathered once for the run and freed after it (no collectives while generating),
     and the partitioned forwards in which every rank joins every forward."""
 
-    def __init__(self, engine, tokenizer, facts, split, cfg, dist: DistInfo, **eval_fields):
+    def __init__(self, engine: TrainingEngine, tokenizer, facts, split, cfg, dist: DistInfo, **eval_fields):
         from mlu_dist.eval.generate import cache_kwarg
         from mlu_dist.eval.prompts import end_ids
         from mlu_dist.eval.runner import Evaluator, Rank
 
         eval_cfg = dataclasses.replace(cfg.eval, **eval_fields)
         self.engine, self.dist, self.setting = engine, dist, eval_cfg.model_copy
-        self.partitioned = getattr(engine, "zero_stage", 0) == 3 and dist.world_size > 1
+        self.partitioned = engine.zero_stage == 3 and dist.world_size > 1
         self.evaluator = Evaluator(engine.forward, tokenizer, facts, split, eval_cfg,
                                    Rank(dist.rank, dist.world_size, self.partitioned), cfg.model.max_seq_len,
                                    cache_kwarg(engine.module), end_ids(tokenizer, engine.module))

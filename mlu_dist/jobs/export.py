@@ -1,6 +1,7 @@
 """`mlu export RUN_DIR`: a checkpoint (any ZeRO stage, LoRA or not) -> a HF model directory.
 
-Runs in one process with no ranks: DeepSpeed's ZeRO shards are consolidated from the files.
+Runs in one process with no ranks: the backend that wrote the checkpoint consolidates it from the
+files (ZeRO shards included).
 """
 
 from __future__ import annotations
@@ -11,20 +12,15 @@ from pathlib import Path
 import torch
 
 from mlu_dist.engine.checkpoint import Checkpointer
+from mlu_dist.engine.engines import ENGINES, consolidate_checkpoint
 from mlu_dist.runs.rundir import ResumeError, atomic_dir
 
 
 def _state_from_checkpoint(ckpt: Path) -> dict:
-    if (ckpt / "torch_state.pt").exists():  # the bare torch backend
-        return torch.load(ckpt / "torch_state.pt", weights_only=False)["model"]
-    if any(ckpt.glob("*optim_states.pt")) and any(ckpt.glob("zero_pp_rank_*")):
-        from mlu_dist.engine.deepspeed_engine import consolidate_checkpoint
-
-        return consolidate_checkpoint(ckpt)
-    states = sorted(ckpt.glob("mp_rank_*_model_states.pt"))
-    if not states:
-        raise ResumeError(f"{ckpt} holds no model state (no DeepSpeed or torch checkpoint files)")
-    return torch.load(states[0], weights_only=False, map_location="cpu")["module"]
+    state = consolidate_checkpoint(ckpt)  # the backend that wrote the files reads them
+    if state is None:
+        raise ResumeError(f"{ckpt} holds no model state (no checkpoint files of any backend: {', '.join(ENGINES.names())})")
+    return state
 
 
 def export_run(run_dir: str | Path, out: str | Path | None = None, checkpoint: str | Path | None = None,

@@ -9,6 +9,7 @@ import torch
 
 from mlu_dist.config import ConfigError
 from mlu_dist.engine.dist import DistInfo
+from mlu_dist.engine.engines import backend
 from mlu_dist.jobs.common import TRAIN_CONFIGS, TRAIN_KEYS, say
 from mlu_dist.modeling import (PARTITION_MIN_BYTES, ModelConfig, build_tiny_model, checkpoint_bytes, load_pretrained,
                                torch_dtype, train_tokenizer)
@@ -72,11 +73,9 @@ def pretrained(path: str | Path, cfg, job: str, dist: DistInfo):
         return load_pretrained(*args)
     from transformers import AutoConfig
 
-    from mlu_dist.engine.deepspeed_engine import partitioned_construction
-
     hidden = getattr(AutoConfig.from_pretrained(str(path)), "hidden_size", None)
     train = TRAIN_CONFIGS[job](cfg)
-    with partitioned_construction(train, cfg.engine.zero_for(job), dist, torch_dtype(model_cfg.dtype, dist.device_type),
+    with backend(cfg.engine.backend).partitioned_construction(train, cfg.engine.zero_for(job), dist, torch_dtype(model_cfg.dtype, dist.device_type),
                                   hidden):
         return load_pretrained(*args)
 

@@ -20,6 +20,7 @@ from mlu_dist.data import load_data
 from mlu_dist.data.splits import split_facts
 from mlu_dist.engine.checkpoint import verify
 from mlu_dist.engine.dist import DistInfo, setup_env
+from mlu_dist.engine.engines import frozen_engine
 from mlu_dist.engine.loop import LoopHooks, Stop
 from mlu_dist.eval.metrics import METRICS, forget_criteria, guard_value
 from mlu_dist.eval.summary import over_languages
@@ -180,10 +181,8 @@ class UnlearnJob:
 
             self.ref = AdapterReference(model, dist.is_main)
         elif self.method.needs_reference:
-            from mlu_dist.engine.deepspeed_engine import InferenceEngine
-
             ref_model, _ = pretrained(self.method.reference_dir(self.from_run), cfg, self.name, dist)
-            self.ref = InferenceEngine(ref_model, cfg.engine.zero_for(self.name), dist, next(ref_model.parameters()).dtype)
+            self.ref = frozen_engine(ref_model, cfg.engine, dist, self.name)
             resources.callback(self.ref.close)
         meta = {"method": u.method, "forget_langs": self.forget_langs, "forget_scope": u.forget_scope, "retain_langs": self.retain_langs,
                 "from_run": str(self.from_run), "lengths": asdict(cut)}
