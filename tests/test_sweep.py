@@ -526,3 +526,43 @@ def test_mlu_sweep_plan_shows_the_teacher_edge_and_refuses_a_sweep_without_one(t
     bad = subprocess.run(mlu_cmd("sweep", "plan", *args, "teacher.method=''"), capture_output=True, text=True,
                          env=clean_env(), timeout=120)
     assert bad.returncode != 0 and "teacher.method: axes.methods includes lingtea" in bad.stderr
+
+
+def test_slurm_submits_the_lingtea_cells_as_a_second_array_after_their_teachers_tasks(tmp_path, monkeypatch):
+    """submitit's executor is replaced by a recorder (no Slurm here; the real-cluster tests are marked
+    slurm): the LingTea cells are a second unlearning array whose dependency names the injection's
+    task and the teacher's task of the first array."""
+    from mlu_dist.launcher import slurm
+    from mlu_dist.launcher.plan import write_cells
+    from mlu_dist.launcher.run import Manifest
+
+    submitted = []
+
+    class Job:
+        def __init__(self, job_id):
+            self.job_id = job_id
+
+    class Recorder:
+        def __init__(self, name, after):
+            self.name, self.after = name, after
+
+        def submit(self, fn, *args):
+            submitted.append((self.name, self.after, [args[1]]))
+            return Job(str(len(submitted)))
+
+        def map_array(self, fn, stages, cfgs, roots):
+            submitted.append((self.name, self.after, list(cfgs)))
+            return [Job(f"{len(submitted)}_{i}") for i in range(len(cfgs))]
+
+    monkeypatch.setattr(slurm, "_executor", lambda root, res, name, after="", save_bytes=0: Recorder(name, after))
+    spec = load_config(SweepSpec, [SWEEPS / "methods.yaml"], [f"out_dir={tmp_path}", "axes.seeds=[0]", "executor=slurm",
+                                                             "axes.methods=[altpo,lingtea]", "axes.forget_langs=[en,orig]"])
+    cells = expand(spec)
+    slurm.submit_slurm(spec, cells, cells, Manifest(write_cells(spec, cells)), wait=False)
+    names = [s[0] for s in submitted]
+    assert names == ["base", "methods-inject", "methods-unlearn", "methods-unlearn", "methods-report"]
+    (_, first_after, first), (_, second_after, second) = submitted[2], submitted[3]
+    assert first_after == "afterok:2_0" and [Path(p).stem.split("-")[3] for p in first] == ["altpo", "altpo"]
+    teacher = next(i for i, p in enumerate(first) if "altpo-en-" in p)
+    assert [Path(p).stem.split("-")[3:5] for p in second] == [["lingtea", "orig"]]
+    assert second_after == f"afterok:2_0:3_{teacher}"
