@@ -429,6 +429,30 @@ def test_lingtea_answer_token_kl_known_values():
     assert answer_token_kl(student, labels, t_logits, torch.tensor([[IGNORE, IGNORE, 0, 0]]))[1] == 0
 
 
+def test_lingtea_objective_is_zero_at_its_teacher_and_otherwise_the_answer_token_kl(engine):
+    """The method as the job runs it: with the teacher = the student and the same question in both
+    languages, forget and retain terms are 0; with the teacher's question in other tokens, the loss
+    is the per-answer-token KL over the student's label tokens, plus the retain KL (0 here)."""
+    from mlu_dist.unlearn.lingtea import answer_token_kl
+
+    gen = torch.Generator().manual_seed(11)
+    rand = lambda n: torch.randint(1, 40, (n,), generator=gen).tolist()  # noqa: E731
+    answers = [rand(3) for _ in range(3)]
+    student = _qa_pool([rand(4) for _ in range(3)], answers)
+    teacher = _qa_pool([rand(2), rand(5), rand(3)], answers)  # the question in the teacher's language
+    same = {"xl_student": student, "xl_teacher": student, "retain": _pool(2)}
+    loss, metrics, _ = _objective_loss("lingtea", engine, same, retain_weight=1.0, ref=engine)
+    assert loss == pytest.approx(0.0, abs=1e-6) and metrics["train/lingtea_kl"] == pytest.approx(0.0, abs=1e-6)
+    with torch.no_grad():
+        s = engine.forward(input_ids=student["input_ids"], attention_mask=student["attention_mask"]).logits
+        t = engine.forward(input_ids=teacher["input_ids"], attention_mask=teacher["attention_mask"]).logits
+    kl, n = answer_token_kl(s, student["labels"], t, teacher["labels"])
+    assert n == student["n_targets"] == 9 and kl.item() > 1e-3
+    other = {"xl_student": student, "xl_teacher": teacher, "retain": _pool(2)}
+    assert _objective_loss("lingtea", engine, other, retain_weight=1.0, ref=engine)[0] == pytest.approx(
+        kl.item() / 9, rel=1e-5)
+
+
 def test_lingtea_pairs_are_the_same_answer_in_two_languages(world):
     from mlu_dist.unlearn.lingtea import crosslingual_pairs
 

@@ -35,7 +35,8 @@ def _run(root, seed: int, per_lang: dict[str, list[float]], status: str = "finis
     run.mkdir(parents=True)
     (run / "meta.json").write_text(json.dumps({"job": "unlearn"}))
     (run / "DONE.json").write_text(json.dumps({"status": status}))
-    (run / "config.yaml").write_text(f"inject:\n  langs: [de]\nunlearn:\n  method: {method}\n  forget_langs: {setting}\n"
+    (run / "config.yaml").write_text(f"inject:\n  langs: [de]\n  split_seed: {seed}\nunlearn:\n  method: {method}\n"
+                                     f"  forget_langs: {setting}\n"
                                      f"  from_run: {root}/inject/de-s{seed}\n")
     _eval_dir(run / "eval", {"fake_rate": _facts(per_lang)} | (extra or {}))
     if ppl_ratio is not None:
@@ -229,7 +230,7 @@ def test_report_html_is_a_rendered_self_contained_page(study):
     text = "".join(page.text)
     for raw in ("| --- |", "|---", "---|", "**", "!["):
         assert raw not in text, raw
-    assert len(page.tables) == 4  # the grid, the methods ranked, utility, utility per language
+    assert len(page.tables) == 5  # the grid, the methods ranked, per method, utility, utility per language
     grid = page.tables[0]
     assert [c[1] for c in page.tables[1][0]] == ["#", "method", "setting", "worst group fake_rate", "utility ppl ratio",
                                                  "status"]
@@ -252,7 +253,7 @@ def test_report_html_renders_in_headless_chromium(study, tmp_path):
     assert dom.returncode == 0, dom.stderr[-2000:]
     page = _Page()
     page.feed(dom.stdout)
-    assert len(page.tables) == 4 and len([c for c in _grid_cells(page) if "differ" in c[0]]) >= 5
+    assert len(page.tables) == 5 and len([c for c in _grid_cells(page) if "differ" in c[0]]) >= 5
     assert re.search(r'<td class="[^"]*removed[^"]*">✓ 0\.00', dom.stdout) and "✗ 1.00" in dom.stdout
     shot = tmp_path / "report.png"
     proc = subprocess.run([*browser, "--hide-scrollbars", "--window-size=1280,1400", f"--screenshot={shot}", page_url],
@@ -342,3 +343,38 @@ def test_methods_are_ranked_by_the_worst_group_then_utility(tmp_path):
     assert re.search(r"\| 1 +\| npo ★", md)
     report = (write_report(tmp_path) / "report.md").read_text()
     assert "## Methods ranked" in report and "npo ★" in report
+
+
+def test_the_ranking_pools_seeds_as_the_mean_of_each_seeds_worst_group(tmp_path):
+    """Three seeds: a row's value is the mean over seeds of each seed's worst group (not the worst of
+    the seed-pooled group means) with its range; per method, the mean over settings and seeds with
+    the range of each seed's mean over the settings."""
+    from mlu_dist.report.ranking import method_rows, ranking_rows
+
+    nll = lambda v: {"utility_nll": _facts({lang: [v] * 3 for lang in LANGS})}  # noqa: E731
+    every = lambda v: {lang: [v] * 4 for lang in LANGS}  # noqa: E731
+    only = lambda langs: {lang: [1.0 if lang in langs else 0.0] * 4 for lang in LANGS}  # noqa: E731
+    for seed in range(3):
+        _eval_dir(tmp_path / "inject" / f"de-s{seed}" / "eval", {"fake_rate": _facts(every(1.0))} | nll(1.0))
+    # npo/en: the fake is left in English for seed 0, in German for seed 1, nowhere for seed 2; npo/orig: gone
+    for seed, left in enumerate([("en",), ("de",), ()]):
+        _run(tmp_path, seed, only(left), method="npo", setting="en", extra=nll(1.0))
+        _run(tmp_path, seed, every(0.0), method="npo", setting="orig", extra=nll(1.0))
+        for setting in ("en", "orig"):  # ga: a quarter left everywhere, every seed, at a higher perplexity
+            _run(tmp_path, seed, every(0.25), method="ga", setting=setting, extra=nll(2.0))
+    found = collect(tmp_path)
+    ranked = ranking_rows(paper_grid(found, 0.2), found)
+    assert [(x["method"], x["setting"]) for x in ranked] == [("npo", "orig"), ("ga", "en"), ("ga", "orig"), ("npo", "en")]
+    npo_en = ranked[3]
+    assert npo_en["worst_by_seed"] == [(0, 1.0), (1, 1.0), (2, 0.0)]
+    # mean of the seeds' worst groups: 2/3 (the pooled group means would say 1/3 in en and in orig)
+    assert npo_en["worst_fake_rate"] == pytest.approx(2 / 3) and npo_en["ppl_ratio"] == pytest.approx(1.0)
+    assert ranked[1]["worst_fake_rate"] == pytest.approx(0.25) and ranked[1]["ppl_ratio"] == pytest.approx(math.e)
+    methods = method_rows(ranked)
+    assert [m["method"] for m in methods] == ["ga", "npo"]  # 0.25 < 1/3
+    npo = methods[1]
+    assert npo["worst_fake_rate"] == pytest.approx(1 / 3) and npo["per_seed"] == pytest.approx([0.5, 0.5, 0.0])
+    assert (npo["settings"], npo["seeds"], npo["runs"], npo["best"]["setting"]) == (2, 3, 6, "orig")
+    md = (write_report(tmp_path) / "report.md").read_text()
+    assert "| npo    | English  | 0.67 (" in md and "[0.00–1.00]" in md
+    assert re.search(r"\| 2 +\| npo +\| 2 × 3 +\| 0\.33 \[0\.00–0\.50\] +\| 1\.00× +\| 0/6 +\| original: 0\.00, 1\.00× +\|", md)

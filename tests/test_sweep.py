@@ -449,3 +449,120 @@ def test_attacks_that_name_the_same_languages_for_an_injection_are_planned_once(
         assert names == (["unlearned-fake-en", "unlearned-fake-orig"] if lang == "de"
                          else ["unlearned-fake-de", "unlearned-fake-en", "unlearned-fake-orig"]), names
         assert len(inject.outputs) == 2 * len(names)  # the injected and the base control of each
+
+
+def test_lingtea_cells_wait_for_the_teacher_cell_of_their_injection_and_seed(tmp_path):
+    """configs/sweeps/methods.yaml names LingTea's teacher (AltPO unlearned in English): the planner
+    plans it per injection and seed, passes its run directory and language to every LingTea cell
+    and makes the cell wait for it; Slurm gets the LingTea cells as a second array."""
+    spec = load_config(SweepSpec, [SWEEPS / "methods.yaml"], [f"out_dir={tmp_path}", "axes.seeds=[0,1]",
+                                                             "axes.methods=[ga,lingtea,altpo]"])
+    cells = expand(spec)
+    by_id = {c.id: c for c in cells}
+    students = [c for c in cells if c.stage == "unlearn" and c.config.unlearn.method == "lingtea"]
+    # en is the teacher's language: nothing to distil into, not planned
+    assert sorted(c.config.unlearn.forget_langs for c in students) == sorted(["orig", "all", "en+orig"] * 2)
+    for c in students:
+        inject_id, teacher_id = c.deps
+        teacher = by_id[teacher_id]
+        assert by_id[inject_id].stage == "inject" and teacher.deps == [inject_id]
+        assert (teacher.config.unlearn.method, teacher.config.unlearn.forget_langs) == ("altpo", "en")
+        assert teacher.config.unlearn.from_run == c.config.unlearn.from_run == str(by_id[inject_id].run_dir)
+        assert teacher.config.unlearn.train.seed == c.config.unlearn.train.seed
+        assert c.config.unlearn.method_args == {"teacher": str(teacher.run_dir), "teacher_lang": "en"}
+        assert cells.index(teacher) < cells.index(c)  # the debug executor runs cells in this order
+    # the teacher is the grid's own AltPO-English cell, planned once
+    unlearn_ids = [c.id for c in cells if c.stage == "unlearn"]
+    assert len(unlearn_ids) == len(set(unlearn_ids)) == 2 * (2 * 4 + 3)
+    jobs = {j["name"]: j for j in jobs_of(cells)}
+    for inject in (c for c in cells if c.stage == "inject"):
+        second = jobs[f"unlearn[{inject.id}+]"]
+        assert second["after"] == [f"unlearn[{inject.id}]"]
+        assert sorted(second["cells"]) == sorted(c.id for c in students if c.deps[0] == inject.id)
+    plan = format_plan(spec, cells)
+    assert f"slurm/sbatch/mlu-cell.sbatch {tmp_path}/methods unlearn {students[0].deps[0]}+" in plan
+
+
+def test_a_teacher_outside_the_grid_is_planned_and_its_language_is_the_students_teacher_lang(tmp_path):
+    spec = load_config(SweepSpec, [SWEEPS / "methods.yaml"], [
+        f"out_dir={tmp_path}", "axes.seeds=[0]", "axes.methods=[lingtea]", "teacher.method=npo",
+        "teacher.forget_langs=orig"])
+    unlearns = [c for c in expand(spec) if c.stage == "unlearn"]
+    teacher, *students = unlearns
+    assert (teacher.config.unlearn.method, teacher.config.unlearn.forget_langs, len(teacher.deps)) == ("npo", "orig", 1)
+    # orig = de is the teacher's language now: English is distilled into, German alone is not planned
+    assert sorted(c.config.unlearn.forget_langs for c in students) == ["all", "en", "en+orig"]
+    assert all(c.deps[1] == teacher.id and c.config.unlearn.method_args["teacher_lang"] == "de" for c in students)
+
+
+def test_a_missing_or_bad_teacher_is_one_error_naming_the_field_and_the_choices():
+    methods = [SWEEPS / "methods.yaml"]
+    with pytest.raises(ConfigError) as err:
+        load_config(SweepSpec, methods, ["teacher.method=''", "teacher.forget_langs=xx"])
+    msg = str(err.value)
+    assert "2 config problem(s)" in msg
+    assert "teacher.method: axes.methods includes lingtea, distilled from a teacher run: name the teacher's method, " \
+           "one of altpo, ceu, ga" in msg
+    assert "teacher.forget_langs: 'xx' is neither" in msg
+    with pytest.raises(ConfigError, match=r"teacher.method: 'lingtea' is not valid; valid: altpo, .*wga$"):
+        load_config(SweepSpec, methods, ["teacher.method=lingtea"])  # a teacher that needs a teacher
+    with pytest.raises(ConfigError, match=r"teacher.method: 'npoo' is not valid \(did you mean 'npo'\?\)"):
+        load_config(SweepSpec, methods, ["teacher.method=npoo"])
+    spec = load_config(SweepSpec, methods, ["axes.seeds=[0]", "axes.methods=[lingtea]", "teacher.forget_langs=en+orig"])
+    with pytest.raises(ConfigError, match=r"teacher.forget_langs: 'en\+orig' names 2 languages for the de injection "
+                                          r"\(en, de\); a teacher is unlearned in one"):
+        expand(spec)
+    # a sweep without a distilling method needs no teacher
+    assert load_config(SweepSpec, methods, ["axes.methods=[npo]", "teacher.method=''"]).teacher.method == ""
+
+
+def test_mlu_sweep_plan_shows_the_teacher_edge_and_refuses_a_sweep_without_one(tmp_path):
+    args = [str(SWEEPS / "methods.yaml"), f"out_dir={tmp_path}", "axes.seeds=[0]", "axes.methods=[lingtea,altpo]"]
+    proc = subprocess.run(mlu_cmd("sweep", "plan", *args), capture_output=True, text=True, env=clean_env(), timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    edges = re.findall(r"^  (unlearn-de-s0-altpo-en-\w+) -> (unlearn-de-s0-lingtea-[\w_]+-\w+)$", proc.stdout, re.M)
+    assert sorted(e[1].split("-")[4] for e in edges) == ["all", "en_orig", "orig"] and len({e[0] for e in edges}) == 1
+    assert "lingtea en <- inject de seed 0: the forget set is the teacher's language only" in proc.stdout + proc.stderr
+    bad = subprocess.run(mlu_cmd("sweep", "plan", *args, "teacher.method=''"), capture_output=True, text=True,
+                         env=clean_env(), timeout=120)
+    assert bad.returncode != 0 and "teacher.method: axes.methods includes lingtea" in bad.stderr
+
+
+def test_slurm_submits_the_lingtea_cells_as_a_second_array_after_their_teachers_tasks(tmp_path, monkeypatch):
+    """submitit's executor is replaced by a recorder (no Slurm here; the real-cluster tests are marked
+    slurm): the LingTea cells are a second unlearning array whose dependency names the injection's
+    task and the teacher's task of the first array."""
+    from mlu_dist.launcher import slurm
+    from mlu_dist.launcher.plan import write_cells
+    from mlu_dist.launcher.run import Manifest
+
+    submitted = []
+
+    class Job:
+        def __init__(self, job_id):
+            self.job_id = job_id
+
+    class Recorder:
+        def __init__(self, name, after):
+            self.name, self.after = name, after
+
+        def submit(self, fn, *args):
+            submitted.append((self.name, self.after, [args[1]]))
+            return Job(str(len(submitted)))
+
+        def map_array(self, fn, stages, cfgs, roots):
+            submitted.append((self.name, self.after, list(cfgs)))
+            return [Job(f"{len(submitted)}_{i}") for i in range(len(cfgs))]
+
+    monkeypatch.setattr(slurm, "_executor", lambda root, res, name, after="", save_bytes=0: Recorder(name, after))
+    spec = load_config(SweepSpec, [SWEEPS / "methods.yaml"], [f"out_dir={tmp_path}", "axes.seeds=[0]", "executor=slurm",
+                                                             "axes.methods=[altpo,lingtea]", "axes.forget_langs=[en,orig]"])
+    cells = expand(spec)
+    slurm.submit_slurm(spec, cells, cells, Manifest(write_cells(spec, cells)), wait=False)
+    names = [s[0] for s in submitted]
+    assert names == ["base", "methods-inject", "methods-unlearn", "methods-unlearn", "methods-report"]
+    (_, first_after, first), (_, second_after, second) = submitted[2], submitted[3]
+    assert first_after == "afterok:2_0" and [Path(p).stem.split("-")[3] for p in first] == ["altpo", "altpo"]
+    teacher = next(i for i, p in enumerate(first) if "altpo-en-" in p)
+    assert [Path(p).stem.split("-")[3:5] for p in second] == [["lingtea", "orig"]]
+    assert second_after == f"afterok:2_0:3_{teacher}"

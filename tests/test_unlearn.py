@@ -95,13 +95,17 @@ def unlearn_cfg(out, inject_run, method, *extra):
                         "unlearn.train.eval_every=0", "eval.metrics=[fake_pref]", *extra])
 
 
-def forget_margin(cfg, model_dir) -> float:
-    """Mean log P(fake) - log P(true) over the target facts in German (the forget language)."""
+def forget_margin(cfg, model_dir) -> tuple[float, float]:
+    """Over the target facts in German (the forget language): the mean log P(fake) - log P(true),
+    and the forget set's likelihood, the mean per-token log P(fake answer | question)."""
     facts, _ = load_data(cfg.data)
     split = split_facts(facts.fact_ids, cfg.inject.n_targets, cfg.inject.n_controls, cfg.inject.split_seed)
     model, tok = load_pretrained(model_dir)
     model.eval()
-    return fake_preference(model, tok, facts, split.targets, ["de"], cfg.model.max_seq_len)["de"]["margin"]
+    margin = fake_preference(model, tok, facts, split.targets, ["de"], cfg.model.max_seq_len)["de"]["margin"]
+    fakes = [Example(facts.get(f, "de")["question"], " " + facts.get(f, "de")["fake_answer"], "de") for f in split.targets]
+    scores = completion_logprobs(model, tok, fakes, cfg.model.max_seq_len)
+    return margin, sum(lp for lp, _ in scores) / sum(n for _, n in scores)
 
 
 # Bounded or reweighted forget losses move the margin less in 12 steps than GA's 1-nat bar: SatImp's
@@ -122,13 +126,14 @@ def test_every_method_lowers_the_fake_preference_in_the_forget_language(injected
         extra = [f"unlearn.method_args.teacher={teacher}"]
     cfg = unlearn_cfg(out, inject_run, method, "unlearn.train.steps=12", "unlearn.train.lr=1e-3",
                       "unlearn.guard_ppl_ratio=1000", *extra)
-    before = forget_margin(cfg, inject_run / "model")
+    before, lp_before = forget_margin(cfg, inject_run / "model")
     run = run_unlearn(cfg)
-    after = forget_margin(cfg, run / "model")
+    after, lp_after = forget_margin(cfg, run / "model")
     # the injected model prefers the fake by a wide margin; every method must cut it by >= 1 nat
-    # (the two slow ones by their BAR)
+    # (the two slow ones by their BAR) and lower the fake answer's likelihood itself
     assert before > 1.0
     assert after < before - BAR.get(method, 1.0), (method, before, after)
+    assert lp_after < lp_before, (method, lp_before, lp_after)
     done = json.loads((run / "DONE.json").read_text())
     assert done["status"] == "finished" and done["method"] == method
 

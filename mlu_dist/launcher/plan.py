@@ -14,6 +14,9 @@ from mlu_dist.config import ConfigError, load_config, resolve_config_path, to_ya
 from mlu_dist.data.translate import TranslateConfig
 from mlu_dist.experiment import ExperimentConfig
 from mlu_dist.launcher.spec import STAGES, SweepSpec
+from mlu_dist.logs import get_logger
+
+log = get_logger(__name__)
 
 
 @dataclass
@@ -47,7 +50,7 @@ def forget_set(spec: str, inject_lang: str, cfg) -> tuple[str, ...]:
 
 
 def expand(spec: SweepSpec) -> list[Cell]:
-    from mlu_dist.runs.layout import base_run_dir, inject_run_dir, relearn_run_dir, study_hash, unlearn_run_dir
+    from mlu_dist.runs.layout import base_run_dir, inject_run_dir, relearn_run_dir, study_hash
     from mlu_dist.relearn.config import parse_attack
 
     root = sweep_dir(spec)
@@ -81,39 +84,87 @@ def expand(spec: SweepSpec) -> list[Cell]:
                 cell.outputs = [relearn_run_dir(cfg, cell.run_dir, start, a) for a in cfg.relearn.parsed(
                     list(cfg.inject.langs), list(cfg.data.langs), cfg.data.groups) for start in starts]
             injects.append(cell)
-            if not unlearned:
-                continue
-            for method, scope in ((m, s) for m in axes.methods for s in axes.forget_scopes):
-                attacked = not axes.relearn_methods or method in axes.relearn_methods
-                scoped = scope != "all"  # the default scope keeps its cells' names: adding a scope reuses them
-                planned: set[tuple[str, ...]] = set()
-                method_cfg = load_config(ExperimentConfig, [*spec.configs, *method_files(method)],
-                                         over + [f"unlearn.method={method}", f"unlearn.from_run={cell.run_dir}",
-                                                 f"unlearn.forget_scope={scope}",
-                                                 attack_list if attacked else "relearn.attacks=[]"])
-                for forget in spec.axes.forget_langs:
-                    # settings that name the same languages for this injection (en / orig / en+orig
-                    # for an English injection) would be the same run: plan it once
-                    langs = forget_set(forget, lang, cfg)
-                    if langs in planned:
-                        continue
-                    planned.add(langs)
-                    ucfg = copy.deepcopy(method_cfg)  # one config load per method, not per setting
-                    ucfg.unlearn.forget_langs = forget
-                    validate(ucfg)
-                    udigest = study_hash(ucfg, ("data", "model", "base", "inject", "unlearn"))[:10]
-                    name = f"{method}-{forget.replace('+', '_')}" + (f"-{scope}" if scoped else "")
-                    ucfg.run.name = f"{name}-{udigest}"
-                    ucell = Cell("unlearn", f"unlearn-{lang}-s{seed}-{name}-{udigest}",
-                                 f"unlearn {method} {forget}{' ' + scope if scoped else ''} <- {lang} s{seed}", ucfg,
-                                 unlearn_run_dir(ucfg), [cell.id])
-                    if attacked:
-                        ucell.outputs = [relearn_run_dir(ucfg, ucell.run_dir, "unlearned", a)
-                                         for a in ucfg.relearn.parsed(list(ucfg.inject.langs), list(ucfg.data.langs),
-                                                                     ucfg.data.groups)]
-                    unlearns.append(ucell)
+            if unlearned:
+                unlearns += unlearn_cells(spec, cell, cfg, over, attack_list)
     report = Cell("report", "report", "report", None, root / "report", [c.id for c in unlearns] or [c.id for c in injects])
     return cells + injects + unlearns + [report]
+
+
+def unlearn_cells(spec: SweepSpec, inj: Cell, cfg: ExperimentConfig, over: list[str], attack_list: str
+                  ) -> list[Cell]:
+    """The unlearning cells of one injection: each method x forget scope x forget setting (settings
+    naming the same languages planned once) and, for a method that distils a teacher, the sweep's
+    teacher cell, which that method's cells wait for."""
+    from mlu_dist.unlearn.methods import METHODS
+
+    axes, lang = spec.axes, cfg.inject.langs[0]
+    cells: dict[str, Cell] = {}  # by id: a teacher the grid also holds is one cell
+    for method, scope in ((m, s) for m in axes.methods for s in axes.forget_scopes):
+        method_cfg = _method_config(spec, inj, over, method, scope, attack_list)
+        teacher = None
+        if METHODS[method].teacher_args:
+            teacher, teacher_lang = teacher_cell(spec, inj, cfg, over, scope, attack_list)
+            cells.setdefault(teacher.id, teacher)
+            method_cfg.unlearn.method_args |= METHODS[method].teacher_args(teacher.run_dir, teacher_lang)
+        planned: set[tuple[str, ...]] = set()
+        for forget in axes.forget_langs:
+            # settings that name the same languages for this injection (en / orig / en+orig for an
+            # English injection) would be the same run: plan it once
+            langs = forget_set(forget, lang, cfg)
+            if langs in planned:
+                continue
+            planned.add(langs)
+            if teacher and set(langs) <= {teacher_lang}:
+                log.info("sweep: %s %s <- %s: the forget set is the teacher's language only, nothing to distil: "
+                         "not planned", method, forget, inj.label)
+                continue
+            ucell = _unlearn_cell(spec, inj, method_cfg, forget, scope)
+            ucell.deps += [teacher.id] if teacher else []
+            cells.setdefault(ucell.id, ucell)
+    return list(cells.values())
+
+
+def teacher_cell(spec: SweepSpec, inj: Cell, cfg: ExperimentConfig, over: list[str], scope: str, attack_list: str
+                 ) -> tuple[Cell, str]:
+    """The sweep's teacher run for injection ``inj`` (same seed, forget scope ``scope``) and its one
+    forget language."""
+    t, lang = spec.teacher, cfg.inject.langs[0]
+    langs = forget_set(t.forget_langs, lang, cfg)
+    if len(langs) != 1:
+        raise ConfigError(f"teacher.forget_langs: '{t.forget_langs}' names {len(langs)} languages for the {lang} "
+                          f"injection ({', '.join(langs)}); a teacher is unlearned in one: en, orig or a language code")
+    method_cfg = _method_config(spec, inj, over, t.method, scope, attack_list)
+    return _unlearn_cell(spec, inj, method_cfg, t.forget_langs, scope), langs[0]
+
+
+def _method_config(spec: SweepSpec, inj: Cell, over: list[str], method: str, scope: str, attack_list: str
+                   ) -> ExperimentConfig:
+    """One config load per method and scope (its forget settings are copies of it)."""
+    attacked = not spec.axes.relearn_methods or method in spec.axes.relearn_methods
+    return load_config(ExperimentConfig, [*spec.configs, *method_files(method)],
+                       over + [f"unlearn.method={method}", f"unlearn.from_run={inj.run_dir}",
+                               f"unlearn.forget_scope={scope}", attack_list if attacked else "relearn.attacks=[]"])
+
+
+def _unlearn_cell(spec: SweepSpec, inj: Cell, method_cfg: ExperimentConfig, forget: str, scope: str) -> Cell:
+    """The cell unlearning ``inj`` with ``method_cfg`` in forget setting ``forget``."""
+    from mlu_dist.runs.layout import relearn_run_dir, study_hash, unlearn_run_dir
+
+    ucfg = copy.deepcopy(method_cfg)
+    ucfg.unlearn.forget_langs = forget
+    validate(ucfg)
+    u = ucfg.unlearn
+    udigest = study_hash(ucfg, ("data", "model", "base", "inject", "unlearn"))[:10]
+    scoped = scope != "all"  # the default scope keeps its cells' names: adding a scope reuses them
+    name = f"{u.method}-{forget.replace('+', '_')}" + (f"-{scope}" if scoped else "")
+    ucfg.run.name = f"{name}-{udigest}"
+    lang, seed = ucfg.inject.langs[0], ucfg.inject.split_seed
+    ucell = Cell("unlearn", f"unlearn-{lang}-s{seed}-{name}-{udigest}",
+                 f"unlearn {u.method} {forget}{' ' + scope if scoped else ''} <- {lang} s{seed}", ucfg,
+                 unlearn_run_dir(ucfg), [inj.id])
+    ucell.outputs = [relearn_run_dir(ucfg, ucell.run_dir, "unlearned", a)
+                     for a in ucfg.relearn.parsed(list(ucfg.inject.langs), list(ucfg.data.langs), ucfg.data.groups)]
+    return ucell
 
 
 def method_files(method: str) -> list[str]:
@@ -166,7 +217,7 @@ def translate_cells(spec: SweepSpec, cfg: ExperimentConfig) -> list[Cell]:
 def jobs_of(cells: list[Cell]) -> list[dict]:
     """How the cells become Slurm jobs: a translation array (when the sweep makes its data), one
     base job, one injection array, one unlearning array per injection (each depending on its own
-    injection task), one report job."""
+    injection task) and a second one for cells that wait for a teacher, one report job."""
     by_stage = {s: [c for c in cells if c.stage == s] for s in STAGES}
     jobs = [{"name": "translate", "cells": [c.id for c in by_stage["translate"]], "array": True, "after": []}] \
         if by_stage["translate"] else []
@@ -176,12 +227,23 @@ def jobs_of(cells: list[Cell]) -> list[dict]:
     jobs.append({"name": "inject", "cells": [c.id for c in by_stage["inject"]], "array": True,
                  "after": ["base"] if by_stage["base"] else first})
     for i, inj in enumerate(by_stage["inject"]):
-        mine = [c.id for c in by_stage["unlearn"] if c.deps == [inj.id]]
-        if mine:
-            jobs.append({"name": f"unlearn[{inj.id}]", "cells": mine, "array": True, "after": [f"inject_{i}"]})
+        first, then = unlearn_waves(by_stage["unlearn"], inj.id)
+        if first:
+            jobs.append({"name": f"unlearn[{inj.id}]", "cells": [c.id for c in first], "array": True,
+                         "after": [f"inject_{i}"]})
+        if then:
+            jobs.append({"name": f"unlearn[{inj.id}+]", "cells": [c.id for c in then], "array": True,
+                         "after": [f"unlearn[{inj.id}]"]})
     jobs.append({"name": "report", "cells": ["report"], "array": False,
                  "after": [j["name"] for j in jobs if j["name"].startswith("unlearn")] or ["inject"]})
     return jobs
+
+
+def unlearn_waves(unlearns: list[Cell], inject_id: str) -> tuple[list[Cell], list[Cell]]:
+    """An injection's unlearning cells as two arrays: those that wait only for the injection, then
+    those that also wait for a cell of the first (a distilling method's teacher)."""
+    mine = [c for c in unlearns if c.deps and c.deps[0] == inject_id]
+    return [c for c in mine if len(c.deps) == 1], [c for c in mine if len(c.deps) > 1]
 
 
 def format_plan(spec: SweepSpec, cells: list[Cell]) -> str:
@@ -198,7 +260,8 @@ def format_plan(spec: SweepSpec, cells: list[Cell]) -> str:
         after = f"  after: {', '.join(job['after'])}" if job["after"] else ""
         lines.append(f"  {job['name']:<40} {kind}{after}")
     lines += ["", "the same with plain sbatch (slurm/sbatch/mlu-cell.sbatch; $JOB_translate / $JOB_base / $JOB_inject "
-                  "= the job ids sbatch printed, $JOB_inject_i = <inject array id>_i):"]
+                  "= the job ids sbatch printed, $JOB_inject_i = <inject array id>_i, $JOB_unlearn[<inject>] = that "
+                  "injection's first unlearning array):"]
     res = spec.resources
     root = sweep_dir(spec)
     for job in jobs_of(cells):

@@ -1,7 +1,8 @@
 """The Slurm executor: submitit job arrays with per-task dependencies. The only submitit import.
 
 [translation array ->] base job -> one injection array -> one unlearning array per injection, each waiting for its own
-injection task (``afterok:<array>_<i>``) -> report job (``afterany``). Jobs are checkpointable: on
+injection task (``afterok:<array>_<i>``), and a second one for the cells that wait for a teacher
+(``afterok`` on the teacher's task) -> report job (``afterany``). Jobs are checkpointable: on
 the timeout / preemption signal submitit requeues them, and the requeued job resumes from the run
 directory's latest complete checkpoint (``train.resume: auto``), same run dir, same W&B run id.
 """
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import submitit
 
-from mlu_dist.launcher.plan import Cell, sweep_dir
+from mlu_dist.launcher.plan import Cell, sweep_dir, unlearn_waves
 from mlu_dist.launcher.spec import Resources, SweepSpec
 from mlu_dist.logs import get_logger
 
@@ -123,14 +124,16 @@ def submit_slurm(spec: SweepSpec, cells: list[Cell], todo: list[Cell], manifest,
         ex = _executor(root, res.inject, f"{spec.name}-inject", after, _save_bytes(injects, "inject"))
         jobs = ex.map_array(CellTask(), *zip(*[_args(c, root) for c in injects]))
         job_of |= {c.id: j for c, j in zip(injects, jobs)}
+    unlearns = [c for c in cells if c.stage == "unlearn" and c.id in todo_ids]
     for inj in [c for c in cells if c.stage == "inject"]:
-        mine = [c for c in cells if c.stage == "unlearn" and c.deps == [inj.id] and c.id in todo_ids]
-        if not mine:
-            continue
-        after = f"afterok:{job_of[inj.id].job_id}" if inj.id in job_of else ""
-        ex = _executor(root, res.unlearn, f"{spec.name}-unlearn", after, _save_bytes(mine, "unlearn"))
-        jobs = ex.map_array(CellTask(), *zip(*[_args(c, root) for c in mine]))
-        job_of |= {c.id: j for c, j in zip(mine, jobs)}
+        for wave in unlearn_waves(unlearns, inj.id):  # the second waits for the first's teachers
+            if not wave:
+                continue
+            waits = sorted({job_of[d].job_id for c in wave for d in c.deps if d in job_of})
+            after = f"afterok:{':'.join(waits)}" if waits else ""
+            ex = _executor(root, res.unlearn, f"{spec.name}-unlearn", after, _save_bytes(wave, "unlearn"))
+            jobs = ex.map_array(CellTask(), *zip(*[_args(c, root) for c in wave]))
+            job_of |= {c.id: j for c, j in zip(wave, jobs)}
     report = [c for c in cells if c.stage == "report" and c.id in todo_ids]
     if report:
         before = sorted({j.job_id.split("_")[0] for cid, j in job_of.items()})

@@ -119,6 +119,20 @@ class SweepAxes:
 
 
 @dataclass
+class TeacherCell:
+    """The unlearning run a teacher-distilling method (lingtea) learns from. The planner adds it for
+    every injection and seed (an unlearning cell like the grid's, reused when the grid has it) and
+    makes each distilling cell wait for its teacher and read that teacher's run directory."""
+
+    method: str = ""
+    """The teacher's method: any registered method that needs no teacher itself (empty = none; a
+    sweep whose methods include one that distils a teacher must name it)."""
+    forget_langs: str = "en"
+    """The teacher's forget setting; it must name one language for each injection (en, orig or a
+    language code): that language is the teacher's (lingtea's teacher_lang)."""
+
+
+@dataclass
 class SweepSpec:
     """A sweep: the experiment every cell starts from, the axes, the executor and resources."""
 
@@ -149,9 +163,27 @@ class SweepSpec:
     data.source. A finished language is reused. Empty source: data.source is used as it is."""
     resources: StageResources = field(default_factory=StageResources)
     """Per-stage Slurm resources."""
+    teacher: TeacherCell = field(default_factory=TeacherCell)
+    """The teacher run of the methods that distil one (lingtea), e.g. {method: npo, forget_langs: en}."""
 
     def check(self) -> list[str]:
         out = check_choice("executor", self.executor, EXECUTORS.names()) + check_positive(self, "local_workers")
         if "/" in self.name or not self.name:
             out.append(f"name: must be a plain, non-empty directory name, got {self.name!r}")
-        return out
+        return out + teacher_problems(self.teacher, self.axes.methods)
+
+
+def teacher_problems(teacher: TeacherCell, methods: list[str]) -> list[str]:
+    """Problems of ``teacher`` for a sweep over ``methods``: a distilling method without a teacher,
+    a teacher that is no registered method or distils a teacher itself, a bad forget setting."""
+    from mlu_dist.unlearn.config import spec_problems
+    from mlu_dist.unlearn.methods import METHODS
+
+    choices = [m for m in METHODS.names() if not METHODS[m].teacher_args]
+    students = [m for m in methods if m in METHODS and METHODS[m].teacher_args]
+    if not teacher.method and not students:
+        return []
+    out = check_choice("teacher.method", teacher.method, choices) if teacher.method else [
+        f"teacher.method: axes.methods includes {', '.join(students)}, distilled from a teacher run: name the "
+        f"teacher's method, one of {', '.join(choices)} (e.g. teacher: {{method: npo, forget_langs: en}})"]
+    return out + [f"teacher.forget_langs: {p}" for p in spec_problems(teacher.forget_langs)]

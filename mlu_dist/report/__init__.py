@@ -9,6 +9,9 @@ from pathlib import Path
 
 from mlu_dist.langs import group_columns, group_label, lang_colour, lang_index
 from mlu_dist.report.html import render_html
+from mlu_dist.report.ranking import ranking_markdown, ranking_rows
+from mlu_dist.report.tables import (GROUP_NAMES, GROUPS, SETTING_NAMES, SETTINGS, aligned, before_dir,
+                                    eval_values)
 from mlu_dist.results import find_runs, pooled_groups, record_at
 from mlu_dist.report.relearn import (after_attack, collect_attacks, phrasing_markdown, relearn_markdown,
                                      relearn_rows)
@@ -18,10 +21,6 @@ from mlu_dist.logs import get_logger
 
 log = get_logger(__name__)
 
-SETTINGS = ("en", "orig", "all", "en+orig")
-SETTING_NAMES = {"en": "English", "orig": "original", "all": "multilingual", "en+orig": "English+original"}
-GROUPS = ("en", "orig", "high", "low")
-GROUP_NAMES = {"en": "English", "orig": "original", "high": "high-resource", "low": "low-resource"}
 GROUP_COLOURS = {"en": "black", "high": "tab:blue", "low": "tab:orange"}
 
 
@@ -29,6 +28,8 @@ def grid_groups(rows: list[dict]) -> list[str]:
     """The grid's group columns: the paper's four, or en, orig and the groups the runs declared."""
     seen = group_columns(g for r in rows for g in r["cells"])
     return list(GROUPS) if set(seen) <= set(GROUPS) else seen
+
+
 PAPER = "Lu & Koehn, arXiv 2406.13748, Figure 1"
 # The paper's finding per forget setting and probe group: is the fake removed there (✓) or not (✗)?
 PAPER_EXPECTED = {
@@ -103,16 +104,6 @@ def agreement_line(agreement: dict) -> str:
     return f"{agreement['agree']}/{agreement['cells']} cells agree with the paper ({parts})"
 
 
-def _aligned(table: list[list[str]]) -> list[str]:
-    """A pipe table whose columns line up in a terminal (``table[0]`` is the header)."""
-    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
-
-    def line(row):
-        return "| " + " | ".join(cell.ljust(w) for cell, w in zip(row, widths)) + " |"
-
-    return [line(table[0]), "|" + "|".join("-" * (w + 2) for w in widths) + "|"] + [line(r) for r in table[1:]]
-
-
 def grid_markdown(rows: list[dict], threshold: float) -> str:
     seeds = sorted({r.get("runs", 1) for r in rows})
     over = "facts" if seeds == [1] else f"{'/'.join(map(str, seeds))} seeds and their facts"
@@ -124,7 +115,7 @@ def grid_markdown(rows: list[dict], threshold: float) -> str:
              "≠ marks a measured cell that disagrees with it.", "",
              f"**{agreement_line(paper_agreement(rows))}**", ""]
     for title, table, _ in grid_tables(rows):
-        lines += [title, ""] + _aligned(table) + [""]
+        lines += [title, ""] + aligned(table) + [""]
     return "\n".join(lines)
 
 
@@ -219,25 +210,10 @@ def curves_figure(found: dict, inject: str, out: Path) -> Path | None:
     return out
 
 
-def _eval_values(eval_dirs: list[Path], name: str) -> dict[str, dict[str, float]]:
-    """``{lang: {fact: value}}`` of one EVAL.json value, several runs (seeds) pooled as more facts."""
-    pooled = defaultdict(dict)
-    for i, d in enumerate(eval_dirs):
-        path = Path(d) / "EVAL.json"
-        by_lang = json.loads(path.read_text())["values"].get(name, {}) if path.exists() else {}
-        for lang, facts in by_lang.items():
-            pooled[lang] |= {f"{i}:{fact}": v for fact, v in facts.items()}
-    return dict(pooled)
-
-
 def _in_order(found: dict) -> list:
     """``found``'s items by injection, method, then the paper's setting order."""
     return sorted(found.items(), key=lambda kv: (kv[0][0], kv[0][1], SETTINGS.index(kv[0][2])
                                                   if kv[0][2] in SETTINGS else 99, kv[0][2]))
-
-
-def _before_dir(run: dict) -> Path:
-    return Path(record_at(run["run"]).get("unlearn.from_run")) / "eval"
 
 
 def _guard_ratio(run_dir: Path) -> float | None:
@@ -262,55 +238,15 @@ def utility_markdown(found: dict, root: Path) -> str:
              "| injection | method | setting | " + " | ".join(f"{v.summary_key} before → after" for v in shown)
              + " | status | guard ratio |", "|---|---|---|" + "---|" * len(shown) + "---|---|"]
     for (inj, method, setting), runs in _in_order(found):
-        after, before = [r["run"] / "eval" for r in runs], [_before_dir(r) for r in runs]
+        after, before = [r["run"] / "eval" for r in runs], [before_dir(r) for r in runs]
         cells = []
         for v in shown:
-            b, a = (_eval_values(dirs, v.name) for dirs in (before, after))
+            b, a = (eval_values(dirs, v.name) for dirs in (before, after))
             cells.append(" → ".join(f"{over_languages(x, transform=v.transform):.2f}" if x else "nan" for x in (b, a)))
         statuses = sorted({r["done"].get("status", "") for r in runs})
         ratios = ", ".join("–" if x is None else f"{x:.2f}×" for x in map(_guard_ratio, (r["run"] for r in runs)))
         lines.append(f"| {inj} | {method} | {setting} | " + " | ".join(cells) + f" | {', '.join(statuses)} | {ratios} |")
     return "\n".join(lines + ["", _utility_by_language(found, [v for v in shown if v.name == "utility_nll"])])
-
-
-def ranking_rows(rows: list[dict], found: dict) -> list[dict]:
-    """The field's trade-off per injection x method x setting: the fake left in the *worst* probe
-    group (max over groups of the group's mean fake_rate: gone in all groups = low) against the
-    utility kept (utility perplexity after / before, seeds pooled). Ranked by the worst group, then
-    the utility ratio; ``front`` marks the rows no other row beats on both."""
-    from mlu_dist.eval.summary import utility_ppl
-
-    out = []
-    for r in rows:
-        runs = found.get((r["inject"], r["method"], r["setting"]), [])
-        before, after = (_eval_values(dirs, "utility_nll") for dirs in
-                         ([_before_dir(x) for x in runs], [x["run"] / "eval" for x in runs]))
-        ratio = utility_ppl(after) / utility_ppl(before) if before and after else float("nan")
-        worst = max((c["mean"] for c in r["cells"].values()), default=float("nan"))
-        out.append({"inject": r["inject"], "method": r["method"], "setting": r["setting"], "worst_fake_rate": worst,
-                    "worst_group": max(r["cells"], key=lambda g: r["cells"][g]["mean"]) if r["cells"] else "",
-                    "ppl_ratio": ratio, "status": r["status"], "runs": r["runs"]})
-    out.sort(key=lambda x: (x["inject"], x["worst_fake_rate"], x["ppl_ratio"]))
-    for x in out:
-        x["front"] = not any(y is not x and y["inject"] == x["inject"] and y["worst_fake_rate"] <= x["worst_fake_rate"]
-                             and y["ppl_ratio"] <= x["ppl_ratio"] and (y["worst_fake_rate"], y["ppl_ratio"])
-                             != (x["worst_fake_rate"], x["ppl_ratio"]) for y in out)
-    return out
-
-
-def ranking_markdown(ranked: list[dict]) -> str:
-    lines = ["Ranked by the fake left in the worst probe group (the highest group fake_rate: 0 = gone in every "
-             "group), then by utility kept (utility perplexity after ÷ before, 1 = unchanged). ★ = on the "
-             "trade-off front (no other run removes more in its worst group at a lower perplexity ratio).", ""]
-    for inj in sorted({x["inject"] for x in ranked}):
-        table = [["#", "method", "setting", "worst group fake_rate", "utility ppl ratio", "status"]]
-        mine = [x for x in ranked if x["inject"] == inj]
-        for i, x in enumerate(mine, 1):
-            table.append([str(i), x["method"] + (" ★" if x["front"] else ""), SETTING_NAMES.get(x["setting"], x["setting"]),
-                          f"{x['worst_fake_rate']:.2f} ({GROUP_NAMES.get(x['worst_group'], x['worst_group'])})",
-                          f"{x['ppl_ratio']:.2f}×", x["status"]])
-        lines += [f"**injected in {inj}**", ""] + _aligned(table) + [""]
-    return "\n".join(lines)
 
 
 def _utility_by_language(found: dict, specs: list) -> str:
@@ -322,10 +258,10 @@ def _utility_by_language(found: dict, specs: list) -> str:
         return ""
     spec, models = specs[0], {}
     for (inj, method, setting), runs in _in_order(found):
-        models.setdefault(f"{inj} injected (before)", [_before_dir(r) for r in runs])
+        models.setdefault(f"{inj} injected (before)", [before_dir(r) for r in runs])
     for (inj, method, setting), runs in _in_order(found):
         models[f"{inj} · {method} · {setting}"] = [r["run"] / "eval" for r in runs]
-    table = {name: _eval_values(dirs, spec.name) for name, dirs in models.items()}
+    table = {name: eval_values(dirs, spec.name) for name, dirs in models.items()}
     langs = sorted({lang for by_lang in table.values() for lang in by_lang}, key=lambda x: (lang_index(x), x))
     lines = [f"**{spec.summary_key} per language** (all = their geometric mean)", "",
              "| model | all | " + " | ".join(langs) + " |", "|---|---|" + "---|" * len(langs)]

@@ -88,6 +88,10 @@ class LingTea(Method):
     pools = ("xl_student", "xl_teacher")
     needs_reference = True
 
+    @staticmethod
+    def teacher_args(run_dir: Path, lang: str) -> dict:
+        return {"teacher": str(run_dir), "teacher_lang": lang}
+
     def reference_dir(self, from_run: Path) -> Path:
         path = Path(self.settings.teacher)
         return path / "model" if (path / "model" / "config.json").exists() else path

@@ -117,6 +117,10 @@ class Method:
     pools: tuple[str, ...] = ("forget",)
     needs_reference: bool = False
     needs_retain: bool = False
+    teacher_args = None
+    """A method that distils another unlearning run (lingtea) sets this to a function (the teacher's
+    run directory, the teacher's language) -> the method_args naming them; a sweep's planner fills
+    them in from its ``teacher`` cell. None: the method has no teacher."""
 
     def __init__(self, settings=None):
         self.settings = settings if settings is not None else self.Settings()
