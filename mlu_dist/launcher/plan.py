@@ -41,7 +41,7 @@ def forget_set(spec: str, inject_lang: str, cfg) -> tuple[str, ...]:
     from mlu_dist.unlearn.config import resolve_langs
 
     try:
-        return tuple(resolve_langs(spec, [inject_lang], list(cfg.data.langs), cfg.data.groups))
+        return tuple(resolve_langs(spec, inject_lang.split("+"), list(cfg.data.langs), cfg.data.groups))
     except ValueError as exc:
         raise ConfigError(f"axes.forget_langs: '{spec}': {exc}") from None
 
@@ -65,10 +65,12 @@ def expand(spec: SweepSpec) -> list[Cell]:
     attacks = [parse_attack(a) for a in axes.relearn_attacks]
     attack_list = f"relearn.attacks=[{','.join(str(a) for a in attacks)}]"
     for seed in spec.axes.seeds:
+        if spec.retain_model:
+            injects.append(retain_cell(spec, common, seed, [c.id for c in cells if c.stage == "base"]))
         for lang in spec.axes.inject_langs:
             unlearned = not axes.unlearn_langs or lang in axes.unlearn_langs
-            over = common + [f"inject.langs=[{lang}]", f"inject.split_seed={seed}", f"inject.train.seed={seed}",
-                             f"unlearn.train.seed={seed}", f"relearn.train.seed={seed}",
+            over = common + [f"inject.langs=[{lang.replace('+', ',')}]", f"inject.split_seed={seed}",
+                             f"inject.train.seed={seed}", f"unlearn.train.seed={seed}", f"relearn.train.seed={seed}",
                              attack_list if unlearned else "relearn.attacks=[]"]
             cfg = load_config(ExperimentConfig, spec.configs, over)
             digest = study_hash(cfg, ("data", "model", "base", "inject"))[:10]
@@ -114,6 +116,21 @@ def expand(spec: SweepSpec) -> list[Cell]:
                     unlearns.append(ucell)
     report = Cell("report", "report", "report", None, root / "report", [c.id for c in unlearns] or [c.id for c in injects])
     return cells + injects + unlearns + [report]
+
+
+def retain_cell(spec: SweepSpec, common: list[str], seed: int, after: list[str]) -> Cell:
+    """The seed's retain model: the first injection's fine-tuning with ``inject.retain_only`` (no
+    fake data), trained once and shared by every cell of the seed as the reference."""
+    from mlu_dist.runs.layout import inject_run_dir, study_hash
+
+    lang = spec.axes.inject_langs[0]
+    cfg = load_config(ExperimentConfig, spec.configs, common + [
+        f"inject.langs=[{lang.replace('+', ',')}]", "inject.retain_only=true", f"inject.split_seed={seed}",
+        f"inject.train.seed={seed}", "relearn.attacks=[]"])
+    digest = study_hash(cfg, ("data", "model", "base", "inject"))[:10]
+    cfg.run.name = f"retain-s{seed}-{digest}"
+    return Cell("inject", f"inject-retain-s{seed}-{digest}", f"retain model seed {seed}", cfg, inject_run_dir(cfg),
+                after)
 
 
 def method_files(method: str) -> list[str]:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from mlu_dist.langs import group_columns, group_label, lang_colour, lang_index
 from mlu_dist.report.html import render_html
+from mlu_dist.report.qa import qa_runs, write_qa_report
 from mlu_dist.results import find_runs, pooled_groups, record_at
 from mlu_dist.report.relearn import (after_attack, collect_attacks, phrasing_markdown, relearn_markdown,
                                      relearn_rows)
@@ -345,6 +346,8 @@ def write_report(root: str | Path, threshold: float = 0.2, out: str | Path | Non
     root = Path(root)
     out = Path(out) if out else root / "report"
     out.mkdir(parents=True, exist_ok=True)
+    if qa_runs(root):  # a QA study (data.qa): its TOFU tables and figures, not the fact-set grid
+        return write_qa_report(root, out)
     images = []
     try:
         from mlu_dist.eval.matrix import write_matrix
