@@ -164,7 +164,8 @@ class InjectJob:
             run.tracker.table("final/languages", ["lang", "fake_pref_targets", "fake_pref_controls", "margin"],
                               [[lang, row["pref"], controls.get(lang, {}).get("pref"), row["margin"]]
                                for lang, row in spread.items()])
-            print(format_spread(spread, controls, self.cfg.inject.langs))
+            if spread:  # none on a QA set (its learned detail is the true answer)
+                print(format_spread(spread, controls, self.cfg.inject.langs))
             for warning in knowledge.damage_warnings(spread, controls, list(self.cfg.inject.langs)):
                 print(f"inject: WARNING: {warning}")
             print(f"injected model: {self.run_dir}/model")
