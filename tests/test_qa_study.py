@@ -109,3 +109,52 @@ def test_the_inject_protocol_runs_end_to_end_and_its_report_has_the_tables_and_f
     values = json.loads((tmp_path / ft["run_dir"] / "eval" / "EVAL.json").read_text())["values"]["qa_rouge"]["ja"]
     forget = [v for k, v in values.items() if k.startswith("forget:")]
     assert ft["forget_rouge"] == pytest.approx(sum(forget) / len(forget)) and len(forget) == 3
+
+
+def _save_benchmark(root, rows_by_lang: dict[str, list[dict]]) -> None:
+    """A multilingual TOFU-style release: <split>_<lang>/ and <split>_perturbed_<lang>/ save_to_disk folders."""
+    import datasets
+
+    datasets.disable_progress_bars()
+    for code, rows in rows_by_lang.items():
+        for split, role in (("forget01", "forget"), ("retain99", "retain"), ("holdout01", "holdout")):
+            mine = [r for r in rows if r["split"] == role]
+            datasets.Dataset.from_list([{"question": r["question"], "answer": r["answer"]} for r in mine]).save_to_disk(
+                str(root / f"{split}_{code}"))
+            if role != "retain":  # perturbed answers saved as text, as some releases do
+                datasets.Dataset.from_list([{"question": r["question"], "answer": r["answer"],
+                                             "paraphrased_answer": r["paraphrased_answer"],
+                                             "perturbed_answer": repr(r["perturbed_answer"])} for r in mine]
+                                           ).save_to_disk(str(root / f"{split}_perturbed_{code}"))
+
+
+def test_a_benchmark_saved_as_folders_per_split_and_language_becomes_a_qa_set(tmp_path, capsys):
+    from mlu_dist.cli.data import main
+
+    rows = [json.loads(line) for line in QA_SET.read_text(encoding="utf-8").splitlines()]
+    by_lang = {"ja": [r for r in rows if r["lang"] == "ja"]}
+    by_lang["iw"] = [r | {"question": "עברית " + r["question"]} for r in rows if r["lang"] == "en"]  # Hebrew, deprecated code
+    _save_benchmark(tmp_path / "bench", by_lang)
+    roles = "forget=forget01,retain=retain99,holdout=holdout01"
+    assert main(["import-splits", str(tmp_path / "bench"), "--qa", roles, "--out", str(tmp_path / "qa")]) == 0
+    assert "qa.jsonl" in capsys.readouterr().out
+    facts, _ = load_data(DataConfig(source=str(tmp_path / "qa" / "qa.jsonl"), qa=True, langs=["ja", "he"]))
+    split = qa_split(facts.fact_ids)
+    assert len(split.targets) == len(split.controls) == len(split.retain) == 3
+    rec = facts.get(split.targets[0], "he")
+    assert rec["question"].startswith("עברית") and rec["perturbed_answer"] == ["In Vask.", "In Orra."]
+    with pytest.raises(DataError, match="base: no base-training text.*utility splits"):  # no world_facts here
+        from mlu_dist.jobs.base import BaseJob
+
+        cfg = load_config(ExperimentConfig, [], [f"data.source={tmp_path / 'qa' / 'qa.jsonl'}", "data.qa=true",
+                                                 "data.langs=[ja,he]", "inject.langs=[ja]"])
+        BaseJob(cfg, tmp_path / "base").setup(None, None)
+    assert "perturbed_answer" not in facts.get(split.retain[0], "ja")  # retain99 has no perturbed folder here
+    # one row missing in one language's holdout: one clear error naming the folders
+    import datasets
+
+    datasets.Dataset.from_list([{"question": "x", "answer": "y"}]).save_to_disk(str(tmp_path / "bench" / "holdout01_ja"))
+    assert main(["import-splits", str(tmp_path / "bench"), "--qa", roles, "--out", str(tmp_path / "qa2")]) == 2
+    assert "rows do not line up" in capsys.readouterr().err
+    assert main(["import-splits", str(tmp_path / "bench"), "--qa", "forgt=forget01", "--out", str(tmp_path / "q")]) == 2
+    assert "unknown role 'forgt'; valid: forget, retain, holdout" in capsys.readouterr().err

@@ -64,10 +64,7 @@ def qa_split(fact_ids: list[str]) -> FactSplit:
 
 
 def utility_corpus(records: list[dict]) -> list[dict]:
-    """Base-training rows of a QA study: the utility sets' questions with their answers."""
-    rows = [{"lang": r["lang"], "fact_id": r["fact_id"], "kind": "statement", "text": r["real_text"]}
+    """Base-training rows of a QA study: the utility sets' questions with their answers (none when
+    the set has no utility split: the base job then asks for ``data.corpus``)."""
+    return [{"lang": r["lang"], "fact_id": r["fact_id"], "kind": "statement", "text": r["real_text"]}
             for r in records if r["qa_split"] in UTILITY_ONLY]
-    if not rows:
-        raise DataError("data.qa: the QA set has no utility split (real_authors / world_facts) to train the base "
-                        "model on; name a base corpus in data.corpus (JSONL of {lang, text})")
-    return rows
