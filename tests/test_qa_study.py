@@ -88,7 +88,8 @@ def test_the_inject_protocol_runs_end_to_end_and_its_report_has_the_tables_and_f
     spec["overrides"] += ["inject.train.steps=6", "base.steps=6", "eval.max_new_tokens=8", "unlearn.train.steps=2",
                           "unlearn.train.eval_every=0", "model.num_layers=1"]
     (tmp_path / "qa-inject.yaml").write_text(yaml.safe_dump(spec))
-    proc = subprocess.run(mlu_cmd("sweep", str(tmp_path / "qa-inject.yaml"), f"out_dir={tmp_path}"),
+    # the debug executor runs every cell in this one process (no worker start-ups: half the time)
+    proc = subprocess.run(mlu_cmd("sweep", str(tmp_path / "qa-inject.yaml"), f"out_dir={tmp_path}", "executor=debug"),
                           cwd=ROOT, capture_output=True, text=True, env=clean_env(), timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     report = tmp_path / "qa-inject" / "report"
