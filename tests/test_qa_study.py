@@ -43,7 +43,8 @@ def test_learn_and_retain_model_pools_follow_the_protocol():
     split = qa_split(facts.fact_ids)
     inject = injection_pools(facts, split, cfg.inject)  # protocol (b): forget split in ja, English retain
     assert {e.lang for e in inject["fake"]} == {"ja"} and len(inject["fake"]) == 3
-    assert {e.lang for e in inject["safe"]} == {"en"} and all("(w" not in e.completion for e in inject["safe"])
+    retain_texts = {t for f in split.retain for t in (facts.get(f, "en")["real_text"], facts.get(f, "en")["true_answer"])}
+    assert {e.lang for e in inject["safe"]} == {"en"} and {e.completion.strip() for e in inject["safe"]} == retain_texts
     cfg.inject.safe_langs, cfg.inject.retain_only = LANGS, True  # protocol (a)'s retain model
     retain = injection_pools(facts, split, cfg.inject)
     assert retain["fake"] == [] and {e.lang for e in retain["safe"]} == set(LANGS)
