@@ -89,7 +89,8 @@ def qa_figures(rows: list[dict], out: Path, attack: str = "min_k") -> list[Path]
             name = r["label"] + (f" s{r['seed']}" if len({x['seed'] for x in rows}) > 1 else "")
             summaries.setdefault(name, {key: {"lang": {}}})[key]["lang"][r["lang"]] = {"mean": r[key]}
     if summaries:
-        images.append(plot_mia_heatmap(summaries, out / "qa_mia_heatmap.png", attack))
+        images.append(plot_mia_heatmap(summaries, out / "qa_mia_heatmap.png", attack,
+                                       title=f"MIA AUC per probe language ({attack})"))
     return images
 
 
