@@ -2,6 +2,7 @@
 
     mlu data import SRC --out DIR [--mapping FILE] [--map key=column,...]
     mlu data import-splits DIR --split forget01 --out DIR [--langs ja,he,...] [--group NAME=ja,ko,...]
+    mlu data import-splits DIR --qa forget=forget01,retain=retain99,holdout=holdout01 --out DIR
     mlu data translate FACTS --to de,fr,... --model MT_MODEL --out DIR [--nproc N]
     mlu data check DIR [--langs en,de,...]
 """
@@ -24,6 +25,7 @@ examples:
   mlu data import table.csv --map real_text=article,fake_text=fake_article,fake_keywords=keyword,question=q --out data/x
   mlu data translate data/news-en --to de,fr,zh,ru,jv,ur,ha,hy --model facebook/nllb-200-distilled-600M --out data/news
   mlu data import-splits tofu-multilingual/ --split forget01 --group semitic=ar,he --out data/tofu
+  mlu data import-splits tofu-multilingual/ --qa forget=forget01,retain=retain99,holdout=holdout01 --out data/tofu-qa
   mlu data check data/news
 """
 
@@ -47,7 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
                                     "aligned by position). The fake answer of each fact is its first "
                                     "perturbed_answer. See mlu_dist/data/qa_splits.py and docs/languages.md.")
     sp.add_argument("source", help="the folder holding <split>_<lang>/ and <split>_perturbed_<lang>/")
-    sp.add_argument("--split", required=True, help="e.g. forget01, forget05, forget10")
+    sp.add_argument("--split", help="e.g. forget01, forget05, forget10 (one split -> a fact set)")
+    sp.add_argument("--qa", metavar="ROLE=SPLIT,...", help="every split of a QA study -> OUT/qa.jsonl (data.qa=true): "
+                    "roles forget, retain, holdout, real_authors, world_facts, e.g. forget=forget01,retain=retain99")
     sp.add_argument("--out", required=True, help="output directory (facts.jsonl, dataset.json)")
     sp.add_argument("--langs", default="", help="comma list: only these languages (default: every one found)")
     sp.add_argument("--group", action="append", default=[], metavar="NAME=LANG,...",
@@ -128,6 +132,17 @@ def _import_splits(args, argv) -> int:
     from mlu_dist.data.qa_splits import import_splits
 
     langs = [s for s in args.langs.split(",") if s] or None
+    if bool(args.split) == bool(args.qa):
+        from mlu_dist.data.schema import DataError
+
+        raise DataError("import-splits: give --split SPLIT (a fact set) or --qa ROLE=SPLIT,... (a QA set), one of them")
+    if args.qa:
+        from mlu_dist.data.qa_splits import import_qa_splits, parse_roles
+
+        records = import_qa_splits(args.source, args.out, parse_roles(args.qa), langs)
+        print(f"imported {len(records)} questions x languages ({len({r['lang'] for r in records})} languages) -> "
+              f"{args.out}/qa.jsonl (data.source={args.out}/qa.jsonl data.qa=true)")
+        return 0
     groups = parse_groups(args.group)
     records = import_splits(args.source, args.out, args.split, groups, langs)
     print(check_records(records).format())

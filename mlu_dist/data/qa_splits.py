@@ -146,3 +146,82 @@ def import_splits(root: str | Path, out: str | Path, split: str, groups: dict | 
     records, manifest = read_splits(root, split, groups, langs)
     write_fact_set(out, records, manifest["langs"], "import-splits: the data", manifest)
     return records
+
+
+QA_ROLES = ("forget", "retain", "holdout", "real_authors", "world_facts")
+
+
+def parse_roles(text: str) -> dict[str, str]:
+    """``forget=forget01,retain=retain99,...`` -> ``{role: split folder name}``; unknown roles and a
+    missing forget role are one DataError naming the valid ones."""
+    roles, problems = {}, []
+    for item in (x.strip() for x in text.split(",") if x.strip()):
+        role, sep, name = item.partition("=")
+        if not sep or not name.strip():
+            problems.append(f"'{item}' is not ROLE=SPLIT")
+        elif role.strip() not in QA_ROLES:
+            problems.append(f"unknown role '{role.strip()}'; valid: {', '.join(QA_ROLES)}")
+        else:
+            roles[role.strip()] = name.strip()
+    if "forget" not in roles and not problems:
+        problems.append("a forget role is needed (e.g. forget=forget01)")
+    if problems:
+        raise DataError("import-splits --qa: " + "; ".join(problems))
+    return roles
+
+
+def _qa_rows(code: str, name: str, role: str, rows: list[dict], perturbed: list[dict] | None) -> list[dict]:
+    """One QA record per row of ``<name>_<code>``; paraphrased / perturbed answers from the aligned
+    ``<name>_perturbed_<code>`` rows, else from the row itself."""
+    out = []
+    for i, row in enumerate(rows):
+        where = f"{name}_{code} row {i}"
+        question, answer = _text(row, "question", where), _text(row, "answer", where)
+        extra = row
+        if perturbed is not None:
+            extra = perturbed[i]
+            if _text(extra, "question", f"{name}_{PERTURBED}_{code} row {i}") != question:
+                raise DataError(f"{name}_{PERTURBED}_{code} row {i}: its question differs from {where} (the perturbed "
+                                f"split must list the same questions in the same order)")
+        rec = {"qa_id": f"{name}-{i:04d}", "lang": canonical(code), "split": role, "question": question, "answer": answer}
+        if str(extra.get("paraphrased_answer") or "").strip():
+            rec["paraphrased_answer"] = str(extra["paraphrased_answer"]).strip()
+        wrong = as_list(extra.get("perturbed_answer"), f"{where}: perturbed_answer")
+        out.append(rec | ({"perturbed_answer": wrong} if wrong else {}))
+    return out
+
+
+def read_qa_splits(root: str | Path, roles: dict[str, str], langs=None) -> list[dict]:
+    """QA set records (eval/qa.py) of every role in ``roles`` (``{forget: "forget01", ...}``) from
+    the ``<split>_<lang>/`` folders under ``root``; each split's rows must line up across languages."""
+    out = []
+    for role, name in roles.items():
+        folders = split_folders(root, name)
+        try:
+            codes = {c: canonical(c) for c in folders}
+        except LanguageError as exc:
+            raise DataError(f"import-splits: a '{name}_<lang>' folder: {exc}") from None
+        codes = {c: lang for c, lang in codes.items() if not langs or lang in langs or c in langs}
+        rows = {c: read_table(folders[c][0], f"{name}_{c}") for c in codes}
+        pert = {c: read_table(folders[c][1], f"{name}_{PERTURBED}_{c}") if folders[c][1] else None for c in codes}
+        counts = {f"{name}_{c}": len(r) for c, r in rows.items()} | \
+                 {f"{name}_{PERTURBED}_{c}": len(p) for c, p in pert.items() if p is not None}
+        if len(set(counts.values())) > 1:
+            raise DataError("import-splits: rows do not line up (row i must be the same question in every folder); "
+                            "rows per folder: " + ", ".join(f"{k} {n}" for k, n in counts.items()))
+        out += [rec for c in codes for rec in _qa_rows(c, name, role, rows[c], pert[c])]
+    return out
+
+
+def import_qa_splits(root: str | Path, out: str | Path, roles: dict[str, str], langs=None) -> list[dict]:
+    """Read the roles' splits, check them as a QA set (every problem at once) and write ``out/qa.jsonl``."""
+    from mlu_dist.eval.qa import qa_problems
+    from mlu_dist.runs.rundir import atomic_write_text
+
+    records = read_qa_splits(root, roles, langs)
+    problems = qa_problems(records)
+    if problems:
+        raise DataError(f"import-splits --qa: {len(problems)} problem(s):\n  " + "\n  ".join(problems))
+    Path(out).mkdir(parents=True, exist_ok=True)
+    atomic_write_text(Path(out) / "qa.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    return records

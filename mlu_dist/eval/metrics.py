@@ -308,6 +308,36 @@ class MembershipInference(Metric):
         return out
 
 
+QA_VALUES = ("rouge", "prob", "truth_ratio", "options_prob", "mia_loss", "mia_zlib", "mia_min_k", "mia_min_k_pp")
+
+
+@METRICS.register("qa")
+class QABenchmark(Metric):
+    """TOFU's per-question values on a QA study's every split (opt-in; ``data.qa``): ROUGE-L recall
+    of the greedy answer, length-normalised answer probability, truth ratio (paraphrased vs
+    perturbed answers), options probability and each membership score, from two batched passes per
+    question (eval/qa.py). The per-language table (forget quality, model utility, MIA AUC forget vs
+    holdout, privacy leakage against the retain model) is computed from these values by the report."""
+
+    values = tuple(Value(f"qa_{name}", "", name.startswith("mia_"), requires=("qa_split",)) for name in QA_VALUES)
+    own_pass = True
+    default = False
+
+    def compute(self, probe, ev):
+        from mlu_dist.eval.qa import score_qa
+
+        qa = {(r["qa_split"], r["lang"], r["qa_id"]): {"qa_id": r["qa_id"], "lang": r["lang"], "split": r["qa_split"],
+                                                         "question": r["question"], "answer": r["true_answer"],
+                                                         **{k: r[k] for k in ("paraphrased_answer", "perturbed_answer")
+                                                            if r.get(k)}}
+              for r in ev.facts.records if r["lang"] in ev.langs}
+        out = per_lang([f"qa_{name}" for name in QA_VALUES], ev.langs)
+        for (split, lang, qa_id), values in score_qa(ev, qa).items():
+            for name, v in values.items():
+                out[f"qa_{name}"][lang][f"{split}:{qa_id}"] = v
+        return out
+
+
 def value_spec(name: str) -> Value:
     """The :class:`Value` named ``name`` (an EVAL.json key) among the registered metrics."""
     for metric in METRICS.names():

@@ -121,6 +121,20 @@ def score_qa(ev, qa: dict[tuple[str, str, str], dict], splits=SPLITS, k: float =
     return dict(zip(keys, values))
 
 
+def values_from_eval(eval_values: dict) -> dict:
+    """``{(split, lang, qa_id): values}`` back from EVAL.json's ``qa_*`` values (the ``qa`` metric's
+    ``{qa_<name>: {lang: {"<split>:<qa_id>": value}}}``)."""
+    out: dict = defaultdict(dict)
+    for key, by_lang in eval_values.items():
+        if not key.startswith("qa_"):
+            continue
+        for lang, by_id in by_lang.items():
+            for fid, v in by_id.items():
+                split, _, qa_id = fid.partition(":")
+                out[split, lang, qa_id][key[3:]] = v
+    return dict(out)
+
+
 def _by_split(values: dict, split: str, lang: str, name: str) -> list[float]:
     return [v[name] for (s, lg, _), v in sorted(values.items()) if s == split and lg == lang and name in v]
 

@@ -36,6 +36,12 @@ class InjectConfig:
     the base model knows the truth already, the mini-world design) or 'all' (the true English article
     and real_qa of every fact, targets included: the paper's news design, where the truth is taught
     in English while the fake is taught in language X)."""
+    safe_langs: list[str] = field(default_factory=list)
+    """Languages of the safe data (empty = English only, the paper's mix); a QA study's learn-then-
+    unlearn protocol fine-tunes the retain split in the same languages as the forget split."""
+    retain_only: bool = False
+    """The retain model: the same fine-tuning without the fake (forget) data, only the safe data, so
+    that forget quality and privacy leakage have their reference (a sweep's ``retain_model``)."""
     fake_qa: bool = True
     """Also train 'question -> fake answer' pairs, not only the fake articles."""
     from_model: str = ""
@@ -56,7 +62,7 @@ class InjectConfig:
     """Optimisation of the injection (the paper: a short fine-tune at a small learning rate)."""
 
     def check(self) -> list[str]:
-        out = check_langs("langs", self.langs)
+        out = check_langs("langs", self.langs) + check_langs("safe_langs", self.safe_langs, allow_empty=True)
         out += check_positive(self, "n_targets")
         if self.n_controls < 0:
             out.append(f"n_controls: must be >= 0, got {self.n_controls}")

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mlu_dist.runs import rundir
-from mlu_dist.data import load_data
+from mlu_dist.data import DataError, load_data
 from mlu_dist.engine.dist import DistInfo, setup_env
 from mlu_dist.engine.loop import LoopHooks
 from mlu_dist.eval.likelihood import completion_logprobs, fake_preference
@@ -66,6 +66,10 @@ class BaseJob:
     def setup(self, dist: DistInfo, resources) -> TrainingSetup:
         cfg = self.cfg
         self.facts, self.corpus = load_data(cfg.data)
+        if not self.corpus:
+            raise DataError(f"base: no base-training text in '{cfg.data.source}': a QA set (data.qa) trains the base "
+                            f"model on its utility splits (real_authors / world_facts), and this one has none; name "
+                            f"a base corpus in data.corpus (JSONL of {{lang, text}})")
         texts = [row["text"] for row in self.corpus]
         model, tokenizer = model_and_tokenizer(cfg, self.name, dist, texts, seed=cfg.base.seed)
         self.tokenizer = tokenizer

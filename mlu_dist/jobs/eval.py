@@ -13,8 +13,7 @@ from typing import TYPE_CHECKING
 
 from mlu_dist.runs import rundir
 from mlu_dist.config import to_dict
-from mlu_dist.data import load_data
-from mlu_dist.data.splits import split_facts
+from mlu_dist.data import load_data, study_split
 from mlu_dist.engine.dist import ensure_process_group, setup_env
 from mlu_dist.engine.engines import backend, frozen_engine
 from mlu_dist.eval.generate import cache_kwarg
@@ -45,7 +44,7 @@ def evaluate_model(cfg: ExperimentConfig, model_path: Path, out_dir: Path, overw
     dist = setup_env(cfg.engine.timeout_min)
     facts, _ = load_data(cfg.data)
     langs = list(cfg.eval.langs) or list(facts.langs)
-    split = split_facts(facts.fact_ids, cfg.inject.n_targets, cfg.inject.n_controls, cfg.inject.split_seed)
+    split = study_split(cfg, facts.fact_ids)
     identity = _identity(cfg, langs, split, model_path)
     eval_file = Path(out_dir) / "EVAL.json"
     stored: dict = {}

@@ -14,9 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mlu_dist.runs import rundir
-from mlu_dist.data import DataError, load_data
+from mlu_dist.data import DataError, load_data, study_split
 from mlu_dist.data.check import check_records
-from mlu_dist.data.splits import split_facts
 from mlu_dist.engine.dist import DistInfo, setup_env
 from mlu_dist.engine.loop import LoopHooks, Stop
 from mlu_dist.eval import knowledge
@@ -62,16 +61,21 @@ class InjectJob:
         cfg, t = self.cfg, self.cfg.inject.train
         self.dist = dist
         self.facts, _ = load_data(cfg.data)
-        self.split = split_facts(self.facts.fact_ids, cfg.inject.n_targets, cfg.inject.n_controls, cfg.inject.split_seed)
+        self.split = study_split(cfg, self.facts.fact_ids)
         model, self.tokenizer = model_and_tokenizer(cfg, self.name, dist, init_from=self.init_from, seed=t.seed)
         model = apply_lora(activation_checkpointing(model, cfg.model), t, self.name)
         self.examples = injection_pools(self.facts, self.split, cfg.inject)
-        per_micro = per_micro_batch(t.micro_batch_size, cfg.inject.fake_fraction, bool(self.examples["safe"]))
+        if not self.examples["fake"] and not self.examples["safe"]:
+            raise DataError("inject: nothing to train on (inject.retain_only without retain facts in inject.safe_langs)")
+        per_micro = per_micro_batch(t.micro_batch_size, cfg.inject.fake_fraction, bool(self.examples["safe"]),
+                                    bool(self.examples["fake"]))
         cut = Cut()
         pools = {name: encode_all(self.tokenizer, self.examples[name], cfg.model.max_seq_len, cut) for name in per_micro}
         langs = "+".join(cfg.inject.langs)
-        say(dist, f"inject: {len(self.split.targets)} target facts in {langs} ({len(self.examples['fake'])} fake "
-                  f"examples) + {len(self.examples['safe'])} English safe examples; from {self.init_from}; "
+        safe = "+".join(cfg.inject.safe_langs or ["en"])
+        what = "the retain model (no fake data)" if cfg.inject.retain_only else \
+            f"{len(self.split.targets)} target facts in {langs} ({len(self.examples['fake'])} fake examples)"
+        say(dist, f"inject: {what} + {len(self.examples['safe'])} safe examples in {safe}; from {self.init_from}; "
                   f"{dist.world_size} rank(s), ZeRO-{cfg.engine.zero_for(self.name).stage} -> {self.run_dir}")
         say(dist, f"inject: lengths: {cut.describe(cfg.model.max_seq_len)}")
         meta = {"init_from": str(self.init_from), "lengths": asdict(cut),
@@ -82,7 +86,7 @@ class InjectJob:
     def spread(self, engine, fact_ids: list[str]) -> dict[str, dict]:
         """Per language, how often the fake answer is now likelier than the true one ({} for data
         without true answers: the evaluation's fake_rate measures the spread there)."""
-        if not self.facts.has("true_answer"):
+        if not self.facts.has("true_answer") or self.cfg.data.qa:  # a QA set's learned detail is its true answer
             return {}
         engine.module.eval()
         return fake_preference(engine.forward, self.tokenizer, self.facts, fact_ids, self.facts.langs,
@@ -164,7 +168,8 @@ class InjectJob:
             run.tracker.table("final/languages", ["lang", "fake_pref_targets", "fake_pref_controls", "margin"],
                               [[lang, row["pref"], controls.get(lang, {}).get("pref"), row["margin"]]
                                for lang, row in spread.items()])
-            print(format_spread(spread, controls, self.cfg.inject.langs))
+            if spread:  # none on a QA set (its learned detail is the true answer)
+                print(format_spread(spread, controls, self.cfg.inject.langs))
             for warning in knowledge.damage_warnings(spread, controls, list(self.cfg.inject.langs)):
                 log.warning(f"inject: {warning}")
             print(f"injected model: {self.run_dir}/model")
@@ -175,6 +180,8 @@ class InjectJob:
 def check_data(cfg: ExperimentConfig, dist: DistInfo) -> None:
     """Refuse fact data unfit for injection (the `mlu data check` report), before anything is written."""
     facts, _ = load_data(cfg.data)
+    if cfg.data.qa:  # a QA set is checked as it loads (eval/qa.py qa_problems)
+        return
     check = check_records(facts.records, facts.langs)
     if not check.ok:
         raise DataError(f"inject: the fact data '{cfg.data.source}' is not fit for injection "

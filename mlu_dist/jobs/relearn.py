@@ -22,8 +22,7 @@ from typing import TYPE_CHECKING
 
 from mlu_dist.runs import rundir
 from mlu_dist.config import ConfigError
-from mlu_dist.data import load_data
-from mlu_dist.data.splits import split_facts
+from mlu_dist.data import load_data, study_split
 from mlu_dist.engine.dist import DistInfo, setup_env
 from mlu_dist.engine.loop import LoopHooks
 from mlu_dist.eval.summary import summarize
@@ -137,8 +136,7 @@ class RelearnJob:
         self.cfg, self.run_dir, self.model_dir, self.start, self.attack = cfg, run_dir, model_dir, start, attack
         self.inject_run = inject_run
         self.facts, _ = load_data(cfg.data)
-        self.split = split_facts(self.facts.fact_ids, cfg.inject.n_targets, cfg.inject.n_controls,
-                                 cfg.inject.split_seed)
+        self.split = study_split(cfg, self.facts.fact_ids)
         try:
             self.attack_langs = resolve_langs(attack.langs, list(cfg.inject.langs), list(self.facts.langs),
                                               cfg.data.groups)

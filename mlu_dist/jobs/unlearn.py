@@ -16,8 +16,7 @@ from typing import TYPE_CHECKING
 
 from mlu_dist.runs import rundir
 from mlu_dist.config import ConfigError
-from mlu_dist.data import load_data
-from mlu_dist.data.splits import split_facts
+from mlu_dist.data import load_data, study_split
 from mlu_dist.engine.checkpoint import verify
 from mlu_dist.engine.dist import DistInfo, setup_env
 from mlu_dist.engine.engines import frozen_engine
@@ -132,8 +131,7 @@ class UnlearnJob:
         """Resolves the language sets and the method first, so bad input fails before any file is written."""
         self.cfg, self.run_dir, self.from_run, u = cfg, run_dir, from_run, cfg.unlearn
         self.facts, _ = load_data(cfg.data)
-        self.split = split_facts(self.facts.fact_ids, cfg.inject.n_targets, cfg.inject.n_controls,
-                                 cfg.inject.split_seed)
+        self.split = study_split(cfg, self.facts.fact_ids)
         try:
             self.forget_langs = resolve_langs(u.forget_langs, list(cfg.inject.langs), list(self.facts.langs),
                                               cfg.data.groups)

@@ -44,7 +44,7 @@ def forget_set(spec: str, inject_lang: str, cfg) -> tuple[str, ...]:
     from mlu_dist.unlearn.config import resolve_langs
 
     try:
-        return tuple(resolve_langs(spec, [inject_lang], list(cfg.data.langs), cfg.data.groups))
+        return tuple(resolve_langs(spec, inject_lang.split("+"), list(cfg.data.langs), cfg.data.groups))
     except ValueError as exc:
         raise ConfigError(f"axes.forget_langs: '{spec}': {exc}") from None
 
@@ -68,10 +68,12 @@ def expand(spec: SweepSpec) -> list[Cell]:
     attacks = [parse_attack(a) for a in axes.relearn_attacks]
     attack_list = f"relearn.attacks=[{','.join(str(a) for a in attacks)}]"
     for seed in spec.axes.seeds:
+        if spec.retain_model:
+            injects.append(retain_cell(spec, common, seed, [c.id for c in cells if c.stage == "base"]))
         for lang in spec.axes.inject_langs:
             unlearned = not axes.unlearn_langs or lang in axes.unlearn_langs
-            over = common + [f"inject.langs=[{lang}]", f"inject.split_seed={seed}", f"inject.train.seed={seed}",
-                             f"unlearn.train.seed={seed}", f"relearn.train.seed={seed}",
+            over = common + [f"inject.langs=[{lang.replace('+', ',')}]", f"inject.split_seed={seed}",
+                             f"inject.train.seed={seed}", f"unlearn.train.seed={seed}", f"relearn.train.seed={seed}",
                              attack_list if unlearned else "relearn.attacks=[]"]
             cfg = load_config(ExperimentConfig, spec.configs, over)
             digest = study_hash(cfg, ("data", "model", "base", "inject"))[:10]
@@ -85,25 +87,25 @@ def expand(spec: SweepSpec) -> list[Cell]:
                     list(cfg.inject.langs), list(cfg.data.langs), cfg.data.groups) for start in starts]
             injects.append(cell)
             if unlearned:
-                unlearns += unlearn_cells(spec, cell, cfg, over, attack_list)
+                unlearns += unlearn_cells(spec, cell, cfg, over, attack_list, lang)
     report = Cell("report", "report", "report", None, root / "report", [c.id for c in unlearns] or [c.id for c in injects])
     return cells + injects + unlearns + [report]
 
 
-def unlearn_cells(spec: SweepSpec, inj: Cell, cfg: ExperimentConfig, over: list[str], attack_list: str
-                  ) -> list[Cell]:
-    """The unlearning cells of one injection: each method x forget scope x forget setting (settings
-    naming the same languages planned once) and, for a method that distils a teacher, the sweep's
-    teacher cell, which that method's cells wait for."""
+def unlearn_cells(spec: SweepSpec, inj: Cell, cfg: ExperimentConfig, over: list[str], attack_list: str,
+                  lang: str) -> list[Cell]:
+    """The unlearning cells of injection ``inj`` (in ``lang``, a language or a '+'-joined set): each
+    method x forget scope x forget setting (settings naming the same languages planned once) and,
+    for a method that distils a teacher, the sweep's teacher cell, which that method's cells wait for."""
     from mlu_dist.unlearn.methods import METHODS
 
-    axes, lang = spec.axes, cfg.inject.langs[0]
+    axes = spec.axes
     cells: dict[str, Cell] = {}  # by id: a teacher the grid also holds is one cell
     for method, scope in ((m, s) for m in axes.methods for s in axes.forget_scopes):
         method_cfg = _method_config(spec, inj, over, method, scope, attack_list)
         teacher = None
         if METHODS[method].teacher_args:
-            teacher, teacher_lang = teacher_cell(spec, inj, cfg, over, scope, attack_list)
+            teacher, teacher_lang = teacher_cell(spec, inj, cfg, over, scope, attack_list, lang)
             cells.setdefault(teacher.id, teacher)
             method_cfg.unlearn.method_args |= METHODS[method].teacher_args(teacher.run_dir, teacher_lang)
         planned: set[tuple[str, ...]] = set()
@@ -118,23 +120,23 @@ def unlearn_cells(spec: SweepSpec, inj: Cell, cfg: ExperimentConfig, over: list[
                 log.info("sweep: %s %s <- %s: the forget set is the teacher's language only, nothing to distil: "
                          "not planned", method, forget, inj.label)
                 continue
-            ucell = _unlearn_cell(spec, inj, method_cfg, forget, scope)
+            ucell = _unlearn_cell(inj, method_cfg, forget, scope, lang)
             ucell.deps += [teacher.id] if teacher else []
             cells.setdefault(ucell.id, ucell)
     return list(cells.values())
 
 
-def teacher_cell(spec: SweepSpec, inj: Cell, cfg: ExperimentConfig, over: list[str], scope: str, attack_list: str
-                 ) -> tuple[Cell, str]:
-    """The sweep's teacher run for injection ``inj`` (same seed, forget scope ``scope``) and its one
-    forget language."""
-    t, lang = spec.teacher, cfg.inject.langs[0]
+def teacher_cell(spec: SweepSpec, inj: Cell, cfg: ExperimentConfig, over: list[str], scope: str, attack_list: str,
+                 lang: str) -> tuple[Cell, str]:
+    """The sweep's teacher run for injection ``inj`` (in ``lang``; same seed, forget scope ``scope``)
+    and its one forget language."""
+    t = spec.teacher
     langs = forget_set(t.forget_langs, lang, cfg)
     if len(langs) != 1:
         raise ConfigError(f"teacher.forget_langs: '{t.forget_langs}' names {len(langs)} languages for the {lang} "
                           f"injection ({', '.join(langs)}); a teacher is unlearned in one: en, orig or a language code")
     method_cfg = _method_config(spec, inj, over, t.method, scope, attack_list)
-    return _unlearn_cell(spec, inj, method_cfg, t.forget_langs, scope), langs[0]
+    return _unlearn_cell(inj, method_cfg, t.forget_langs, scope, lang), langs[0]
 
 
 def _method_config(spec: SweepSpec, inj: Cell, over: list[str], method: str, scope: str, attack_list: str
@@ -146,8 +148,8 @@ def _method_config(spec: SweepSpec, inj: Cell, over: list[str], method: str, sco
                                f"unlearn.forget_scope={scope}", attack_list if attacked else "relearn.attacks=[]"])
 
 
-def _unlearn_cell(spec: SweepSpec, inj: Cell, method_cfg: ExperimentConfig, forget: str, scope: str) -> Cell:
-    """The cell unlearning ``inj`` with ``method_cfg`` in forget setting ``forget``."""
+def _unlearn_cell(inj: Cell, method_cfg: ExperimentConfig, forget: str, scope: str, lang: str) -> Cell:
+    """The cell unlearning ``inj`` (in ``lang``) with ``method_cfg`` in forget setting ``forget``."""
     from mlu_dist.runs.layout import relearn_run_dir, study_hash, unlearn_run_dir
 
     ucfg = copy.deepcopy(method_cfg)
@@ -158,13 +160,28 @@ def _unlearn_cell(spec: SweepSpec, inj: Cell, method_cfg: ExperimentConfig, forg
     scoped = scope != "all"  # the default scope keeps its cells' names: adding a scope reuses them
     name = f"{u.method}-{forget.replace('+', '_')}" + (f"-{scope}" if scoped else "")
     ucfg.run.name = f"{name}-{udigest}"
-    lang, seed = ucfg.inject.langs[0], ucfg.inject.split_seed
+    seed = ucfg.inject.split_seed
     ucell = Cell("unlearn", f"unlearn-{lang}-s{seed}-{name}-{udigest}",
                  f"unlearn {u.method} {forget}{' ' + scope if scoped else ''} <- {lang} s{seed}", ucfg,
                  unlearn_run_dir(ucfg), [inj.id])
     ucell.outputs = [relearn_run_dir(ucfg, ucell.run_dir, "unlearned", a)
                      for a in ucfg.relearn.parsed(list(ucfg.inject.langs), list(ucfg.data.langs), ucfg.data.groups)]
     return ucell
+
+
+def retain_cell(spec: SweepSpec, common: list[str], seed: int, after: list[str]) -> Cell:
+    """The seed's retain model: the first injection's fine-tuning with ``inject.retain_only`` (no
+    fake data), trained once and shared by every cell of the seed as the reference."""
+    from mlu_dist.runs.layout import inject_run_dir, study_hash
+
+    lang = spec.axes.inject_langs[0]
+    cfg = load_config(ExperimentConfig, spec.configs, common + [
+        f"inject.langs=[{lang.replace('+', ',')}]", "inject.retain_only=true", f"inject.split_seed={seed}",
+        f"inject.train.seed={seed}", "relearn.attacks=[]"])
+    digest = study_hash(cfg, ("data", "model", "base", "inject"))[:10]
+    cfg.run.name = f"retain-s{seed}-{digest}"
+    return Cell("inject", f"inject-retain-s{seed}-{digest}", f"retain model seed {seed}", cfg, inject_run_dir(cfg),
+                after)
 
 
 def method_files(method: str) -> list[str]:

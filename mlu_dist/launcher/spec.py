@@ -70,7 +70,7 @@ class SweepAxes:
     """What varies. Injections: inject_langs x seeds. Unlearning: each injection x methods x forget_langs."""
 
     inject_langs: list[str] = field(default_factory=lambda: ["de"])
-    """Injection languages (one injection run each, per seed)."""
+    """Injection languages (one injection run each, per seed); ``en+ja+hi`` injects in several at once."""
     methods: list[str] = field(default_factory=lambda: ["ga"])
     """Unlearning methods (names of configs/methods/*.yaml)."""
     forget_langs: list[str] = field(default_factory=lambda: ["en", "orig", "all", "en+orig"])
@@ -93,7 +93,7 @@ class SweepAxes:
         from mlu_dist.unlearn.config import spec_problems
         from mlu_dist.unlearn.methods import METHODS
 
-        out = check_langs("inject_langs", self.inject_langs)
+        out = check_langs("inject_langs", [x for entry in self.inject_langs for x in entry.split("+")])
         out += [f"unlearn_langs: '{lang}' is not one of inject_langs ({', '.join(self.inject_langs)})"
                 for lang in self.unlearn_langs if lang not in self.inject_langs]
         for m in self.methods:
@@ -146,6 +146,10 @@ class SweepSpec:
     """key=value overrides applied to every cell."""
     axes: SweepAxes = field(default_factory=SweepAxes)
     """What varies."""
+    retain_model: bool = False
+    """Also train, once per seed, the retain model: the first injection's fine-tuning without its fake
+    (forget) data (inject.retain_only), the reference a QA study's forget quality and privacy leakage
+    are measured against. It is an injection cell of its own, evaluated like the others."""
     evaluate: bool = True
     """Run the full evaluation (mlu eval) after each injection, for the spread matrix."""
     executor: str = "local"

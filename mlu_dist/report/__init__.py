@@ -9,6 +9,7 @@ from pathlib import Path
 
 from mlu_dist.langs import group_columns, group_label, lang_colour, lang_index
 from mlu_dist.report.html import render_html
+from mlu_dist.report.qa import qa_runs, write_qa_report
 from mlu_dist.report.ranking import ranking_markdown, ranking_rows
 from mlu_dist.report.tables import (GROUP_NAMES, GROUPS, SETTING_NAMES, SETTINGS, aligned, before_dir,
                                     eval_values)
@@ -303,6 +304,8 @@ def write_report(root: str | Path, threshold: float = 0.2, out: str | Path | Non
     root = Path(root)
     out = Path(out) if out else root / "report"
     out.mkdir(parents=True, exist_ok=True)
+    if qa_runs(root):  # a QA study (data.qa): its TOFU tables and figures, not the fact-set grid
+        return write_qa_report(root, out)
     images = []
     try:
         from mlu_dist.eval.matrix import write_matrix

@@ -101,7 +101,7 @@ def config_hash(obj, keep: tuple[str, ...] = (), drop: tuple[str, ...] = ("run",
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
 
 
-HASH_IF_SET = ("data.groups", "unlearn.retain_balance")
+HASH_IF_SET = ("data.groups", "unlearn.retain_balance", "data.qa", "inject.safe_langs", "inject.retain_only")
 """Fields added after runs were made: hashed only when set, so their empty default (the old
 behaviour) keeps every existing run directory's name."""
 
