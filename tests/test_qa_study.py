@@ -58,7 +58,7 @@ def test_bad_qa_data_is_one_clear_error(tmp_path):
     bad.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows if r["qa_id"] != "retain1" or r["lang"] != "hi"))
     with pytest.raises(DataError, match="split retain: language hi lacks 1 question"):
         load_data(DataConfig(source=str(bad), qa=True, langs=LANGS))
-    with pytest.raises(DataError, match="is not a QA set file"):
+    with pytest.raises(DataError, match="is a directory but not a saved dataset .* import-splits --qa"):
         load_data(DataConfig(source=str(tmp_path), qa=True, langs=LANGS))
 
 
@@ -160,3 +160,31 @@ def test_a_benchmark_saved_as_folders_per_split_and_language_becomes_a_qa_set(tm
     assert "rows do not line up" in capsys.readouterr().err
     assert main(["import-splits", str(tmp_path / "bench"), "--qa", "forgt=forget01", "--out", str(tmp_path / "q")]) == 2
     assert "unknown role 'forgt'; valid: forget, retain, holdout" in capsys.readouterr().err
+
+
+def test_a_qa_set_comes_from_any_datasets_source_with_messy_cells(tmp_path, capsys):
+    """The same QA set as Parquet with a `lang` column, Hebrew under its deprecated code `iw` and
+    perturbed answers stored as text (a JSON list, a Python repr), reads as the clean JSON lines
+    do, with one warning; a list cell that is not a list is one clear error."""
+    import datasets
+
+    rows = [json.loads(line) for line in QA_SET.read_text(encoding="utf-8").splitlines()]
+    messy = []
+    for i, r in enumerate(rows):
+        r = dict(r, lang="iw" if r["lang"] == "ar" else r["lang"])  # a Hebrew column, under its old code
+        if r.get("perturbed_answer"):
+            r["perturbed_answer"] = (json.dumps(r["perturbed_answer"], ensure_ascii=False) if i % 2
+                                     else repr(r["perturbed_answer"]))
+        messy.append(r)
+    datasets.Dataset.from_list(messy).to_parquet(str(tmp_path / "qa.parquet"))
+    facts, _ = load_data(DataConfig(source=str(tmp_path / "qa.parquet"), qa=True, langs=["en", "ja", "he", "hi"]))
+    clean, _ = load_data(DataConfig(source=str(QA_SET), qa=True, langs=LANGS))
+    assert facts.get("forget:forget1", "ja")["perturbed_answer"] == clean.get("forget:forget1", "ja")["perturbed_answer"]
+    assert facts.get("forget:forget0", "he")["perturbed_answer"] == clean.get("forget:forget0", "ar")["perturbed_answer"]
+    assert "language code 'iw' read as 'he'" in capsys.readouterr().err
+    messy[0]["perturbed_answer"] = "In Vask; In Orra"
+    datasets.Dataset.from_list(messy).to_parquet(str(tmp_path / "bad.parquet"))
+    with pytest.raises(DataError, match="record 0: perturbed_answer must be a list of texts"):
+        load_data(DataConfig(source=str(tmp_path / "bad.parquet"), qa=True, langs=["en", "ja", "he", "hi"]))
+    with pytest.raises(DataError, match="QA set not found at"):
+        load_data(DataConfig(source=str(tmp_path / "missing.parquet"), qa=True, langs=LANGS))

@@ -114,7 +114,7 @@ def mapping_lang(code: str) -> str:
     return canonical(code)
 
 
-def _as_list(value):
+def as_list(value):
     """A list cell as a list, also when saved as JSON or as a Python repr ("['a', 'b']")."""
     if isinstance(value, str) and value.strip().startswith("["):
         try:
@@ -130,13 +130,13 @@ def _as_list(value):
 
 
 def _keywords(value) -> list[str]:
-    value = _as_list(value)
+    value = as_list(value)
     items = value if isinstance(value, list) else [value]
     return [str(k).strip() for k in items if k is not None and str(k).strip()]
 
 
 def _qa_pairs(value, q_key: str, a_key: str, where: str) -> list[dict]:
-    value = _as_list(value)
+    value = as_list(value)
     if value is None:
         return []
     if not isinstance(value, list):

@@ -1,7 +1,8 @@
 """A TOFU-style QA set (eval/qa.py's records) as the fact set and split the jobs train on.
 
-With ``data.qa: true``, ``data.source`` is a QA set (JSON list or JSON lines, one record per
-question, language and split; see :func:`mlu_dist.eval.qa.load_qa`). Every question becomes one
+With ``data.qa: true``, ``data.source`` is a QA set: any ``datasets`` source (JSON / JSON lines /
+Parquet / CSV with a ``lang`` column, a saved dataset, a hub name), one record per question,
+language and split (:func:`read_qa`; the fields are checked by :func:`mlu_dist.eval.qa.qa_problems`). Every question becomes one
 fact whose id is ``<split>:<qa_id>`` and whose learned detail is its answer:
 
     question, true_answer = fake_answer = answer, fake_text = real_text = "<question> <answer>",
@@ -20,22 +21,44 @@ from pathlib import Path
 
 from mlu_dist.data.errors import DataError
 from mlu_dist.data.splits import FactSplit
+from mlu_dist.logs import get_logger
+
+log = get_logger(__name__)
 
 UTILITY_ONLY = ("real_authors", "world_facts")
 
 
-def qa_facts(source: str | Path, langs: list[str]) -> list[dict]:
-    """The fact records of a QA set in ``langs`` (module doc); every problem is one DataError."""
-    from mlu_dist.eval.qa import load_qa
-    from mlu_dist.langs import resource_of
+def read_qa(source: str | Path) -> dict[tuple[str, str, str], dict]:
+    """A QA set from any ``datasets`` source with a ``lang`` column (JSON / JSON lines / Parquet /
+    CSV, a saved dataset directory, a hub name): deprecated language codes are mapped with a
+    warning, list cells saved as text (JSON or a Python repr) are read as lists, and every problem
+    is one DataError."""
+    from mlu_dist.data.importer import as_list
+    from mlu_dist.data.schema import normalize_langs, read_table
+    from mlu_dist.eval.qa import index_qa
 
-    if not Path(source).is_file():
-        raise DataError(f"data.source: '{source}' is not a QA set file (data.qa=true: a JSON list or JSON lines "
-                        f"of {{qa_id, lang, split, question, answer, ...}})")
+    path = Path(source)
+    if path.is_dir() and not (path / "dataset_info.json").exists() and not (path / "dataset_dict.json").exists():
+        raise DataError(f"data.source: '{source}' is a directory but not a saved dataset (data.qa=true: a table of "
+                        f"{{qa_id, lang, split, question, answer, ...}}; `mlu data import-splits --qa` converts a "
+                        f"benchmark saved as folders per split and language)")
+    rows = read_table(source, "QA set")
+    for note in normalize_langs(rows):
+        log.warning(f"QA set '{source}': {note}")
+    for row in rows:
+        if isinstance(row.get("perturbed_answer"), str):
+            row["perturbed_answer"] = as_list(row["perturbed_answer"])
     try:
-        qa = load_qa(source)
+        return index_qa(rows, str(source))
     except ValueError as exc:
         raise DataError(str(exc)) from None
+
+
+def qa_facts(source: str | Path, langs: list[str]) -> list[dict]:
+    """The fact records of a QA set in ``langs`` (module doc); every problem is one DataError."""
+    from mlu_dist.langs import resource_of
+
+    qa = read_qa(source)
     have = sorted({lang for _, lang, _ in qa})
     lacking = [lang for lang in langs if lang not in have]
     if lacking:

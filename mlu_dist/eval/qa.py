@@ -58,12 +58,18 @@ def qa_problems(records: list[dict]) -> list[str]:
 
 def load_qa(path: str | Path) -> dict[tuple[str, str, str], dict]:
     """A QA set from a JSON list or JSON-lines file: ``{(split, lang, qa_id): record}``; every
-    problem is reported in one ``ValueError``."""
+    problem is reported in one ``ValueError``. (A QA study reads any ``datasets`` source through
+    ``mlu_dist.data.qa_study``.)"""
     text = Path(path).read_text(encoding="utf-8")
     records = json.loads(text) if text.lstrip().startswith("[") else [json.loads(x) for x in text.splitlines() if x.strip()]
+    return index_qa(records, str(path))
+
+
+def index_qa(records: list[dict], source: str) -> dict[tuple[str, str, str], dict]:
+    """``{(split, lang, qa_id): record}`` of checked QA records; every problem in one ``ValueError``."""
     problems = qa_problems(records)
     if problems:
-        raise ValueError(f"{path}: {len(problems)} problem(s) in the QA set:\n  " + "\n  ".join(problems))
+        raise ValueError(f"{source}: {len(problems)} problem(s) in the QA set:\n  " + "\n  ".join(problems))
     return {(r["split"], r["lang"], r["qa_id"]): r for r in records}
 
 
