@@ -11,10 +11,23 @@ as DeepSpeed runs it on GPUs, counted the way DeepSpeed's own estimators count m
   parameters). Optimizer offload moves the 16 (and under ZeRO-2 the gradients) to CPU RAM,
   parameter offload the weights too;
 - frozen weights (the base under LoRA, the NPO/KL/DPO reference): 2, sharded only by ZeRO-3;
-- activations per token and layer (bf16, sdpa/flash attention: no score matrix stored):
-  16h + 6I + 4h_kv bytes (attention inputs and outputs, SwiGLU's gate/up/act, norms), or 2h with
-  activation checkpointing (plus one layer recomputed); logits 6V per token (bf16 + fp32 loss);
-- a fixed 2 GB per GPU for the CUDA context, NCCL buffers and allocator slack.
+- activations per token and layer, what autograd keeps (``a`` bytes per activation value: 2 in
+  bf16, 4 in fp32; sdpa/flash attention: no score matrix stored; checked tensor by tensor in
+  tests/test_cost.py). Every RMSNorm keeps an fp32 copy of its input (4h); attention keeps q, k, v
+  and its output (o_proj's input), a(2h + 2kv_dim). Full fine-tuning: per norm also the
+  normalised input and output (2ah, for the norm's and the next linear's weight gradients), and
+  SwiGLU's gate, silu(gate), up and down_proj's input (4aI). LoRA (frozen base linears keep no
+  input): SwiGLU 3aI, and per adapted projection of input width d the dropout mask (1 byte on
+  GPUs, a float on CPU), the dropout output a d and lora_A's output a r (49 KB per token and
+  layer for Llama-3-8B's q/k/v at r = 2048 in bf16). Activation checkpointing keeps a h per
+  layer plus one layer recomputed;
+- the training loss's logits peak, (a + 12) V bytes per token: the logits in the model's dtype,
+  the fp32 log-softmax kept for backward, its gradient and the logits' fp32 gradient (16 V in
+  fp32, measured on CPU). Evaluation runs bounded (eval/likelihood.py): at most
+  ``LOGITS_BUDGET`` of fp32-counted logits per forward plus two log-softmax slices;
+- a fixed 2 GB per GPU for the CUDA context, NCCL buffers and allocator slack;
+- host RAM per node: what offload moves to CPU for each of the node's ranks plus
+  ``HOST_OVERHEAD_GB`` per rank (the process, pinned buffers, the loader), against ``mem_gb``.
 
 Training FLOPs: 6 N per token for full fine-tuning; with LoRA 4 N (forward + activation
 gradients through the frozen base) + 6 N_lora. GPU-hours = FLOPs / (peak x MFU); tokens are
@@ -64,16 +77,35 @@ class Arch:
         embed = self.vocab * self.hidden
         return embed * (1 if self.tied else 2) + self.layers * self.layer_params + self.hidden
 
-    def lora_params(self, r: int, targets) -> int:
+    def _linear_shapes(self) -> dict[str, tuple[int, int]]:
         h, kv, i = self.hidden, self.kv_dim, self.intermediate
-        shapes = {"q_proj": (h, h), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (h, h),
-                  "gate_proj": (h, i), "up_proj": (h, i), "down_proj": (i, h)}
+        return {"q_proj": (h, h), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (h, h),
+                "gate_proj": (h, i), "up_proj": (h, i), "down_proj": (i, h)}
+
+    def lora_params(self, r: int, targets) -> int:
+        shapes = self._linear_shapes()
         return self.layers * sum(r * sum(shapes[t]) for t in targets if t in shapes)
 
-    def activation_bytes_per_token(self, checkpointing: bool) -> float:
-        per_layer = 16 * self.hidden + 6 * self.intermediate + 4 * self.kv_dim
-        layers = 2 * self.hidden * self.layers + per_layer if checkpointing else per_layer * self.layers
-        return layers + 6 * self.vocab
+    def layer_activation_bytes(self, lora=None, act_bytes: int = 2, mask_bytes: int = 1) -> float:
+        """Bytes autograd keeps per token in one layer (module doc); ``lora``: the LoraConfig, None
+        for full fine-tuning; ``mask_bytes``: one dropout mask value (bool on GPUs, a float on CPU)."""
+        h, kv, i, a = self.hidden, self.kv_dim, self.intermediate, act_bytes
+        attention = a * (2 * h + 2 * kv) + 4 * self.heads  # q, k, v, output (= o_proj's input), logsumexp
+        if lora is None:
+            return 2 * (4 * h + 2 * a * h) + attention + 4 * a * i
+        shapes = self._linear_shapes()
+        adapters = sum((a + (mask_bytes if lora.dropout > 0 else 0)) * shapes[t][0] + a * lora.r
+                       for t in lora.targets if t in shapes)
+        return 2 * 4 * h + attention + 3 * a * i + adapters
+
+    def logits_bytes_per_token(self, act_bytes: int = 2) -> float:
+        """The training loss's peak over the vocabulary, per token (module doc)."""
+        return (act_bytes + 12) * self.vocab
+
+    def activation_bytes_per_token(self, checkpointing: bool, lora=None, act_bytes: int = 2, mask_bytes: int = 1) -> float:
+        per_layer = self.layer_activation_bytes(lora, act_bytes, mask_bytes)
+        kept = act_bytes * self.hidden * self.layers + per_layer if checkpointing else per_layer * self.layers
+        return kept + self.logits_bytes_per_token(act_bytes)
 
 
 def arch_of(model_cfg) -> Arch:
@@ -93,26 +125,49 @@ def arch_of(model_cfg) -> Arch:
                      f"({', '.join(KNOWN)}); give a local model directory")
 
 
-def job_memory(arch: Arch, train, zero, gpus: int, seq_len: int, checkpointing: bool, reference: bool) -> dict:
-    """Per-GPU bytes of one training job, by component (see the module doc)."""
-    stage, offload = zero.stage, zero.offload
+def job_memory(arch: Arch, train, zero, gpus: int, seq_len: int, checkpointing: bool, reference: bool,
+               param_bytes: int = 2, overhead: float = OVERHEAD_GB * GB, mask_bytes: int = 1) -> dict:
+    """Per-GPU bytes of one training job, by component (see the module doc). ``param_bytes``: 2 for
+    bf16 mixed precision (GPUs), 4 for fp32 (CPU runs; the 16 bytes of optimizer state are the same:
+    DeepSpeed keeps its own fp32 partition, two moments and an fp32 gradient partition either way);
+    ``overhead``: the process's fixed share (the CUDA context on a GPU); ``mask_bytes``: see
+    :meth:`Arch.layer_activation_bytes`."""
+    stage, offload, p = zero.stage, zero.offload, param_bytes
     n, lora = arch.params, train.lora.enabled
     trained = arch.lora_params(train.lora.r, train.lora.targets) if lora else n
     shard = gpus if stage == 3 else 1
     largest = max(arch.vocab * arch.hidden, arch.layer_params)
-    out = {"weights": 2 * trained / shard,
+    out = {"weights": p * trained / shard,
            "grads": 0.0 if stage == 3 or stage == 2 and "optimizer" in offload
-           else 2 * trained / (gpus if stage == 2 else 1),
+           else p * trained / (gpus if stage == 2 else 1),
            "optimizer": 0.0 if "optimizer" in offload else 16 * trained / (gpus if stage >= 1 else 1),
            "gather": 4 * largest if stage == 3 else 0.0,
-           "frozen": 2 * n / shard if lora else 0.0,
-           "reference": 2 * n / shard if reference else 0.0,
-           "activations": arch.activation_bytes_per_token(checkpointing) * train.micro_batch_size * seq_len,
-           "overhead": OVERHEAD_GB * GB}
+           "frozen": p * n / shard if lora else 0.0,
+           "reference": p * n / shard if reference else 0.0,
+           "activations": arch.activation_bytes_per_token(checkpointing, train.lora if lora else None, p, mask_bytes)
+           * train.micro_batch_size * seq_len,
+           "overhead": overhead}
     if "params" in offload:
         out["weights"] = out["frozen"] = out["reference"] = 0.0
     out["total"] = sum(out.values())
     return out
+
+
+HOST_OVERHEAD_GB = 4.0
+"""Host RAM of one GPU rank beside what offload puts there: the Python process, pinned transfer
+buffers, the data and tokenizer, a loading shard."""
+
+
+def host_memory(arch: Arch, train, zero, gpus: int, ranks_per_node: int, param_bytes: int = 2) -> float:
+    """Host RAM bytes per node: each of the node's ranks holds its share of what offload moves to CPU
+    (the 16 optimizer bytes per trained parameter, sharded over the ``gpus``; with parameter offload
+    its ZeRO-3 shard of the weights and the frozen base too) plus ``HOST_OVERHEAD_GB``."""
+    n, lora = arch.params, train.lora.enabled
+    trained = arch.lora_params(train.lora.r, train.lora.targets) if lora else n
+    per_rank = 16 * trained / gpus if "optimizer" in zero.offload else 0.0
+    if "params" in zero.offload:
+        per_rank += param_bytes * (trained + (n if lora else 0)) / gpus
+    return ranks_per_node * (per_rank + HOST_OVERHEAD_GB * GB)
 
 
 def train_flops(arch: Arch, train, tokens: float) -> float:
@@ -219,6 +274,8 @@ def cell_cost(cell, res, job: str | None = None) -> dict:
         if job != "base":
             out["eval_gpu_hours"] = 2 * arch.params * eval_tokens(cell, job, steps) / (res.gpu_tflops * 1e12 * EVAL_MFU) / 3600
         limit = res.gpu_mem_gb * GB
+        out["host"] = host_memory(arch, train, zero, max(gpus, 1), res.tasks_per_node)
+        out["host_fits"] = out["host"] <= res.mem_gb * GB
         out["fits"] = mem["total"] <= limit
         if not out["fits"]:
             key = f"engine.jobs.{job}" if job in cfg.engine.jobs else "engine.zero"
@@ -259,10 +316,11 @@ def sweep_cost(spec, cells) -> tuple[str, list[str]]:
         zero = c.config.engine.zero_for(job)
         cost["zero"] = f"{zero.stage}" + {"none": "", "optimizer": "+opt", "optimizer+params": "+all"}[zero.offload]
         key = (job, cost["zero"], cost["gpus"], round(cost["memory"]["total"] / GB, 1), cost["steps"],
-               round(cost.get("gpu_hours", 0.0), 2), cost.get("fits"), cost.get("suggest", ""))
+               round(cost.get("gpu_hours", 0.0), 2), cost.get("fits"), cost.get("host_fits"), cost.get("suggest", ""))
         groups.setdefault(key, []).append((c, cost, res))
     head = (f"{'jobs':<16} {'ZeRO':>4} {'GPUs':>4} {'GB/GPU':>7} {'weights':>8} {'grads':>6} {'optim':>6} {'gather':>6} "
-            f"{'frozen':>7} {'ref':>5} {'acts':>6} {'steps':>6} {'GPU-h':>7} {'disk GB':>8}  fits  ckpt GB while running")
+            f"{'frozen':>7} {'ref':>5} {'acts':>6} {'steps':>6} {'GPU-h':>7} {'disk GB':>8}  fits  ckpt GB while running  "
+            f"host GB/node")
     rows, problems = [head], []
     total_h = total_disk = peak_running = eval_h = 0.0
     for (stage, *_), members in groups.items():
@@ -277,12 +335,16 @@ def sweep_cost(spec, cells) -> tuple[str, list[str]]:
         rows.append(f"{f'{stage} x{len(members)}':<16} {cost['zero']:>4} {cost['gpus']:>4} {m['total']:>7.1f} {m['weights']:>8.1f} "
                     f"{m['grads']:>6.1f} {m['optimizer']:>6.1f} {m['gather']:>6.1f} {m['frozen']:>7.1f} {m['reference']:>5.1f} "
                     f"{m['activations']:>6.1f} {cost['steps']:>6} {cost.get('gpu_hours', 0.0):>7.2f} {disk:>8.1f}  {fits}"
-                    f"  {cost['disk']['running'] / GB:.1f}")
+                    f"  {cost['disk']['running'] / GB:>21.1f}  {cost.get('host', 0.0) / GB:>12.1f}")
         if cost["gpus"] and not cost["fits"]:
             fix = f"; it would fit with {cost['suggest']}" if cost.get("suggest") else "; nothing tried fits"
             what = f"{stage} job(s) (e.g. {c.id})" if stage != "relearn" else f"relearning attack(s) (e.g. in {c.id})"
             problems.append(f"{len(members)} {what} need {m['total']:.1f} GB per GPU, "
                             f"resources.{c.stage}.gpu_mem_gb is {res.gpu_mem_gb:g}{fix}")
+        if cost["gpus"] and not cost["host_fits"]:
+            problems.append(f"{len(members)} {stage} job(s) (e.g. {c.id}) need {cost['host'] / GB:.1f} GB of host RAM per "
+                            f"node ({res.tasks_per_node} ranks: offloaded states + {HOST_OVERHEAD_GB:g} GB each), "
+                            f"resources.{c.stage}.mem_gb is {res.mem_gb:g}; raise it or offload less")
     first = next((c for c in cells if c.stage in ("base", "inject", "unlearn")), None)
     if first is not None:
         a = arch_of(first.config.model)
