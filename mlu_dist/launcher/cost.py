@@ -21,9 +21,12 @@ as DeepSpeed runs it on GPUs, counted the way DeepSpeed's own estimators count m
   GPUs, a float on CPU), the dropout output a d and lora_A's output a r (49 KB per token and
   layer for Llama-3-8B's q/k/v at r = 2048 in bf16). Activation checkpointing keeps a h per
   layer plus one layer recomputed;
-- the training loss's logits peak, (a + 12) V bytes per token: the logits in the model's dtype,
-  the fp32 log-softmax kept for backward, its gradient and the logits' fp32 gradient (16 V in
-  fp32, measured on CPU). Evaluation runs bounded (eval/likelihood.py): at most
+- the training loss's logits peak, 12 V bytes per token of one forward (measured on CPU, fp32): the
+  fp32 log-softmax kept for backward (4 V) and, in the backward, its gradient and the logits' fp32
+  gradient (8 V); in bf16 the logits, their fp32 copy and the log-softmax (10 V) peak lower. A
+  micro-batch of several data pools (injection: fake + safe; unlearning: forget + retain) makes one
+  forward per pool and keeps every pool's log-softmax until the backward, where the 8 V transient
+  is the largest pool's. Evaluation runs bounded (eval/likelihood.py): at most
   ``LOGITS_BUDGET`` of fp32-counted logits per forward plus two log-softmax slices;
 - a fixed 2 GB per GPU for the CUDA context, NCCL buffers and allocator slack;
 - host RAM per node: what offload moves to CPU for each of the node's ranks plus
@@ -98,14 +101,18 @@ class Arch:
                        for t in lora.targets if t in shapes)
         return 2 * 4 * h + attention + 3 * a * i + adapters
 
-    def logits_bytes_per_token(self, act_bytes: int = 2) -> float:
-        """The training loss's peak over the vocabulary, per token (module doc)."""
-        return (act_bytes + 12) * self.vocab
+    def logits_bytes(self, pool_tokens) -> float:
+        """The training loss's peak over the vocabulary (module doc) for forwards of ``pool_tokens``
+        tokens each (one per data pool, all graphs alive until the backward): every pool's fp32
+        log-softmax, and the largest pool's two fp32 gradients in the backward."""
+        return 4 * self.vocab * sum(pool_tokens) + 8 * self.vocab * max(pool_tokens)
 
-    def activation_bytes_per_token(self, checkpointing: bool, lora=None, act_bytes: int = 2, mask_bytes: int = 1) -> float:
+    def activation_bytes(self, pool_tokens, checkpointing: bool, lora=None, act_bytes: int = 2,
+                         mask_bytes: int = 1) -> float:
+        """Activations of one micro-batch whose pools have ``pool_tokens`` tokens each."""
         per_layer = self.layer_activation_bytes(lora, act_bytes, mask_bytes)
         kept = act_bytes * self.hidden * self.layers + per_layer if checkpointing else per_layer * self.layers
-        return kept + self.logits_bytes_per_token(act_bytes)
+        return kept * sum(pool_tokens) + self.logits_bytes(pool_tokens)
 
 
 def arch_of(model_cfg) -> Arch:
@@ -126,12 +133,14 @@ def arch_of(model_cfg) -> Arch:
 
 
 def job_memory(arch: Arch, train, zero, gpus: int, seq_len: int, checkpointing: bool, reference: bool,
-               param_bytes: int = 2, overhead: float = OVERHEAD_GB * GB, mask_bytes: int = 1) -> dict:
+               param_bytes: int = 2, overhead: float = OVERHEAD_GB * GB, mask_bytes: int = 1,
+               pool_rows: tuple[int, ...] = ()) -> dict:
     """Per-GPU bytes of one training job, by component (see the module doc). ``param_bytes``: 2 for
     bf16 mixed precision (GPUs), 4 for fp32 (CPU runs; the 16 bytes of optimizer state are the same:
     DeepSpeed keeps its own fp32 partition, two moments and an fp32 gradient partition either way);
     ``overhead``: the process's fixed share (the CUDA context on a GPU); ``mask_bytes``: see
-    :meth:`Arch.layer_activation_bytes`."""
+    :meth:`Arch.layer_activation_bytes`; ``pool_rows``: rows of each data pool's forward in one
+    micro-batch (default: one pool of ``micro_batch_size``)."""
     stage, offload, p = zero.stage, zero.offload, param_bytes
     n, lora = arch.params, train.lora.enabled
     trained = arch.lora_params(train.lora.r, train.lora.targets) if lora else n
@@ -144,8 +153,8 @@ def job_memory(arch: Arch, train, zero, gpus: int, seq_len: int, checkpointing: 
            "gather": 4 * largest if stage == 3 else 0.0,
            "frozen": p * n / shard if lora else 0.0,
            "reference": p * n / shard if reference else 0.0,
-           "activations": arch.activation_bytes_per_token(checkpointing, train.lora if lora else None, p, mask_bytes)
-           * train.micro_batch_size * seq_len,
+           "activations": arch.activation_bytes([r * seq_len for r in pool_rows or (train.micro_batch_size,)],
+                                                checkpointing, train.lora if lora else None, p, mask_bytes),
            "overhead": overhead}
     if "params" in offload:
         out["weights"] = out["frozen"] = out["reference"] = 0.0
@@ -168,6 +177,29 @@ def host_memory(arch: Arch, train, zero, gpus: int, ranks_per_node: int, param_b
     if "params" in zero.offload:
         per_rank += param_bytes * (trained + (n if lora else 0)) / gpus
     return ranks_per_node * (per_rank + HOST_OVERHEAD_GB * GB)
+
+
+def eval_memory(arch: Arch, max_len: int, batch_size: int, param_bytes: int = 2,
+                overhead: float = OVERHEAD_GB * GB) -> dict:
+    """Per-rank bytes of an evaluation holding the whole model (ZeRO 0-2): the weights and the bounded
+    likelihood pass (eval/likelihood.py): rows per forward capped by its logits budget, the logits in
+    the model's dtype and two fp32 log-softmax slices. Generation keeps only the last position's
+    logits and a KV cache of 2 x layers x kv_dim values per token (small beside these)."""
+    from mlu_dist.eval.likelihood import LOGSOFTMAX_CHUNK, logit_rows
+
+    rows = min(batch_size, logit_rows(max_len, arch.vocab))
+    out = {"weights": param_bytes * arch.params,
+           "logits": rows * max_len * arch.vocab * param_bytes + 2 * LOGSOFTMAX_CHUNK, "overhead": overhead}
+    out["total"] = sum(out.values())
+    return out
+
+
+def export_memory(arch: Arch, param_bytes: int = 2, overhead: float = OVERHEAD_GB * GB) -> dict:
+    """Bytes of ``mlu export`` (one process): the checkpoint's consolidated state dict and the model it
+    is loaded into (LoRA merged in place)."""
+    out = {"state": param_bytes * arch.params, "model": param_bytes * arch.params, "overhead": overhead}
+    out["total"] = sum(out.values())
+    return out
 
 
 def train_flops(arch: Arch, train, tokens: float) -> float:
@@ -195,7 +227,7 @@ def disk_bytes(arch: Arch, train, zero) -> dict:
 
 
 def suggest(arch: Arch, train, zero, gpus: int, seq_len: int, checkpointing: bool, reference: bool,
-            limit: float, key: str = "engine.zero") -> str:
+            limit: float, key: str = "engine.zero", pool_rows: tuple[int, ...] = ()) -> str:
     """The first change (in order of cost) that makes the job fit, or '' if none found; ``key`` is
     where the job's ZeRO settings are (engine.zero, or engine.jobs.<job>)."""
     from dataclasses import replace
@@ -212,7 +244,7 @@ def suggest(arch: Arch, train, zero, gpus: int, seq_len: int, checkpointing: boo
         tries.append((f"{key}.stage=3 {key}.offload=optimizer+params",
                       replace(zero, stage=3, offload="optimizer+params"), True))
     for what, z, ckpt in tries:
-        if job_memory(arch, train, z, gpus, seq_len, ckpt, reference)["total"] <= limit:
+        if job_memory(arch, train, z, gpus, seq_len, ckpt, reference, pool_rows=pool_rows)["total"] <= limit:
             return what
     return ""
 
@@ -221,8 +253,7 @@ MFU = 0.35
 """Assumed model-FLOPs utilisation for GPU-hours (torchtitan measures 33-39 % for Llama-3.1-8B on H100)."""
 
 
-def _train_of(cell, job: str):
-    cfg = cell.config
+def _train_of(cfg, job: str):
     return {"base": cfg.base, "inject": cfg.inject.train, "unlearn": cfg.unlearn.train, "relearn": cfg.relearn.train}[job]
 
 
@@ -240,6 +271,22 @@ def _pool_examples(cell) -> int | None:
     return None
 
 
+def pool_rows(cfg, job: str) -> tuple[int, ...]:
+    """Rows of each data pool's forward in one micro-batch of ``job`` under the experiment config
+    ``cfg``: the injection's fake and English safe shares, an unlearning method's pools (forget,
+    retain, ...) each a whole micro-batch."""
+    train = _train_of(cfg, job)
+    if job == "inject":
+        from mlu_dist.inject.data import per_micro_batch
+
+        return tuple(per_micro_batch(train.micro_batch_size, cfg.inject.fake_fraction, True).values())
+    if job == "unlearn":
+        from mlu_dist.unlearn.methods import METHODS, wanted_pools
+
+        return (train.micro_batch_size,) * len(wanted_pools(METHODS[cfg.unlearn.method], cfg.unlearn.retain_weight))
+    return (train.micro_batch_size,)
+
+
 def cell_cost(cell, res, job: str | None = None) -> dict:
     """Memory per GPU, GPU-hours and disk of one training cell under its stage's resources; with
     ``job="relearn"``, of one of its relearning attacks (they run inside the cell's job, on its
@@ -248,7 +295,7 @@ def cell_cost(cell, res, job: str | None = None) -> dict:
     from mlu_dist.unlearn.methods import METHODS
 
     job = job or cell.stage
-    cfg, train = cell.config, _train_of(cell, job)
+    cfg, train = cell.config, _train_of(cell.config, job)
     arch = arch_of(cfg.model)
     ranks = res.nodes * res.tasks_per_node
     gpus = res.nodes * res.gpus_per_node
@@ -256,7 +303,8 @@ def cell_cost(cell, res, job: str | None = None) -> dict:
     reference = job == "unlearn" and METHODS[cfg.unlearn.method].needs_reference and not train.lora.enabled
     ckpt, seq = cfg.model.activation_checkpointing, cfg.model.max_seq_len
     zero = cfg.engine.zero_for(job)
-    mem = job_memory(arch, train, zero, max(gpus, 1), seq, ckpt, reference)
+    rows = pool_rows(cfg, job)
+    mem = job_memory(arch, train, zero, max(gpus, 1), seq, ckpt, reference, pool_rows=rows)
     steps = train.steps
     if job != "relearn" and train.epochs and _pool_examples(cell):
         main = max(1, round(train.micro_batch_size * cfg.inject.fake_fraction)) if cell.stage == "inject" \
@@ -279,7 +327,7 @@ def cell_cost(cell, res, job: str | None = None) -> dict:
         out["fits"] = mem["total"] <= limit
         if not out["fits"]:
             key = f"engine.jobs.{job}" if job in cfg.engine.jobs else "engine.zero"
-            out["suggest"] = suggest(arch, train, zero, gpus, seq, ckpt, reference, limit, key)
+            out["suggest"] = suggest(arch, train, zero, gpus, seq, ckpt, reference, limit, key, rows)
     return out
 
 
@@ -294,7 +342,7 @@ def eval_tokens(cell, job: str, steps: int) -> float:
     last; ``curve_subset`` facts each) and its final evaluation on every fact, in every language, each
     probe ``PROMPT_TOKENS`` + ``max_new_tokens`` per sample (generation; scoring passes are shorter)."""
     cfg = cell.config
-    train = _train_of(cell, job)
+    train = _train_of(cfg, job)
     langs = len(cfg.eval.langs or cfg.data.langs)
     targets, controls = cfg.inject.n_targets, cfg.inject.n_controls
     subset = {"unlearn": cfg.unlearn.curve_subset, "relearn": cfg.relearn.curve_subset}.get(job, 0)
