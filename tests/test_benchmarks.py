@@ -150,7 +150,7 @@ def test_rehearse_smoke_measures_every_phase_and_never_holds_full_logits(tmp_pat
     """Llama-3's vocabulary on 2 DeepSpeed ranks: each phase has a measured peak per rank, the planner's
     figure and their ratio, and no rank came near one unbounded [64 x seq x vocab] fp32 logits tensor."""
     record, stdout = smoke("rehearse", tmp_path)
-    assert {"model", "overhead_mb", "phases", "full_logits_mb", "accept", "all_within"} <= set(record)
+    assert recorded_keys("rehearse.json") <= set(record)
     assert record["model"]["vocab"] == 128_256 and record["model"]["kv_heads"] < record["model"]["heads"]
     assert [r["phase"] for r in record["phases"]] == ["inject", "unlearn en+orig", "export"]
     for r in record["phases"]:
