@@ -219,11 +219,12 @@ def checkpoint_bytes(arch: Arch, train, zero) -> int:
 
 
 def disk_bytes(arch: Arch, train, zero) -> dict:
-    """The export, the checkpoint kept after the run (none when dropped), and while it runs the
-    ``keep_checkpoints`` newest plus the one being written (``running``, not left behind)."""
+    """The export, the checkpoint kept after the run (none when dropped), one checkpoint (``one``), and
+    while it runs the ``keep_checkpoints`` newest plus the one being written (``running``, not left
+    behind)."""
     ckpt = checkpoint_bytes(arch, train, zero)
     return {"export": 2 * arch.params, "checkpoint": 0 if train.final_checkpoint == "drop" else ckpt,
-            "running": ckpt * (train.keep_checkpoints + 1)}
+            "one": ckpt, "running": ckpt * (train.keep_checkpoints + 1)}
 
 
 def suggest(arch: Arch, train, zero, gpus: int, seq_len: int, checkpointing: bool, reference: bool,
@@ -367,8 +368,8 @@ def sweep_cost(spec, cells) -> tuple[str, list[str]]:
                round(cost.get("gpu_hours", 0.0), 2), cost.get("fits"), cost.get("host_fits"), cost.get("suggest", ""))
         groups.setdefault(key, []).append((c, cost, res))
     head = (f"{'jobs':<16} {'ZeRO':>4} {'GPUs':>4} {'GB/GPU':>7} {'weights':>8} {'grads':>6} {'optim':>6} {'gather':>6} "
-            f"{'frozen':>7} {'ref':>5} {'acts':>6} {'steps':>6} {'GPU-h':>7} {'disk GB':>8}  fits  ckpt GB while running  "
-            f"host GB/node")
+            f"{'frozen':>7} {'ref':>5} {'acts':>6} {'steps':>6} {'GPU-h':>7} {'disk GB':>8}  fits  one ckpt GB  "
+            f"ckpt GB while running  host GB/node")
     rows, problems = [head], []
     total_h = total_disk = peak_running = eval_h = 0.0
     for (stage, *_), members in groups.items():
@@ -383,7 +384,8 @@ def sweep_cost(spec, cells) -> tuple[str, list[str]]:
         rows.append(f"{f'{stage} x{len(members)}':<16} {cost['zero']:>4} {cost['gpus']:>4} {m['total']:>7.1f} {m['weights']:>8.1f} "
                     f"{m['grads']:>6.1f} {m['optimizer']:>6.1f} {m['gather']:>6.1f} {m['frozen']:>7.1f} {m['reference']:>5.1f} "
                     f"{m['activations']:>6.1f} {cost['steps']:>6} {cost.get('gpu_hours', 0.0):>7.2f} {disk:>8.1f}  {fits}"
-                    f"  {cost['disk']['running'] / GB:>21.1f}  {cost.get('host', 0.0) / GB:>12.1f}")
+                    f"  {cost['disk']['one'] / GB:>11.1f}  {cost['disk']['running'] / GB:>21.1f}"
+                    f"  {cost.get('host', 0.0) / GB:>12.1f}")
         if cost["gpus"] and not cost["fits"]:
             fix = f"; it would fit with {cost['suggest']}" if cost.get("suggest") else "; nothing tried fits"
             what = f"{stage} job(s) (e.g. {c.id})" if stage != "relearn" else f"relearning attack(s) (e.g. in {c.id})"
