@@ -199,9 +199,8 @@ def phases(work: Path, data: Path, pretrained: Path, dims: dict) -> list[tuple[s
 def planned(name: str, dims: dict, overhead: float) -> float:
     """The planner's per-rank bytes for the phase (module doc)."""
     from mlu_dist.config import load_config
-    from mlu_dist.engine.config import ZeroConfig
     from mlu_dist.experiment import ExperimentConfig
-    from mlu_dist.launcher.cost import Arch, eval_memory, export_memory, job_memory, pool_rows
+    from mlu_dist.launcher.cost import Arch, eval_memory, export_memory, job_memory, pool_rows, train_of
 
     arch = Arch(dims["hidden"], dims["layers"], dims["heads"], dims["kv_heads"], dims["intermediate"], VOCAB, False)
     cfg = load_config(ExperimentConfig, ["experiments/paper-lora", "experiments/paper-news"], lora_keys(dims))
@@ -211,8 +210,7 @@ def planned(name: str, dims: dict, overhead: float) -> float:
     if name == "eval":
         return ev["total"]
     job = name.split()[0]
-    train = {"inject": cfg.inject.train, "unlearn": cfg.unlearn.train, "relearn": cfg.relearn.train}[job]
-    mem = job_memory(arch, train, ZeroConfig(stage=2), 2, dims["seq"], False, False, param_bytes=4,
+    mem = job_memory(arch, train_of(cfg, job), cfg.engine.zero_for(job), 2, dims["seq"], False, False, param_bytes=4,
                      overhead=overhead, mask_bytes=4, pool_rows=pool_rows(cfg, job))
     if job not in LIKELIHOOD_PASS:
         return mem["total"]
@@ -238,7 +236,8 @@ def rehearse(dims: dict, work: Path) -> dict:
         print(f"{name}: {rows[-1]['peak_rss_mb']} MB per rank, planned {rows[-1]['planned_mb']} MB "
               f"({rows[-1]['ratio']:.2f}x), {got['seconds']:.0f} s", flush=True)
     full_logits = CLOSING_ROWS * dims["seq"] * VOCAB * 4
-    return {"model": {k: v for k, v in dims.items() if k not in ("skip", "langs")} | {"vocab": VOCAB}, "overhead_mb": round(overhead / 2**20), "phases": rows,
+    model = {k: v for k, v in dims.items() if k not in ("skip", "langs")} | {"vocab": VOCAB}
+    return {"model": model, "overhead_mb": round(overhead / 2**20), "phases": rows,
             "full_logits_mb": round(full_logits / 2**20), "accept": list(ACCEPT),
             "all_within": all(ACCEPT[0] <= r["ratio"] <= ACCEPT[1] for r in rows)}
 

@@ -254,7 +254,8 @@ MFU = 0.35
 """Assumed model-FLOPs utilisation for GPU-hours (torchtitan measures 33-39 % for Llama-3.1-8B on H100)."""
 
 
-def _train_of(cfg, job: str):
+def train_of(cfg, job: str):
+    """The TrainConfig of ``job`` in the experiment config ``cfg``."""
     return {"base": cfg.base, "inject": cfg.inject.train, "unlearn": cfg.unlearn.train, "relearn": cfg.relearn.train}[job]
 
 
@@ -276,7 +277,7 @@ def pool_rows(cfg, job: str) -> tuple[int, ...]:
     """Rows of each data pool's forward in one micro-batch of ``job`` under the experiment config
     ``cfg``: the injection's fake and English safe shares, an unlearning method's pools (forget,
     retain, ...) each a whole micro-batch."""
-    train = _train_of(cfg, job)
+    train = train_of(cfg, job)
     if job == "inject":
         from mlu_dist.inject.data import per_micro_batch
 
@@ -296,7 +297,7 @@ def cell_cost(cell, res, job: str | None = None) -> dict:
     from mlu_dist.unlearn.methods import METHODS
 
     job = job or cell.stage
-    cfg, train = cell.config, _train_of(cell.config, job)
+    cfg, train = cell.config, train_of(cell.config, job)
     arch = arch_of(cfg.model)
     ranks = res.nodes * res.tasks_per_node
     gpus = res.nodes * res.gpus_per_node
@@ -343,7 +344,7 @@ def eval_tokens(cell, job: str, steps: int) -> float:
     last; ``curve_subset`` facts each) and its final evaluation on every fact, in every language, each
     probe ``PROMPT_TOKENS`` + ``max_new_tokens`` per sample (generation; scoring passes are shorter)."""
     cfg = cell.config
-    train = _train_of(cfg, job)
+    train = train_of(cfg, job)
     langs = len(cfg.eval.langs or cfg.data.langs)
     targets, controls = cfg.inject.n_targets, cfg.inject.n_controls
     subset = {"unlearn": cfg.unlearn.curve_subset, "relearn": cfg.relearn.curve_subset}.get(job, 0)
