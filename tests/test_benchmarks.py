@@ -18,7 +18,7 @@ BENCH = ROOT / "benchmarks"
 RESULTS = BENCH / "results"
 # every script in benchmarks/ and the test below that runs it (smoke.py is their shared helper)
 COVERED = {"bench_engine", "bench_eval", "bench_eval_zero3", "bench_memory", "bench_mfu", "bench_partitioned_load",
-           "bench_qa_eval", "faults"}
+           "bench_qa_eval", "faults", "rehearse"}
 
 
 def smoke(script: str, tmp_path: Path, *extra: str, out: bool = True) -> tuple[dict | list, str]:
@@ -147,3 +147,19 @@ def test_mfu_tiny_reports_throughput(tmp_path, setting):
     assert record["params_with_embedding"] - record["params"] == 1024 * 128
     assert (record["zero"], record["offload"], record["lora_params"] > 0) == \
         ((2, "none", True) if setting == "lora" else (3, "none", False))  # full: ZeRO-3 without offload
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_rehearse_smoke_measures_every_phase_and_never_holds_full_logits(tmp_path):
+    """Llama-3's vocabulary on 2 DeepSpeed ranks: each phase has a measured peak per rank, the planner's
+    figure and their ratio, and no rank came near one unbounded [64 x seq x vocab] fp32 logits tensor."""
+    record, stdout = smoke("rehearse", tmp_path)
+    assert recorded_keys("rehearse.json") <= set(record)
+    assert record["model"]["vocab"] == 128_256 and record["model"]["kv_heads"] < record["model"]["heads"]
+    assert [r["phase"] for r in record["phases"]] == ["inject", "unlearn en+orig", "export"]
+    for r in record["phases"]:
+        assert len(r["peak_rss_mb"]) == r["ranks"] and positive(r["planned_mb"], r["seconds"], *r["peak_rss_mb"])
+        assert r["ratio"] == pytest.approx(max(r["peak_rss_mb"]) / r["planned_mb"], rel=0.01)
+        assert max(r["peak_rss_mb"]) < record["full_logits_mb"], r  # 4 GiB at 128 tokens
+        assert f"{r['ratio']:.2f}x" in stdout

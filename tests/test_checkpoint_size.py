@@ -143,6 +143,7 @@ def test_the_planner_counts_the_checkpoint_the_engine_counts(tmp_path):
         keep = cell.config.inject.train.keep_checkpoints
         one = 2 * BASE_8B + 14 * LORA_2048 if lora else 12 * BASE_8B  # as DeepSpeedEngine.checkpoint_bytes
         assert disk["running"] == pytest.approx((keep + 1) * one, rel=0.01), (sweep, disk)
+        assert disk["one"] == pytest.approx(one, rel=0.01), (sweep, disk)  # the table's "one ckpt GB"
         if lora:
             continue
         table, _ = sweep_cost(spec, cells)

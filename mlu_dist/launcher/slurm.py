@@ -66,12 +66,12 @@ def signal_delay_s(res: Resources, save_bytes: float = 0) -> int:
 def _save_bytes(cells: list[Cell], stage: str) -> float:
     """The largest checkpoint of a stage's training cells (the planner's count; 0 for an architecture
     the planner cannot read, which then gets the plain delay)."""
-    from mlu_dist.launcher.cost import _train_of, arch_of, checkpoint_bytes
+    from mlu_dist.launcher.cost import arch_of, checkpoint_bytes, train_of
 
     sizes = []
     for c in cells:
         try:
-            sizes.append(checkpoint_bytes(arch_of(c.config.model), _train_of(c, stage), c.config.engine.zero_for(stage)))
+            sizes.append(checkpoint_bytes(arch_of(c.config.model), train_of(c.config, stage), c.config.engine.zero_for(stage)))
         except (ValueError, OSError, KeyError):
             pass
     return max(sizes, default=0)
