@@ -460,8 +460,8 @@ def test_lingtea_cells_wait_for_the_teacher_cell_of_their_injection_and_seed(tmp
     cells = expand(spec)
     by_id = {c.id: c for c in cells}
     students = [c for c in cells if c.stage == "unlearn" and c.config.unlearn.method == "lingtea"]
-    # en is the teacher's language: nothing to distil into, not planned
-    assert sorted(c.config.unlearn.forget_langs for c in students) == sorted(["orig", "all", "en+orig"] * 2)
+    # en is the teacher's language: nothing to distil into; en+orig distils into de as orig does
+    assert sorted(c.config.unlearn.forget_langs for c in students) == sorted(["orig", "all"] * 2)
     for c in students:
         inject_id, teacher_id = c.deps
         teacher = by_id[teacher_id]
@@ -473,7 +473,7 @@ def test_lingtea_cells_wait_for_the_teacher_cell_of_their_injection_and_seed(tmp
         assert cells.index(teacher) < cells.index(c)  # the debug executor runs cells in this order
     # the teacher is the grid's own AltPO-English cell, planned once
     unlearn_ids = [c.id for c in cells if c.stage == "unlearn"]
-    assert len(unlearn_ids) == len(set(unlearn_ids)) == 2 * (2 * 4 + 3)
+    assert len(unlearn_ids) == len(set(unlearn_ids)) == 2 * (2 * 4 + 2)
     jobs = {j["name"]: j for j in jobs_of(cells)}
     for inject in (c for c in cells if c.stage == "inject"):
         second = jobs[f"unlearn[{inject.id}+]"]
@@ -490,8 +490,9 @@ def test_a_teacher_outside_the_grid_is_planned_and_its_language_is_the_students_
     unlearns = [c for c in expand(spec) if c.stage == "unlearn"]
     teacher, *students = unlearns
     assert (teacher.config.unlearn.method, teacher.config.unlearn.forget_langs, len(teacher.deps)) == ("npo", "orig", 1)
-    # orig = de is the teacher's language now: English is distilled into, German alone is not planned
-    assert sorted(c.config.unlearn.forget_langs for c in students) == ["all", "en", "en+orig"]
+    # orig = de is the teacher's language now: English is distilled into (en+orig too: the same run as
+    # en, planned once), German alone is not planned
+    assert sorted(c.config.unlearn.forget_langs for c in students) == ["all", "en"]
     assert all(c.deps[1] == teacher.id and c.config.unlearn.method_args["teacher_lang"] == "de" for c in students)
 
 
@@ -521,8 +522,9 @@ def test_mlu_sweep_plan_shows_the_teacher_edge_and_refuses_a_sweep_without_one(t
     proc = subprocess.run(mlu_cmd("sweep", "plan", *args), capture_output=True, text=True, env=clean_env(), timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     edges = re.findall(r"^  (unlearn-de-s0-altpo-en-\w+) -> (unlearn-de-s0-lingtea-[\w_]+-\w+)$", proc.stdout, re.M)
-    assert sorted(e[1].split("-")[4] for e in edges) == ["all", "en_orig", "orig"] and len({e[0] for e in edges}) == 1
+    assert sorted(e[1].split("-")[4] for e in edges) == ["all", "orig"] and len({e[0] for e in edges}) == 1
     assert "lingtea en <- inject de seed 0: the forget set is the teacher's language only" in proc.stdout + proc.stderr
+    assert "lingtea en+orig <- inject de seed 0: distils into the same languages as orig" in proc.stdout + proc.stderr
     bad = subprocess.run(mlu_cmd("sweep", "plan", *args, "teacher.method=''"), capture_output=True, text=True,
                          env=clean_env(), timeout=120)
     assert bad.returncode != 0 and "teacher.method: axes.methods includes lingtea" in bad.stderr

@@ -108,18 +108,23 @@ def unlearn_cells(spec: SweepSpec, inj: Cell, cfg: ExperimentConfig, over: list[
             teacher, teacher_lang = teacher_cell(spec, inj, cfg, over, scope, attack_list, lang)
             cells.setdefault(teacher.id, teacher)
             method_cfg.unlearn.method_args |= METHODS[method].teacher_args(teacher.run_dir, teacher_lang)
-        planned: set[tuple[str, ...]] = set()
+        planned: dict[tuple[str, ...], str] = {}
         for forget in axes.forget_langs:
             # settings that name the same languages for this injection (en / orig / en+orig for an
-            # English injection) would be the same run: plan it once
+            # English injection) would be the same run: plan it once. A distilling method's run is
+            # set by its students, the forget languages besides the teacher's.
             langs = forget_set(forget, lang, cfg)
-            if langs in planned:
-                continue
-            planned.add(langs)
-            if teacher and set(langs) <= {teacher_lang}:
+            key = tuple(x for x in langs if x != teacher_lang) if teacher else langs
+            if teacher and not key:
                 log.info("sweep: %s %s <- %s: the forget set is the teacher's language only, nothing to distil: "
                          "not planned", method, forget, inj.label)
                 continue
+            if key in planned:
+                if teacher:
+                    log.info("sweep: %s %s <- %s: distils into the same languages as %s: not planned", method,
+                             forget, inj.label, planned[key])
+                continue
+            planned[key] = forget
             ucell = _unlearn_cell(inj, method_cfg, forget, scope, lang)
             ucell.deps += [teacher.id] if teacher else []
             cells.setdefault(ucell.id, ucell)
