@@ -111,6 +111,67 @@ def test_the_inject_protocol_runs_end_to_end_and_its_report_has_the_tables_and_f
     values = json.loads((tmp_path / ft["run_dir"] / "eval" / "EVAL.json").read_text())["values"]["qa_rouge"]["ja"]
     forget = [v for k, v in values.items() if k.startswith("forget:")]
     assert ft["forget_rouge"] == pytest.approx(sum(forget) / len(forget)) and len(forget) == 3
+    _the_report_run_and_the_dashboard_show_the_tables_and_figures(report, rows)
+
+
+def _the_report_run_and_the_dashboard_show_the_tables_and_figures(report, rows):
+    """The sweep's report stage logged the QA report to W&B (the sweep file's tracking.mode=offline,
+    real client): per language its table as qa.json holds it, the two figures; report/dashboard.json
+    shows the tables (from qa.json) and the report run's figures."""
+    from mlu_dist.tracking.wandb_tracker import read_offline_run
+
+    (folder,) = (report / "wandb").glob("offline-run-*")
+    run = read_offline_run(folder)
+    assert run["run"]["group"] == "qa-inject" and run["run"]["job_type"] == "report"
+    logged = {k: v for row in run["history"] for k, v in row.items()}
+    for lang in LANGS:
+        table = json.loads((folder / "files" / logged[f"report/qa/{lang}/path"]).read_text())
+        mine = [r for r in rows if r["lang"] == lang]
+        assert [row[0] for row in table["data"]] == [r["label"] for r in mine]
+        quality = table["columns"].index("forget quality")
+        assert [row[quality] for row in table["data"]] == pytest.approx([r["forget_quality"] for r in mine])
+    for name in ("qa_tradeoff", "qa_mia_heatmap"):
+        assert logged[f"report/{name}/_type"] == "image-file"
+        assert (folder / "files" / logged[f"report/{name}/path"]).stat().st_size > 0
+    dashboard = json.loads((report / "dashboard.json").read_text())
+    text = "\n".join(b["text"] for b in dashboard["report"]["blocks"] if b["kind"] == "markdown")
+    assert text.count("| model | forget ROUGE |") == len(LANGS)
+    ja = text[text.index("### ja"):]
+    assert [ja.index(f"| {label} |") for label in ("finetuned [ja]", "retain", "graddiff en [ja]")] == sorted(
+        ja.index(f"| {label} |") for label in ("finetuned [ja]", "retain", "graddiff en [ja]"))
+    (grid,) = [b for b in dashboard["report"]["blocks"] if b["kind"] == "panels"]
+    assert grid["runs"] == [run["run"]["id"]] and grid["panels"][0]["keys"] == ["report/qa_tradeoff",
+                                                                                "report/qa_mia_heatmap"]
+    assert [s["name"] for s in dashboard["workspace"]["sections"]] == ["QA report"]
+
+
+def test_rows_follow_the_sweeps_axis_order_not_the_labels(tmp_path):
+    """References first, then methods and forget settings as the sweep file lists them (a setting it
+    does not list after them, in the paper's order); alphabetical labels would put graddiff first."""
+    from omegaconf import OmegaConf
+
+    from mlu_dist.report.qa import row_order
+    from mlu_dist.results import record_at
+
+    (tmp_path / "sweep.yaml").write_text("axes:\n  inject_langs: [ja]\n  methods: [npo, graddiff]\n"
+                                         "  forget_langs: [orig, en]\n")
+    cells = [("unlearn", "graddiff", "all"), ("unlearn", "graddiff", "en"), ("unlearn", "npo", "en"),
+             ("inject", "", "retain"), ("unlearn", "graddiff", "orig"), ("unlearn", "npo", "orig"),
+             ("inject", "", "")]
+    records = []
+    for i, (job, method, setting) in enumerate(cells):
+        run = tmp_path / f"run{i}"
+        run.mkdir()
+        (run / "meta.json").write_text(json.dumps({"job": job}))
+        cfg = {"inject": {"langs": ["ja"], "split_seed": 0, "retain_only": setting == "retain"}}
+        if job == "unlearn":
+            cfg["unlearn"] = {"method": method, "forget_langs": setting, "forget_scope": "all"}
+        (run / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(cfg)))
+        records.append(record_at(run))
+    got = [(r.job, r.method, r.setting, bool(r.get("inject.retain_only"))) for r in sorted(records, key=row_order(tmp_path))]
+    assert got == [("inject", "", "", False), ("inject", "", "", True), ("unlearn", "npo", "orig", False),
+                   ("unlearn", "npo", "en", False), ("unlearn", "graddiff", "orig", False),
+                   ("unlearn", "graddiff", "en", False), ("unlearn", "graddiff", "all", False)]
 
 
 def _save_benchmark(root, rows_by_lang: dict[str, list[dict]]) -> None:

@@ -278,13 +278,11 @@ def _utility_by_language(found: dict, specs: list) -> str:
 def log_to_wandb(out: Path, rows: list[dict], images: list[Path], group: str, project: str = "mlu_dist",
                  entity: str = "", mode: str = "auto", tags=()) -> None:
     """The report's figures and grid as a W&B run of job_type 'report' in the sweep's group."""
-    from mlu_dist.tracking.wandb_tracker import WandbTracker
+    from mlu_dist.report.wandb_run import start_report_run
 
-    try:
-        tracker = WandbTracker(out, "report", {"threshold": json.loads((out / "grid.json").read_text())["threshold"]},
-                               project, entity=entity, group=group, tags=tags, mode=mode)
-    except Exception as exc:  # the report's files are written; W&B is an extra
-        log.warning(f"[wandb] could not start the report run ({type(exc).__name__}: {exc}); the report is in {out}")
+    tracker = start_report_run(out, {"threshold": json.loads((out / "grid.json").read_text())["threshold"]}, group,
+                               project, entity, mode, tags)
+    if tracker is None:
         return
     cols = grid_groups(rows)
     tracker.table("report/grid", ["inject", "method", "setting", *cols],
@@ -305,7 +303,7 @@ def write_report(root: str | Path, threshold: float = 0.2, out: str | Path | Non
     out = Path(out) if out else root / "report"
     out.mkdir(parents=True, exist_ok=True)
     if qa_runs(root):  # a QA study (data.qa): its TOFU tables and figures, not the fact-set grid
-        return write_qa_report(root, out)
+        return write_qa_report(root, out, wandb_group, wandb_settings)
     images = []
     try:
         from mlu_dist.eval.matrix import write_matrix

@@ -14,6 +14,7 @@ import math
 from pathlib import Path
 
 from mlu_dist.eval.qa import tofu_table, values_from_eval
+from mlu_dist.report.tables import SETTINGS
 from mlu_dist.results import RunRecord, find_runs
 
 COLUMNS = (("forget_rouge", "forget ROUGE"), ("forget_prob", "forget prob"), ("forget_truth_ratio", "forget TR"),
@@ -35,16 +36,47 @@ def _role(run: RunRecord) -> tuple[str, str]:
     return "unlearned", f"{run.method_label} {run.setting} [{run.inject}]"
 
 
+def _axes(root: Path) -> dict:
+    """The sweep's axes (``ROOT/sweep.yaml``, written by the sweep), or {} outside a sweep."""
+    from omegaconf import OmegaConf
+
+    path = Path(root) / "sweep.yaml"
+    if not path.exists():
+        return {}
+    return OmegaConf.to_container(OmegaConf.load(path)).get("axes") or {}
+
+
+def row_order(root: Path):
+    """The rows' sort key: references first (finetuned, retain), then the sweep's axis order —
+    injection, method, forget setting as the sweep file lists them (settings outside it in the
+    paper's order) — then seed."""
+    axes = _axes(root)
+
+    def index(values: list, value, fallback=()) -> tuple:
+        values = [str(v) for v in values or []]
+        order = values + [v for v in fallback if v not in values]
+        return (order.index(str(value)), "") if str(value) in order else (len(order), str(value))
+
+    def key(run: RunRecord) -> tuple:
+        role = ROLE_ORDER[_role(run)[0]]
+        if run.job == "inject":
+            return role, index(axes.get("inject_langs"), run.inject), (0, ""), (0, ""), run.seed
+        return (role, index(axes.get("inject_langs"), run.inject), index(axes.get("methods"), run.method),
+                index(axes.get("forget_langs"), run.setting, SETTINGS), run.method_label, run.seed)
+    return key
+
+
 def qa_rows(root: str | Path) -> list[dict]:
     """One row per run and probe language: the run's cell (role, label, seed) and its TOFU row, with
-    forget quality and privacy leakage against the seed's retain model where the sweep trained one."""
+    forget quality and privacy leakage against the seed's retain model where the sweep trained one.
+    Rows follow the sweep's axis order (:func:`row_order`)."""
     runs = qa_runs(root)
     if not runs:
         raise FileNotFoundError(f"no evaluated QA run under {root} (data.qa=true and eval.metrics=[qa])")
     values = {r.run_dir: values_from_eval(r.eval_values) for r in runs}
     retain = {r.seed: values[r.run_dir] for r in runs if r.job == "inject" and r.get("inject.retain_only")}
     rows = []
-    for run in sorted(runs, key=lambda r: (ROLE_ORDER[_role(r)[0]], _role(r)[1], r.seed)):
+    for run in sorted(runs, key=row_order(Path(root))):
         role, label = _role(run)
         langs = list(run.get("eval.langs") or run.get("data.langs"))
         for lang, row in tofu_table(values[run.run_dir], langs, retain.get(run.seed)).items():
@@ -54,19 +86,32 @@ def qa_rows(root: str | Path) -> list[dict]:
 
 
 def _cell(v) -> str:
-    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3g}"
+    return "–" if _missing(v) else f"{v:.3g}"
+
+
+def qa_tables(rows: list[dict]) -> dict[str, tuple[list[str], list[list]]]:
+    """Per probe language, the TOFU-style table: its header and one row per model (references
+    first, then the rows' order), the values as numbers (None where undefined)."""
+    seeds = len({r["seed"] for r in rows}) > 1
+    header = ["model", *(name for _, name in COLUMNS)]
+    tables = {}
+    for lang in dict.fromkeys(r["lang"] for r in rows):
+        tables[lang] = header, [[r["label"] + (f" s{r['seed']}" if seeds else ""),
+                                 *(None if _missing(r.get(key)) else r[key] for key, _ in COLUMNS)]
+                                for r in rows if r["lang"] == lang]
+    return tables
+
+
+def _missing(v) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
 
 
 def qa_markdown(rows: list[dict]) -> str:
     """Per probe language, the TOFU-style table (references first)."""
     out = []
-    seeds = len({r["seed"] for r in rows}) > 1
-    for lang in dict.fromkeys(r["lang"] for r in rows):
-        out += [f"### {lang}", "", "| model | " + " | ".join(name for _, name in COLUMNS) + " |",
-                "|---|" + "---|" * len(COLUMNS)]
-        for r in (r for r in rows if r["lang"] == lang):
-            label = r["label"] + (f" s{r['seed']}" if seeds else "")
-            out.append(f"| {label} | " + " | ".join(_cell(r.get(key)) for key, _ in COLUMNS) + " |")
+    for lang, (header, body) in qa_tables(rows).items():
+        out += [f"### {lang}", "", "| " + " | ".join(header) + " |", "|---|" + "---|" * (len(header) - 1)]
+        out += ["| " + " | ".join([label, *map(_cell, values)]) + " |" for label, *values in body]
         out.append("")
     return "\n".join(out)
 
@@ -94,9 +139,25 @@ def qa_figures(rows: list[dict], out: Path, attack: str = "min_k") -> list[Path]
     return images
 
 
-def write_qa_report(root: Path, out: Path) -> Path:
+def log_qa_to_wandb(out: Path, rows: list[dict], images: list[Path], group: str, project: str = "mlu_dist",
+                    entity: str = "", mode: str = "auto", tags=()) -> None:
+    """The QA report as a W&B run of job_type 'report' in the sweep's group: per probe language its
+    TOFU table (``report/qa/<lang>``) and the two figures (``report/qa_tradeoff``, ``report/qa_mia_heatmap``)."""
+    from mlu_dist.report.wandb_run import start_report_run
+
+    tracker = start_report_run(out, {"study": "qa", "columns": [key for key, _ in COLUMNS]}, group, project, entity,
+                               mode, tags)
+    if tracker is None:
+        return
+    for lang, (header, body) in qa_tables(rows).items():
+        tracker.table(f"report/qa/{lang}", header, body)
+    tracker.images({p.stem: p for p in images})
+    tracker.close()
+
+
+def write_qa_report(root: Path, out: Path, wandb_group: str | None = None, wandb_settings: dict | None = None) -> Path:
     """``out``/report.md and report.html of a QA study (its tables and figures); ``out/qa.json``
-    holds the rows."""
+    holds the rows. With ``wandb_group``, also the report's W&B run (:func:`log_qa_to_wandb`)."""
     from mlu_dist.report.html import render_html
     from mlu_dist.runs.rundir import atomic_write_text
 
@@ -112,4 +173,6 @@ def write_qa_report(root: Path, out: Path) -> Path:
     md += [line for p in images for line in (f"### {p.stem}", "", f"![{p.stem}]({p.name})", "")]
     atomic_write_text(out / "report.md", "\n".join(md) + "\n")
     atomic_write_text(out / "report.html", render_html("\n".join(md), images))
+    if wandb_group:
+        log_qa_to_wandb(out, rows, images, wandb_group, **(wandb_settings or {}))
     return out

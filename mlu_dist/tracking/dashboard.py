@@ -23,6 +23,7 @@ from pathlib import Path
 from mlu_dist.langs import group_columns, group_label, lang_colour, lang_index, unknown_langs
 from mlu_dist.results import RunRecord, find_runs, method_label, record_at
 from mlu_dist.report import GROUPS, SETTING_NAMES, SETTINGS
+from mlu_dist.tracking.dashboard_qa import qa_blocks, qa_section
 
 FORMAT = "mlu_dist-dashboard/1"
 FILE = Path("report") / "dashboard.json"
@@ -60,6 +61,8 @@ class LoggedRun:
     start: str = ""
     """Relearning attacks: the model attacked (unlearned, injected, base)."""
     attack: str = ""
+    qa: bool = False
+    """A run of a QA study (data.qa)."""
 
     def has(self, key: str, media: bool = False) -> bool:
         return key in self.keys or (media and any(k.startswith(key + "/") for k in self.keys))
@@ -79,6 +82,7 @@ def _cell(run: LoggedRun, record: RunRecord) -> None:
     run.langs = [x for x in (record.get("eval.langs", []) or record.get("data.langs", []) or [])
                  if not unknown_langs([x])]
     run.groups = record.groups
+    run.qa = bool(record.get("data.qa", False))
     if run.job in ("unlearn", "relearn"):
         run.method = method_label(str(record.get("unlearn.method")), str(record.get("unlearn.forget_scope", "all")))
         run.setting = str(record.get("unlearn.forget_langs"))
@@ -167,10 +171,16 @@ def _cells(runs: list[LoggedRun]) -> list[tuple[tuple[str, str], list[LoggedRun]
     return [(k, sorted(by[k], key=lambda r: r.seed)) for k in sorted(by, key=order)]
 
 
+def _curved(runs: list[LoggedRun]) -> list[LoggedRun]:
+    """The unlearning runs with forgetting curves (a QA study's log them only when they evaluated
+    while training)."""
+    return [r for r in runs if r.job == "unlearn" and (not r.qa or any(k.startswith("forget/") for k in r.keys))]
+
+
 def _section(inject: str, runs: list[LoggedRun]) -> dict:
     """The workspace section of one injection language (only what its runs logged)."""
     mine = [r for r in runs if r.inject == inject]
-    unlearned = [r for r in mine if r.job == "unlearn"]
+    unlearned = _curved(mine)
     attacks = [r for r in mine if r.job == "relearn" and any(k.startswith("relearn/") for k in r.keys)]
     panels = []
     for r in sorted((r for r in mine if r.job == "inject" and any(k.startswith("spread/") for k in r.keys)),
@@ -234,10 +244,10 @@ def _report(root: Path, runs: list[LoggedRun], group: str, project: str) -> dict
 
     grid_file = root / "report" / "grid.json"
     grid = json.loads(grid_file.read_text()) if grid_file.exists() else {}
-    unlearned = [r for r in runs if r.job == "unlearn"]
+    unlearned = _curved(runs)
     blocks = [{"kind": "markdown", "text": (
         f"The sweep `{group}` in W&B: {len({r.inject for r in runs if r.job == 'inject'})} injection(s), "
-        f"{len(unlearned)} unlearning run(s). Text and tables are `mlu report`'s (`report/report.md`), "
+        f"{sum(r.job == 'unlearn' for r in runs)} unlearning run(s). Text and tables are `mlu report`'s (`report/report.md`), "
         f"the curves are the runs' own W&B histories (colour by resource group: en black, high blue, low orange; "
         f"solid = the injection language). Built by `mlu dashboard {root}`.")}]
     if grid:
@@ -246,6 +256,8 @@ def _report(root: Path, runs: list[LoggedRun], group: str, project: str) -> dict
         blocks += [{"kind": "h2", "text": "The paper's grid"},
                    {"kind": "markdown", "text": grid_markdown(grid["rows"], grid["threshold"])}]
     report_run = next((r for r in runs if r.job == "report"), None)
+    qa = qa_blocks(root, report_run)
+    blocks += qa
     media = [f"report/{n}" for n in ("spread_fake_rate", "groups_fake_rate") if report_run and report_run.has(
         f"report/{n}", media=True)]
     if media:
@@ -263,7 +275,7 @@ def _report(root: Path, runs: list[LoggedRun], group: str, project: str) -> dict
                 curve_panel(f"{method}: forget {_setting_name(setting)}", "unlearn/step", "forget", "fake_rate",
                             cell, [], inject),
                 run_panel("utility: perplexity ÷ step 0", "unlearn/step", "unlearn/ppl_ratio", cell, [])]})
-    found = collect(root) if unlearned else {}
+    found = collect(root) if unlearned and not qa else {}
     if found:
         blocks += [{"kind": "h2", "text": "Utility"}, {"kind": "markdown", "text": utility_markdown(found, root)}]
     return {"title": f"mlu_dist: {group}"[:128], "description": f"Learn-and-unlearn sweep {group} ({project})",
@@ -295,11 +307,12 @@ def plan(root: str | Path, project: str = "", entity: str = "") -> tuple[dict, l
     project = project or w.get("project") or next((r.project for r in mine if r.project), "") or "mlu_dist"
     entity = entity or w.get("entity") or next((r.entity for r in mine if r.entity), "")
     sections = [_section(i, mine) for i in sorted({r.inject for r in mine if r.inject}, key=_inject_order)]
-    sections = [s for s in sections if s["panels"]]
+    sections = [s for s in sections if s["panels"]] + [s for s in [qa_section(next(
+        (r for r in mine if r.job == "report"), None))] if s]
     drawn = {rid for s in sections for p in s["panels"] for rid in p["runs"] + p["context"]}
     if not drawn:
         raise DashboardError(f"{root}: nothing to show: no injection or unlearning run of W&B group '{group}' "
-                             f"logged curves (found {len(runs)} run(s))")
+                             f"logged curves, no QA report figures (found {len(runs)} run(s))")
     job_types = sorted({r.job for r in mine if r.id in drawn})
     workspace = {"name": f"mlu_dist {group}", "group": group, "job_types": job_types,
                  "max_runs": max(10, sum(r.job in job_types for r in mine)), "sections": sections}
