@@ -128,8 +128,9 @@ def _the_report_run_and_the_dashboard_show_the_tables_and_figures(report, rows):
         table = json.loads((folder / "files" / logged[f"report/qa/{lang}/path"]).read_text())
         mine = [r for r in rows if r["lang"] == lang]
         assert [row[0] for row in table["data"]] == [r["label"] for r in mine]
-        quality = table["columns"].index("forget quality")
-        assert [row[quality] for row in table["data"]] == pytest.approx([r["forget_quality"] for r in mine])
+        for column, key in (("forget quality", "forget_quality"), ("MIA AUC (zlib)", "mia_auc_zlib")):
+            got = [row[table["columns"].index(column)] for row in table["data"]]
+            assert got == pytest.approx([r[key] for r in mine]), column
     for name in ("qa_tradeoff", "qa_mia_heatmap"):
         assert logged[f"report/{name}/_type"] == "image-file"
         assert (folder / "files" / logged[f"report/{name}/path"]).stat().st_size > 0

@@ -18,9 +18,7 @@ from mlu_dist.report.relearn import (after_attack, collect_attacks, phrasing_mar
                                      relearn_rows)
 from mlu_dist.runs.rundir import atomic_path, atomic_write_text
 from mlu_dist.tracking import read_jsonl
-from mlu_dist.logs import get_logger
 
-log = get_logger(__name__)
 
 GROUP_COLOURS = {"en": "black", "high": "tab:blue", "low": "tab:orange"}
 

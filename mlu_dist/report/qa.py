@@ -20,6 +20,9 @@ from mlu_dist.results import RunRecord, find_runs
 COLUMNS = (("forget_rouge", "forget ROUGE"), ("forget_prob", "forget prob"), ("forget_truth_ratio", "forget TR"),
            ("forget_quality", "forget quality"), ("model_utility", "model utility"),
            ("mia_auc_min_k", "MIA AUC (min-k)"), ("privleak_min_k", "priv. leak (min-k)"))
+OTHER_ATTACKS = (("mia_auc_loss", "MIA AUC (loss)"), ("mia_auc_zlib", "MIA AUC (zlib)"),
+                 ("mia_auc_min_k_pp", "MIA AUC (min-k++)"))
+"""Columns the W&B tables add (they scroll); the Markdown tables show Min-K% only."""
 ROLE_ORDER = {"finetuned": 0, "retain": 1, "unlearned": 2}
 
 
@@ -89,15 +92,15 @@ def _cell(v) -> str:
     return "–" if _missing(v) else f"{v:.3g}"
 
 
-def qa_tables(rows: list[dict]) -> dict[str, tuple[list[str], list[list]]]:
+def qa_tables(rows: list[dict], columns=COLUMNS) -> dict[str, tuple[list[str], list[list]]]:
     """Per probe language, the TOFU-style table: its header and one row per model (references
-    first, then the rows' order), the values as numbers (None where undefined)."""
+    first, then the rows' order), the values of ``columns`` as numbers (None where undefined)."""
     seeds = len({r["seed"] for r in rows}) > 1
-    header = ["model", *(name for _, name in COLUMNS)]
+    header = ["model", *(name for _, name in columns)]
     tables = {}
     for lang in dict.fromkeys(r["lang"] for r in rows):
         tables[lang] = header, [[r["label"] + (f" s{r['seed']}" if seeds else ""),
-                                 *(None if _missing(r.get(key)) else r[key] for key, _ in COLUMNS)]
+                                 *(None if _missing(r.get(key)) else r[key] for key, _ in columns)]
                                 for r in rows if r["lang"] == lang]
     return tables
 
@@ -142,14 +145,15 @@ def qa_figures(rows: list[dict], out: Path, attack: str = "min_k") -> list[Path]
 def log_qa_to_wandb(out: Path, rows: list[dict], images: list[Path], group: str, project: str = "mlu_dist",
                     entity: str = "", mode: str = "auto", tags=()) -> None:
     """The QA report as a W&B run of job_type 'report' in the sweep's group: per probe language its
-    TOFU table (``report/qa/<lang>``) and the two figures (``report/qa_tradeoff``, ``report/qa_mia_heatmap``)."""
+    TOFU table with every attack's AUC (``report/qa/<lang>``) and the two figures
+    (``report/qa_tradeoff``, ``report/qa_mia_heatmap``)."""
     from mlu_dist.report.wandb_run import start_report_run
 
     tracker = start_report_run(out, {"study": "qa", "columns": [key for key, _ in COLUMNS]}, group, project, entity,
                                mode, tags)
     if tracker is None:
         return
-    for lang, (header, body) in qa_tables(rows).items():
+    for lang, (header, body) in qa_tables(rows, COLUMNS + OTHER_ATTACKS).items():
         tracker.table(f"report/qa/{lang}", header, body)
     tracker.images({p.stem: p for p in images})
     tracker.close()
