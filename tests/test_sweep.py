@@ -193,10 +193,13 @@ def test_a_requeued_training_job_resumes_from_its_checkpoint(slurm_cluster, quic
         time.sleep(1)
     assert (run_dir / "DONE.json").exists(), "the requeued job did not finish"
     logs = "".join(p.read_text(errors="replace") for p in (root / "submitit").rglob(f"{job}*_log.out"))
-    # the signal ended the step in progress with a checkpoint there, and the rerun started from it
-    stopped = re.search(r"caught SIGTERM(.|\n)*SIGTERM: checkpoint at step (\d+)", logs)
+    warnings = "".join(p.read_text(errors="replace") for p in (root / "submitit").rglob(f"{job}*_log.err"))
+    # the signal (a warning, on stderr) ended the step in progress with a checkpoint there, and the
+    # rerun started from it
+    assert "warning: caught SIGTERM: finishing this step, then a checkpoint and exit" in warnings, warnings[-3000:]
+    stopped = re.search(r"SIGTERM: checkpoint at step (\d+)", logs)
     assert stopped, logs[-3000:]
-    assert re.search(rf"resumed from \S+step_{int(stopped.group(2)):06d} \(step {stopped.group(2)}\)", logs)
+    assert re.search(rf"resumed from \S+step_{int(stopped.group(1)):06d} \(step {stopped.group(1)}\)", logs)
     for _ in range(60):  # DONE.json is written just before the job ends
         history = subprocess.run(["sacct", "-D", "-n", "-X", "-P", "-o", "State", "-j", job], capture_output=True,
                                  text=True).stdout.split()
