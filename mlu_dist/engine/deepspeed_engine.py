@@ -284,7 +284,7 @@ class DeepSpeedEngine:
         """Bytes of one checkpoint of this engine, all ranks together (see :func:`ds_checkpoint_bytes`)."""
         mixed = self.ds_config["bf16"]["enabled"] or self.ds_config["fp16"]["enabled"]
         trainable, trainable_bytes, frozen_bytes = weight_counts(self.module)
-        frozen_bytes = 0 if self.frozen_base else frozen_bytes
+        frozen_bytes = tied_frozen_bytes(self.module) if self.frozen_base else frozen_bytes
         return ds_checkpoint_bytes(trainable, trainable_bytes, frozen_bytes, self.zero_stage, mixed)
 
     def full_param_bytes(self) -> int:
@@ -312,6 +312,15 @@ class DeepSpeedEngine:
 def full_param_bytes(module: torch.nn.Module) -> int:
     """Bytes of a module's whole weights, also when ZeRO-3 holds only this rank's shard."""
     return sum(getattr(p, "ds_numel", p.numel()) * p.element_size() for p in module.parameters())
+
+
+def tied_frozen_bytes(module: torch.nn.Module) -> int:
+    """Bytes of the frozen weights ``save_checkpoint(exclude_frozen_parameters=True)`` still writes: it
+    drops each parameter under its first name only, so a tied copy (an lm_head tied to the input
+    embeddings) stays in the module state."""
+    first = {name for name, _ in module.named_parameters()}
+    return sum(p.numel() * p.element_size() for name, p in module.named_parameters(remove_duplicate=False)
+               if not p.requires_grad and name not in first)
 
 
 def local_param_numel(module: torch.nn.Module) -> int:
