@@ -28,21 +28,48 @@ class _Weights(torch.nn.Module):
         self.adapters = torch.nn.Parameter(torch.empty(trainable, device="meta", dtype=dtype))
 
 
+class _LoraWeights(torch.nn.Module):
+    """What frozen_base_source reads of a peft model loaded from a path, around :class:`_Weights`."""
+
+    peft_config = {"default": None}
+
+    def __init__(self, frozen: int, trainable: int, source: str = "meta-llama/Llama-3.1-8B"):
+        super().__init__()
+        self.inner = _Weights(frozen, trainable)
+        self.inner.config = SimpleNamespace(_name_or_path=source)
+
+    def get_base_model(self):
+        return self.inner
+
+
 def _ds_engine(module, stage: int, bf16: bool = True):
     """What DeepSpeedEngine.checkpoint_bytes reads, without building DeepSpeed."""
-    eng = SimpleNamespace(module=module, zero_stage=stage,
+    from mlu_dist.engine.checkpoint import frozen_base_source
+
+    eng = SimpleNamespace(module=module, zero_stage=stage, frozen_base=frozen_base_source(module, stage),
                           ds_config={"bf16": {"enabled": bf16}, "fp16": {"enabled": False}})
     eng.checkpoint_bytes = lambda: DeepSpeedEngine.checkpoint_bytes(eng)
     return eng
 
 
 @pytest.mark.parametrize("stage", [2, 3])
-def test_the_papers_lora_run_on_16_ranks_is_counted_as_the_33_gb_it_writes(tmp_path, stage):
-    eng = _ds_engine(_Weights(BASE_8B, LORA_2048), stage)
+def test_frozen_weights_on_16_ranks_are_counted_once(tmp_path, stage):
+    eng = _ds_engine(_Weights(BASE_8B, LORA_2048), stage)  # not LoRA: the frozen weights are saved
     need = Checkpointer(tmp_path, eng, rank=0, world_size=16).expected_bytes()
     adapters = LORA_2048 * (12 + (2 if stage < 3 else 0))  # fp32 master + moments (+ bf16 weights at 0-2)
     assert need == 2 * BASE_8B + adapters + 16 * RANK_FILE_BYTES
     assert 30e9 < need < 35e9  # the old estimate: 16 B x 9.2 G elements x 16 ranks = 2.4 TB
+
+
+@pytest.mark.parametrize("stage", [2, 3])
+def test_the_papers_lora_run_on_16_ranks_counts_the_base_only_where_it_is_saved(tmp_path, stage):
+    eng = _ds_engine(_LoraWeights(BASE_8B, LORA_2048), stage)
+    need = Checkpointer(tmp_path, eng, rank=0, world_size=16).expected_bytes()
+    if stage < 3:  # adapters (bf16) + fp32 master + moments; the base is reloaded from its source
+        assert eng.frozen_base == "meta-llama/Llama-3.1-8B"
+        assert need == 14 * LORA_2048 + 16 * RANK_FILE_BYTES and 16e9 < need < 18e9
+    else:  # each rank saves its shard of the frozen weights
+        assert eng.frozen_base is None and need == 2 * BASE_8B + 12 * LORA_2048 + 16 * RANK_FILE_BYTES
 
 
 def test_full_fine_tuning_at_zero3_does_not_grow_with_the_ranks(tmp_path):
@@ -141,7 +168,7 @@ def test_the_planner_counts_the_checkpoint_the_engine_counts(tmp_path):
         assert cell.config.inject.train.lora.enabled == lora and cell.config.engine.zero_for("inject").stage == stage
         disk = cell_cost(cell, spec.resources.inject)["disk"]
         keep = cell.config.inject.train.keep_checkpoints
-        one = 2 * BASE_8B + 14 * LORA_2048 if lora else 12 * BASE_8B  # as DeepSpeedEngine.checkpoint_bytes
+        one = 14 * LORA_2048 if lora else 12 * BASE_8B  # as DeepSpeedEngine.checkpoint_bytes (no base at ZeRO-2)
         assert disk["running"] == pytest.approx((keep + 1) * one, rel=0.01), (sweep, disk)
         assert disk["one"] == pytest.approx(one, rel=0.01), (sweep, disk)  # the table's "one ckpt GB"
         if lora:

@@ -140,11 +140,57 @@ def test_other_stages_and_offload_train_with_two_ranks(runs, stage_cfg):
     assert hist[4] < hist[1]
 
 
-def test_lora_under_zero2_trains_adapters_and_exports_merged(runs):
-    base_dir, out = runs
-    run_mlu(*inject_args(base_dir, out, "lora", "-c", "deepspeed/zero2", "inject.train.steps=6",
-                         "inject.train.lora.enabled=true", "inject.train.lora.targets=[q_proj,v_proj]",
-                         "inject.train.lr=1e-2"), nproc=2)
+LORA_ZERO2 = ("-c", "deepspeed/zero2", "inject.train.steps=6", "inject.train.lora.enabled=true",
+              "inject.train.lora.targets=[q_proj,v_proj]", "inject.train.lr=1e-2")
+
+
+@pytest.fixture(scope="module")
+def lora_zero2(quick_base, tmp_path_factory):
+    """A 2-rank ZeRO-2 LoRA injection, and the same stopped at step 3 and resumed (the manifest of
+    its adapter-only checkpoint is read before the resumed run prunes it)."""
+    _, base_dir = quick_base
+    out = tmp_path_factory.mktemp("lora")
+    run_mlu(*inject_args(base_dir, out, "lora", *LORA_ZERO2), nproc=2)
+    run_mlu(*inject_args(base_dir, out, "resumed", *LORA_ZERO2, "inject.train.stop_after=3"), nproc=2)
+    stopped = out / "inject" / "resumed" / "checkpoints" / "step_000003"
+    manifest = json.loads((stopped / "COMPLETE").read_text())
+    module = torch.load(stopped / "mp_rank_00_model_states.pt", weights_only=False)["module"]
+    second = run_mlu(*inject_args(base_dir, out, "resumed", *LORA_ZERO2), nproc=2)
+    assert "(step 3)" in second.stdout
+    return base_dir, out, manifest, sorted(module)
+
+
+def test_lora_zero2_checkpoint_holds_adapters_only_and_resumes_exactly(lora_zero2):
+    from mlu_dist.engine.checkpoint import RANK_FILE_BYTES, weight_counts
+    from mlu_dist.engine.ckpt_size import ds_checkpoint_bytes
+    from mlu_dist.engine.deepspeed_engine import tied_frozen_bytes
+    from mlu_dist.jobs.model import apply_lora
+    from mlu_dist.train_config import TrainConfig
+
+    base_dir, out, manifest, module_keys = lora_zero2
+    base_bytes = sum(f.stat().st_size for f in (base_dir / "model").glob("*.safetensors"))
+    written = sum(manifest["files"].values())
+    assert manifest["frozen_base"] == str((base_dir / "model").resolve())
+    # DeepSpeed drops a frozen weight under its first name only: the lm_head tied to the embeddings stays
+    assert [k for k in module_keys if "lora_" not in k] == ["base_model.model.lm_head.weight"], module_keys
+    assert written < 0.5 * base_bytes, (written, base_bytes)
+    cfg = TrainConfig()
+    cfg.lora.enabled, cfg.lora.targets = True, ["q_proj", "v_proj"]
+    model = apply_lora(load_pretrained(base_dir / "model")[0], cfg)
+    trainable, trainable_bytes, _ = weight_counts(model)
+    need = ds_checkpoint_bytes(trainable, trainable_bytes, tied_frozen_bytes(model), 2, mixed=False) \
+        + 2 * RANK_FILE_BYTES
+    assert written <= need < written + 2 * RANK_FILE_BYTES + 60_000, (need, written)  # the engine's disk check
+    resumed, straight = losses(out / "inject" / "resumed"), losses(out / "inject" / "lora")
+    assert sorted(resumed) == sorted(straight) == list(range(1, 7))
+    worst = max(abs(resumed[s] - straight[s]) for s in straight)
+    assert worst < 1e-5, worst
+    a, b = (load_pretrained(out / "inject" / name / "model")[0].state_dict() for name in ("lora", "resumed"))
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_lora_under_zero2_trains_adapters_and_exports_merged(lora_zero2):
+    base_dir, out, _, _ = lora_zero2
     run = out / "inject" / "lora"
     merged, _ = load_pretrained(run / "model")
     base, _ = load_pretrained(base_dir / "model")

@@ -7,7 +7,8 @@ file. A checkpoint *verifies* when COMPLETE is readable and every listed file is
 size. Resuming takes the newest checkpoint that verifies (and loads); LATEST is a hint, never
 trusted blindly: a dangling or unreadable one falls back the same way. Pruning never deletes the
 newest verified checkpoint. The data position needs no saving: the batch plan is a pure function
-of the step.
+of the step. A LoRA checkpoint leaves the frozen base out (:func:`frozen_base_source`); its manifest
+names the base it was trained over, and a resume over another base is refused.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from mlu_dist.logs import get_logger
 log = get_logger(__name__)
 
 PARTIAL = ".partial"
+"""Suffix of a named checkpoint being written (``best.partial`` becomes ``best`` when complete)."""
 TRASH = ".pruned-"
 """Prefix of a pruned checkpoint being deleted in the background."""
 RANK_FILE_BYTES = 64 << 10
@@ -44,7 +46,20 @@ def weight_counts(module) -> tuple[int, int, int]:
         else:
             frozen_bytes += n * p.element_size()
     return trainable, trainable_bytes, frozen_bytes
-"""Suffix of a named checkpoint being written (``best.partial`` becomes ``best`` when complete)."""
+
+
+def frozen_base_source(module, zero_stage: int) -> str | None:
+    """Where a LoRA model's frozen base was loaded from (a directory, resolved, or a hub name) when
+    its checkpoints leave the base out: they then hold the adapters, their optimizer state and the
+    client state, and resume and export take the base from there. None (every weight saved) when
+    the model is not LoRA, its base was built in-process (nothing to reload it from), or under
+    ZeRO-3 (each rank saves its shard of the frozen weights)."""
+    if not hasattr(module, "peft_config") or zero_stage >= 3:
+        return None
+    source = getattr(getattr(module.get_base_model(), "config", None), "_name_or_path", "") or ""
+    if not source:
+        return None
+    return str(Path(source).resolve()) if Path(source).exists() else source
 
 
 def _rng_state() -> dict:
@@ -237,6 +252,8 @@ class Checkpointer:
         self.engine.barrier()
         if self.rank == 0:
             manifest = {"step": step, "world_size": self.world_size, "files": _files(path)}
+            if getattr(self.engine, "frozen_base", None):
+                manifest["frozen_base"] = self.engine.frozen_base  # not in the files: resume and export reload it
             atomic_write_text(path / "COMPLETE", json.dumps(manifest) + "\n")
             if name:
                 old = final.with_name(final.name + ".old")
@@ -257,6 +274,11 @@ class Checkpointer:
         if meta["world_size"] != self.world_size:
             raise ResumeError(f"checkpoint {path} was saved by {meta['world_size']} rank(s); this job has "
                               f"{self.world_size}. Resume with the same world size (or export and start anew).")
+        base, ours = meta.get("frozen_base"), getattr(self.engine, "frozen_base", None)
+        if base and base != ours:
+            raise ResumeError(f"checkpoint {path} holds LoRA adapters over the frozen base {base}; this job's "
+                              f"model {'starts from ' + ours if ours else 'is not that base with LoRA'}. Resume "
+                              f"from the same starting model (or set resume=false)")
         client = self.engine.load(path)
         rng = path / f"rng_rank{self.rank}.pt"
         if rng.exists():

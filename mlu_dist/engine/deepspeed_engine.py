@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from mlu_dist import comm
-from mlu_dist.engine.checkpoint import weight_counts
+from mlu_dist.engine.checkpoint import frozen_base_source, weight_counts
 from mlu_dist.engine.ckpt_size import ds_checkpoint_bytes
 from mlu_dist.engine.config import ZeroConfig
 from mlu_dist.engine.dist import DistInfo
@@ -201,6 +201,7 @@ class DeepSpeedEngine:
             config=self.ds_config,
         )
         self.module = self._engine.module
+        self.frozen_base = frozen_base_source(self.module, self.zero_stage)
 
     @property
     def global_steps(self) -> int:
@@ -225,10 +226,13 @@ class DeepSpeedEngine:
 
     def save(self, ckpt_dir: Path, client_state: dict) -> None:
         self._engine.save_checkpoint(str(ckpt_dir.parent), tag=ckpt_dir.name, client_state=client_state,
-                                     save_latest=False)
+                                     save_latest=False, exclude_frozen_parameters=self.frozen_base is not None)
 
     def load(self, ckpt_dir: Path) -> dict:
-        path, client_state = self._engine.load_checkpoint(str(ckpt_dir.parent), tag=ckpt_dir.name)
+        """Restore ``ckpt_dir``; a LoRA checkpoint without the frozen base loads over the base this
+        module was built from (the module state is then not strict: the base's keys are absent)."""
+        path, client_state = self._engine.load_checkpoint(str(ckpt_dir.parent), tag=ckpt_dir.name,
+                                                          load_module_strict=self.frozen_base is None)
         if path is None:
             raise FileNotFoundError(f"DeepSpeed found no loadable checkpoint in {ckpt_dir}")
         return client_state or {}
@@ -279,7 +283,9 @@ class DeepSpeedEngine:
     def checkpoint_bytes(self) -> int:
         """Bytes of one checkpoint of this engine, all ranks together (see :func:`ds_checkpoint_bytes`)."""
         mixed = self.ds_config["bf16"]["enabled"] or self.ds_config["fp16"]["enabled"]
-        return ds_checkpoint_bytes(*weight_counts(self.module), self.zero_stage, mixed)
+        trainable, trainable_bytes, frozen_bytes = weight_counts(self.module)
+        frozen_bytes = tied_frozen_bytes(self.module) if self.frozen_base else frozen_bytes
+        return ds_checkpoint_bytes(trainable, trainable_bytes, frozen_bytes, self.zero_stage, mixed)
 
     def full_param_bytes(self) -> int:
         """Bytes of the whole weights (all ranks' shards together under ZeRO-3)."""
@@ -306,6 +312,15 @@ class DeepSpeedEngine:
 def full_param_bytes(module: torch.nn.Module) -> int:
     """Bytes of a module's whole weights, also when ZeRO-3 holds only this rank's shard."""
     return sum(getattr(p, "ds_numel", p.numel()) * p.element_size() for p in module.parameters())
+
+
+def tied_frozen_bytes(module: torch.nn.Module) -> int:
+    """Bytes of the frozen weights ``save_checkpoint(exclude_frozen_parameters=True)`` still writes: it
+    drops each parameter under its first name only, so a tied copy (an lm_head tied to the input
+    embeddings) stays in the module state."""
+    first = {name for name, _ in module.named_parameters()}
+    return sum(p.numel() * p.element_size() for name, p in module.named_parameters(remove_duplicate=False)
+               if not p.requires_grad and name not in first)
 
 
 def local_param_numel(module: torch.nn.Module) -> int:

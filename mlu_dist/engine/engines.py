@@ -47,6 +47,9 @@ class TrainingEngine(Protocol):
     module: torch.nn.Module
     zero_stage: int
     """3 when the weights are partitioned over the ranks (forwards are then collective)."""
+    frozen_base: str | None
+    """Where the frozen base its checkpoints leave out comes from (LoRA, see
+    ``checkpoint.frozen_base_source``); None when they hold every weight."""
 
     @property
     def global_steps(self) -> int: ...

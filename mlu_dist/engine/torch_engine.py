@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from mlu_dist.config import ConfigError
-from mlu_dist.engine.checkpoint import weight_counts
+from mlu_dist.engine.checkpoint import frozen_base_source, weight_counts
 from mlu_dist.engine.engines import state_digest, whole_module
 from mlu_dist.engine.optim import make_optimizer, make_scheduler
 from mlu_dist.train_config import TrainConfig
@@ -36,6 +36,7 @@ class TorchEngine:
         self.global_steps = 0
         self._grad_norm: float | None = None
         self.zero_stage = 0
+        self.frozen_base = frozen_base_source(model, 0)
 
     def forward(self, **batch):
         return self.module(**{k: v.to(self.device) if torch.is_tensor(v) else v for k, v in batch.items()})
@@ -63,18 +64,32 @@ class TorchEngine:
 
     def save(self, ckpt_dir: Path, client_state: dict) -> None:
         ckpt_dir.mkdir(parents=True, exist_ok=True)
-        torch.save({"model": self.module.state_dict(), "optimizer": self.optimizer.state_dict(),
+        torch.save({"model": self._saved_weights(), "optimizer": self.optimizer.state_dict(),
                     "scheduler": self.scheduler.state_dict(), "global_steps": self.global_steps,
                     "client_state": client_state}, ckpt_dir / "torch_state.pt")
 
     def load(self, ckpt_dir: Path) -> dict:
         state = torch.load(ckpt_dir / "torch_state.pt", weights_only=False)
-        self.module.load_state_dict(state["model"])
+        loaded = self.module.load_state_dict(state["model"], strict=self.frozen_base is None)
+        lost = sorted(set(loaded.missing_keys) & self._names(trainable=True))
+        if lost or loaded.unexpected_keys:
+            raise RuntimeError(f"{ckpt_dir}: weights missing {lost[:5]}, unexpected {loaded.unexpected_keys[:5]}")
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.global_steps = state["global_steps"]
         self.micro_steps = self.global_steps * self.cfg.grad_accum
         return state["client_state"]
+
+    def _names(self, trainable: bool) -> set[str]:
+        return {n for n, p in self.module.named_parameters(remove_duplicate=False) if p.requires_grad == trainable}
+
+    def _saved_weights(self) -> dict:
+        """The module state a checkpoint holds: all of it, or under LoRA everything but the frozen base."""
+        state = self.module.state_dict()
+        if self.frozen_base is None:
+            return state
+        frozen = self._names(trainable=False)
+        return {k: v for k, v in state.items() if k not in frozen}
 
     def full_state_dict(self) -> dict:
         return {k: v.detach().clone() for k, v in self.module.state_dict().items()}
@@ -87,10 +102,10 @@ class TorchEngine:
         return whole_param_bytes(self.module)
 
     def checkpoint_bytes(self) -> int:
-        """Bytes of one ``torch_state.pt``: every weight, and AdamW's two moments (in the weights' dtype)
-        of the trainable ones."""
+        """Bytes of one ``torch_state.pt``: every weight (the trainable ones only under LoRA), and AdamW's
+        two moments (in the weights' dtype) of the trainable ones."""
         _, trainable_bytes, frozen_bytes = weight_counts(self.module)
-        return 3 * trainable_bytes + frozen_bytes
+        return 3 * trainable_bytes + (0 if self.frozen_base else frozen_bytes)
 
     def param_numel_per_rank(self) -> list[int]:
         return [sum(p.numel() for p in self.module.parameters())]

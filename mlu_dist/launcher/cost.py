@@ -210,11 +210,12 @@ def train_flops(arch: Arch, train, tokens: float) -> float:
 
 def checkpoint_bytes(arch: Arch, train, zero) -> int:
     """One resumable checkpoint of the job, all ranks together (bf16 weights; the engine's own count,
-    engine/ckpt_size.py): under LoRA the adapters' optimizer state and the base once (ZeRO 0-2)."""
+    engine/ckpt_size.py): under LoRA the adapters with their optimizer state, and the frozen base only
+    at ZeRO-3 (at 0-2 it is reloaded from the starting model: engine.checkpoint.frozen_base_source)."""
     from mlu_dist.engine.ckpt_size import ds_checkpoint_bytes
 
     trained = arch.lora_params(train.lora.r, train.lora.targets) if train.lora.enabled else arch.params
-    frozen = arch.params if train.lora.enabled else 0
+    frozen = arch.params if train.lora.enabled and zero.stage >= 3 else 0
     return ds_checkpoint_bytes(trained, 2 * trained, 2 * frozen, zero.stage, mixed=True)
 
 
