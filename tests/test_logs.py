@@ -13,12 +13,16 @@ from mlu_dist import logs
 
 
 @pytest.fixture
-def level(monkeypatch):
-    """Restore the package level and MLU_LOG_LEVEL after each test."""
-    monkeypatch.delenv(logs.LEVEL_ENV, raising=False)
+def level():
+    """Restore the package level and MLU_LOG_LEVEL after each test (set_level writes the variable
+    for child processes; left behind it would make every later test's children quiet)."""
+    env = os.environ.pop(logs.LEVEL_ENV, None)
     before = logging.getLogger(logs.ROOT).level
     yield
     logging.getLogger(logs.ROOT).setLevel(before)
+    os.environ.pop(logs.LEVEL_ENV, None)
+    if env is not None:
+        os.environ[logs.LEVEL_ENV] = env
 
 
 def test_info_comes_from_rank_0_only_and_warnings_from_every_rank_tagged(level, monkeypatch, capsys):
