@@ -141,7 +141,7 @@ def test_peak_memory_is_bounded_at_real_vocabulary(tmp_path):
     grew_bounded, grew_old = m["bounded"], m["reference"]
     print(m, f"bounded +{grew_bounded:.0f} MB, old +{grew_old:.0f} MB, one row {row_mb:.1f} MB")
     # the module's stated bound: one forward's logits (1 row) + 2 log-softmax slices, + 16 MB of
-    # allocator slack (measured 53 MB alone, 127 MB inside the whole suite's process history)
+    # allocator slack (measured: 53 MB run alone, 127 MB once during a whole-suite run)
     from mlu_dist.eval.likelihood import LOGSOFTMAX_CHUNK
 
     assert grew_bounded < row_mb + 2 * LOGSOFTMAX_CHUNK / 2**20 + 16, m
