@@ -28,18 +28,20 @@ def get_logger(name: str) -> logging.Logger:
     return logging.getLogger(name if name.startswith(ROOT) else f"{ROOT}.{name}")
 
 
-def _rank() -> int:
+def _env_int(name: str, default: int) -> int:
+    """An integer environment variable (RANK, WORLD_SIZE), ``default`` when unset or not a number."""
     try:
-        return int(os.environ.get("RANK", "0"))
+        return int(os.environ.get(name, default))
     except ValueError:
-        return 0
+        return default
+
+
+def _rank() -> int:
+    return _env_int("RANK", 0)
 
 
 def _world() -> int:
-    try:
-        return int(os.environ.get("WORLD_SIZE", "1"))
-    except ValueError:
-        return 1
+    return _env_int("WORLD_SIZE", 1)
 
 
 class _RankFilter(logging.Filter):
